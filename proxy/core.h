@@ -1,0 +1,72 @@
+/* Small things every part of Outrigger uses: error codes, allocation that aborts
+ * on exhaustion, string slices. Nothing here holds state. */
+#ifndef PX_CORE_H
+#define PX_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PX_VERSION "0.1.0"
+
+#define PX_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PX_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define PX_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define PX_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PX_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PX_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+
+/* Outrigger's own error codes, negative like libuv's (which pass through unchanged;
+ * ours start far below libuv's range so the two never collide). */
+#define PX_ERRNO_MAP(XX)                                                    \
+  XX(CONFIG, "configuration error")                                       \
+  XX(USAGE, "usage error")                                                \
+  XX(PARSE, "malformed input")                                            \
+  XX(TOOLARGE, "input too large")                                         \
+  XX(NOROUTE, "no route matched")                                         \
+  XX(NOENDPOINT, "no usable endpoint")                                    \
+  XX(OVERFLOW, "limit reached")                                           \
+  XX(TIMEOUT, "timed out")                                                \
+  XX(UPSTREAM, "upstream failure")                                        \
+  XX(NOTFOUND, "not found")
+
+typedef enum {
+  PX__EBASE = -30000,
+#define XX(name, msg) PX_E##name,
+  PX_ERRNO_MAP(XX)
+#undef XX
+  PX__ELAST
+} px_errno_t;
+
+/* Message for a PX_E* or libuv error code. */
+const char *px_strerror(int err);
+/* Short name ("EPARSE", "ECONNREFUSED") for a PX_E* or libuv error code. */
+const char *px_err_name(int err);
+
+/* Allocation: out-of-memory is not a recoverable condition for a proxy, so these
+ * print a message and abort instead of returning NULL. */
+void *px_malloc(size_t n);
+void *px_calloc(size_t count, size_t n);
+void *px_realloc(void *p, size_t n);
+char *px_strdup(const char *s);
+char *px_strndup(const char *s, size_t n);
+
+/* A borrowed run of bytes; not NUL-terminated unless said so. */
+typedef struct {
+  const char *p;
+  size_t n;
+} px_str_t;
+
+#define PX_STR(lit) ((px_str_t){(lit), sizeof(lit) - 1})
+
+static inline int px_str_eq(px_str_t a, px_str_t b) {
+  return a.n == b.n && memcmp(a.p, b.p, a.n) == 0;
+}
+/* ASCII case-insensitive comparison (header names, tokens). */
+int px_str_ieq(px_str_t a, px_str_t b);
+int px_str_ieq_cstr(px_str_t a, const char *s);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t px_now_ns(void);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int px__placeholder_json;

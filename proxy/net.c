@@ -1,0 +1,67 @@
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+int px_addr_parse(const char *text, struct sockaddr_storage *out) {
+  memset(out, 0, sizeof(*out));
+  const char *colon = strrchr(text, ':');
+  if (colon == NULL || colon == text || colon[1] == '\0') return UV_EINVAL;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end != '\0' || port < 0 || port > 65535) return UV_EINVAL;
+  char host[64];
+  size_t hn = (size_t)(colon - text);
+  if (hn >= sizeof(host)) return UV_EINVAL;
+  memcpy(host, text, hn);
+  host[hn] = '\0';
+  if (host[0] == '[') {
+    if (hn < 3 || host[hn - 1] != ']') return UV_EINVAL;
+    host[hn - 1] = '\0';
+    return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out);
+  }
+  if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+  return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
+}
+
+void px_addr_format(const struct sockaddr *sa, char *out, size_t n) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+    port = ntohs(in->sin_port);
+    snprintf(out, n, "%s:%d", ip, port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+    port = ntohs(in6->sin6_port);
+    snprintf(out, n, "[%s]:%d", ip, port);
+  } else {
+    snprintf(out, n, "?");
+  }
+}
+
+int px_listen_fd(const struct sockaddr *sa, int reuseport, int backlog) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) goto fail;
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (bind(fd, sa, len) != 0) goto fail;
+  if (listen(fd, backlog) != 0) goto fail;
+  return fd;
+fail:;
+  int err = uv_translate_sys_error(errno);
+  close(fd);
+  return err;
+}

@@ -1,0 +1,18 @@
+/* Addresses and listening sockets. */
+#ifndef PX_NET_H
+#define PX_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Parses "HOST:PORT" (IPv4 dotted, "localhost", or "[v6]:PORT") without DNS.
+ * Returns 0 or a negative libuv error. */
+int px_addr_parse(const char *text, struct sockaddr_storage *out);
+/* Writes "HOST:PORT" into out (at least 64 bytes). */
+void px_addr_format(const struct sockaddr *sa, char *out, size_t n);
+/* Creates a non-blocking listening TCP socket bound to `sa`, with SO_REUSEADDR, and
+ * SO_REUSEPORT when `reuseport` is set (so each worker can own one and the kernel
+ * spreads connections). Returns the fd or a negative libuv error. */
+int px_listen_fd(const struct sockaddr *sa, int reuseport, int backlog);
+
+#endif

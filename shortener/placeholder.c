@@ -1,0 +1,1 @@
+typedef int shr__placeholder;
