@@ -1,0 +1,408 @@
+# Shared helpers for bench/run.sh, bench/soak.sh and bench/leakcheck.sh.
+# Sourced, not executed. Bash only (no python): coreutils, awk, procps, iproute2.
+#
+# Every process started through start_bg is recorded in STARTED_PIDS and is
+# killed by PID (never by name) from the EXIT/INT/TERM trap installed by
+# bench_init.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
+OUT="$BENCH_DIR/out"
+LIB="$BENCH_DIR/lib"
+PLOTS="$BENCH_DIR/plots"
+OUTRIGGER_BIN=${OUTRIGGER_BIN:-$ROOT_DIR/build-release/proxy/outrigger}
+SHORTENER_BIN=${SHORTENER_BIN:-$ROOT_DIR/build-release/shortener/shortener}
+
+# Fixed loopback ports (18xxx data, 19xxx admin).
+P_ORIGIN=18080      # nginx upstream serving fixed bodies
+P_NGINX302=18085    # nginx answering `return 302` (redirect case)
+P_SHORTENER=18090   # the real shortener
+P_OUTRIGGER=18001   # outrigger, features off
+P_HAPROXY=18002
+P_NGINXPROXY=18003
+P_EDGE=18011        # demo topology: edge outrigger -> sidecar outrigger -> shortener
+P_SIDECAR=18012
+P_ORFEAT=18021      # outrigger, all features on
+A_OUTRIGGER=19901
+A_EDGE=19911
+A_SIDECAR=19912
+A_ORFEAT=19921
+A_LEAK=19931
+ALL_PORTS="$P_ORIGIN $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_LEAK"
+
+STARTED_PIDS=()
+CLK_TCK=$(getconf CLK_TCK)
+
+log()  { printf '%s\n' "$*" >&2; }
+die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local p
+  for p in "${STARTED_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  # Give them up to 3 s to exit (nginx masters take their workers down), then KILL.
+  local i
+  for i in $(seq 30); do
+    local alive=0
+    for p in "${STARTED_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${STARTED_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${STARTED_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  exit "$rc"
+}
+
+bench_init() {
+  mkdir -p "$OUT" "$PLOTS"
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+  NPROC=$(nproc)
+  if [ "${PIN:-1}" = 1 ] && [ "$NPROC" -ge 2 ]; then PINNING=1; else PINNING=0; fi
+  # The harness itself (samplers, curl, awk) stays off the proxy's core.
+  if [ "$PINNING" = 1 ]; then taskset -pc 1 $$ >/dev/null 2>&1 || true; fi
+}
+
+# port_listening PORT -> 0 if something listens on 127.0.0.1:PORT (or any addr)
+port_listening() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
+
+check_ports_free() {
+  local busy="" p
+  for p in "$@"; do port_listening "$p" && busy="$busy $p"; done
+  if [ -n "$busy" ]; then
+    ss -ltnp 2>/dev/null | grep -E ":($(echo $busy | tr ' ' '|'))\b" >&2 || true
+    die "ports already in use:$busy (another bench still running?)"
+  fi
+}
+
+# start_bg NAME LOGFILE CMD... : start in background (on CPU 1 when pinning),
+# record the PID; sets LAST_PID.
+start_bg() {
+  local name=$1 logf=$2; shift 2
+  if [ "$PINNING" = 1 ]; then
+    taskset -c 1 "$@" >"$logf" 2>&1 &
+  else
+    "$@" >"$logf" 2>&1 &
+  fi
+  LAST_PID=$!
+  STARTED_PIDS+=("$LAST_PID")
+}
+
+# wait_port PID PORT TIMEOUT_S : 0 when PORT listens while PID lives.
+wait_port() {
+  local pid=$1 port=$2 t=${3:-5} i
+  for i in $(seq $((t * 20))); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    port_listening "$port" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# stop_pid PID : TERM then wait (up to 10 s), then KILL.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# Process tree (pid and its children; nginx: master + worker).
+pid_tree() {
+  local p
+  for p in "$@"; do
+    echo "$p"
+    pgrep -P "$p" 2>/dev/null || true
+  done
+}
+
+# pin CPU PIDS... : move every thread of every given process to CPU.
+pin() {
+  [ "$PINNING" = 1 ] || return 0
+  local cpu=$1 p; shift
+  for p in $(pid_tree "$@"); do taskset -a -pc "$cpu" "$p" >/dev/null 2>&1 || true; done
+}
+
+# cpu_ticks PIDS... : sum of utime+stime (clock ticks) over the process trees.
+cpu_ticks() {
+  local total=0 p f
+  for p in $(pid_tree "$@"); do
+    f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    f=${f##*) }   # fields after "comm)", starting at field 3 (state)
+    # utime and stime are fields 14 and 15 overall = 12 and 13 here
+    total=$((total + $(echo "$f" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+
+# status_kb FIELD PIDS... : sum of VmRSS or VmHWM (KiB) over the process trees.
+status_kb() {
+  local field=$1 total=0 p v; shift
+  for p in $(pid_tree "$@"); do
+    v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+# rss_sampler OUTFILE INTERVAL PIDS... : background loop writing the max VmRSS
+# seen (KiB) to OUTFILE; kill it by its PID when done (SAMPLER_PID).
+start_rss_sampler() {
+  local outf=$1 iv=$2; shift 2
+  local pids="$*"
+  (
+    max=0
+    while :; do
+      v=$(status_kb VmRSS $pids)
+      [ "$v" -gt "$max" ] && { max=$v; echo "$max" >"$outf"; }
+      sleep "$iv"
+    done
+  ) &
+  SAMPLER_PID=$!
+  STARTED_PIDS+=("$SAMPLER_PID")
+}
+stop_rss_sampler() { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+
+# ---------------------------------------------------------------- configs
+
+write_www() {
+  mkdir -p "$OUT/www" "$OUT/nginx-tmp"
+  printf 'Hello, World!' >"$OUT/www/small.txt"                               # 13 bytes
+  head -c 1024 /dev/zero | tr '\0' 'a' >"$OUT/www/1k.txt"
+  head -c 16384 /dev/zero | tr '\0' 'b' >"$OUT/www/16k.txt"
+  head -c 1048576 /dev/zero | tr '\0' 'c' >"$OUT/post-1m.bin"
+}
+
+nginx_common_http() {
+  cat <<EOF
+  access_log off;
+  client_body_temp_path $OUT/nginx-tmp/client;
+  proxy_temp_path $OUT/nginx-tmp/proxy;
+  fastcgi_temp_path $OUT/nginx-tmp/fastcgi;
+  uwsgi_temp_path $OUT/nginx-tmp/uwsgi;
+  scgi_temp_path $OUT/nginx-tmp/scgi;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  default_type text/plain;
+EOF
+}
+
+# Upstream: 1 worker, fixed bodies, keep-alive, accepts (and discards) 1 MiB POSTs.
+write_origin_conf() {
+  cat >"$OUT/origin.conf" <<EOF
+worker_processes 1;
+pid $OUT/origin.pid;
+error_log $OUT/origin.error.log warn;
+events { worker_connections 8192; }
+http {
+$(nginx_common_http)
+  sendfile on;
+  tcp_nopush on;
+  open_file_cache max=16 inactive=1h;
+  open_file_cache_valid 1h;
+  server {
+    listen 127.0.0.1:$P_ORIGIN backlog=4096;
+    root $OUT/www;
+    client_max_body_size 2m;
+    # With \`return\`, nginx reads and discards the request body before answering
+    # and keeps the connection usable (checked with a follow-up request on the
+    # same connection).
+    location = /upload { return 200 "ok\n"; }
+    # Zipkin sink for the features-on case.
+    location = /api/v2/spans { return 202; }
+  }
+}
+EOF
+}
+
+write_nginx302_conf() {
+  cat >"$OUT/nginx302.conf" <<EOF
+worker_processes 1;
+pid $OUT/nginx302.pid;
+error_log $OUT/nginx302.error.log warn;
+events { worker_connections 8192; }
+http {
+$(nginx_common_http)
+  server {
+    listen 127.0.0.1:$P_NGINX302 backlog=4096;
+    location / { return 302 https://example.com/x; }
+  }
+}
+EOF
+}
+
+write_nginxproxy_conf() {
+  cat >"$OUT/nginx-proxy.conf" <<EOF
+worker_processes 1;
+pid $OUT/nginx-proxy.pid;
+error_log $OUT/nginx-proxy.error.log warn;
+events { worker_connections 8192; }
+http {
+$(nginx_common_http)
+  upstream origin {
+    server 127.0.0.1:$P_ORIGIN;
+    keepalive 1024;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$P_NGINXPROXY backlog=4096;
+    client_max_body_size 2m;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # Stream request bodies like HAProxy and Outrigger do (no temp file).
+      proxy_request_buffering off;
+    }
+  }
+}
+EOF
+}
+
+write_haproxy_cfg() {
+  cat >"$OUT/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 1800   # fits the 4096-fd hard limit of a default shell; 400 client + 400 server conns
+  # no 'log' line: logging off
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+
+frontend bench
+  bind 127.0.0.1:$P_HAPROXY
+  default_backend origin
+
+backend origin
+  server o1 127.0.0.1:$P_ORIGIN
+EOF
+}
+
+# write_outrigger_plain FILE PORT ADMIN UPSTREAM_PORT
+write_outrigger_plain() {
+  cat >"$1" <<EOF
+workers: 1
+drain_timeout: 2s
+admin: { address: 127.0.0.1:$3 }
+log: { level: warn, access_log: off }
+listeners:
+  - name: bench
+    address: 127.0.0.1:$2
+    routes:
+      - { name: all, match: { prefix: / }, cluster: upstream }
+clusters:
+  - name: upstream
+    endpoints: [127.0.0.1:$4]
+    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
+EOF
+}
+
+# "Features on": retry policy, circuit breaker, split, tracing (with Zipkin
+# export to the origin nginx, which answers 202) and an access log file.
+write_outrigger_features() {
+  cat >"$1" <<EOF
+workers: 1
+drain_timeout: 2s
+admin: { address: 127.0.0.1:$A_ORFEAT }
+log: { level: warn, access_log: $OUT/outrigger-features.access.log }
+tracing:
+  service_name: bench
+  propagation: [w3c, b3]
+  sample_rate: 1.0
+  zipkin: http://127.0.0.1:$P_ORIGIN/api/v2/spans
+listeners:
+  - name: bench
+    address: 127.0.0.1:$P_ORFEAT
+    routes:
+      - name: all
+        match: { prefix: / }
+        timeout: 5s
+        retry:
+          attempts: 3
+          on: [connect-failure, reset, gateway-error]
+          per_try_timeout: 2s
+          backoff: { base: 25ms, max: 250ms }
+          budget: { ratio: 0.2, min_concurrency: 3 }
+          idempotency_key: generate
+          buffer_limit: 64KiB
+        split:
+          - { cluster: stable, weight: 90 }
+          - { cluster: canary, weight: 10, canary: true }
+clusters:
+  - name: stable
+    endpoints: [127.0.0.1:$P_ORIGIN]
+    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
+    circuit_breaker: { consecutive_failures: 5, failure_rate: { threshold: 0.5, window: 10s, min_requests: 20 }, open_duration: 30s }
+  - name: canary
+    endpoints: [127.0.0.1:$P_ORIGIN]
+    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
+    circuit_breaker: { consecutive_failures: 5, failure_rate: { threshold: 0.5, window: 10s, min_requests: 20 }, open_duration: 30s }
+EOF
+}
+
+# ---------------------------------------------------------------- starters
+# Each sets LAST_PID on success, or prints a SKIP line and returns 1.
+
+start_nginx() {   # NAME CONF PORT
+  local name=$1 conf=$2 port=$3
+  start_bg "$name" "$OUT/$name.log" nginx -p "$OUT" -c "$conf" -g 'daemon off;'
+  if ! wait_port "$LAST_PID" "$port" 5; then
+    log "SKIP $name: did not start (see $OUT/$name.log, $OUT/$name.error.log)"
+    return 1
+  fi
+}
+
+start_haproxy() {
+  haproxy -c -q -f "$OUT/haproxy.cfg" >"$OUT/haproxy.check.log" 2>&1 || {
+    log "SKIP haproxy: config check failed (see $OUT/haproxy.check.log)"; return 1; }
+  start_bg haproxy "$OUT/haproxy.log" haproxy -db -f "$OUT/haproxy.cfg"
+  wait_port "$LAST_PID" "$P_HAPROXY" 5 || {
+    log "SKIP haproxy: did not start (see $OUT/haproxy.log)"; return 1; }
+}
+
+# start_outrigger NAME CONF PORT
+start_outrigger() {
+  local name=$1 conf=$2 port=$3
+  if [ ! -x "$OUTRIGGER_BIN" ]; then
+    log "SKIP $name: $OUTRIGGER_BIN not built"; return 1
+  fi
+  if ! "$OUTRIGGER_BIN" --validate -c "$conf" >"$OUT/$name.validate.log" 2>&1; then
+    log "SKIP $name: outrigger --validate rejected $conf (see $OUT/$name.validate.log)"
+    sed 's/^/    /' "$OUT/$name.validate.log" | head -5 >&2
+    return 1
+  fi
+  start_bg "$name" "$OUT/$name.log" "$OUTRIGGER_BIN" -c "$conf" --workers 1
+  wait_port "$LAST_PID" "$port" 5 || {
+    log "SKIP $name: did not start (see $OUT/$name.log)"; return 1; }
+}
+
+start_shortener() {
+  if [ ! -x "$SHORTENER_BIN" ]; then
+    log "SKIP shortener: $SHORTENER_BIN not built"; return 1
+  fi
+  rm -f "$OUT"/shortener.db "$OUT"/shortener.db-*
+  start_bg shortener "$OUT/shortener.log" "$SHORTENER_BIN" \
+    --listen 127.0.0.1:$P_SHORTENER --db "$OUT/shortener.db" --base-url http://127.0.0.1:$P_SHORTENER
+  wait_port "$LAST_PID" "$P_SHORTENER" 5 || {
+    log "SKIP shortener: did not start (see $OUT/shortener.log)"; return 1; }
+}
+
+# create_link : POST a link to the shortener, print its code.
+create_link() {
+  local body code
+  body=$(curl -s -m 5 -X POST -H 'content-type: application/json' \
+    --data '{"url": "https://example.com/bench"}' "http://127.0.0.1:$P_SHORTENER/api/links") || return 1
+  code=$(printf '%s' "$body" | sed -n 's/.*"code"[[:space:]]*:[[:space:]]*"\([0-9A-Za-z]*\)".*/\1/p')
+  [ -n "$code" ] || { log "shortener POST /api/links answered: $body"; return 1; }
+  echo "$code"
+}

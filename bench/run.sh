@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Outrigger benchmark matrix. See bench/README.md.
+#
+#   bench/run.sh                      # full run: DURATION=10s, REPS=3, all cases
+#   QUICK=1 bench/run.sh              # smoke: 2 s per run, 1 repetition
+#   CASES="small50 features" REPS=5 bench/run.sh
+#
+# Env: DURATION (10s) REPS (3) CASES (all) QUICK (0) WARMUP (1s; 0 with QUICK)
+#      WRK_THREADS (1) CONNS (override every case's connection count)
+#      PIN (1: pin to cores when nproc >= 2) SKIP_SETUP (0) SKIP_BUILD (0)
+# Writes bench/RESULTS.md, bench/plots/*.png, raw data in bench/out/.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+ALL_CASES="small50 small400 1k 16k post1m demo features redirect"
+
+# Remember the user-set knobs for the "exact command" line before defaulting them.
+CMDLINE=""
+for v in QUICK DURATION REPS CASES WARMUP WRK_THREADS CONNS PIN SKIP_SETUP SKIP_BUILD; do
+  if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf '%q' "${!v}") "; fi
+done
+CMDLINE+="bench/run.sh"
+
+secs() {  # "10s" "10" "2m" -> seconds
+  case $1 in
+    *m) echo $(( ${1%m} * 60 )) ;;
+    *s) echo "${1%s}" ;;
+    *)  echo "$1" ;;
+  esac
+}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  DURATION=${DURATION:-2s}; REPS=${REPS:-1}; WARMUP=${WARMUP:-0}
+fi
+DUR=$(secs "${DURATION:-10s}")
+WARM=$(secs "${WARMUP:-1s}")
+REPS=${REPS:-3}
+CASES=${CASES:-$ALL_CASES}
+WRK_THREADS=${WRK_THREADS:-1}
+for c in $CASES; do
+  case " $ALL_CASES " in *" $c "*) ;; *) die "unknown case '$c' (known: $ALL_CASES)";; esac
+done
+
+bench_init
+check_ports_free $ALL_PORTS
+
+# ---------------------------------------------------------------- set-up and build
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+  "$ROOT_DIR/scripts/setup.sh" --bench
+fi
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  log "build: cmake Release -> build-release (log: bench/out/build.log)"
+  if (cd "$ROOT_DIR" && cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release &&
+      cmake --build build-release -j2) >"$OUT/build.log" 2>&1; then
+    log "build: ok"
+  else
+    log "WARNING: Release build failed (see bench/out/build.log); Outrigger/shortener cases will be skipped"
+  fi
+fi
+
+# ---------------------------------------------------------------- cases and targets
+# case_def CASE -> C_PATH C_CONNS C_POST C_EXPECT C_TARGETS C_DESC
+case_def() {
+  C_POST=0; C_EXPECT=200
+  case $1 in
+    small50)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 50 connections";;
+    small400) C_PATH=/small.txt; C_CONNS=400; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 400 connections";;
+    1k)       C_PATH=/1k.txt;    C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 1 KiB body, 50 connections";;
+    16k)      C_PATH=/16k.txt;   C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 16 KiB body, 50 connections";;
+    post1m)   C_PATH=/upload;    C_CONNS=50;  C_POST=1048576; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="POST, 1 MiB request body, small answer, 50 connections";;
+    demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
+    features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
+    redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
+  esac
+  if [ -n "${CONNS:-}" ]; then C_CONNS=$CONNS; fi
+}
+
+# target_def CASE TARGET -> T_PORT T_SVCS (measured services) T_PIN0 (on CPU 0?)
+target_def() {
+  T_PIN0=1
+  case "$1/$2" in
+    demo/direct)          T_PORT=$P_SHORTENER;  T_SVCS=shortener; T_PIN0=0 ;;
+    */direct)             T_PORT=$P_ORIGIN;     T_SVCS=origin;    T_PIN0=0 ;;
+    */outrigger)          T_PORT=$P_OUTRIGGER;  T_SVCS=outrigger ;;
+    */outrigger-features) T_PORT=$P_ORFEAT;     T_SVCS=orfeat ;;
+    */haproxy)            T_PORT=$P_HAPROXY;    T_SVCS=haproxy ;;
+    */nginx)              T_PORT=$P_NGINXPROXY; T_SVCS=nginxproxy ;;
+    demo/sidecar)         T_PORT=$P_SIDECAR;    T_SVCS=sidecar ;;
+    demo/edge+sidecar)    T_PORT=$P_EDGE;       T_SVCS="edge sidecar" ;;
+    redirect/shortener)   T_PORT=$P_SHORTENER;  T_SVCS=shortener ;;
+    redirect/nginx-302)   T_PORT=$P_NGINX302;   T_SVCS=nginx302 ;;
+    *) die "no target $2 in case $1" ;;
+  esac
+}
+
+# Which services do the selected cases need?
+declare -A NEED=() SVC_PID=() SVC_IDLE=() SVC_HWM=()
+for c in $CASES; do
+  case_def "$c"
+  for t in $C_TARGETS; do target_def "$c" "$t"; for s in $T_SVCS; do NEED[$s]=1; done; done
+  case $c in small*|1k|16k|post1m|features) NEED[origin]=1 ;; demo) NEED[shortener]=1 ;; esac
+done
+
+# ---------------------------------------------------------------- start everything
+write_www
+log "starting services (logs and generated configs in bench/out/)"
+if [ -n "${NEED[origin]:-}" ]; then
+  write_origin_conf
+  start_nginx origin "$OUT/origin.conf" $P_ORIGIN || die "the upstream nginx must start"
+  SVC_PID[origin]=$LAST_PID
+fi
+if [ -n "${NEED[nginx302]:-}" ]; then
+  write_nginx302_conf
+  start_nginx nginx302 "$OUT/nginx302.conf" $P_NGINX302 && SVC_PID[nginx302]=$LAST_PID
+fi
+if [ -n "${NEED[shortener]:-}" ]; then
+  if start_shortener; then
+    SVC_PID[shortener]=$LAST_PID
+    if LINK_CODE=$(create_link); then
+      log "shortener: created link code $LINK_CODE"
+    else
+      log "SKIP shortener: POST /api/links failed (see $OUT/shortener.log)"
+      unset 'SVC_PID[shortener]'
+    fi
+  fi
+fi
+if [ -n "${NEED[haproxy]:-}" ]; then
+  write_haproxy_cfg
+  start_haproxy && SVC_PID[haproxy]=$LAST_PID
+fi
+if [ -n "${NEED[nginxproxy]:-}" ]; then
+  write_nginxproxy_conf
+  start_nginx nginx-proxy "$OUT/nginx-proxy.conf" $P_NGINXPROXY && SVC_PID[nginxproxy]=$LAST_PID
+fi
+if [ -n "${NEED[outrigger]:-}" ]; then
+  write_outrigger_plain "$OUT/outrigger.yaml" $P_OUTRIGGER $A_OUTRIGGER $P_ORIGIN
+  start_outrigger outrigger "$OUT/outrigger.yaml" $P_OUTRIGGER && SVC_PID[outrigger]=$LAST_PID
+fi
+if [ -n "${NEED[orfeat]:-}" ]; then
+  write_outrigger_features "$OUT/outrigger-features.yaml"
+  if start_outrigger outrigger-features "$OUT/outrigger-features.yaml" $P_ORFEAT; then
+    SVC_PID[orfeat]=$LAST_PID
+  else
+    log "NOTE: the features-on case needs every key in bench/out/outrigger-features.yaml to be accepted; skipped"
+  fi
+fi
+if [ -n "${NEED[sidecar]:-}" ]; then
+  write_outrigger_plain "$OUT/sidecar.yaml" $P_SIDECAR $A_SIDECAR $P_SHORTENER
+  start_outrigger sidecar "$OUT/sidecar.yaml" $P_SIDECAR && SVC_PID[sidecar]=$LAST_PID
+fi
+if [ -n "${NEED[edge]:-}" ]; then
+  write_outrigger_plain "$OUT/edge.yaml" $P_EDGE $A_EDGE $P_SIDECAR
+  start_outrigger edge "$OUT/edge.yaml" $P_EDGE && SVC_PID[edge]=$LAST_PID
+fi
+
+sleep 1
+for s in "${!SVC_PID[@]}"; do SVC_IDLE[$s]=$(status_kb VmRSS "${SVC_PID[$s]}"); done
+
+if [ "$PINNING" = 1 ]; then
+  PIN_NOTE="pinned with taskset: process(es) under test on CPU 0; wrk, the upstream (nginx/shortener) and idle services on CPU 1 (for 'direct' nothing runs on CPU 0)"
+else
+  PIN_NOTE="not pinned (PIN=0 or fewer than 2 CPUs)"
+fi
+log "cpu: $PIN_NOTE"
+log "runs: cases=[$CASES] duration=${DUR}s warmup=${WARM}s reps=$REPS wrk -t$WRK_THREADS, interleaved per repetition"
+
+# ---------------------------------------------------------------- the matrix
+RES="$OUT/results.tsv"; SKIPS="$OUT/skips.tsv"
+mkdir -p "$OUT/wrk"
+printf 'rep\tcase\ttarget\trps\tp50_us\tp99_us\tp999_us\trequests\terrors\tcpu_s\trss_load_kb\n' >"$RES"
+: >"$SKIPS"
+declare -A SKIPPED=()
+
+all_pids() { local s; for s in "${!SVC_PID[@]}"; do echo "${SVC_PID[$s]}"; done; }
+
+run_wrk() {  # PORT PATH CONNS POSTBYTES SECONDS OUTFILE ; sets WRK_PID, runs in bg
+  local cmd=(wrk -t"$WRK_THREADS" -c"$3" -d"$5"s --timeout 5s --latency -s "$LIB/wrk-report.lua"
+             "http://127.0.0.1:$1$2")
+  [ "$PINNING" = 1 ] && cmd=(taskset -c 1 "${cmd[@]}")
+  WRK_POST_BYTES=$4 "${cmd[@]}" >"$6" 2>&1 &
+  WRK_PID=$!
+  STARTED_PIDS+=("$WRK_PID")
+}
+
+precheck() {  # CASE TARGET -> 0 if the target answers C_EXPECT
+  local code args=(-s -o /dev/null -w '%{http_code}' -m 10)
+  [ "$C_POST" -gt 0 ] && args+=(--data-binary "@$OUT/post-1m.bin" -H 'content-type: application/octet-stream')
+  code=$(curl "${args[@]}" "http://127.0.0.1:$T_PORT$C_PATH" 2>/dev/null || true)
+  [ "$code" = "$C_EXPECT" ] && return 0
+  SKIPPED["$1/$2"]="answered HTTP ${code:-none} instead of $C_EXPECT on $C_PATH"
+  return 1
+}
+
+for rep in $(seq "$REPS"); do
+  for c in $CASES; do
+    case_def "$c"
+    for t in $C_TARGETS; do
+      target_def "$c" "$t"
+      key="$c/$t"
+      [ -n "${SKIPPED[$key]:-}" ] && continue
+      pids=""; missing=""
+      for s in $T_SVCS; do
+        if [ -n "${SVC_PID[$s]:-}" ]; then pids+="${SVC_PID[$s]} "; else missing+="$s "; fi
+      done
+      if [ -n "$missing" ]; then SKIPPED[$key]="${missing% } not running"; continue; fi
+      if [ "$rep" = 1 ] && ! precheck "$c" "$t"; then
+        log "SKIP $key: ${SKIPPED[$key]}"; continue
+      fi
+      # Everything on CPU 1, then the process(es) under test on CPU 0.
+      pin 1 $(all_pids)
+      [ "$T_PIN0" = 1 ] && pin 0 $pids
+      if [ "$WARM" -gt 0 ]; then
+        run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$WARM" "$OUT/wrk/warmup.txt"
+        wait "$WRK_PID" || true
+      fi
+      [ -f "$OUT/outrigger-features.access.log" ] && : >"$OUT/outrigger-features.access.log"
+      t0=$(cpu_ticks $pids)
+      echo 0 >"$OUT/rss.max"
+      start_rss_sampler "$OUT/rss.max" 0.5 $pids
+      wout="$OUT/wrk/$c.$t.rep$rep.txt"
+      run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$DUR" "$wout"
+      wait "$WRK_PID" || true
+      stop_rss_sampler
+      t1=$(cpu_ticks $pids)
+      rss=$(cat "$OUT/rss.max")
+      line=$(grep '^BENCH ' "$wout" || true)
+      if [ -z "$line" ]; then
+        log "WARNING $key rep $rep: wrk produced no result (see $wout)"; continue
+      fi
+      awk -v rep="$rep" -v c="$c" -v t="$t" -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" -v rss="$rss" '
+        { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END {
+          err = v["err_connect"] + v["err_read"] + v["err_write"] + v["err_status"] + v["err_timeout"]
+          rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
+          printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.2f\t%d\n", rep, c, t, rps,
+            v["p50"], v["p99"], v["p999"], v["requests"], err, ticks / hz, rss
+        }' <<<"$line" >>"$RES"
+      tail -n1 "$RES" | awk -F'\t' '{ printf "  rep %s %-9s %-19s %9s req/s  p99 %7.2f ms  errors %s\n", $1, $2, $3, $4, $6/1000, $9 }' >&2
+    done
+  done
+done
+
+for s in "${!SVC_PID[@]}"; do SVC_HWM[$s]=$(status_kb VmHWM "${SVC_PID[$s]}"); done
+for k in "${!SKIPPED[@]}"; do printf '%s\t%s\n' "$k" "${SKIPPED[$k]}" >>"$SKIPS"; done
+
+# ---------------------------------------------------------------- report
+. "$LIB/report.sh"
+write_report
