@@ -53,6 +53,9 @@ typedef struct {
   uint64_t idle_timeout_ms;    /* 0 = 60 s */
   px_hsrv_handler_cb handler;
   void *data;
+  /* Raw header lines ("Name: value\r\n" each) added to every response, the
+   * server's own errors included; NULL for none. Must outlive the server. */
+  const char *extra_headers;
 } px_hsrv_opts_t;
 
 typedef struct px_hsrv_s px_hsrv_t;
@@ -61,13 +64,15 @@ typedef struct px_hsrv_s px_hsrv_t;
  * exists and nothing needs closing). */
 int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_opts_t *opts,
                   px_hsrv_t **out);
+/* The bound port (useful after binding port 0); -1 once the listener is closed. */
+int px_hsrv_port(const px_hsrv_t *srv);
 /* Stops accepting; requests in progress finish, idle keep-alive connections close,
  * and later responses carry Connection: close. */
 void px_hsrv_drain(px_hsrv_t *srv);
 /* Connections with a request read but not yet fully answered. */
 size_t px_hsrv_busy(const px_hsrv_t *srv);
 /* Closes the listener and every connection; `cb` runs once all handles are closed
- * and the server is freed. */
+ * and the server is freed (always from the loop, never inside this call). */
 void px_hsrv_close(px_hsrv_t *srv, void (*cb)(void *data), void *data);
 
 #endif
