@@ -34,6 +34,8 @@ STARTED_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
 
 log()  { printf '%s\n' "$*" >&2; }
+# skip MSG : print "SKIP MSG", remember it in SKIP_MSG, return 1.
+skip() { SKIP_MSG="$*"; log "SKIP $*"; return 1; }
 die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 cleanup() {
@@ -357,44 +359,44 @@ start_nginx() {   # NAME CONF PORT
   local name=$1 conf=$2 port=$3
   start_bg "$name" "$OUT/$name.log" nginx -p "$OUT" -c "$conf" -g 'daemon off;'
   if ! wait_port "$LAST_PID" "$port" 5; then
-    log "SKIP $name: did not start (see $OUT/$name.log, $OUT/$name.error.log)"
+    skip "$name: did not start (see bench/out/$name.log, bench/out/$name.error.log)"
     return 1
   fi
 }
 
 start_haproxy() {
   haproxy -c -q -f "$OUT/haproxy.cfg" >"$OUT/haproxy.check.log" 2>&1 || {
-    log "SKIP haproxy: config check failed (see $OUT/haproxy.check.log)"; return 1; }
+    skip "haproxy: config check failed (see bench/out/haproxy.check.log)"; return 1; }
   start_bg haproxy "$OUT/haproxy.log" haproxy -db -f "$OUT/haproxy.cfg"
   wait_port "$LAST_PID" "$P_HAPROXY" 5 || {
-    log "SKIP haproxy: did not start (see $OUT/haproxy.log)"; return 1; }
+    skip "haproxy: did not start (see bench/out/haproxy.log)"; }
 }
 
 # start_outrigger NAME CONF PORT
 start_outrigger() {
   local name=$1 conf=$2 port=$3
   if [ ! -x "$OUTRIGGER_BIN" ]; then
-    log "SKIP $name: $OUTRIGGER_BIN not built"; return 1
+    skip "$name: ${OUTRIGGER_BIN#$ROOT_DIR/} not built"; return 1
   fi
   if ! "$OUTRIGGER_BIN" --validate -c "$conf" >"$OUT/$name.validate.log" 2>&1; then
-    log "SKIP $name: outrigger --validate rejected $conf (see $OUT/$name.validate.log)"
+    skip "$name: outrigger --validate rejected ${conf#$ROOT_DIR/} (see bench/out/$name.validate.log)"
     sed 's/^/    /' "$OUT/$name.validate.log" | head -5 >&2
     return 1
   fi
   start_bg "$name" "$OUT/$name.log" "$OUTRIGGER_BIN" -c "$conf" --workers 1
   wait_port "$LAST_PID" "$port" 5 || {
-    log "SKIP $name: did not start (see $OUT/$name.log)"; return 1; }
+    skip "$name: did not start (see bench/out/$name.log)"; }
 }
 
 start_shortener() {
   if [ ! -x "$SHORTENER_BIN" ]; then
-    log "SKIP shortener: $SHORTENER_BIN not built"; return 1
+    skip "shortener: ${SHORTENER_BIN#$ROOT_DIR/} not built"; return 1
   fi
   rm -f "$OUT"/shortener.db "$OUT"/shortener.db-*
   start_bg shortener "$OUT/shortener.log" "$SHORTENER_BIN" \
     --listen 127.0.0.1:$P_SHORTENER --db "$OUT/shortener.db" --base-url http://127.0.0.1:$P_SHORTENER
   wait_port "$LAST_PID" "$P_SHORTENER" 5 || {
-    log "SKIP shortener: did not start (see $OUT/shortener.log)"; return 1; }
+    skip "shortener: did not start (see bench/out/shortener.log)"; }
 }
 
 # create_link : POST a link to the shortener, print its code.
