@@ -1,1 +1,0 @@
-typedef int shr__placeholder;
