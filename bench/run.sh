@@ -45,18 +45,7 @@ bench_init
 check_ports_free $ALL_PORTS
 
 # ---------------------------------------------------------------- set-up and build
-if [ "${SKIP_SETUP:-0}" != 1 ]; then
-  "$ROOT_DIR/scripts/setup.sh" --bench
-fi
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  log "build: cmake Release -> build-release (log: bench/out/build.log)"
-  if (cd "$ROOT_DIR" && cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release &&
-      cmake --build build-release -j2) >"$OUT/build.log" 2>&1; then
-    log "build: ok"
-  else
-    log "WARNING: Release build failed (see bench/out/build.log); Outrigger/shortener cases will be skipped"
-  fi
-fi
+setup_and_build
 
 # ---------------------------------------------------------------- cases and targets
 # case_def CASE -> C_PATH C_CONNS C_POST C_EXPECT C_TARGETS C_DESC

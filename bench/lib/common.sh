@@ -408,3 +408,21 @@ create_link() {
   [ -n "$code" ] || { log "shortener POST /api/links answered: $body"; return 1; }
   echo "$code"
 }
+
+# setup_and_build : scripts/setup.sh --bench, then the Release build (unless
+# SKIP_SETUP=1 / SKIP_BUILD=1). A failed build is reported, not fatal: the
+# targets that need the binaries are skipped.
+setup_and_build() {
+  if [ "${SKIP_SETUP:-0}" != 1 ]; then
+    "$ROOT_DIR/scripts/setup.sh" --bench
+  fi
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "build: cmake Release -> build-release (log: bench/out/build.log)"
+    if (cd "$ROOT_DIR" && cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build build-release -j2) >"$OUT/build.log" 2>&1; then
+      log "build: ok"
+    else
+      log "WARNING: Release build failed (see bench/out/build.log); Outrigger/shortener targets will be skipped"
+    fi
+  fi
+}
