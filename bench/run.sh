@@ -56,7 +56,7 @@ case_def() {
     small400) C_PATH=/small.txt; C_CONNS=400; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 400 connections";;
     1k)       C_PATH=/1k.txt;    C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 1 KiB body, 50 connections";;
     16k)      C_PATH=/16k.txt;   C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 16 KiB body, 50 connections";;
-    post1m)   C_PATH=/upload;    C_CONNS=50;  C_POST=1048576; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="POST, 1 MiB request body, small answer, 50 connections";;
+    post1m)   C_PATH=/upload;    C_CONNS=50;  C_POST=1048576; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="POST, 1 MiB request body (read in full by the upstream before it answers), small answer, 50 connections";;
     demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
     features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
     redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;

@@ -196,10 +196,12 @@ EOF
 # Upstream: 1 worker, fixed bodies, keep-alive, accepts (and discards) 1 MiB POSTs.
 write_origin_conf() {
   cat >"$OUT/origin.conf" <<EOF
+# echo module (a dependency of nginx-light): echo_read_request_body
+load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
 worker_processes 1;
 pid $OUT/origin.pid;
 error_log $OUT/origin.error.log warn;
-events { worker_connections 8192; }
+events { worker_connections 1800; }
 http {
 $(nginx_common_http)
   sendfile on;
@@ -210,10 +212,15 @@ $(nginx_common_http)
     listen 127.0.0.1:$P_ORIGIN backlog=4096;
     root $OUT/www;
     client_max_body_size 2m;
-    # With \`return\`, nginx reads and discards the request body before answering
-    # and keeps the connection usable (checked with a follow-up request on the
-    # same connection).
-    location = /upload { return 200 "ok\n"; }
+    # The upload handler reads the whole 1 MiB body (in memory) before it answers,
+    # like a real application. (A plain \`return 200\` answers first and discards the
+    # body afterwards: a different, early-response path that made nginx-as-proxy
+    # close client connections mid-body.)
+    location = /upload {
+      client_body_buffer_size 2m;
+      echo_read_request_body;
+      echo ok;
+    }
     # Zipkin sink for the features-on case.
     location = /api/v2/spans { return 202; }
   }
@@ -226,7 +233,7 @@ write_nginx302_conf() {
 worker_processes 1;
 pid $OUT/nginx302.pid;
 error_log $OUT/nginx302.error.log warn;
-events { worker_connections 8192; }
+events { worker_connections 1800; }
 http {
 $(nginx_common_http)
   server {
@@ -242,7 +249,7 @@ write_nginxproxy_conf() {
 worker_processes 1;
 pid $OUT/nginx-proxy.pid;
 error_log $OUT/nginx-proxy.error.log warn;
-events { worker_connections 8192; }
+events { worker_connections 1800; }
 http {
 $(nginx_common_http)
   upstream origin {
