@@ -92,6 +92,7 @@ struct hconn_s {
   const char *err_msg;
   int keep_alive;
   int upgrade;
+  int expect_continue; /* the client waits for "100 Continue" before its body */
 
   /* the response */
   px_hres_t res;
@@ -454,6 +455,14 @@ static int cb_headers_complete(llhttp_t *p) {
     c->err_msg = "request body too large";
     return -1;
   }
+  const char *base = c->rbuf + c->msg_start;
+  c->expect_continue = 0;
+  for (size_t i = 0; i < c->nspans && p->http_minor >= 1; i++) {
+    const span_t *s = &c->spans[i];
+    if (s->name_len == 6 && px_str_ieq((px_str_t){base + s->name_off, 6}, PX_STR("expect")) &&
+        px_str_ieq((px_str_t){base + s->val_off, s->val_len}, PX_STR("100-continue")))
+      c->expect_continue = 1;
+  }
   return 0;
 }
 
@@ -588,6 +597,19 @@ static void conn_process(hconn_t *c) {
     if (e == HPE_OK) {
       c->rpos = c->rlen;
       if (c->head_done && c->dkind != DL_BODY && c->busy) set_deadline(c, DL_BODY, srv->opts.idle_timeout_ms);
+      if (c->expect_continue) {
+        /* The body is wanted and has not started: say so rather than making the
+         * client wait for its own timeout. */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->expect_continue = 0;
+        if (c->head_done && c->body.len == 0) {
+          uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+          if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len) {
+            conn_close(c);
+            return;
+          }
+        }
+      }
       /* Body bytes were copied out; keep only the head. */
       if (c->head_done && c->rlen > c->msg_start + c->head_len) c->rpos = c->rlen = c->msg_start + c->head_len;
       break;

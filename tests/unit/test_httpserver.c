@@ -344,3 +344,27 @@ Test(httpserver, start_fails_cleanly_on_bound_port, .timeout = 30) {
   cr_expect_eq(uv_loop_close(&loop), 0);
   stop();
 }
+
+Test(httpserver, expect_100_continue, .timeout = 30) {
+  start(0, 0);
+  rlen = 0;
+  int fd = cconnect();
+  csend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+  char buf[64];
+  const char want[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  size_t have = 0;
+  while (have < sizeof(want) - 1) {
+    ssize_t n = recv(fd, buf + have, sizeof(want) - 1 - have, 0);
+    cr_assert(n > 0, "no 100 Continue");
+    have += (size_t)n;
+  }
+  cr_expect(memcmp(buf, want, have) == 0);
+  csend(fd, "abcd");
+  resp_t r;
+  cr_assert_eq(read_resp(fd, &r), 0);
+  cr_expect_eq(r.status, 200);
+  cr_expect_str_eq(r.body, "POST /echo body=4");
+  free(r.body);
+  close(fd);
+  stop();
+}
