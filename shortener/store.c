@@ -3,17 +3,45 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core.h"
 
 #define SHR_CREATE_ATTEMPTS 8
+/* Links never change once written, so a found code can be remembered without any
+ * invalidation, even with other processes writing to the same file. Misses are not
+ * remembered (another process may create the code a moment later). Direct-mapped:
+ * a colliding code simply replaces the slot. At most SLOTS URLs of <= 2 KiB. */
+#define SHR_CACHE_SLOTS 4096
+
+typedef struct {
+  char code[SHR_CODE_LEN];
+  size_t len;
+  char *url; /* NULL: empty slot */
+} cache_slot_t;
 
 struct shr_store_s {
   sqlite3 *db;
   sqlite3_stmt *insert, *lookup;
   char err[256];
+  cache_slot_t cache[SHR_CACHE_SLOTS];
 };
+
+static cache_slot_t *cache_slot(shr_store_t *st, const char *code) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (int i = 0; i < SHR_CODE_LEN; i++) h = (h ^ (unsigned char)code[i]) * 16777619u;
+  return &st->cache[h & (SHR_CACHE_SLOTS - 1)];
+}
+
+static void cache_put(shr_store_t *st, const char *code, const char *url, size_t len) {
+  if (len > SHR_URL_MAX) return;
+  cache_slot_t *s = cache_slot(st, code);
+  free(s->url);
+  memcpy(s->code, code, SHR_CODE_LEN);
+  s->url = px_strndup(url, len);
+  s->len = len;
+}
 
 static int set_err(shr_store_t *st, const char *what) {
   snprintf(st->err, sizeof(st->err), "%s: %s", what, st->db ? sqlite3_errmsg(st->db) : "no database");
@@ -65,6 +93,7 @@ void shr_store_close(shr_store_t *st) {
   sqlite3_finalize(st->insert);
   sqlite3_finalize(st->lookup);
   sqlite3_close(st->db);
+  for (size_t i = 0; i < SHR_CACHE_SLOTS; i++) free(st->cache[i].url);
   free(st);
 }
 
@@ -82,6 +111,8 @@ int shr_store_insert(shr_store_t *st, const char *code, const char *url, size_t 
     ret = SHR_STORE_DUP;
   else if (rc != SQLITE_DONE)
     ret = set_err(st, "insert");
+  else if (strlen(code) == SHR_CODE_LEN)
+    cache_put(st, code, url, url_len);
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
   return ret;
@@ -103,6 +134,14 @@ int shr_store_create(shr_store_t *st, const char *url, size_t url_len, char code
 }
 
 int shr_store_lookup(shr_store_t *st, const char *code, size_t code_len, px_buf_t *out) {
+  int cacheable = code_len == SHR_CODE_LEN;
+  if (cacheable) {
+    cache_slot_t *c = cache_slot(st, code);
+    if (c->url && memcmp(c->code, code, SHR_CODE_LEN) == 0) {
+      px_buf_append(out, c->url, c->len);
+      return 1;
+    }
+  }
   sqlite3_stmt *s = st->lookup;
   sqlite3_bind_text(s, 1, code, (int)code_len, SQLITE_STATIC);
   int rc = sqlite3_step(s);
@@ -110,6 +149,7 @@ int shr_store_lookup(shr_store_t *st, const char *code, size_t code_len, px_buf_
   if (rc == SQLITE_ROW) {
     const void *u = sqlite3_column_text(s, 0);
     px_buf_append(out, u, (size_t)sqlite3_column_bytes(s, 0));
+    if (cacheable) cache_put(st, code, u, (size_t)sqlite3_column_bytes(s, 0));
     ret = 1;
   } else if (rc == SQLITE_DONE) {
     ret = 0;

@@ -1,6 +1,7 @@
 /* The shortener's SQLite store: one table of links. WAL mode and a busy timeout let
  * several shortener processes share one database file. Statements are prepared
- * once per handle and reused. A handle is used by one thread. */
+ * once per handle and reused, and found links are cached per handle (links never
+ * change, so the cache needs no invalidation). A handle is used by one thread. */
 #ifndef SHR_STORE_H
 #define SHR_STORE_H
 
