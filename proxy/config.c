@@ -613,7 +613,11 @@ void px__parse_map(px__ctx_t *c, const px__map_t *map, yaml_node_t *node, void *
     return;
   }
   if (map->pos_off) *PX__FIELD(base, map->pos_off - 1, px_pos_t) = px__node_pos(c, node);
-  px__seen_t seen[48] = {{0}};
+  px__seen_t seen[32] = {{0}};
+  if (map->nkeys > PX_ARRAY_SIZE(seen)) {
+    fprintf(stderr, "outrigger: config table '%s' has too many keys\n", map->what);
+    abort();
+  }
   for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
     yaml_node_t *kn = px__node(c, p->key), *vn = px__node(c, p->value);
     if (kn->type != YAML_SCALAR_NODE) {
@@ -621,6 +625,7 @@ void px__parse_map(px__ctx_t *c, const px__map_t *map, yaml_node_t *node, void *
       continue;
     }
     const char *name = (const char *)kn->data.scalar.value;
+    if (map->extensions && strncmp(name, "x-", 2) == 0) continue;
     size_t i;
     px__hint_t h = {0};
     for (i = 0; i < map->nkeys; i++) {

@@ -80,6 +80,7 @@ struct px__map_s {
   size_t nkeys;
   size_t size;                  /* struct size, for LIST items */
   size_t pos_off;               /* offset + 1 of a px_pos_t set to the mapping's position; 0 = none */
+  int extensions;               /* keys starting with "x-" are ignored (a home for YAML anchors) */
   /* Checks between keys of one mapping, run after its keys were parsed. */
   void (*check)(px__ctx_t *c, void *base, yaml_node_t *node, const px__seen_t *seen);
 };

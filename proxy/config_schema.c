@@ -662,7 +662,7 @@ static const px__key_t root_keys[] = {
       .flags = PX__K_REQUIRED, .min = 1),
     K("clusters", PX__T_LIST, px_config_t, clusters, .map = &cluster_map, CNT(px_config_t, nclusters)),
 };
-const px__map_t px__root_map = MAP_OF("top level", root_keys, px_config_t);
+const px__map_t px__root_map = MAP_OF("top level", root_keys, px_config_t, .extensions = 1);
 
 /* ---- checks across the file -------------------------------------------- */
 

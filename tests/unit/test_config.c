@@ -556,6 +556,24 @@ Test(config, duplicate_keys_and_missing_sections) {
   expect_error(1, 13, "listener: missing required key 'routes'");
 }
 
+Test(config, anchors_and_extension_keys) {
+  parse("x-route: &route { name: r1, cluster: c1, timeout: 3s }\n"
+        "x-limits: &limits { max_body_bytes: 1MiB }\n"
+        "listeners:\n"
+        "  - { name: in, address: 127.0.0.1:8001, limits: *limits, routes: [*route] }\n"
+        "  - { name: in2, address: 127.0.0.1:8002, limits: *limits, routes: [{ name: r2, cluster: c1 }] }\n"
+        "clusters: [{ name: c1, endpoints: [127.0.0.1:9001] }]\n");
+  dump_errors();
+  cr_assert_not_null(cfg);
+  cr_assert_eq(cfg->listeners[0].routes[0].timeout_ms, 3000);
+  cr_assert_eq(cfg->listeners[1].limits.max_body_bytes, 1u << 20);
+  teardown();
+  /* an extension key is only ignored at the top level */
+  parse(BASE "log: { x-note: hi }\n");
+  cr_assert_null(cfg);
+  expect_error(8, 8, "unknown key 'x-note' in log");
+}
+
 Test(config, yaml_syntax_error_position) {
   parse("listeners:\n"
         "  - name: in\n"
