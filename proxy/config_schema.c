@@ -524,7 +524,7 @@ static const px__key_t canary_keys[] = {
     K("override_header", PX__T_STRING, px_canary_conf_t, override_header, .defs = "x-canary"),
     INLINE("sticky", &sticky_map),
     INLINE("analysis", &analysis_map,
-      HAS(px_canary_conf_t, has_analysis)),
+      HAS(px_canary_conf_t, has_analysis), .flags = PX__K_NULL_IF_ABSENT),
 };
 static const px__map_t canary_map = MAP_OF("canary", canary_keys, px_canary_conf_t);
 
