@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
 #include <uv.h>
 
@@ -81,3 +82,32 @@ uint64_t px_now_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* A fast per-thread generator for request ids; they must be unique, not secret.
+ * xoshiro256** seeded from getrandom(2). */
+static __thread uint64_t rng_s[4];
+static __thread int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t px_rand64(void) {
+  if (PX_UNLIKELY(!rng_seeded)) {
+    if (getrandom(rng_s, sizeof(rng_s), 0) != (ssize_t)sizeof(rng_s)) {
+      rng_s[0] = px_now_ns();
+      rng_s[1] = (uint64_t)(uintptr_t)&rng_seeded;
+      rng_s[2] = 0x9e3779b97f4a7c15ull;
+      rng_s[3] = 0xbf58476d1ce4e5b9ull;
+    }
+    rng_seeded = 1;
+  }
+  uint64_t r = rotl(rng_s[1] * 5, 7) * 9, t = rng_s[1] << 17;
+  rng_s[2] ^= rng_s[0];
+  rng_s[3] ^= rng_s[1];
+  rng_s[1] ^= rng_s[2];
+  rng_s[0] ^= rng_s[3];
+  rng_s[2] ^= t;
+  rng_s[3] = rotl(rng_s[3], 45);
+  return r;
+}
+
+double px_rand01(void) { return (double)(px_rand64() >> 11) * (1.0 / 9007199254740992.0); }

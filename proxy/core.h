@@ -66,6 +66,11 @@ static inline int px_str_eq(px_str_t a, px_str_t b) {
 int px_str_ieq(px_str_t a, px_str_t b);
 int px_str_ieq_cstr(px_str_t a, const char *s);
 
+/* Fast per-thread pseudo-random numbers (xoshiro256** seeded from getrandom):
+ * for request ids, load-balancing and split choices, not for secrets. */
+uint64_t px_rand64(void);
+double px_rand01(void); /* uniform in [0, 1) */
+
 /* Monotonic clock in nanoseconds. */
 uint64_t px_now_ns(void);
 

@@ -21,6 +21,8 @@
  * early, so a keep-alive request usually costs no timer operation at all. */
 #include "httpserver.h"
 
+#include "http1.h"
+
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +77,7 @@ struct hconn_s {
   size_t msg_start;  /* where the current message begins */
 
   /* head scanner, absolute positions in rbuf */
-  size_t scan_pos, line_start;
-  unsigned nlines;
+  px_headscan_t scan;
   int head_done;
   size_t head_len;
 
@@ -486,50 +487,25 @@ static int cb_message_complete(llhttp_t *p) {
 
 /* ---- reading and dispatch ------------------------------------------------------- */
 
-/* Checks the head bytes received so far. Returns 0 (fine so far, c->head_done set
- * when the empty line was seen) or -1 with c->err_msg set. */
+/* Checks the head bytes received so far (px_headscan). Returns 0 (fine so far,
+ * c->head_done set when the empty line was seen) or -1 with c->err_msg set. */
 static int scan_head(hconn_t *c) {
-  const char *b = c->rbuf;
-  while (c->scan_pos < c->rlen) {
-    if (c->scan_pos == c->line_start && c->nlines > 0 &&
-        (b[c->scan_pos] == ' ' || b[c->scan_pos] == '\t')) {
-      c->err_msg = "obsolete line folding in header";
-      return -1;
-    }
-    const char *nl = memchr(b + c->scan_pos, '\n', c->rlen - c->scan_pos);
-    size_t end = nl ? (size_t)(nl - b) : c->rlen;
-    if (memchr(b + c->scan_pos, '\0', end - c->scan_pos)) {
-      c->err_msg = "NUL byte in request head";
-      return -1;
-    }
-    if (!nl) {
-      c->scan_pos = c->rlen;
-      break;
-    }
-    if (end == c->line_start || b[end - 1] != '\r') {
-      c->err_msg = "bare LF in request head";
-      return -1;
-    }
-    c->scan_pos = end + 1;
-    if (end - 1 == c->line_start) { /* empty line */
-      if (c->nlines == 0) {         /* tolerated CRLF before a request line */
-        c->line_start = end + 1;
-        continue;
-      }
-      c->head_done = 1;
-      c->head_len = end + 1 - c->msg_start;
-      return 0;
-    }
-    c->nlines++;
-    c->line_start = end + 1;
+  int r = px_headscan(&c->scan, c->rbuf, c->rlen);
+  if (r < 0) {
+    c->err_msg = c->scan.err;
+    return -1;
+  }
+  if (r == 1) {
+    c->head_done = 1;
+    c->head_len = c->scan.head_end - c->msg_start;
   }
   return 0;
 }
 
 static void next_message(hconn_t *c) {
   if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
-  c->msg_start = c->scan_pos = c->line_start = c->rpos;
-  c->nlines = 0;
+  c->msg_start = c->rpos;
+  px_headscan_reset(&c->scan, c->rpos);
   c->head_done = 0;
   c->head_len = 0;
   c->dkind = -1; /* the next head gets a fresh header_timeout */
@@ -655,8 +631,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     memmove(c->rbuf, c->rbuf + shift, c->rlen - shift);
     c->rlen -= shift;
     c->rpos -= shift;
-    c->scan_pos -= shift;
-    c->line_start -= shift;
+    c->scan.pos -= shift;
+    c->scan.line_start -= shift;
     c->msg_start = 0;
   }
   size_t limit = c->srv->opts.max_header_bytes + HS_READ_BUF;

@@ -1,2 +1,325 @@
+/* outrigger: the command line (SPEC §2), process lifetime, signals and reloads.
+ * Everything else lives in the core library. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "outrigger: not built yet\n"); return 3; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin.h"
+#include "config.h"
+#include "log.h"
+#include "net.h"
+#include "worker.h"
+
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+static const char usage_text[] =
+    "Usage: outrigger -c FILE [--validate] [--workers N] [--log-level LEVEL]\n"
+    "       outrigger --version | --help\n"
+    "\n"
+    "Outrigger is a service-mesh sidecar: an HTTP/1.1 proxy with routes, clusters,\n"
+    "pooled upstream connections and an admin API, configured by one YAML file.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE     configuration file (see config/REFERENCE.md)\n"
+    "      --validate        check FILE, print 'FILE: configuration OK' or every error\n"
+    "                        as FILE:LINE:COL: message, and exit 0 or 1\n"
+    "  -w, --workers N       event-loop threads (overrides `workers:`; default: CPUs)\n"
+    "  -l, --log-level L     debug | info | warn | error (overrides `log.level`)\n"
+    "  -v, --version         print the version and exit\n"
+    "  -h, --help            print this help and exit\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads FILE (a bad file is\n"
+    "rejected and the running configuration kept).\n"
+    "Exit codes: 0 ok, 1 configuration error, 2 usage error, 3 runtime failure.\n";
+
+typedef struct {
+  const char *path;
+  int workers_cli, log_level_cli;
+  uv_loop_t *loop;
+  px_snapshot_t *current;
+  unsigned generation;
+  px_worker_t *workers;
+  int nworkers;
+  int finished_workers;
+  int draining, ready;
+  uint64_t reloads_ok, reloads_failed;
+  px_hsrv_t *admin;
+  px_admin_ctx_t admin_ctx;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t drain_timer, poll_timer;
+  uv_thread_t joiner;
+} px_main_t;
+
+static void print_errors(const px_errlist_t *errs) {
+  for (size_t i = 0; i < errs->n; i++) fprintf(stderr, "%s\n", errs->items[i]);
+}
+
+static px_config_t *load(px_main_t *m, int print) {
+  px_errlist_t errs = {0};
+  px_config_t *cfg = px_config_load(m->path, &errs);
+  if (cfg == NULL) {
+    if (print) {
+      print_errors(&errs);
+    } else {
+      for (size_t i = 0; i < errs.n; i++) px_error("reload rejected: %s", errs.items[i]);
+    }
+  }
+  px_errlist_free(&errs);
+  return cfg;
+}
+
+/* Listener sockets cannot move between configurations without dropping
+ * connections, so a reload must keep the same listeners (names and addresses, in
+ * order). Everything else may change. */
+static int same_listeners(const px_config_t *a, const px_config_t *b) {
+  if (a->nlisteners != b->nlisteners) return 0;
+  for (size_t i = 0; i < a->nlisteners; i++)
+    if (strcmp(a->listeners[i].name, b->listeners[i].name) != 0 ||
+        strcmp(a->listeners[i].address.text, b->listeners[i].address.text) != 0)
+      return 0;
+  return 1;
+}
+
+static void reload(px_main_t *m) {
+  if (m->draining) return;
+  px_info("SIGHUP: reloading %s", m->path);
+  px_config_t *cfg = load(m, 0);
+  if (cfg == NULL) {
+    m->reloads_failed++;
+    return;
+  }
+  if (!same_listeners(m->current->cfg, cfg)) {
+    px_error("reload rejected: %s: the listeners (names or addresses) changed; that needs a restart", m->path);
+    px_config_free(cfg);
+    m->reloads_failed++;
+    return;
+  }
+  px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, ++m->generation);
+  for (int i = 0; i < m->nworkers; i++) {
+    px_snapshot_ref(snap);
+    px_worker_post_snapshot(&m->workers[i], snap);
+  }
+  px_snapshot_t *old = m->current;
+  m->current = snap;
+  px_snapshot_unref(old);
+  m->reloads_ok++;
+  px_log_setup("outrigger", m->log_level_cli >= 0 ? m->log_level_cli : cfg->log_level, cfg->log_json);
+  px_info("configuration generation %u is live", m->generation);
+}
+
+static void on_admin_closed(void *data) { (void)data; }
+
+static void close_main_handles(px_main_t *m) {
+  uv_close((uv_handle_t *)&m->sig_term, NULL);
+  uv_close((uv_handle_t *)&m->sig_int, NULL);
+  uv_close((uv_handle_t *)&m->sig_hup, NULL);
+  uv_close((uv_handle_t *)&m->drain_timer, NULL);
+  uv_close((uv_handle_t *)&m->poll_timer, NULL);
+  if (m->admin) px_hsrv_close(m->admin, on_admin_closed, NULL);
+  m->admin = NULL;
+}
+
+/* Workers exit their loops once drained; the main thread watches for that (a
+ * joined thread is done) without blocking its own loop. */
+static void on_poll(uv_timer_t *t) {
+  px_main_t *m = t->data;
+  size_t conns = 0;
+  for (int i = 0; i < m->nworkers; i++) conns += px_worker_conns(&m->workers[i]);
+  if (conns == 0 && __atomic_load_n(&m->finished_workers, __ATOMIC_ACQUIRE) == m->nworkers) close_main_handles(m);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  px_main_t *m = t->data;
+  px_warn("drain_timeout reached: closing the connections still open");
+  for (int i = 0; i < m->nworkers; i++) px_worker_post_stop(&m->workers[i]);
+}
+
+static void start_drain(void *data) {
+  px_main_t *m = data;
+  if (m->draining) return;
+  m->draining = 1;
+  px_info("draining: not accepting new connections, finishing requests in flight");
+  for (int i = 0; i < m->nworkers; i++) px_worker_post_drain(&m->workers[i]);
+  uv_timer_start(&m->drain_timer, on_drain_timeout, m->current->cfg->drain_timeout_ms, 0);
+  uv_timer_start(&m->poll_timer, on_poll, 20, 20);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  px_main_t *m = s->data;
+  if (signum == SIGHUP)
+    reload(m);
+  else
+    start_drain(m);
+}
+
+static void worker_watch(void *arg) {
+  px_main_t *m = arg;
+  for (int i = 0; i < m->nworkers; i++) {
+    px_worker_join(&m->workers[i]);
+    __atomic_add_fetch(&m->finished_workers, 1, __ATOMIC_RELEASE);
+  }
+}
+
+static void close_fds(int **fds, int nworkers, size_t nlisteners) {
+  for (int w = 0; w < nworkers; w++) {
+    for (size_t l = 0; l < nlisteners; l++)
+      if (fds[w][l] >= 0) close(fds[w][l]);
+    free(fds[w]);
+  }
+  free(fds);
+}
+
+/* Every worker gets its own SO_REUSEPORT socket per listener. They are all bound
+ * here, before any thread starts, so a port in use is a clean exit 3. */
+static int open_listeners(px_main_t *m, int ***fds_out) {
+  const px_config_t *cfg = m->current->cfg;
+  int **fds = px_calloc((size_t)m->nworkers, sizeof(int *));
+  for (int w = 0; w < m->nworkers; w++) {
+    fds[w] = px_calloc(cfg->nlisteners, sizeof(int));
+    memset(fds[w], -1, cfg->nlisteners * sizeof(int));
+  }
+  for (int w = 0; w < m->nworkers; w++) {
+    for (size_t l = 0; l < cfg->nlisteners; l++) {
+      int fd = px_listen_fd((const struct sockaddr *)&cfg->listeners[l].address.sa, 1, 1024);
+      if (fd < 0) {
+        px_error("listener %s: cannot listen on %s: %s", cfg->listeners[l].name, cfg->listeners[l].address.text,
+                 uv_strerror(fd));
+        close_fds(fds, m->nworkers, cfg->nlisteners);
+        return -1;
+      }
+      fds[w][l] = fd;
+    }
+  }
+  *fds_out = fds;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  px_main_t m = {.workers_cli = -1, .log_level_cli = -1};
+  int validate = 0;
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"validate", no_argument, NULL, 'V'},
+                                       {"workers", required_argument, NULL, 'w'},
+                                       {"log-level", required_argument, NULL, 'l'},
+                                       {"version", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "c:w:l:vh", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'c': m.path = optarg; break;
+    case 'V': validate = 1; break;
+    case 'w': {
+      char *end;
+      long n = strtol(optarg, &end, 10);
+      if (*end || n < 1 || n > 256) {
+        fprintf(stderr, "outrigger: --workers takes a number from 1 to 256, not '%s'\n", optarg);
+        return EXIT_USAGE;
+      }
+      m.workers_cli = (int)n;
+      break;
+    }
+    case 'l':
+      m.log_level_cli = px_log_level_parse(optarg);
+      if (m.log_level_cli < 0) {
+        fprintf(stderr, "outrigger: --log-level takes debug, info, warn or error, not '%s'\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'v': printf("outrigger %s\n", PX_VERSION); return EXIT_OK;
+    case 'h': fputs(usage_text, stdout); return EXIT_OK;
+    default: fputs(usage_text, stderr); return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "outrigger: unexpected argument '%s'\n%s", argv[optind], usage_text);
+    return EXIT_USAGE;
+  }
+  if (m.path == NULL) {
+    fprintf(stderr, "outrigger: -c FILE is required\n%s", usage_text);
+    return EXIT_USAGE;
+  }
+
+  px_config_t *cfg = load(&m, 1);
+  if (cfg == NULL) return EXIT_CONFIG;
+  if (validate) {
+    printf("%s: configuration OK\n", m.path);
+    px_config_free(cfg);
+    return EXIT_OK;
+  }
+  px_log_setup("outrigger", m.log_level_cli >= 0 ? m.log_level_cli : cfg->log_level, cfg->log_json);
+  signal(SIGPIPE, SIG_IGN);
+
+  m.nworkers = m.workers_cli > 0 ? m.workers_cli : cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
+  m.generation = 1;
+  m.current = px_snapshot_new(cfg, m.nworkers, m.generation);
+  m.loop = uv_default_loop();
+
+  int **fds = NULL;
+  if (open_listeners(&m, &fds) != 0) {
+    px_snapshot_unref(m.current);
+    return EXIT_RUNTIME;
+  }
+
+  m.admin_ctx = (px_admin_ctx_t){.current = &m.current,
+                                 .nworkers = m.nworkers,
+                                 .draining = &m.draining,
+                                 .ready = &m.ready,
+                                 .reloads_ok = &m.reloads_ok,
+                                 .reloads_failed = &m.reloads_failed,
+                                 .drain = start_drain,
+                                 .data = &m};
+  m.workers = px_calloc((size_t)m.nworkers, sizeof(px_worker_t));
+  m.admin_ctx.workers = m.workers;
+  int r = px_admin_start(m.loop, (const struct sockaddr *)&cfg->admin_address.sa, &m.admin_ctx, &m.admin);
+  if (r != 0) {
+    px_error("admin: cannot listen on %s: %s", cfg->admin_address.text, uv_strerror(r));
+    close_fds(fds, m.nworkers, cfg->nlisteners);
+    free(m.workers);
+    px_snapshot_unref(m.current);
+    return EXIT_RUNTIME;
+  }
+
+  for (int i = 0; i < m.nworkers; i++) {
+    px_snapshot_ref(m.current);
+    px_worker_init(&m.workers[i], i, m.current, fds[i], cfg->nlisteners);
+    free(fds[i]);
+  }
+  free(fds);
+  for (int i = 0; i < m.nworkers; i++) {
+    if (px_worker_start(&m.workers[i]) != 0) {
+      px_error("cannot start worker thread %d", i);
+      return EXIT_RUNTIME;
+    }
+  }
+  uv_thread_create(&m.joiner, worker_watch, &m);
+
+  uv_signal_init(m.loop, &m.sig_term);
+  uv_signal_init(m.loop, &m.sig_int);
+  uv_signal_init(m.loop, &m.sig_hup);
+  m.sig_term.data = m.sig_int.data = m.sig_hup.data = &m;
+  uv_signal_start(&m.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&m.sig_int, on_signal, SIGINT);
+  uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+  uv_timer_init(m.loop, &m.drain_timer);
+  uv_timer_init(m.loop, &m.poll_timer);
+  m.drain_timer.data = m.poll_timer.data = &m;
+
+  for (size_t l = 0; l < cfg->nlisteners; l++)
+    px_info("listener %s on %s (%zu routes)", cfg->listeners[l].name, cfg->listeners[l].address.text,
+            cfg->listeners[l].nroutes);
+  px_info("admin on %s; %d workers; outrigger %s ready", cfg->admin_address.text, m.nworkers, PX_VERSION);
+  m.ready = 1;
+
+  uv_run(m.loop, UV_RUN_DEFAULT);
+  uv_thread_join(&m.joiner);
+  uv_loop_close(m.loop);
+  px_snapshot_unref(m.current);
+  free(m.workers);
+  px_info("drained; exiting");
+  return EXIT_OK;
+}

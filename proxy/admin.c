@@ -1,0 +1,141 @@
+#include "admin.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "http1.h"
+#include "metrics.h"
+
+static void problem(px_hres_t *res, int status, const char *detail) {
+  px_buf_t b = {0};
+  px_buf_printf(&b, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":", px_http_reason(status), status);
+  px_buf_json_str(&b, detail, strlen(detail));
+  px_buf_append(&b, "}\n", 2);
+  res->status = status;
+  px_hres_header(res, "content-type", "application/problem+json");
+  px_buf_append(&res->body, b.data, b.len);
+  px_buf_free(&b);
+}
+
+static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
+  px_metrics_t *ws[256];
+  int n = PX_MIN(ctx->nworkers, 256);
+  for (int i = 0; i < n; i++) ws[i] = &ctx->workers[i].metrics;
+  px_metrics_render(ws, n, out);
+
+  px_snapshot_t *s = *ctx->current;
+  px_buf_append_cstr(out, "# HELP outrigger_upstream_connections_active Open upstream connections, all workers.\n"
+                          "# TYPE outrigger_upstream_connections_active gauge\n");
+  for (size_t i = 0; i < s->cfg->nclusters; i++)
+    px_buf_printf(out, "outrigger_upstream_connections_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
+                  atomic_load(&s->clusters[i].connections));
+  px_buf_append_cstr(out, "# HELP outrigger_upstream_requests_active Requests in flight to a cluster.\n"
+                          "# TYPE outrigger_upstream_requests_active gauge\n");
+  for (size_t i = 0; i < s->cfg->nclusters; i++)
+    px_buf_printf(out, "outrigger_upstream_requests_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
+                  atomic_load(&s->clusters[i].active_requests));
+  px_buf_printf(out,
+                "# HELP outrigger_config_reloads_total Configuration reloads, by result.\n"
+                "# TYPE outrigger_config_reloads_total counter\n"
+                "outrigger_config_reloads_total{result=\"ok\"} %llu\n"
+                "outrigger_config_reloads_total{result=\"rejected\"} %llu\n"
+                "# HELP outrigger_config_generation Generation of the running configuration (1 at start).\n"
+                "# TYPE outrigger_config_generation gauge\n"
+                "outrigger_config_generation %u\n"
+                "# HELP outrigger_workers Worker threads.\n"
+                "# TYPE outrigger_workers gauge\n"
+                "outrigger_workers %d\n"
+                "# HELP outrigger_draining 1 while the sidecar drains.\n"
+                "# TYPE outrigger_draining gauge\n"
+                "outrigger_draining %d\n",
+                (unsigned long long)*ctx->reloads_ok, (unsigned long long)*ctx->reloads_failed, s->generation,
+                ctx->nworkers, *ctx->draining);
+}
+
+static const char *const lb_names[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
+
+static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
+  px_snapshot_t *s = *ctx->current;
+  px_buf_append_cstr(out, "{\"clusters\":[");
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    px_cluster_t *c = &s->clusters[i];
+    if (i) px_buf_append(out, ",", 1);
+    px_buf_append_cstr(out, "{\"name\":");
+    px_buf_json_str(out, c->conf->name, strlen(c->conf->name));
+    px_buf_printf(out, ",\"lb\":\"%s\",\"active_requests\":%d,\"connections\":%d,\"endpoints\":[",
+                  lb_names[c->conf->lb], atomic_load(&c->active_requests), atomic_load(&c->connections));
+    for (size_t e = 0; e < c->neps; e++) {
+      px_endpoint_t *ep = &c->eps[e];
+      px_buf_printf(out,
+                    "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"closed\",\"active_requests\":%d,"
+                    "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
+                    e ? "," : "", ep->name, atomic_load(&ep->active_requests), atomic_load(&ep->connections),
+                    (unsigned long long)atomic_load(&ep->requests_total),
+                    (unsigned long long)atomic_load(&ep->failures_total));
+    }
+    px_buf_append_cstr(out, "]}");
+  }
+  px_buf_append_cstr(out, "]}\n");
+}
+
+static int path_is(const px_hreq_t *req, const char *p) {
+  return px_str_eq(req->path, (px_str_t){p, strlen(p)});
+}
+
+static void on_request(void *data, const px_hreq_t *req, px_hres_t *res) {
+  px_admin_ctx_t *ctx = data;
+  int get = req->method == HTTP_GET || req->method == HTTP_HEAD;
+  const char *json_ok = NULL;
+
+  if (path_is(req, "/healthz")) {
+    if (!get) goto method;
+    json_ok = "{\"status\":\"alive\"}\n";
+  } else if (path_is(req, "/ready")) {
+    if (!get) goto method;
+    if (*ctx->draining || !*ctx->ready) {
+      px_hres_json(res, 503, *ctx->draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"starting\"}\n",
+                   strlen(*ctx->draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"starting\"}\n"));
+      return;
+    }
+    json_ok = "{\"status\":\"ready\"}\n";
+  } else if (path_is(req, "/metrics")) {
+    if (!get) goto method;
+    render_metrics(ctx, &res->body);
+    px_hres_header(res, "content-type", "text/plain; version=0.0.4; charset=utf-8");
+    return;
+  } else if (path_is(req, "/clusters")) {
+    if (!get) goto method;
+    render_clusters(ctx, &res->body);
+    px_hres_header(res, "content-type", "application/json");
+    return;
+  } else if (path_is(req, "/config")) {
+    if (!get) goto method;
+    px_config_to_json((*ctx->current)->cfg, &res->body);
+    px_hres_header(res, "content-type", "application/json");
+    return;
+  } else if (path_is(req, "/drain")) {
+    if (req->method != HTTP_POST) goto method;
+    ctx->drain(ctx->data);
+    px_hres_json(res, 202, "{\"status\":\"draining\"}\n", 22);
+    return;
+  } else {
+    problem(res, 404, "no such admin endpoint; see GET /healthz, /ready, /metrics, /clusters, /config, POST /drain");
+    return;
+  }
+  px_hres_json(res, 200, json_ok, strlen(json_ok));
+  return;
+method:
+  px_hres_header(res, "allow", path_is(req, "/drain") ? "POST" : "GET, HEAD");
+  problem(res, 405, "method not allowed on this admin endpoint");
+}
+
+int px_admin_start(uv_loop_t *loop, const struct sockaddr *addr, px_admin_ctx_t *ctx, px_hsrv_t **out) {
+  px_hsrv_opts_t opts = {.max_header_bytes = 16 * 1024,
+                         .max_body_bytes = 64 * 1024,
+                         .header_timeout_ms = 10000,
+                         .idle_timeout_ms = 60000,
+                         .handler = on_request,
+                         .data = ctx};
+  return px_hsrv_start(loop, addr, &opts, out);
+}

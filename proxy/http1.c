@@ -1,0 +1,323 @@
+#include "http1.h"
+
+#include <llhttp.h>
+#include <stdio.h>
+
+int px_head_find(const px_head_t *m, const char *name) {
+  px_str_t want = {name, strlen(name)};
+  for (size_t i = 0; i < m->nh; i++)
+    if (px_str_ieq(px_head_name(m, i), want)) return (int)i;
+  return -1;
+}
+
+void px_headscan_reset(px_headscan_t *s, size_t start) {
+  s->pos = s->line_start = start;
+  s->nlines = 0;
+  s->done = 0;
+  s->head_end = 0;
+  s->err = NULL;
+}
+
+int px_headscan(px_headscan_t *s, const char *b, size_t len) {
+  if (s->done) return 1;
+  while (s->pos < len) {
+    if (s->pos == s->line_start && s->nlines > 0 && (b[s->pos] == ' ' || b[s->pos] == '\t')) {
+      s->err = "obs-folded header lines are not accepted";
+      return -1;
+    }
+    const char *nl = memchr(b + s->pos, '\n', len - s->pos);
+    size_t end = nl ? (size_t)(nl - b) : len;
+    if (memchr(b + s->pos, '\0', end - s->pos)) {
+      s->err = "NUL byte in the request head";
+      return -1;
+    }
+    if (!nl) {
+      s->pos = len;
+      return 0;
+    }
+    if (end == s->line_start || b[end - 1] != '\r') {
+      s->err = "bare LF where CRLF is due";
+      return -1;
+    }
+    s->pos = end + 1;
+    if (end - 1 == s->line_start) { /* an empty line */
+      if (s->nlines == 0) {         /* before the request line: tolerated */
+        s->line_start = end + 1;
+        continue;
+      }
+      s->done = 1;
+      s->head_end = end + 1;
+      return 1;
+    }
+    s->nlines++;
+    s->line_start = end + 1;
+  }
+  return 0;
+}
+
+int px_http1_is_hop_by_hop(px_str_t name) {
+  static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
+                                    "trailer",    "transfer-encoding", "upgrade"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(hop); i++)
+    if (px_str_ieq_cstr(name, hop[i])) return 1;
+  return 0;
+}
+
+/* Header names listed in Connection headers ("Connection: close, X-Foo"): those
+ * headers are hop-by-hop too. At most 16 are remembered; more is not a real case. */
+typedef struct {
+  px_str_t tok[16];
+  size_t n;
+} px_conn_tokens_t;
+
+static void conn_tokens(const px_head_t *m, px_conn_tokens_t *t) {
+  t->n = 0;
+  for (size_t i = 0; i < m->nh; i++) {
+    if (!px_str_ieq_cstr(px_head_name(m, i), "connection")) continue;
+    px_str_t v = px_head_value(m, i);
+    size_t s = 0;
+    while (s < v.n && t->n < PX_ARRAY_SIZE(t->tok)) {
+      while (s < v.n && (v.p[s] == ' ' || v.p[s] == '\t' || v.p[s] == ',')) s++;
+      size_t e = s;
+      while (e < v.n && v.p[e] != ',' && v.p[e] != ' ' && v.p[e] != '\t') e++;
+      if (e > s) t->tok[t->n++] = (px_str_t){v.p + s, e - s};
+      s = e;
+    }
+  }
+}
+
+static int named_by_connection(const px_conn_tokens_t *t, px_str_t name) {
+  for (size_t i = 0; i < t->n; i++)
+    if (px_str_ieq(t->tok[i], name)) return 1;
+  return 0;
+}
+
+static void append_header(px_buf_t *out, px_str_t name, px_str_t value) {
+  char *p = px_buf_reserve(out, name.n + value.n + 4);
+  memcpy(p, name.p, name.n);
+  p += name.n;
+  *p++ = ':';
+  *p++ = ' ';
+  memcpy(p, value.p, value.n);
+  p += value.n;
+  *p++ = '\r';
+  *p++ = '\n';
+  out->len += name.n + value.n + 4;
+}
+
+void px_uuid4(char id[37]) {
+  static const char hex[] = "0123456789abcdef";
+  uint8_t b[16];
+  uint64_t a = px_rand64(), c = px_rand64();
+  memcpy(b, &a, 8);
+  memcpy(b + 8, &c, 8);
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  char *p = id;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *p++ = '-';
+    *p++ = hex[b[i] >> 4];
+    *p++ = hex[b[i] & 15];
+  }
+  *p = '\0';
+}
+
+/* A client's x-request-id is kept when it is short visible ASCII, so it cannot be
+ * used to smuggle anything into logs or upstream heads. */
+static int valid_request_id(px_str_t v) {
+  if (v.n == 0 || v.n > 200) return 0;
+  for (size_t i = 0; i < v.n; i++)
+    if ((unsigned char)v.p[i] <= 0x20 || (unsigned char)v.p[i] >= 0x7f) return 0;
+  return 1;
+}
+
+void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px_buf_t *out,
+                            char rid_out[201]) {
+  px_conn_tokens_t ct;
+  conn_tokens(req, &ct);
+
+  const char *mname = llhttp_method_name((llhttp_method_t)req->method);
+  px_buf_append_cstr(out, mname);
+  px_buf_append(out, " ", 1);
+  px_buf_append(out, req->base + req->url_off, req->url_len);
+  px_buf_append(out, " HTTP/1.1\r\n", 11);
+
+  int seen_host = 0;
+  int xff_first = -1;
+  px_str_t rid = {NULL, 0};
+  for (size_t i = 0; i < req->nh; i++) {
+    px_str_t name = px_head_name(req, i), value = px_head_value(req, i);
+    if (px_http1_is_hop_by_hop(name) || named_by_connection(&ct, name)) continue;
+    switch (name.n) {
+    case 4:
+      if (px_str_ieq_cstr(name, "host")) seen_host = 1;
+      break;
+    case 6: /* Expect: 100-continue is answered by the sidecar itself */
+      if (px_str_ieq_cstr(name, "expect")) continue;
+      break;
+    case 12:
+      if (px_str_ieq_cstr(name, "x-request-id")) {
+        if (rid.p == NULL && valid_request_id(value)) rid = value;
+        continue;
+      }
+      break;
+    case 14:
+      if (rw->chunked_body && px_str_ieq_cstr(name, "content-length")) continue;
+      break;
+    case 15:
+      if (px_str_ieq_cstr(name, "x-forwarded-for")) {
+        if (xff_first < 0) xff_first = (int)i;
+        continue;
+      }
+      break;
+    case 17:
+      if (px_str_ieq_cstr(name, "x-forwarded-proto")) continue;
+      break;
+    case 19:
+      if (px_str_ieq_cstr(name, "x-outrigger-attempt")) continue;
+      break;
+    }
+    append_header(out, name, value);
+  }
+  if (!seen_host && rw->host_fallback) append_header(out, PX_STR("host"), (px_str_t){rw->host_fallback, strlen(rw->host_fallback)});
+
+  px_buf_append_cstr(out, "x-forwarded-for: ");
+  if (xff_first >= 0) {
+    /* Several x-forwarded-for headers are one list (RFC 9110 §5.3). */
+    for (size_t i = (size_t)xff_first; i < req->nh; i++) {
+      if (!px_str_ieq_cstr(px_head_name(req, i), "x-forwarded-for")) continue;
+      px_buf_append_str(out, px_head_value(req, i));
+      px_buf_append(out, ", ", 2);
+    }
+  }
+  px_buf_append_cstr(out, rw->client_ip);
+  px_buf_append_cstr(out, "\r\nx-forwarded-proto: ");
+  px_buf_append_cstr(out, rw->proto);
+  px_buf_append_cstr(out, "\r\nx-request-id: ");
+  if (rw->request_id) {
+    snprintf(rid_out, 201, "%s", rw->request_id);
+  } else if (rid.p) {
+    memcpy(rid_out, rid.p, rid.n);
+    rid_out[rid.n] = '\0';
+  } else {
+    px_uuid4(rid_out);
+  }
+  px_buf_append_cstr(out, rid_out);
+  px_buf_append(out, "\r\n", 2);
+  if (rw->chunked_body) px_buf_append_cstr(out, "transfer-encoding: chunked\r\n");
+}
+
+void px_http1_finish_request(px_buf_t *out, size_t base_len, int attempt) {
+  out->len = base_len;
+  px_buf_append_cstr(out, "x-outrigger-attempt: ");
+  px_buf_append_u64(out, (unsigned long long)attempt);
+  px_buf_append(out, "\r\n\r\n", 4);
+}
+
+px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,
+                                       px_buf_t *out) {
+  px_conn_tokens_t ct;
+  conn_tokens(resp, &ct);
+
+  px_body_mode_t mode;
+  int close = rw->close;
+  if (rw->request_is_head || resp->status == 204 || resp->status == 304 ||
+      (resp->status >= 100 && resp->status < 200)) {
+    mode = PX_BODY_NONE;
+  } else if (resp->content_length >= 0 && !resp->chunked) {
+    mode = PX_BODY_LENGTH;
+  } else if (rw->client_minor >= 1) {
+    mode = PX_BODY_CHUNKED;
+  } else {
+    mode = PX_BODY_CLOSE;
+    close = 1;
+  }
+
+  px_buf_append(out, "HTTP/1.1 ", 9);
+  px_buf_append_u64(out, (unsigned long long)resp->status);
+  px_buf_append(out, " ", 1);
+  px_buf_append_cstr(out, px_http_reason(resp->status));
+  px_buf_append(out, "\r\n", 2);
+  for (size_t i = 0; i < resp->nh; i++) {
+    px_str_t name = px_head_name(resp, i);
+    if (px_http1_is_hop_by_hop(name) || named_by_connection(&ct, name)) continue;
+    if (name.n == 14 && mode != PX_BODY_LENGTH && mode != PX_BODY_NONE &&
+        px_str_ieq_cstr(name, "content-length"))
+      continue;
+    /* Set below by this sidecar; an inner hop's values are not passed through. */
+    if ((name.n == 21 && px_str_ieq_cstr(name, "x-outrigger-attempts")) ||
+        (name.n == 20 && px_str_ieq_cstr(name, "x-outrigger-upstream")))
+      continue;
+    append_header(out, name, px_head_value(resp, i));
+  }
+  if (mode == PX_BODY_CHUNKED) px_buf_append_cstr(out, "transfer-encoding: chunked\r\n");
+  px_buf_append_cstr(out, "x-outrigger-attempts: ");
+  px_buf_append_u64(out, (unsigned long long)rw->attempts);
+  px_buf_append_cstr(out, "\r\nx-outrigger-upstream: ");
+  px_buf_append_cstr(out, rw->cluster);
+  px_buf_append(out, "\r\n", 2);
+  if (close)
+    px_buf_append_cstr(out, "connection: close\r\n");
+  else if (rw->client_minor == 0)
+    px_buf_append_cstr(out, "connection: keep-alive\r\n");
+  px_buf_append(out, "\r\n", 2);
+  return mode;
+}
+
+const char *px_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return "";
+  }
+}
+
+void px_http1_problem(px_buf_t *out, int status, const char *kind, const char *detail,
+                      int close, const char *extra_headers) {
+  const char *title = px_http_reason(status);
+  px_buf_t body = {0};
+  px_buf_append_cstr(&body, "{\"type\":\"urn:outrigger:error:");
+  px_buf_json_escape(&body, kind, strlen(kind));
+  px_buf_append_cstr(&body, "\",\"title\":");
+  px_buf_json_str(&body, title, strlen(title));
+  px_buf_printf(&body, ",\"status\":%d,\"detail\":", status);
+  px_buf_json_str(&body, detail, strlen(detail));
+  px_buf_append(&body, "}\n", 2);
+
+  px_buf_printf(out,
+                "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
+                "x-outrigger-error: %s\r\ncontent-length: %zu\r\n%s%s\r\n",
+                status, title, kind, body.len, close ? "connection: close\r\n" : "",
+                extra_headers ? extra_headers : "");
+  px_buf_append(out, body.data, body.len);
+  px_buf_free(&body);
+}

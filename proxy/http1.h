@@ -1,0 +1,114 @@
+/* HTTP/1.1 head handling for the proxy, as pure functions over parsed spans: which
+ * headers are hop-by-hop, the request head sent upstream, the response head sent to
+ * the client, and the sidecar's own problem+json answers (SPEC §4). No I/O here. */
+#ifndef PX_HTTP1_H
+#define PX_HTTP1_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "core.h"
+
+/* A header as offsets into the buffer that holds the head, so the buffer may grow
+ * (realloc) while a head is still arriving. */
+typedef struct {
+  uint32_t name_off, name_len, value_off, value_len;
+} px_hspan_t;
+
+/* What the proxy needs to know about a parsed head, apart from the header list. */
+typedef struct {
+  const char *base;          /* the buffer the spans are relative to */
+  px_hspan_t *h;
+  size_t nh;
+  int method;                /* llhttp_method_t (requests) */
+  int status;                /* responses */
+  int http_minor;            /* 0 or 1 */
+  uint32_t url_off, url_len; /* requests */
+  int chunked;               /* Transfer-Encoding: chunked */
+  int64_t content_length;    /* -1 when absent */
+  int keep_alive;            /* the peer allows reuse after this message */
+} px_head_t;
+
+static inline px_str_t px_head_name(const px_head_t *m, size_t i) {
+  return (px_str_t){m->base + m->h[i].name_off, m->h[i].name_len};
+}
+static inline px_str_t px_head_value(const px_head_t *m, size_t i) {
+  return (px_str_t){m->base + m->h[i].value_off, m->h[i].value_len};
+}
+/* Index of the first header named `name` (case-insensitive), or -1. */
+int px_head_find(const px_head_t *m, const char *name);
+
+/* An incremental check of a request head as its bytes arrive, before llhttp sees
+ * them. llhttp 8.1 lets three things through that SPEC §4 refuses: a bare LF after
+ * the request line, a NUL after a header value, and obs-folded lines (which it
+ * hands over as a second value callback). Blank lines before the request line
+ * are tolerated (RFC 9112 §2.2). */
+typedef struct {
+  size_t pos, line_start; /* offsets into the caller's buffer */
+  unsigned nlines;
+  int done;
+  size_t head_end;        /* offset just past the blank line, once done */
+  const char *err;
+} px_headscan_t;
+
+/* Starts scanning a head that begins at offset `start`. */
+void px_headscan_reset(px_headscan_t *s, size_t start);
+/* Scans buf[s->pos, len). Returns 1 once the head is complete (s->head_end set),
+ * 0 when more bytes are needed, -1 with s->err on a bare LF, NUL or folded line. */
+int px_headscan(px_headscan_t *s, const char *buf, size_t len);
+
+/* Hop-by-hop headers (RFC 9110 §7.6.1) and the ones Outrigger sets itself, plus any
+ * header the Connection header names: these are never forwarded as they came. */
+int px_http1_is_hop_by_hop(px_str_t name);
+
+/* Fills `id` (37 bytes with NUL) with a random UUIDv4. */
+void px_uuid4(char id[37]);
+
+typedef struct {
+  const char *client_ip;      /* appended to x-forwarded-for */
+  const char *proto;          /* x-forwarded-proto: "http" or "https" */
+  const char *host_fallback;  /* Host for HTTP/1.0 requests that sent none */
+  const char *request_id;     /* NULL: keep the client's x-request-id or make one */
+  int chunked_body;           /* send the body chunked (length unknown) */
+} px_req_rewrite_t;
+
+/* Writes the request head to send upstream, up to but excluding the final
+ * x-outrigger-attempt line and the blank line, so that a retry can re-send the same
+ * head with another attempt number: see px_http1_finish_request. Writes the request
+ * id it used (kept or made) into `rid_out` (at most 200 bytes + NUL). */
+void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px_buf_t *out,
+                            char rid_out[201]);
+/* Appends "x-outrigger-attempt: N\r\n\r\n" to a head built by px_http1_build_request,
+ * first cutting it back to `base_len` (its length before any attempt line). */
+void px_http1_finish_request(px_buf_t *out, size_t base_len, int attempt);
+
+typedef enum {
+  PX_BODY_NONE,     /* no body (HEAD, 204, 304, 1xx) */
+  PX_BODY_LENGTH,   /* Content-Length forwarded as is */
+  PX_BODY_CHUNKED,  /* re-chunked towards the client */
+  PX_BODY_CLOSE,    /* delimited by closing the connection (HTTP/1.0 clients) */
+} px_body_mode_t;
+
+typedef struct {
+  int client_minor;          /* client's HTTP/1.x minor version */
+  int request_is_head;
+  int close;                 /* the client connection closes after this response */
+  int attempts;              /* x-outrigger-attempts */
+  const char *cluster;       /* x-outrigger-upstream */
+} px_resp_rewrite_t;
+
+/* Writes the response head for the client and returns how its body is framed. */
+px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,
+                                       px_buf_t *out);
+
+/* Standard reason phrase for a status code ("OK", "Bad Gateway"), "" when unknown. */
+const char *px_http_reason(int status);
+
+/* A complete problem+json response (SPEC §4) for an error the sidecar makes itself.
+ * `kind` goes into x-outrigger-error; `extra_headers` (CRLF-terminated lines or
+ * NULL) is appended to the head. */
+void px_http1_problem(px_buf_t *out, int status, const char *kind, const char *detail,
+                      int close, const char *extra_headers);
+
+#endif

@@ -1,0 +1,998 @@
+#include "proxy.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+
+#include "http1.h"
+#include "log.h"
+#include "net.h"
+#include "router.h"
+#include "upstream.h"
+
+/* More header lines than this in one head is refused with 431: no real client
+ * needs it, and it bounds the span array. */
+#define PX_MAX_HEADERS 128
+
+typedef enum {
+  CS_HEAD,    /* reading a request head (or idle between requests) */
+  CS_WAIT_UP, /* head parsed, waiting for an upstream connection */
+  CS_BODY,    /* forwarding the request body */
+  CS_SENT,    /* request fully sent; the response is still coming */
+} px_cstate_t;
+
+/* A piece of an outgoing write: either a pointer into a read buffer, or (p == NULL)
+ * an offset into the side buffer that holds heads and chunk framing, resolved only
+ * when the write is issued because the side buffer may move while it grows. */
+typedef struct {
+  const char *p;
+  size_t off, len;
+} px_piece_t;
+
+typedef struct {
+  px_piece_t *v;
+  size_t n, cap;
+  px_buf_t side;
+  uv_buf_t *iov;
+  size_t iovcap;
+} px_out_t;
+
+/* Header spans of a head arriving in a buffer that may grow between reads. */
+typedef struct {
+  px_hspan_t *h;
+  size_t n, cap;
+  int last; /* 0 none, 1 field, 2 value */
+  int obs_fold, too_many;
+} px_hcollect_t;
+
+typedef struct px_conn_s px_conn_t;
+
+typedef struct {
+  px_conn_t *c;
+  px_route_rt_t *route;
+  px_cluster_t *cluster;
+  px_upconn_t *up;
+  px_buf_t uhead;
+  size_t uhead_base;
+  char rid[201];
+  int method, minor, is_head, client_keep_alive, chunked_in, body_done, expect_continue;
+  uint64_t body_in;
+  int attempt, max_attempts;
+  uint64_t tried;
+  size_t ep;
+  int counted_active, counted_ep;
+  /* response */
+  llhttp_t rparser;
+  px_hcollect_t rh;
+  px_body_mode_t mode;
+  int resp_started, resp_done, skip_1xx, up_reusable;
+  int status;
+  uint64_t start_ns;
+} px_req_t;
+
+struct px_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t down_wreq, up_wreq, cont_wreq;
+  px_worker_t *w;
+  px_listen_t *l;
+  px_queue_t link;
+  px_wsnap_t *ws;
+  llhttp_t parser;
+  char *rbuf;
+  size_t rcap, rlen, rpos;
+  px_hcollect_t hc;
+  px_headscan_t scan;
+  uint32_t url_off, url_len;
+  int url_started;
+  int err_status; /* set by a callback that refuses the request */
+  px_out_t down, upw;
+  px_cstate_t state;
+  int writing_down, writing_up, reading, closing, close_after, timer_is_header, nhandles;
+  char peer[48];
+  px_req_t req;
+};
+
+static llhttp_settings_t req_settings, resp_settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static void conn_process(px_conn_t *c);
+static void conn_free(px_conn_t *c);
+static void conn_close(px_conn_t *c);
+static void try_upstream(px_req_t *req);
+static void flush_up(px_conn_t *c);
+static void flush_down(px_conn_t *c);
+static void fail(px_conn_t *c, px_errkind_t kind, const char *detail);
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static const px_listener_conf_t *lconf(px_conn_t *c) {
+  return c->ws->snap->listeners[c->l->listener_index].conf;
+}
+static px_listener_rt_t *lrt(px_conn_t *c) { return &c->ws->snap->listeners[c->l->listener_index]; }
+
+static void out_piece(px_out_t *o, const char *p, size_t off, size_t len) {
+  if (len == 0) return;
+  if (o->n == o->cap) {
+    o->cap = o->cap ? o->cap * 2 : 16;
+    o->v = px_realloc(o->v, o->cap * sizeof(*o->v));
+  }
+  o->v[o->n++] = (px_piece_t){p, off, len};
+}
+/* Appends bytes to the side buffer and queues them. */
+static void out_side(px_out_t *o, const char *p, size_t len) {
+  size_t off = o->side.len;
+  px_buf_append(&o->side, p, len);
+  out_piece(o, NULL, off, len);
+}
+static void out_chunk_header(px_out_t *o, size_t n) {
+  char tmp[24];
+  int k = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
+  out_side(o, tmp, (size_t)k);
+}
+static void out_reset(px_out_t *o) {
+  o->n = 0;
+  o->side.len = 0;
+}
+static void out_free(px_out_t *o) {
+  free(o->v);
+  free(o->iov);
+  px_buf_free(&o->side);
+}
+/* Resolves pieces into iovecs; returns how many. */
+static unsigned out_iov(px_out_t *o) {
+  if (o->iovcap < o->n) {
+    o->iovcap = o->n;
+    o->iov = px_realloc(o->iov, o->iovcap * sizeof(*o->iov));
+  }
+  for (size_t i = 0; i < o->n; i++) {
+    const char *p = o->v[i].p ? o->v[i].p : o->side.data + o->v[i].off;
+    o->iov[i] = uv_buf_init((char *)p, (unsigned)o->v[i].len);
+  }
+  return (unsigned)o->n;
+}
+
+/* Header span collection shared by both directions. A value that continues at a
+ * place other than right after its previous piece is an obs-folded line (llhttp
+ * delivers those as a second value callback): refused, never forwarded. */
+static int hc_field(px_hcollect_t *hc, uint32_t off, uint32_t len) {
+  if (hc->last == 1) {
+    hc->h[hc->n - 1].name_len += len;
+    return 0;
+  }
+  if (hc->n == PX_MAX_HEADERS) {
+    hc->too_many = 1;
+    return -1;
+  }
+  if (hc->n == hc->cap) {
+    hc->cap = hc->cap ? hc->cap * 2 : 16;
+    hc->h = px_realloc(hc->h, hc->cap * sizeof(*hc->h));
+  }
+  hc->h[hc->n++] = (px_hspan_t){off, len, off, 0};
+  hc->last = 1;
+  return 0;
+}
+static int hc_value(px_hcollect_t *hc, uint32_t off, uint32_t len) {
+  px_hspan_t *h = &hc->h[hc->n - 1];
+  if (hc->last == 2) {
+    if (off != h->value_off + h->value_len) {
+      hc->obs_fold = 1;
+      return -1;
+    }
+    h->value_len += len;
+    return 0;
+  }
+  h->value_off = off;
+  h->value_len = len;
+  hc->last = 2;
+  return 0;
+}
+static void hc_reset(px_hcollect_t *hc) {
+  hc->n = 0;
+  hc->last = 0;
+  hc->obs_fold = hc->too_many = 0;
+}
+
+/* ---- timers ------------------------------------------------------------------ */
+
+static void on_conn_timer(uv_timer_t *t);
+
+static void timer_idle(px_conn_t *c) {
+  c->timer_is_header = 0;
+  uv_timer_start(&c->timer, on_conn_timer, lconf(c)->limits.idle_timeout_ms, 0);
+}
+static void timer_header(px_conn_t *c) {
+  c->timer_is_header = 1;
+  uv_timer_start(&c->timer, on_conn_timer, lconf(c)->limits.header_timeout_ms, 0);
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+  px_conn_t *c = t->data;
+  switch (c->state) {
+  case CS_HEAD:
+    if (c->timer_is_header && c->rlen > c->rpos) {
+      fail(c, PX_ERR_REQUEST_TIMEOUT, "the request head did not arrive within header_timeout");
+    } else {
+      conn_close(c); /* idle keep-alive connection */
+    }
+    break;
+  default: /* route timeout */
+    fail(c, PX_ERR_UPSTREAM_TIMEOUT, "the upstream did not answer within the route timeout");
+    break;
+  }
+}
+
+/* ---- reading from the client ------------------------------------------------- */
+
+static void on_down_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  px_conn_t *c = h->data;
+  if (c->rbuf == NULL) {
+    c->rbuf = px__iobuf_get(c->w);
+    c->rcap = PX_IOBUF_SIZE;
+    c->rlen = c->rpos = 0;
+  } else if (c->rlen == c->rcap && c->state == CS_HEAD &&
+             c->rcap <= lconf(c)->limits.max_header_bytes) {
+    /* A head larger than the buffer: grow towards max_header_bytes. Header spans
+     * are offsets, so moving the buffer is safe. */
+    size_t cap = c->rcap * 2;
+    char *bigger = px_malloc(cap);
+    memcpy(bigger, c->rbuf, c->rlen);
+    if (c->rcap == PX_IOBUF_SIZE)
+      px__iobuf_put(c->w, c->rbuf);
+    else
+      free(c->rbuf);
+    c->rbuf = bigger;
+    c->rcap = cap;
+  }
+  buf->base = c->rbuf + c->rlen;
+  buf->len = c->rcap - c->rlen;
+}
+
+static void release_rbuf(px_conn_t *c) {
+  if (c->rbuf == NULL) return;
+  if (c->rcap == PX_IOBUF_SIZE)
+    px__iobuf_put(c->w, c->rbuf);
+  else
+    free(c->rbuf);
+  c->rbuf = NULL;
+  c->rcap = c->rlen = c->rpos = 0;
+}
+
+static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void read_start(px_conn_t *c) {
+  if (c->reading || c->closing) return;
+  c->reading = 1;
+  uv_read_start((uv_stream_t *)&c->tcp, on_down_alloc, on_down_read);
+}
+static void read_stop(px_conn_t *c) {
+  if (!c->reading) return;
+  c->reading = 0;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  px_conn_t *c = s->data;
+  if (nread == 0) return;
+  if (nread < 0) {
+    /* The client went away (or half-closed, which HTTP/1.1 clients do not do before
+     * reading their answer): whatever is in flight for it is abandoned. */
+    if (nread == UV_ENOBUFS && c->state == CS_HEAD) {
+      fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+      return;
+    }
+    conn_close(c);
+    return;
+  }
+  if (c->state == CS_HEAD && c->rlen == c->rpos && !c->timer_is_header) timer_header(c);
+  c->rlen += (size_t)nread;
+  conn_process(c);
+}
+
+/* ---- request parser callbacks ------------------------------------------------ */
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  px_conn_t *c = p->data;
+  if (!c->url_started) {
+    c->url_off = (uint32_t)(at - c->rbuf);
+    c->url_len = 0;
+    c->url_started = 1;
+  }
+  c->url_len += (uint32_t)n;
+  return 0;
+}
+static int on_req_field(llhttp_t *p, const char *at, size_t n) {
+  px_conn_t *c = p->data;
+  return hc_field(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
+}
+static int on_req_value(llhttp_t *p, const char *at, size_t n) {
+  px_conn_t *c = p->data;
+  return hc_value(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
+}
+static int on_req_value_complete(llhttp_t *p) {
+  px_conn_t *c = p->data;
+  c->hc.last = 3; /* a later value piece belongs to a new field */
+  return 0;
+}
+/* A request with a body pauses at the end of its head, so the body can be parsed
+ * later straight into upstream writes; a bodiless one pauses at its end. Either way
+ * the parser stops right after the head. */
+static int on_req_headers_complete(llhttp_t *p) {
+  if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) return HPE_PAUSED;
+  return 0;
+}
+
+static int on_req_body(llhttp_t *p, const char *at, size_t n) {
+  px_conn_t *c = p->data;
+  px_req_t *req = &c->req;
+  req->body_in += n;
+  if (req->body_in > lconf(c)->limits.max_body_bytes) {
+    c->err_status = 413;
+    return -1;
+  }
+  if (req->chunked_in) {
+    out_chunk_header(&c->upw, n);
+    out_piece(&c->upw, at, 0, n);
+    out_piece(&c->upw, "\r\n", 0, 2);
+  } else {
+    out_piece(&c->upw, at, 0, n);
+  }
+  return 0;
+}
+static int on_req_message_complete(llhttp_t *p) {
+  px_conn_t *c = p->data;
+  if (c->state == CS_HEAD) return HPE_PAUSED; /* bodiless request: head complete */
+  if (c->req.chunked_in) out_piece(&c->upw, "0\r\n\r\n", 0, 5);
+  c->req.body_done = 1;
+  return HPE_PAUSED;
+}
+
+/* ---- response parser callbacks ----------------------------------------------- */
+
+static int on_resp_field(llhttp_t *p, const char *at, size_t n) {
+  px_req_t *req = p->data;
+  return hc_field(&req->rh, (uint32_t)(at - req->up->rbuf), (uint32_t)n);
+}
+static int on_resp_value(llhttp_t *p, const char *at, size_t n) {
+  px_req_t *req = p->data;
+  return hc_value(&req->rh, (uint32_t)(at - req->up->rbuf), (uint32_t)n);
+}
+static int on_resp_value_complete(llhttp_t *p) {
+  px_req_t *req = p->data;
+  req->rh.last = 3;
+  return 0;
+}
+
+static int on_resp_headers_complete(llhttp_t *p) {
+  px_req_t *req = p->data;
+  px_conn_t *c = req->c;
+  int status = p->status_code;
+  if (status >= 100 && status < 200) {
+    /* Interim responses (100 Continue from an upstream) are not forwarded: the
+     * sidecar answered the client's Expect itself. */
+    req->skip_1xx = 1;
+    hc_reset(&req->rh);
+    return 0;
+  }
+  px_head_t h = {.base = req->up->rbuf,
+                 .h = req->rh.h,
+                 .nh = req->rh.n,
+                 .status = status,
+                 .http_minor = p->http_minor,
+                 .chunked = (p->flags & F_CHUNKED) != 0,
+                 .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
+  /* The client connection closes after this answer when the client asked for it,
+   * when the sidecar drains, or when the request body is not fully read (an upstream
+   * may answer early): the connection then cannot be resynchronised. */
+  if (!req->client_keep_alive || c->w->draining || !req->body_done) c->close_after = 1;
+  px_resp_rewrite_t rw = {.client_minor = req->minor,
+                          .request_is_head = req->is_head,
+                          .close = c->close_after,
+                          .attempts = req->attempt,
+                          .cluster = req->cluster->conf->name};
+  size_t off = c->down.side.len;
+  req->mode = px_http1_build_response(&h, &rw, &c->down.side);
+  if (req->mode == PX_BODY_CLOSE) c->close_after = 1;
+  out_piece(&c->down, NULL, off, c->down.side.len - off);
+  req->resp_started = 1;
+  req->status = status;
+  px_metric_inc(&c->w->metrics.upstream[req->cluster->metric_slot][PX_MIN(status / 100, 5) - 1], 1);
+  return req->is_head ? 1 : 0;
+}
+
+static int on_resp_body(llhttp_t *p, const char *at, size_t n) {
+  px_req_t *req = p->data;
+  px_out_t *o = &req->c->down;
+  if (req->mode == PX_BODY_CHUNKED) {
+    out_chunk_header(o, n);
+    out_piece(o, at, 0, n);
+    out_piece(o, "\r\n", 0, 2);
+  } else {
+    out_piece(o, at, 0, n);
+  }
+  return 0;
+}
+
+static int on_resp_message_complete(llhttp_t *p) {
+  px_req_t *req = p->data;
+  if (req->skip_1xx) {
+    req->skip_1xx = 0;
+    return 0;
+  }
+  if (req->mode == PX_BODY_CHUNKED) out_piece(&req->c->down, "0\r\n\r\n", 0, 5);
+  req->resp_done = 1;
+  return HPE_PAUSED;
+}
+
+static void settings_init(void) {
+  llhttp_settings_init(&req_settings);
+  req_settings.on_url = on_url;
+  req_settings.on_header_field = on_req_field;
+  req_settings.on_header_value = on_req_value;
+  req_settings.on_header_value_complete = on_req_value_complete;
+  req_settings.on_headers_complete = on_req_headers_complete;
+  req_settings.on_body = on_req_body;
+  req_settings.on_message_complete = on_req_message_complete;
+
+  llhttp_settings_init(&resp_settings);
+  resp_settings.on_header_field = on_resp_field;
+  resp_settings.on_header_value = on_resp_value;
+  resp_settings.on_header_value_complete = on_resp_value_complete;
+  resp_settings.on_headers_complete = on_resp_headers_complete;
+  resp_settings.on_body = on_resp_body;
+  resp_settings.on_message_complete = on_resp_message_complete;
+}
+
+/* ---- the request's life ------------------------------------------------------ */
+
+static void count_release(px_req_t *req) {
+  if (req->counted_ep) {
+    atomic_fetch_sub_explicit(&req->cluster->eps[req->ep].active_requests, 1, memory_order_relaxed);
+    req->counted_ep = 0;
+  }
+  if (req->counted_active) {
+    atomic_fetch_sub_explicit(&req->cluster->active_requests, 1, memory_order_relaxed);
+    req->counted_active = 0;
+  }
+}
+
+static void drop_upstream(px_req_t *req, int reusable) {
+  if (req->up == NULL) return;
+  px_upstream_release(req->up, reusable);
+  req->up = NULL;
+}
+
+/* The response is fully written: account for it and get ready for the next request. */
+static void req_finish(px_conn_t *c) {
+  px_req_t *req = &c->req;
+  px_metrics_request(&c->w->metrics, lrt(c)->metric_slot, req->route ? req->route->metric_slot : -1,
+                     req->status, px_now_ns() - req->start_ns);
+  drop_upstream(req, req->up_reusable && req->body_done);
+  count_release(req);
+  uv_timer_stop(&c->timer);
+  if (c->close_after || c->w->draining) {
+    conn_close(c);
+    return;
+  }
+  /* Keep-alive: the next request may already be in the buffer (pipelining). */
+  size_t left = c->rlen - c->rpos;
+  if (left) memmove(c->rbuf, c->rbuf + c->rpos, left);
+  c->rlen = left;
+  c->rpos = 0;
+  llhttp_resume(&c->parser);
+  px_headscan_reset(&c->scan, 0);
+  hc_reset(&c->hc);
+  c->url_started = 0;
+  req->route = NULL;
+  req->cluster = NULL;
+  c->state = CS_HEAD;
+  if (left == 0) release_rbuf(c);
+  timer_idle(c);
+  if (left) timer_header(c);
+  conn_process(c);
+}
+
+static void on_down_written(uv_write_t *wr, int status) {
+  px_conn_t *c = wr->data;
+  c->writing_down = 0;
+  out_reset(&c->down);
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  px_req_t *req = &c->req;
+  if (req->resp_done) {
+    req_finish(c);
+    return;
+  }
+  if (req->up) {
+    req->up->rlen = 0;
+    px_upstream_read_start(req->up);
+  }
+}
+
+static void flush_down(px_conn_t *c) {
+  if (c->down.n == 0 || c->writing_down) return;
+  c->writing_down = 1;
+  unsigned n = out_iov(&c->down);
+  if (c->req.up) px_upstream_read_stop(c->req.up);
+  int r = uv_write(&c->down_wreq, (uv_stream_t *)&c->tcp, c->down.iov, n, on_down_written);
+  if (r < 0) {
+    c->writing_down = 0;
+    conn_close(c);
+  }
+}
+
+/* The sidecar answers by itself (SPEC §4): problem+json, x-outrigger-error, and
+ * the cause counted. When the response has already started, all that can be done
+ * is to close the connection. */
+static void fail_with(px_conn_t *c, px_errkind_t kind, const char *detail, const char *extra) {
+  px_req_t *req = &c->req;
+  px_metric_inc(&c->w->metrics.errors[kind], 1);
+  if (kind >= PX_ERR_CONNECT_FAILURE && kind != PX_ERR_NO_ENDPOINT && kind != PX_ERR_OVERLOADED && req->cluster)
+    px_metric_inc(&c->w->metrics.upstream_fail[req->cluster->metric_slot], 1);
+  drop_upstream(req, 0);
+  if (req->resp_started || c->closing) {
+    conn_close(c);
+    return;
+  }
+  int status = px_errkind_status(kind);
+  if (c->state == CS_HEAD || !req->body_done || status == 400 || status == 408 || status == 413 || status == 431)
+    c->close_after = 1;
+  if (c->w->draining) c->close_after = 1;
+  px_debug("%s %s: %s", c->peer, px_errkind_name(kind), detail);
+  out_reset(&c->down);
+  char tries[64 + 64];
+  if (req->attempt > 0) { /* the tries made before giving up are part of the answer */
+    snprintf(tries, sizeof(tries), "x-outrigger-attempts: %d\r\n%s", req->attempt, extra ? extra : "");
+    extra = tries;
+  }
+  px_http1_problem(&c->down.side, status, px_errkind_name(kind), detail, c->close_after, extra);
+  out_piece(&c->down, NULL, 0, c->down.side.len);
+  req->resp_started = 1;
+  req->resp_done = 1;
+  req->status = status;
+  if (c->state == CS_HEAD) req->start_ns = px_now_ns();
+  c->state = CS_SENT;
+  read_stop(c);
+  uv_timer_stop(&c->timer);
+  if (c->writing_down) return; /* on_down_written will finish */
+  flush_down(c);
+}
+
+static void fail(px_conn_t *c, px_errkind_t kind, const char *detail) { fail_with(c, kind, detail, NULL); }
+
+/* Parses what the client sent of the body and sends it upstream. */
+static void body_process(px_conn_t *c) {
+  px_req_t *req = &c->req;
+  if (c->writing_up || req->up == NULL) return;
+  if (c->rpos < c->rlen && !req->body_done) {
+    llhttp_errno_t err = llhttp_execute(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+    if (err == HPE_OK) {
+      c->rpos = c->rlen;
+    } else if (err == HPE_PAUSED) {
+      c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
+    } else {
+      /* A bad chunk or an oversized body while streaming: the upstream connection is
+       * dropped before the body's end, so it never sees a complete request. */
+      out_reset(&c->upw);
+      if (c->err_status == 413)
+        fail(c, PX_ERR_BODY_TOO_LARGE, "the request body is larger than max_body_bytes");
+      else
+        fail(c, PX_ERR_BAD_REQUEST, llhttp_get_error_reason(&c->parser));
+      return;
+    }
+  }
+  if (c->upw.n) {
+    flush_up(c);
+  } else if (!req->body_done) {
+    c->rlen = c->rpos = 0;
+    read_start(c);
+  }
+}
+
+static void on_up_written(uv_write_t *wr, int status) {
+  px_conn_t *c = wr->data;
+  px_req_t *req = &c->req;
+  c->writing_up = 0;
+  out_reset(&c->upw);
+  if (c->closing) {
+    if (c->nhandles == 0) conn_free(c);
+    return;
+  }
+  if (status < 0) {
+    /* The upstream stopped taking the request. If it has answered already, that
+     * answer is what the client gets; otherwise it is a reset. */
+    if (!req->resp_started) fail(c, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request");
+    return;
+  }
+  if (req->body_done) {
+    c->state = CS_SENT;
+    return;
+  }
+  if (c->rpos == c->rlen) c->rlen = c->rpos = 0;
+  body_process(c);
+}
+
+static void flush_up(px_conn_t *c) {
+  px_req_t *req = &c->req;
+  if (c->upw.n == 0 || c->writing_up || req->up == NULL) return;
+  c->writing_up = 1;
+  read_stop(c);
+  unsigned n = out_iov(&c->upw);
+  int r = uv_write(&c->up_wreq, (uv_stream_t *)&req->up->tcp, c->upw.iov, n, on_up_written);
+  if (r < 0) {
+    c->writing_up = 0;
+    out_reset(&c->upw);
+    fail(c, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request");
+  }
+}
+
+/* Response bytes arrived from the upstream. */
+static void on_up_read(void *owner, px_upconn_t *up, size_t n) {
+  px_req_t *req = owner;
+  px_conn_t *c = req->c;
+  const char *start = up->rbuf + up->rlen - n;
+  llhttp_errno_t err = llhttp_execute(&req->rparser, start, n);
+  if (err == HPE_PAUSED) {
+    /* Bytes after the end of the response: the upstream is out of step. */
+    if (llhttp_get_error_pos(&req->rparser) != up->rbuf + up->rlen) req->up_reusable = 0;
+    else req->up_reusable = llhttp_should_keep_alive(&req->rparser);
+  } else if (err != HPE_OK) {
+    out_reset(&c->down);
+    if (req->rh.too_many || up->rlen == up->rcap)
+      fail(c, PX_ERR_BAD_RESPONSE, "the upstream sent a response head that is too large");
+    else
+      fail(c, PX_ERR_BAD_RESPONSE, "the upstream sent a malformed response");
+    return;
+  }
+  if (c->down.n) {
+    flush_down(c);
+  } else if (req->resp_done) {
+    if (!c->writing_down) req_finish(c);
+  } else if (req->resp_started) {
+    up->rlen = 0; /* the head went out already; nothing of this read is kept */
+  }
+}
+
+static void on_up_eof(void *owner, px_upconn_t *up, int status) {
+  px_req_t *req = owner;
+  px_conn_t *c = req->c;
+  req->up_reusable = 0;
+  if (req->resp_started && !req->resp_done && status == UV_EOF &&
+      llhttp_finish(&req->rparser) == HPE_OK && req->resp_done) {
+    /* A body delimited by the connection's end. */
+    drop_upstream(req, 0);
+    if (c->down.n) flush_down(c);
+    else if (!c->writing_down) req_finish(c);
+    return;
+  }
+  if (!req->resp_started && up->reused && !c->writing_up && req->body_in == 0 && req->body_done &&
+      req->attempt <= req->max_attempts) {
+    /* A pooled connection the upstream had closed as we reused it: nothing of the
+     * request can have been processed, so it goes again on a fresh connection. */
+    drop_upstream(req, 0);
+    count_release(req);
+    req->counted_active = 1;
+    atomic_fetch_add_explicit(&req->cluster->active_requests, 1, memory_order_relaxed);
+    req->tried = 0;
+    try_upstream(req);
+    return;
+  }
+  fail(c, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete");
+}
+
+static void on_up_connect(void *owner, px_upconn_t *up, int status);
+static const px_upconn_cb_t up_cb = {on_up_connect, on_up_read, on_up_eof};
+
+static void on_cont_written(uv_write_t *wr, int status) { (void)wr; (void)status; }
+
+static void on_up_connect(void *owner, px_upconn_t *up, int status) {
+  px_req_t *req = owner;
+  px_conn_t *c = req->c;
+  if (status != 0) {
+    req->up = NULL;
+    px_metric_inc(&c->w->metrics.upstream_fail[req->cluster->metric_slot], 1);
+    atomic_fetch_add_explicit(&req->cluster->eps[req->ep].failures_total, 1, memory_order_relaxed);
+    px_debug("connect to %s failed: %s (attempt %d of %d)", req->cluster->eps[req->ep].name,
+             px_strerror(status), req->attempt, req->max_attempts);
+    if (req->attempt < req->max_attempts) {
+      try_upstream(req);
+      return;
+    }
+    fail(c, PX_ERR_CONNECT_FAILURE,
+         status == UV_ETIMEDOUT ? "connecting to the upstream timed out" : "the upstream refused the connection");
+    return;
+  }
+  req->up = up;
+  atomic_fetch_add_explicit(&req->cluster->eps[req->ep].requests_total, 1, memory_order_relaxed);
+  llhttp_init(&req->rparser, HTTP_RESPONSE, &resp_settings);
+  req->rparser.data = req;
+  hc_reset(&req->rh);
+
+  px_http1_finish_request(&req->uhead, req->uhead_base, req->attempt);
+  out_reset(&c->upw);
+  out_piece(&c->upw, req->uhead.data, 0, req->uhead.len);
+  if (req->expect_continue && !req->body_done) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+    req->expect_continue = 0;
+    uv_write(&c->cont_wreq, (uv_stream_t *)&c->tcp, &b, 1, on_cont_written);
+  }
+  c->state = req->body_done ? CS_SENT : CS_BODY;
+  px_upstream_read_start(up);
+  if (req->body_done) {
+    flush_up(c);
+  } else {
+    body_process(c);
+  }
+}
+
+static void try_upstream(px_req_t *req) {
+  px_conn_t *c = req->c;
+  if (req->counted_ep) {
+    atomic_fetch_sub_explicit(&req->cluster->eps[req->ep].active_requests, 1, memory_order_relaxed);
+    req->counted_ep = 0;
+  }
+  req->attempt++;
+  int other = req->route->conf->retry.other_endpoint;
+  req->ep = px_cluster_pick(req->cluster, c->w->id, other ? req->tried : 0);
+  if (req->ep < 64) req->tried |= 1ull << req->ep;
+  atomic_fetch_add_explicit(&req->cluster->eps[req->ep].active_requests, 1, memory_order_relaxed);
+  req->counted_ep = 1;
+  req->up = NULL;
+  int r = px_upstream_acquire(c->w, c->ws, req->cluster, req->ep, req, &up_cb, &req->up);
+  if (r == PX_EOVERFLOW) {
+    fail_with(c, PX_ERR_OVERLOADED, "the cluster's max_connections is reached", "x-outrigger-overloaded: true\r\n");
+  } else if (r < 0) {
+    on_up_connect(req, NULL, r);
+  }
+}
+
+/* A complete request head is in the buffer: check it, route it, and start the
+ * upstream exchange. */
+static void req_begin(px_conn_t *c) {
+  px_req_t *req = &c->req;
+  llhttp_t *p = &c->parser;
+  const px_listener_conf_t *lc;
+
+  /* A keep-alive connection picks up a reloaded configuration at its next request. */
+  if (c->ws != c->w->cur) {
+    px_wsnap_t *old = c->ws;
+    c->ws = px__wsnap_use(c->w);
+    px__wsnap_release(c->w, old);
+  }
+  lc = lconf(c);
+  uv_timer_stop(&c->timer);
+  c->timer_is_header = 0;
+
+  req->route = NULL;
+  req->cluster = NULL;
+  req->up = NULL;
+  req->start_ns = px_now_ns();
+  req->method = llhttp_get_method(p);
+  req->minor = llhttp_get_http_minor(p);
+  req->is_head = req->method == HTTP_HEAD;
+  req->client_keep_alive = llhttp_should_keep_alive(p);
+  req->chunked_in = (p->flags & F_CHUNKED) != 0;
+  req->body_done = 0;
+  req->body_in = 0;
+  req->attempt = 0;
+  req->tried = 0;
+  req->counted_active = req->counted_ep = 0;
+  req->resp_started = req->resp_done = req->skip_1xx = 0;
+  req->up_reusable = 0;
+  req->status = 0;
+  req->expect_continue = 0;
+  c->close_after = 0;
+  c->state = CS_WAIT_UP;
+  read_stop(c);
+
+  if (c->rpos > lc->limits.max_header_bytes) {
+    fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+    return;
+  }
+  if (llhttp_get_upgrade(p) || req->method == HTTP_CONNECT) {
+    fail(c, PX_ERR_BAD_REQUEST, "CONNECT and protocol upgrades are not supported");
+    return;
+  }
+  px_head_t h = {.base = c->rbuf, .h = c->hc.h, .nh = c->hc.n, .method = req->method,
+                 .http_minor = req->minor, .url_off = c->url_off, .url_len = c->url_len,
+                 .chunked = req->chunked_in,
+                 .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
+  int host_idx = px_head_find(&h, "host");
+  if (host_idx < 0 && req->minor >= 1) {
+    fail(c, PX_ERR_BAD_REQUEST, "HTTP/1.1 requests need a Host header");
+    return;
+  }
+  if (h.content_length > 0 && (uint64_t)h.content_length > lc->limits.max_body_bytes) {
+    fail(c, PX_ERR_BODY_TOO_LARGE, "the request body is larger than max_body_bytes");
+    return;
+  }
+  if (!req->chunked_in && h.content_length <= 0)
+    req->body_done = 1; /* paused at message end; req_finish resumes */
+  else
+    llhttp_resume(p); /* paused at head end; the body is parsed once upstream is ready */
+  int ex = px_head_find(&h, "expect");
+  if (ex >= 0 && px_str_ieq_cstr(px_head_value(&h, (size_t)ex), "100-continue")) req->expect_continue = 1;
+
+  px_str_t url = {c->rbuf + c->url_off, c->url_len};
+  const char *q = memchr(url.p, '?', url.n);
+  px_str_t path = {url.p, q ? (size_t)(q - url.p) : url.n};
+  px_str_t host = host_idx >= 0 ? px_router_host(px_head_value(&h, (size_t)host_idx)) : (px_str_t){"", 0};
+  int ri = px_router_match(lc, req->method, path, host, &h);
+  if (ri < 0) {
+    fail(c, PX_ERR_NO_ROUTE, "no route of this listener matches the request");
+    return;
+  }
+  req->route = &lrt(c)->routes[ri];
+  const px_route_conf_t *rc = req->route->conf;
+  req->cluster = px_route_pick_cluster(c->ws->snap, req->route, px_rand01());
+  if (req->cluster == NULL || req->cluster->neps == 0) {
+    fail(c, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint");
+    return;
+  }
+  if (atomic_fetch_add_explicit(&req->cluster->active_requests, 1, memory_order_relaxed) >=
+      req->cluster->conf->max_requests) {
+    atomic_fetch_sub_explicit(&req->cluster->active_requests, 1, memory_order_relaxed);
+    fail_with(c, PX_ERR_OVERLOADED, "the cluster's max_requests is reached", "x-outrigger-overloaded: true\r\n");
+    return;
+  }
+  req->counted_active = 1;
+  req->max_attempts = (rc->retry.on & PX_RETRY_ON_CONNECT_FAILURE) ? rc->retry.attempts : 1;
+
+  px_req_rewrite_t rw = {.client_ip = c->peer,
+                         .proto = "http",
+                         .host_fallback = req->cluster->eps[0].name,
+                         .chunked_body = req->chunked_in};
+  req->uhead.len = 0;
+  px_http1_build_request(&h, &rw, &req->uhead, req->rid);
+  req->uhead_base = req->uhead.len;
+  if (rc->timeout_ms) uv_timer_start(&c->timer, on_conn_timer, rc->timeout_ms, 0);
+  try_upstream(req);
+}
+
+/* Drives the parser over what is buffered, in the current state. */
+static void conn_process(px_conn_t *c) {
+  if (c->closing) return;
+  if (c->state == CS_BODY) {
+    body_process(c);
+    return;
+  }
+  if (c->state != CS_HEAD) return;
+  if (c->rpos == c->rlen) {
+    read_start(c);
+    return;
+  }
+  /* llhttp only sees a head that is complete and passed the checks it lacks. */
+  int sr = px_headscan(&c->scan, c->rbuf, c->rlen);
+  if (sr < 0) {
+    fail(c, PX_ERR_BAD_REQUEST, c->scan.err);
+    return;
+  }
+  if (sr == 0) {
+    if (c->rlen - c->rpos > lconf(c)->limits.max_header_bytes) {
+      fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+      return;
+    }
+    read_start(c);
+    return;
+  }
+  llhttp_errno_t err = llhttp_execute(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+  if (err == HPE_PAUSED) {
+    c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
+    req_begin(c);
+    return;
+  }
+  if (err == HPE_OK) {
+    c->rpos = c->rlen;
+    if (c->rlen > lconf(c)->limits.max_header_bytes) {
+      fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+      return;
+    }
+    read_start(c);
+    return;
+  }
+  if (c->hc.too_many) {
+    fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request has too many header lines");
+  } else if (c->hc.obs_fold) {
+    fail(c, PX_ERR_BAD_REQUEST, "obs-folded header lines are not accepted");
+  } else {
+    px_buf_t why = {0};
+    px_buf_printf(&why, "malformed request: %s", llhttp_get_error_reason(&c->parser));
+    fail(c, PX_ERR_BAD_REQUEST, why.data);
+    px_buf_free(&why);
+  }
+}
+
+/* ---- connection life --------------------------------------------------------- */
+
+/* The upstream write's request lives in the connection, and its callback may run
+ * after the connection's own handles have closed: the last of them frees it. */
+static void conn_free(px_conn_t *c) {
+  release_rbuf(c);
+  free(c->hc.h);
+  free(c->req.rh.h);
+  px_buf_free(&c->req.uhead);
+  out_free(&c->down);
+  out_free(&c->upw);
+  px_worker_t *w = c->w;
+  px__wsnap_release(w, c->ws);
+  free(c);
+  px__worker_conn_closed(w);
+}
+
+static void on_conn_closed(uv_handle_t *h) {
+  px_conn_t *c = h->data;
+  if (--c->nhandles > 0 || c->writing_up) return;
+  conn_free(c);
+}
+
+static void conn_close(px_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  drop_upstream(&c->req, 0);
+  count_release(&c->req);
+  px_queue_remove(&c->link);
+  c->w->nconns--;
+  px_metric_inc(&c->w->metrics.conns_closed, 1);
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+  uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
+  uv_once(&settings_once, settings_init);
+  px_conn_t *c = px_calloc(1, sizeof(*c));
+  c->w = w;
+  c->l = l;
+  uv_tcp_init(&w->loop, &c->tcp);
+  uv_timer_init(&w->loop, &c->timer);
+  c->nhandles = 2;
+  c->tcp.data = c->timer.data = c;
+  c->down_wreq.data = c->up_wreq.data = c->cont_wreq.data = c;
+  c->req.c = c;
+  c->ws = px__wsnap_use(w);
+  px_queue_insert_tail(&w->conns, &c->link);
+  w->nconns++;
+  px_metric_inc(&w->metrics.conns_accepted, 1);
+  if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    px_addr_format((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    char *colon = strrchr(c->peer, ':'); /* x-forwarded-for carries the address only */
+    if (colon) *colon = '\0';
+    if (c->peer[0] == '[') {
+      memmove(c->peer, c->peer + 1, strlen(c->peer));
+      c->peer[strlen(c->peer) - 1] = '\0';
+    }
+  } else {
+    strcpy(c->peer, "unknown");
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+  c->parser.data = c;
+  px_headscan_reset(&c->scan, 0);
+  c->state = CS_HEAD;
+  timer_idle(c);
+  read_start(c);
+}
+
+void px_proxy_drain(px_worker_t *w) {
+  px_queue_t *q = w->conns.next;
+  while (q != &w->conns) {
+    px_conn_t *c = PX_CONTAINER_OF(q, px_conn_t, link);
+    q = q->next;
+    if (c->state == CS_HEAD && c->rlen == c->rpos)
+      conn_close(c);
+    else
+      c->close_after = 1;
+  }
+}
+
+void px_proxy_close_all(px_worker_t *w) {
+  while (!px_queue_empty(&w->conns)) conn_close(PX_CONTAINER_OF(w->conns.next, px_conn_t, link));
+}

@@ -1,0 +1,88 @@
+/* The running configuration: a loaded px_config_t plus the state that lives as long
+ * as it does and is shared by all workers: per-cluster and per-endpoint counters
+ * (atomic, so limits are exact across workers, SPEC §6) and per-route split weights
+ * that the admin API may change at run time.
+ *
+ * A snapshot is reference-counted. Each worker holds one reference to the snapshot
+ * it serves new requests from, and a request in flight keeps the snapshot it started
+ * with (through its worker's px_wsnap_t, see worker.h), so a reload never pulls state
+ * from under a request. */
+#ifndef PX_RUNTIME_H
+#define PX_RUNTIME_H
+
+#include <stdatomic.h>
+
+#include "config.h"
+
+typedef struct px_pool_s px_pool_t;
+
+typedef struct {
+  const px_addr_conf_t *conf;
+  char name[64];            /* "127.0.0.1:9001" */
+  atomic_int active_requests;
+  atomic_int connections;
+  atomic_ullong requests_total;
+  atomic_ullong failures_total;
+} px_endpoint_t;
+
+typedef struct {
+  const px_cluster_conf_t *conf;
+  int index;
+  int metric_slot;
+  px_endpoint_t *eps;
+  size_t neps;
+  atomic_int connections;     /* open upstream connections, all workers */
+  atomic_int pending;         /* requests waiting for a connection slot */
+  atomic_int active_requests;
+  atomic_int active_retries;
+  /* Per worker: its round-robin position and its idle-connection pools, one per
+   * endpoint. A worker touches only its own row, so these need no locking. */
+  struct px_cluster_worker_s {
+    unsigned rr;
+    px_pool_t *pools;         /* neps entries, allocated by the worker (see upstream.c) */
+    char pad[64 - sizeof(unsigned) - sizeof(void *)];
+  } *per_worker;
+} px_cluster_t;
+
+typedef struct {
+  const px_route_conf_t *conf;
+  int metric_slot;
+  atomic_int *weights;        /* one per split entry; admin may change them */
+} px_route_rt_t;
+
+typedef struct {
+  const px_listener_conf_t *conf;
+  int metric_slot;
+  px_route_rt_t *routes;
+} px_listener_rt_t;
+
+typedef struct px_snapshot_s {
+  px_config_t *cfg;
+  atomic_int refs;
+  unsigned generation;
+  int nworkers;
+  px_cluster_t *clusters;
+  px_listener_rt_t *listeners;
+} px_snapshot_t;
+
+/* Takes ownership of `cfg`; the snapshot starts with one reference. */
+px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generation);
+void px_snapshot_ref(px_snapshot_t *s);
+/* Drops a reference; the last one frees the snapshot and its config. Pools must
+ * have been emptied by their workers before (px_upstream_release_pools). */
+void px_snapshot_unref(px_snapshot_t *s);
+
+/* Finds the listener runtime whose name matches, or NULL. */
+px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name);
+
+/* The cluster a request goes to: the route's cluster, or one of its split
+ * entries chosen by weight. `r` is uniform in [0, 1). Returns NULL when every
+ * weight is 0. */
+px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, double r);
+
+/* Round-robin choice of an endpoint index for worker `wid`, skipping those in
+ * `exclude` (a bitmask over the first 64 endpoints, for retries that prefer an
+ * endpoint not tried yet) when another one exists. */
+size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude);
+
+#endif

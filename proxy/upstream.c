@@ -1,0 +1,212 @@
+#include "upstream.h"
+
+#include <stdlib.h>
+
+#include "core.h"
+#include "log.h"
+
+/* A response head larger than this is refused as a bad response. */
+#define PX_UPSTREAM_MAX_BUF (64 * 1024)
+
+static px_pool_t *pool_of(px_worker_t *w, px_cluster_t *c, size_t ep) {
+  struct px_cluster_worker_s *cw = &c->per_worker[w->id];
+  if (PX_UNLIKELY(cw->pools == NULL)) {
+    cw->pools = px_calloc(c->neps, sizeof(px_pool_t));
+    for (size_t i = 0; i < c->neps; i++) px_queue_init(&cw->pools[i].idle);
+  }
+  return &cw->pools[ep];
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  px_upconn_t *up = h->data;
+  if (--up->nhandles > 0) return;
+  if (up->rbuf) {
+    if (up->rcap == PX_IOBUF_SIZE)
+      px__iobuf_put(up->w, up->rbuf);
+    else
+      free(up->rbuf);
+  }
+  px__wsnap_release(up->w, up->ws);
+  free(up);
+}
+
+static void up_close(px_upconn_t *up) {
+  if (up->closing) return;
+  up->closing = 1;
+  if (up->idle) {
+    px_queue_remove(&up->link);
+    pool_of(up->w, up->cluster, up->ep)->nidle--;
+    up->idle = 0;
+  }
+  atomic_fetch_sub_explicit(&up->cluster->connections, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&up->cluster->eps[up->ep].connections, 1, memory_order_relaxed);
+  uv_close((uv_handle_t *)&up->tcp, on_handle_closed);
+  uv_close((uv_handle_t *)&up->timer, on_handle_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  px_upconn_t *up = h->data;
+  if (up->rbuf == NULL) {
+    up->rbuf = px__iobuf_get(up->w);
+    up->rcap = PX_IOBUF_SIZE;
+    up->rlen = 0;
+  } else if (up->rlen == up->rcap && up->rcap < PX_UPSTREAM_MAX_BUF) {
+    /* Only a response head that does not fit gets here: the owner resets rlen
+     * after each body flush. */
+    char *bigger = px_malloc(up->rcap * 2);
+    memcpy(bigger, up->rbuf, up->rlen);
+    if (up->rcap == PX_IOBUF_SIZE)
+      px__iobuf_put(up->w, up->rbuf);
+    else
+      free(up->rbuf);
+    up->rbuf = bigger;
+    up->rcap *= 2;
+  }
+  buf->base = up->rbuf + up->rlen;
+  buf->len = up->rcap - up->rlen;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  px_upconn_t *up = s->data;
+  if (nread == 0) return;
+  if (up->idle || up->owner == NULL) {
+    /* An idle connection that speaks or closes is of no further use. */
+    up_close(up);
+    return;
+  }
+  if (nread < 0) {
+    up->cb->on_eof(up->owner, up, (int)nread);
+    return;
+  }
+  up->rlen += (size_t)nread;
+  up->cb->on_read(up->owner, up, (size_t)nread);
+}
+
+void px_upstream_read_start(px_upconn_t *up) {
+  if (up->reading || up->closing) return;
+  up->reading = 1;
+  uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_read);
+}
+
+void px_upstream_read_stop(px_upconn_t *up) {
+  if (!up->reading) return;
+  up->reading = 0;
+  uv_read_stop((uv_stream_t *)&up->tcp);
+}
+
+static void fail_connect(px_upconn_t *up, int status) {
+  void *owner = up->owner;
+  const px_upconn_cb_t *cb = up->cb;
+  up->owner = NULL;
+  up_close(up);
+  cb->on_connect(owner, up, status);
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  px_upconn_t *up = req->data;
+  if (up->closing) return; /* timed out or abandoned; already reported */
+  uv_timer_stop(&up->timer);
+  if (status != 0) {
+    fail_connect(up, status);
+    return;
+  }
+  up->connected = 1;
+  up->cb->on_connect(up->owner, up, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  px_upconn_t *up = t->data;
+  if (up->idle) { /* pool idle timeout */
+    up_close(up);
+    return;
+  }
+  if (!up->connected && up->owner) fail_connect(up, UV_ETIMEDOUT);
+}
+
+int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
+                        const px_upconn_cb_t *cb, px_upconn_t **out) {
+  px_pool_t *pool = pool_of(w, c, ep);
+  if (!px_queue_empty(&pool->idle)) {
+    px_upconn_t *up = PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link);
+    px_queue_remove(&up->link);
+    pool->nidle--;
+    up->idle = 0;
+    uv_timer_stop(&up->timer);
+    px_upstream_read_stop(up);
+    up->owner = owner;
+    up->cb = cb;
+    up->reused = 1;
+    up->rlen = 0;
+    *out = up;
+    cb->on_connect(owner, up, 0);
+    return 0;
+  }
+
+  if (atomic_fetch_add_explicit(&c->connections, 1, memory_order_relaxed) >= c->conf->max_connections) {
+    atomic_fetch_sub_explicit(&c->connections, 1, memory_order_relaxed);
+    return PX_EOVERFLOW;
+  }
+  atomic_fetch_add_explicit(&c->eps[ep].connections, 1, memory_order_relaxed);
+
+  px_upconn_t *up = px_calloc(1, sizeof(*up));
+  up->w = w;
+  up->ws = ws;
+  ws->users++;
+  up->cluster = c;
+  up->ep = ep;
+  up->owner = owner;
+  up->cb = cb;
+  px_queue_init(&up->link);
+  uv_tcp_init(&w->loop, &up->tcp);
+  uv_timer_init(&w->loop, &up->timer);
+  up->tcp.data = up->timer.data = up->creq.data = up;
+  up->nhandles = 2;
+  uv_tcp_nodelay(&up->tcp, 1);
+  int r = uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&c->eps[ep].conf->sa, on_connected);
+  if (r != 0) {
+    up->owner = NULL; /* the callback never runs for a call that failed */
+    up_close(up);
+    return r;
+  }
+  uv_timer_start(&up->timer, on_timer, c->conf->connect_timeout_ms, 0);
+  *out = up;
+  return 0;
+}
+
+void px_upstream_release(px_upconn_t *up, int reusable) {
+  px_worker_t *w = up->w;
+  up->owner = NULL;
+  up->cb = NULL;
+  if (up->closing) return;
+  px_pool_t *pool = pool_of(w, up->cluster, up->ep);
+  if (!reusable || !up->connected || w->draining || up->ws != w->cur ||
+      pool->nidle >= up->cluster->conf->pool_max_idle_per_endpoint) {
+    up_close(up);
+    return;
+  }
+  /* Idle connections hold no buffer; the next owner gets one from the free list. */
+  if (up->rbuf) {
+    if (up->rcap == PX_IOBUF_SIZE)
+      px__iobuf_put(w, up->rbuf);
+    else
+      free(up->rbuf);
+    up->rbuf = NULL;
+    up->rcap = up->rlen = 0;
+  }
+  up->idle = 1;
+  px_queue_insert_head(&pool->idle, &up->link); /* LIFO: reuse the warmest */
+  pool->nidle++;
+  uv_timer_start(&up->timer, on_timer, up->cluster->conf->pool_idle_timeout_ms, 0);
+  px_upstream_read_start(up);
+}
+
+void px_upstream_close_idle(px_worker_t *w, px_snapshot_t *s) {
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    px_cluster_t *c = &s->clusters[i];
+    if (c->per_worker[w->id].pools == NULL) continue;
+    for (size_t e = 0; e < c->neps; e++) {
+      px_pool_t *pool = &c->per_worker[w->id].pools[e];
+      while (!px_queue_empty(&pool->idle)) up_close(PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link));
+    }
+  }
+}

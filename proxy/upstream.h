@@ -1,0 +1,62 @@
+/* Upstream connections and the per-worker, per-endpoint keep-alive pools.
+ *
+ * A connection is owned by one request while busy and by its pool while idle. An idle
+ * connection keeps reading, so an upstream that closes it (or sends bytes nobody asked
+ * for) is noticed and the connection dropped before a request picks it. */
+#ifndef PX_UPSTREAM_H
+#define PX_UPSTREAM_H
+
+#include <uv.h>
+
+#include "queue.h"
+#include "worker.h"
+
+typedef struct px_upconn_s px_upconn_t;
+
+/* What the request using a connection is told. */
+typedef struct {
+  void (*on_connect)(void *owner, px_upconn_t *up, int status); /* 0 or libuv error */
+  /* Bytes arrived in up->rbuf[up->rlen - n, up->rlen). */
+  void (*on_read)(void *owner, px_upconn_t *up, size_t n);
+  void (*on_eof)(void *owner, px_upconn_t *up, int status); /* UV_EOF or an error */
+} px_upconn_cb_t;
+
+struct px_pool_s {
+  px_queue_t idle;
+  int nidle;
+};
+
+struct px_upconn_s {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_timer_t timer;
+  px_worker_t *w;
+  px_wsnap_t *ws;            /* keeps the cluster alive while the connection lives */
+  px_cluster_t *cluster;
+  size_t ep;
+  px_queue_t link;           /* in the pool's idle list */
+  void *owner;
+  const px_upconn_cb_t *cb;
+  char *rbuf;
+  size_t rcap, rlen;
+  int reused;                /* came from the pool */
+  int connected, closing, reading, idle;
+  int nhandles;
+};
+
+/* Gives `owner` a connection to endpoint `ep` of cluster `c`: a pooled one
+ * (cb->on_connect runs before this returns, with status 0) or a new one (on_connect
+ * runs later). Returns 0, or PX_EOVERFLOW when the cluster's max_connections is
+ * reached, or a libuv error; on error no callback runs. */
+int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
+                        const px_upconn_cb_t *cb, px_upconn_t **out);
+/* Starts / stops delivering response bytes to the owner. */
+void px_upstream_read_start(px_upconn_t *up);
+void px_upstream_read_stop(px_upconn_t *up);
+/* The owner is done: the connection goes back to its pool when `reusable` and the
+ * pool has room, else it is closed. */
+void px_upstream_release(px_upconn_t *up, int reusable);
+/* Closes every idle connection of this worker in snapshot `s` (on reload/drain). */
+void px_upstream_close_idle(px_worker_t *w, px_snapshot_t *s);
+
+#endif

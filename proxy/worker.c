@@ -1,0 +1,184 @@
+#include "worker.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "upstream.h"
+
+/* Enough free buffers to absorb bursts; beyond it they go back to malloc so an
+ * idle sidecar shrinks again. */
+#define PX_MAX_FREE_BUFS 256
+
+static px_wsnap_t *wsnap_new(px_snapshot_t *snap) {
+  px_wsnap_t *ws = px_calloc(1, sizeof(*ws));
+  ws->snap = snap;
+  return ws;
+}
+
+px_wsnap_t *px__wsnap_use(px_worker_t *w) {
+  w->cur->users++;
+  return w->cur;
+}
+
+void px__wsnap_release(px_worker_t *w, px_wsnap_t *ws) {
+  if (--ws->users > 0 || ws == w->cur) return;
+  for (px_wsnap_t **p = &w->retired; *p; p = &(*p)->next)
+    if (*p == ws) {
+      *p = ws->next;
+      break;
+    }
+  px_snapshot_unref(ws->snap);
+  free(ws);
+}
+
+char *px__iobuf_get(px_worker_t *w) {
+  if (w->nfree_bufs) return w->free_bufs[--w->nfree_bufs];
+  return px_malloc(PX_IOBUF_SIZE);
+}
+
+void px__iobuf_put(px_worker_t *w, char *buf) {
+  if (w->nfree_bufs < PX_MAX_FREE_BUFS) {
+    w->free_bufs[w->nfree_bufs++] = buf;
+    return;
+  }
+  free(buf);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  px_listen_t *l = server->data;
+  if (status < 0) {
+    px_warn("accept on worker %d: %s", l->w->id, uv_strerror(status));
+    return;
+  }
+  px_proxy_accept(l->w, l);
+}
+
+/* Finishes a drain once the last client connection is gone: what is left are idle
+ * upstream connections and the mailbox, and closing them lets uv_run return. */
+static void maybe_finish(px_worker_t *w) {
+  if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->mailbox)) return;
+  px_upstream_close_idle(w, w->cur->snap);
+  for (px_wsnap_t *ws = w->retired; ws; ws = ws->next) px_upstream_close_idle(w, ws->snap);
+  /* Under the mutex, so the main thread never sends to a closed async handle. */
+  uv_mutex_lock(&w->mu);
+  w->mailbox_closed = 1;
+  uv_close((uv_handle_t *)&w->mailbox, NULL);
+  uv_mutex_unlock(&w->mu);
+}
+
+void px__worker_conn_closed(px_worker_t *w) { maybe_finish(w); }
+
+static void close_listeners(px_worker_t *w) {
+  for (size_t i = 0; i < w->nlistens; i++)
+    if (!uv_is_closing((uv_handle_t *)&w->listens[i].tcp)) uv_close((uv_handle_t *)&w->listens[i].tcp, NULL);
+}
+
+static void on_mailbox(uv_async_t *a) {
+  px_worker_t *w = a->data;
+  uv_mutex_lock(&w->mu);
+  px_snapshot_t *snap = w->next_snap;
+  int drain = w->post_drain, stop = w->post_stop;
+  w->next_snap = NULL;
+  w->post_drain = w->post_stop = 0;
+  uv_mutex_unlock(&w->mu);
+
+  if (snap) {
+    px_wsnap_t *old = w->cur;
+    w->cur = wsnap_new(snap);
+    /* Idle upstream connections of the old snapshot are not reused (its clusters are
+     * gone for new requests); busy ones close when their request ends. */
+    px_upstream_close_idle(w, old->snap);
+    if (old->users == 0) {
+      px_snapshot_unref(old->snap);
+      free(old);
+    } else {
+      old->next = w->retired;
+      w->retired = old;
+    }
+  }
+  if ((drain || stop) && !w->draining) {
+    w->draining = 1;
+    close_listeners(w);
+    px_proxy_drain(w);
+  }
+  if (stop) px_proxy_close_all(w);
+  maybe_finish(w);
+}
+
+void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_t nfds) {
+  memset(w, 0, sizeof(*w));
+  w->id = id;
+  uv_loop_init(&w->loop);
+  uv_mutex_init(&w->mu);
+  uv_async_init(&w->loop, &w->mailbox, on_mailbox);
+  w->mailbox.data = w;
+  w->cur = wsnap_new(snap);
+  px_queue_init(&w->conns);
+  w->free_bufs = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
+  w->nlistens = nfds;
+  w->listens = px_calloc(nfds, sizeof(*w->listens));
+  for (size_t i = 0; i < nfds; i++) {
+    px_listen_t *l = &w->listens[i];
+    l->w = w;
+    l->listener_index = i;
+    uv_tcp_init(&w->loop, &l->tcp);
+    l->tcp.data = l;
+    uv_tcp_open(&l->tcp, fds[i]);
+  }
+}
+
+static void worker_main(void *arg) {
+  px_worker_t *w = arg;
+  for (size_t i = 0; i < w->nlistens; i++) {
+    int r = uv_listen((uv_stream_t *)&w->listens[i].tcp, 1024, on_connection);
+    if (r != 0) px_error("worker %d: listen: %s", w->id, uv_strerror(r));
+  }
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  /* Everything is closed; let the loop see the last close callbacks. */
+  close_listeners(w);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->loop);
+  px_snapshot_unref(w->cur->snap);
+  free(w->cur);
+  w->cur = NULL;
+  while (w->nfree_bufs) free(w->free_bufs[--w->nfree_bufs]);
+  free(w->free_bufs);
+  free(w->listens);
+}
+
+int px_worker_start(px_worker_t *w) { return uv_thread_create(&w->thread, worker_main, w); }
+
+void px_worker_post_snapshot(px_worker_t *w, px_snapshot_t *snap) {
+  uv_mutex_lock(&w->mu);
+  if (w->next_snap) px_snapshot_unref(w->next_snap); /* superseded before it was taken */
+  w->next_snap = snap;
+  if (!w->mailbox_closed) uv_async_send(&w->mailbox);
+  uv_mutex_unlock(&w->mu);
+}
+
+void px_worker_post_drain(px_worker_t *w) {
+  uv_mutex_lock(&w->mu);
+  w->post_drain = 1;
+  if (!w->mailbox_closed) uv_async_send(&w->mailbox);
+  uv_mutex_unlock(&w->mu);
+}
+
+void px_worker_post_stop(px_worker_t *w) {
+  uv_mutex_lock(&w->mu);
+  w->post_stop = 1;
+  if (!w->mailbox_closed) uv_async_send(&w->mailbox);
+  uv_mutex_unlock(&w->mu);
+}
+
+void px_worker_join(px_worker_t *w) {
+  uv_thread_join(&w->thread);
+  uv_mutex_lock(&w->mu);
+  if (w->next_snap) px_snapshot_unref(w->next_snap);
+  w->next_snap = NULL;
+  uv_mutex_unlock(&w->mu);
+  uv_mutex_destroy(&w->mu);
+}
+
+size_t px_worker_conns(px_worker_t *w) { return __atomic_load_n(&w->nconns, __ATOMIC_RELAXED); }
