@@ -1,0 +1,43 @@
+/* A fake upstream for proxy tests: a thread that accepts on a free loopback port
+ * and answers every request the way `mode` says, including on purpose the ways a
+ * real upstream fails (stall, reset, garbage). It reports what it saw, so tests can
+ * check what the proxy forwarded. */
+#ifndef FAKE_UPSTREAM_H
+#define FAKE_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  FU_ECHO,     /* 200; body = the request head as received; x-body-len/x-body-sum of the body */
+  FU_BIG,      /* 200 with `big_len` bytes of a fixed pattern (chunked when `chunked`) */
+  FU_STALL,    /* reads the request, never answers */
+  FU_RESET,    /* reads the request head, then resets the connection */
+  FU_GARBAGE,  /* answers bytes that are not HTTP */
+  FU_SLOW,     /* like FU_ECHO after `delay_ms` */
+} fu_mode_t;
+
+typedef struct fu_s fu_t;
+
+typedef struct {
+  fu_mode_t mode;
+  size_t big_len;
+  int chunked;
+  int delay_ms;
+} fu_opts_t;
+
+fu_t *fu_start(const fu_opts_t *opts);
+int fu_port(const fu_t *u);
+/* Requests whose head was fully received; connections accepted; complete bodies. */
+int fu_requests(const fu_t *u);
+int fu_connections(const fu_t *u);
+int fu_complete_requests(const fu_t *u);
+void fu_stop(fu_t *u);
+
+/* FNV-1a 64 over bytes, the checksum both sides use. */
+uint64_t fu_fnv1a(uint64_t h, const void *p, size_t n);
+#define FU_FNV_INIT 0xcbf29ce484222325ull
+/* The byte at offset i of the FU_BIG pattern. */
+static inline unsigned char fu_pattern(size_t i) { return (unsigned char)((i * 7 + (i >> 10)) & 0xff); }
+
+#endif

@@ -1,0 +1,629 @@
+/* The sidecar end to end: the real `outrigger` binary between a test client and
+ * fake upstreams that fail on purpose (SPEC §2, §4, §9). */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fake_upstream.h"
+#include "harness.h"
+
+typedef struct {
+  pid_t pid;
+  int port, admin;
+  char *dir;
+  char cfg[512], log[512];
+} px_t;
+
+/* Picks ports and a directory; the caller then writes the configuration with
+ * px_launch, using p->admin and p->port. */
+static void px_prepare(px_t *p) {
+  memset(p, 0, sizeof(*p));
+  p->port = th_free_port();
+  p->admin = th_free_port();
+  p->dir = th_tmpdir();
+  snprintf(p->cfg, sizeof(p->cfg), "%s/outrigger.yaml", p->dir);
+  snprintf(p->log, sizeof(p->log), "%s/outrigger.log", p->dir);
+}
+
+static void px_write(px_t *p, const char *fmt, va_list ap) {
+  FILE *f = fopen(p->cfg, "w");
+  cr_assert(f);
+  vfprintf(f, fmt, ap);
+  fclose(f);
+}
+
+static void px_launch(px_t *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  px_write(p, fmt, ap);
+  va_end(ap);
+  const char *argv[] = {th_bin("outrigger"), "-c", p->cfg, "--workers", "2", NULL};
+  p->pid = th_spawn(argv, p->log);
+  cr_assert(p->pid > 0);
+  if (th_wait_port_pid(p->pid, p->port, 5000) != 0) {
+    char *log = th_read_file(p->log, NULL);
+    cr_assert_fail("outrigger did not start:\n%s", log ? log : "(no log)");
+  }
+  cr_assert_eq(th_wait_port(p->admin, 5000), 0);
+}
+
+/* Rewrites the configuration in place (for reload tests). */
+static void px_rewrite(px_t *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  px_write(p, fmt, ap);
+  va_end(ap);
+}
+
+static int px_stop(px_t *p) {
+  int rc = th_stop(p->pid, 10000);
+  free(p->dir);
+  p->dir = NULL;
+  return rc;
+}
+
+/* One listener with one route to one cluster. */
+static void start_simple(px_t *p, const char *listener_extra, const char *route_extra, const char *endpoints,
+                         const char *cluster_extra) {
+  px_prepare(p);
+  px_launch(p,
+            "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"
+            "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n%s"
+            "    routes:\n      - { name: r, match: { prefix: / }, cluster: c%s }\n"
+            "clusters:\n  - { name: c, endpoints: [%s]%s }\n",
+            p->admin, p->port, listener_extra ? listener_extra : "", route_extra ? route_extra : "", endpoints,
+            cluster_extra ? cluster_extra : "");
+}
+
+static char *ep(const fu_t *u) {
+  static char buf[4][64];
+  static int i;
+  i = (i + 1) % 4;
+  snprintf(buf[i], sizeof(buf[i]), "127.0.0.1:%d", fu_port(u));
+  return buf[i];
+}
+
+static int raw(px_t *p, const char *req, th_resp_t *r) {
+  return th_request(p->port, req, strlen(req), r, 5000);
+}
+
+/* ---- forwarding and header rewriting -------------------------------------- */
+
+Test(proxy, forwards_and_rewrites_headers, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  th_resp_t r;
+  cr_assert_eq(raw(&p,
+                   "GET /path?q=1 HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Secret\r\n"
+                   "X-Secret: hop\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Connection: x\r\n"
+                   "X-Forwarded-For: 10.1.1.1\r\nX-Outrigger-Attempt: 9\r\nX-Keep: yes\r\n\r\n",
+                   &r),
+               0);
+  cr_assert_eq(r.status, 200);
+  cr_assert_str_eq(th_header(&r, "x-outrigger-attempts"), "1");
+  cr_assert_str_eq(th_header(&r, "x-outrigger-upstream"), "c");
+  cr_assert_null(th_header(&r, "keep-alive"), "hop-by-hop response header forwarded");
+  cr_assert_not_null(th_header(&r, "x-hop"), "an end-to-end response header was dropped");
+  /* The body is the head the upstream received. */
+  cr_assert(strstr(r.body, "GET /path?q=1 HTTP/1.1\r\n") == r.body, "request line: %s", r.body);
+  cr_assert(strstr(r.body, "Host: svc\r\n"));
+  cr_assert(strstr(r.body, "X-Keep: yes\r\n"));
+  cr_assert_null(strstr(r.body, "X-Secret"), "header named by Connection forwarded");
+  cr_assert_null(strstr(r.body, "Keep-Alive"));
+  cr_assert_null(strstr(r.body, "TE:"));
+  cr_assert_null(strstr(r.body, "Proxy-Connection"));
+  cr_assert(strstr(r.body, "x-forwarded-for: 10.1.1.1, 127.0.0.1\r\n"), "%s", r.body);
+  cr_assert(strstr(r.body, "x-forwarded-proto: http\r\n"));
+  cr_assert(strstr(r.body, "x-outrigger-attempt: 1\r\n"));
+  cr_assert_null(strstr(r.body, "X-Outrigger-Attempt: 9"), "client-set attempt header passed through");
+  const char *rid = strstr(r.body, "x-request-id: ");
+  cr_assert(rid);
+  rid += 14;
+  /* UUIDv4: 8-4-4-4-12 hex, version nibble 4, variant 8..b */
+  cr_assert_eq(rid[8], '-');
+  cr_assert_eq(rid[14], '4');
+  cr_assert(strchr("89ab", rid[19]));
+  th_resp_free(&r);
+
+  cr_assert_eq(raw(&p, "GET / HTTP/1.1\r\nHost: svc\r\nX-Request-Id: abc-123\r\n\r\n", &r), 0);
+  cr_assert(strstr(r.body, "x-request-id: abc-123\r\n"), "client request id not kept");
+  th_resp_free(&r);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+static void check_body_roundtrip(px_t *p, size_t len, int chunked) {
+  char *body = malloc(len);
+  for (size_t i = 0; i < len; i++) body[i] = (char)fu_pattern(i * 3 + 1);
+  uint64_t sum = fu_fnv1a(FU_FNV_INIT, body, len);
+  int fd = th_connect(p->port);
+  cr_assert(fd >= 0);
+  char head[256];
+  if (chunked) {
+    snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+    for (size_t off = 0; off < len; off += 70000) {
+      size_t k = len - off < 70000 ? len - off : 70000;
+      char ch[32];
+      snprintf(ch, sizeof(ch), "%zx\r\n", k);
+      cr_assert_eq(th_send_all(fd, ch, strlen(ch)), 0);
+      cr_assert_eq(th_send_all(fd, body + off, k), 0);
+      cr_assert_eq(th_send_all(fd, "\r\n", 2), 0);
+    }
+    cr_assert_eq(th_send_all(fd, "0\r\n\r\n", 5), 0);
+  } else {
+    snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", len);
+    cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+    cr_assert_eq(th_send_all(fd, body, len), 0);
+  }
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 10000), 0);
+  cr_assert_eq(r.status, 200);
+  char want[32];
+  snprintf(want, sizeof(want), "%zu", len);
+  cr_assert_str_eq(th_header(&r, "x-body-len"), want);
+  snprintf(want, sizeof(want), "%016llx", (unsigned long long)sum);
+  cr_assert_str_eq(th_header(&r, "x-body-sum"), want, "request body changed on the way");
+  th_resp_free(&r);
+  th_close(fd);
+  free(body);
+}
+
+Test(proxy, streams_large_request_bodies_intact, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  check_body_roundtrip(&p, 3 * 1024 * 1024 + 17, 0);
+  check_body_roundtrip(&p, 3 * 1024 * 1024 + 17, 1);
+  check_body_roundtrip(&p, 1, 0);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+static void check_big_response(size_t len, int chunked, int http10) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_BIG, .big_len = len, .chunked = chunked});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  th_resp_t r;
+  cr_assert_eq(raw(&p, http10 ? "GET /big HTTP/1.0\r\n\r\n" : "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  cr_assert_eq(r.status, 200);
+  cr_assert_eq(r.body_len, len);
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)r.body[i] != fu_pattern(i)) cr_assert_fail("response byte %zu differs", i);
+  th_resp_free(&r);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, streams_large_responses_sized, .timeout = 60) { check_big_response(5 * 1024 * 1024 + 3, 0, 0); }
+Test(proxy, streams_large_responses_chunked, .timeout = 60) { check_big_response(5 * 1024 * 1024 + 3, 1, 0); }
+Test(proxy, chunked_response_to_http10_client_is_close_delimited, .timeout = 60) {
+  check_big_response(300000, 1, 1);
+}
+
+Test(proxy, keep_alive_and_pipelining_reuse_upstream_connections, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  int fd = th_connect(p.port);
+  for (int i = 0; i < 200; i++) {
+    const char *req = "GET /k HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(th_send_all(fd, req, strlen(req)), 0);
+    th_resp_t r;
+    cr_assert_eq(th_read_response(fd, &r, 5000), 0, "request %d", i);
+    cr_assert_eq(r.status, 200);
+    th_resp_free(&r);
+  }
+  /* Three pipelined requests, answered in order. */
+  const char *pipe3 = "GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /three HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, pipe3, strlen(pipe3)), 0);
+  const char *order[] = {"GET /one ", "GET /two ", "GET /three "};
+  for (int i = 0; i < 3; i++) {
+    th_resp_t r;
+    cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+    cr_assert(strstr(r.body, order[i]) == r.body, "pipelined answer %d out of order", i);
+    th_resp_free(&r);
+  }
+  th_close(fd);
+  cr_assert_eq(fu_requests(u), 203);
+  cr_assert_leq(fu_connections(u), 2, "upstream connections not reused: %d", fu_connections(u));
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* ---- errors the sidecar makes itself --------------------------------------- */
+
+static void assert_problem(th_resp_t *r, int status, const char *kind) {
+  cr_assert_eq(r->status, status, "status %d, want %d (%s)", r->status, status, r->head);
+  cr_assert_str_eq(th_header(r, "content-type"), "application/problem+json");
+  cr_assert_str_eq(th_header(r, "x-outrigger-error"), kind);
+  char want[32];
+  snprintf(want, sizeof(want), "\"status\":%d", status);
+  cr_assert(strstr(r->body, want), "%s", r->body);
+  cr_assert(strstr(r->body, "\"title\":") && strstr(r->body, "\"detail\":") && strstr(r->body, "\"type\":"));
+}
+
+Test(proxy, routes_by_prefix_path_host_method, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  px_prepare(&p);
+  px_launch(&p,
+            "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: 127.0.0.1:%d\n"
+            "    routes:\n      - { name: api, match: { prefix: /api, methods: [GET] }, cluster: c }\n"
+            "      - { name: exact, match: { path: /exact, host: svc.local }, cluster: c }\n"
+            "      - { name: hdr, match: { prefix: /h, headers: { x-debug: \"1\" } }, cluster: c }\n"
+            "clusters:\n  - { name: c, endpoints: [%s] }\n",
+            p.admin, p.port, ep(u));
+  struct {
+    const char *req;
+    int status;
+  } cases[] = {
+      {"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n", 200},
+      {"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 404},
+      {"GET /exact HTTP/1.1\r\nHost: SVC.local:8080\r\n\r\n", 200},
+      {"GET /exact?x=1 HTTP/1.1\r\nHost: svc.local\r\n\r\n", 200},
+      {"GET /exact/more HTTP/1.1\r\nHost: svc.local\r\n\r\n", 404},
+      {"GET /exact HTTP/1.1\r\nHost: other\r\n\r\n", 404},
+      {"GET /h HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n", 200},
+      {"GET /h HTTP/1.1\r\nHost: a\r\nX-Debug: 2\r\n\r\n", 404},
+      {"GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", 404},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    th_resp_t r;
+    cr_assert_eq(raw(&p, cases[i].req, &r), 0);
+    if (cases[i].status == 404)
+      assert_problem(&r, 404, "no_route");
+    else
+      cr_assert_eq(r.status, cases[i].status, "case %zu", i);
+    th_resp_free(&r);
+  }
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, connect_failure_tries_another_endpoint_then_502, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  int dead1 = th_free_port(), dead2 = th_free_port();
+  char eps[128];
+  snprintf(eps, sizeof(eps), "127.0.0.1:%d, %s", dead1, ep(u));
+  px_t p;
+  start_simple(&p, NULL, NULL, eps, NULL);
+  for (int i = 0; i < 4; i++) { /* whichever endpoint round robin starts at */
+    th_resp_t r;
+    cr_assert_eq(raw(&p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200, "a dead endpoint was not skipped");
+    cr_assert(strstr(r.body, "x-outrigger-attempt: ") != NULL);
+    th_resp_free(&r);
+  }
+  cr_assert_eq(px_stop(&p), 0);
+
+  snprintf(eps, sizeof(eps), "127.0.0.1:%d, 127.0.0.1:%d", dead1, dead2);
+  start_simple(&p, NULL, NULL, eps, NULL);
+  th_resp_t r;
+  cr_assert_eq(raw(&p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  assert_problem(&r, 502, "upstream_connect_failure");
+  cr_assert_str_eq(th_header(&r, "x-outrigger-attempts"), "2");
+  th_resp_free(&r);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
+  fu_t *stall = fu_start(&(fu_opts_t){.mode = FU_STALL});
+  fu_t *reset = fu_start(&(fu_opts_t){.mode = FU_RESET});
+  fu_t *garbage = fu_start(&(fu_opts_t){.mode = FU_GARBAGE});
+  px_t p;
+  px_prepare(&p);
+  px_launch(&p,
+            "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: 127.0.0.1:%d\n"
+            "    routes:\n"
+            "      - { name: stall, match: { prefix: /stall }, cluster: stall, timeout: 300ms }\n"
+            "      - { name: reset, match: { prefix: /reset }, cluster: reset }\n"
+            "      - { name: garbage, match: { prefix: /garbage }, cluster: garbage }\n"
+            "clusters:\n  - { name: stall, endpoints: [%s] }\n  - { name: reset, endpoints: [%s] }\n"
+            "  - { name: garbage, endpoints: [%s] }\n",
+            p.admin, p.port, ep(stall), ep(reset), ep(garbage));
+  th_resp_t r;
+  cr_assert_eq(raw(&p, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  assert_problem(&r, 504, "upstream_timeout");
+  th_resp_free(&r);
+  cr_assert_eq(raw(&p, "GET /reset HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  assert_problem(&r, 502, "upstream_reset");
+  th_resp_free(&r);
+  cr_assert_eq(raw(&p, "GET /garbage HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  assert_problem(&r, 502, "upstream_bad_response");
+  th_resp_free(&r);
+  /* Still serving after all that. */
+  cr_assert_eq(th_http(p.admin, "GET", "/healthz", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(stall);
+  fu_stop(reset);
+  fu_stop(garbage);
+}
+
+/* ---- hostile input: refused, never forwarded ------------------------------- */
+
+Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, "    limits: { max_header_bytes: 8KiB, max_body_bytes: 64KiB, header_timeout: 300ms }\n", NULL, ep(u),
+               NULL);
+  static const char big_te[] = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  static const char nul_req[] = "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n";
+  struct {
+    const char *name, *req;
+    size_t len; /* 0: strlen */
+    int status;
+    const char *kind;
+  } cases[] = {
+      {"CL+TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0,
+       400, "bad_request"},
+      {"conflicting CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 0, 400,
+       "bad_request"},
+      {"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n", 0, 400, "bad_request"},
+      {"bare LF", "GET / HTTP/1.1\nHost: x\n\n", 0, 400, "bad_request"},
+      {"NUL in header", nul_req, sizeof(nul_req) - 1, 400, "bad_request"},
+      {"bare LF after request line", "GET / HTTP/1.1\nHost: x\r\n\r\n", 0, 400, "bad_request"},
+      {"no Host", "GET / HTTP/1.1\r\n\r\n", 0, 400, "bad_request"},
+      {"garbage", "HELLO THERE\r\n\r\n", 0, 400, "bad_request"},
+      {"CL too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 0, 413, "body_too_large"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    th_resp_t r;
+    size_t len = cases[i].len ? cases[i].len : strlen(cases[i].req);
+    cr_assert_eq(th_request(p.port, cases[i].req, len, &r, 5000), 0, "%s: no answer", cases[i].name);
+    assert_problem(&r, cases[i].status, cases[i].kind);
+    cr_assert(r.closed, "%s: connection kept open after a refused request", cases[i].name);
+    th_resp_free(&r);
+  }
+  cr_assert_eq(fu_requests(u), 0, "a refused request reached the upstream");
+
+  /* Oversized head: 431. */
+  char *big = malloc(20000);
+  int n = snprintf(big, 20000, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
+  memset(big + n, 'a', 12000);
+  memcpy(big + n + 12000, "\r\n\r\n", 4);
+  th_resp_t r;
+  cr_assert_eq(th_request(p.port, big, (size_t)n + 12004, &r, 5000), 0);
+  assert_problem(&r, 431, "headers_too_large");
+  th_resp_free(&r);
+  free(big);
+
+  /* Slow head: 408 after header_timeout. */
+  int fd = th_connect(p.port);
+  cr_assert_eq(th_send_all(fd, "GET / HTTP/1.1\r\nHost: x\r\n", 25), 0);
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  assert_problem(&r, 408, "request_timeout");
+  th_resp_free(&r);
+  th_close(fd);
+  cr_assert_eq(fu_requests(u), 0);
+
+  /* A chunked body that grows past max_body_bytes while streaming: 413, and the
+   * upstream never sees a complete request. */
+  fd = th_connect(p.port);
+  cr_assert_eq(th_send_all(fd, big_te, strlen(big_te)), 0);
+  char chunk[8192 + 16];
+  memset(chunk, 'z', sizeof(chunk));
+  memcpy(chunk, "2000\r\n", 6);
+  memcpy(chunk + 6 + 8192, "\r\n", 2);
+  for (int i = 0; i < 10; i++) th_send_all(fd, chunk, 6 + 8192 + 2);
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  assert_problem(&r, 413, "body_too_large");
+  th_resp_free(&r);
+  th_close(fd);
+
+  /* A bad chunk size in mid-stream: 400, upstream request left incomplete. */
+  fd = th_connect(p.port);
+  cr_assert_eq(th_send_all(fd, big_te, strlen(big_te)), 0);
+  cr_assert_eq(th_send_all(fd, "5\r\nhello\r\n", 10), 0);
+  usleep(100000);
+  cr_assert_eq(th_send_all(fd, "zz\r\nhello\r\n0\r\n\r\n", 16), 0);
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  assert_problem(&r, 400, "bad_request");
+  th_resp_free(&r);
+  th_close(fd);
+  usleep(200000);
+  cr_assert_eq(fu_complete_requests(u), 0, "an upstream saw a complete request built from a bad one");
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* ---- admin API, drain, reload ------------------------------------------------ */
+
+Test(proxy, admin_endpoints, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  th_resp_t r;
+  cr_assert_eq(raw(&p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/healthz", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/ready", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 200);
+  cr_assert(strstr(r.body, "outrigger_requests_total{listener=\"edge\",route=\"r\",class=\"2xx\"} 1\n"), "%s", r.body);
+  cr_assert(strstr(r.body, "outrigger_upstream_responses_total{cluster=\"c\",class=\"2xx\"} 1\n"));
+  cr_assert(strstr(r.body, "outrigger_request_duration_seconds_count{listener=\"edge\"} 1\n"));
+  cr_assert(strstr(r.body, "# TYPE outrigger_downstream_connections_active gauge\n"));
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/clusters", NULL, NULL, &r), 0);
+  cr_assert(strstr(r.body, "\"name\":\"c\"") && strstr(r.body, ep(u)), "%s", r.body);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/config", NULL, NULL, &r), 0);
+  cr_assert(strstr(r.body, "\"listeners\"") && strstr(r.body, "\"clusters\""), "%s", r.body);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/nope", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 404);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "GET", "/drain", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 405);
+  th_resp_free(&r);
+  cr_assert_eq(th_http(p.admin, "POST", "/drain", NULL, "", &r), 0);
+  cr_assert_eq(r.status, 202);
+  th_resp_free(&r);
+  cr_assert_eq(th_wait_exit(p.pid, 5000), 0, "POST /drain did not exit 0");
+  free(p.dir);
+  fu_stop(u);
+}
+
+typedef struct {
+  int port, n, failures;
+  const char *path;
+} loop_t;
+
+static void *request_loop(void *arg) {
+  loop_t *l = arg;
+  for (int i = 0; i < l->n; i++) {
+    th_resp_t r;
+    char req[128];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", l->path);
+    if (th_request(l->port, req, strlen(req), &r, 5000) != 0 || r.status != 200)
+      l->failures++;
+    else
+      th_resp_free(&r);
+  }
+  return NULL;
+}
+
+Test(proxy, drain_finishes_requests_in_flight, .timeout = 30) {
+  fu_t *slow = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 600});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(slow), NULL);
+  int fd = th_connect(p.port);
+  const char *req = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, req, strlen(req)), 0);
+  usleep(150000);
+  kill(p.pid, SIGTERM);
+  usleep(100000);
+  th_resp_t r;
+  cr_assert_eq(th_http(p.admin, "GET", "/ready", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 503, "/ready must turn 503 at once when draining");
+  th_resp_free(&r);
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0, "in-flight request lost in drain");
+  cr_assert_eq(r.status, 200);
+  cr_assert(r.closed, "response during drain must close the connection");
+  th_resp_free(&r);
+  th_close(fd);
+  cr_assert_eq(th_wait_exit(p.pid, 5000), 0);
+  free(p.dir);
+  fu_stop(slow);
+}
+
+Test(proxy, reload_under_load_drops_nothing, .timeout = 60) {
+  fu_t *a = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  fu_t *b = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  const char *cfg = "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: 127.0.0.1:%d\n"
+                    "    routes:\n      - { name: r, match: { prefix: / }, cluster: %s }\n"
+                    "clusters:\n  - { name: a, endpoints: [%s] }\n  - { name: b, endpoints: [%s] }\n";
+  px_prepare(&p);
+  px_launch(&p, cfg, p.admin, p.port, "a", ep(a), ep(b));
+  loop_t l = {.port = p.port, .n = 400, .path = "/loop"};
+  pthread_t t;
+  pthread_create(&t, NULL, request_loop, &l);
+  for (int i = 0; i < 6; i++) {
+    usleep(80000);
+    px_rewrite(&p, cfg, p.admin, p.port, i % 2 ? "a" : "b", ep(a), ep(b));
+    kill(p.pid, SIGHUP);
+  }
+  usleep(80000);
+  px_rewrite(&p, "listeners: [\n"); /* broken: must be rejected, old config kept */
+  kill(p.pid, SIGHUP);
+  pthread_join(t, NULL);
+  cr_assert_eq(l.failures, 0, "%d requests failed during reloads", l.failures);
+  cr_assert_gt(fu_requests(b), 0, "reload never switched the route to cluster b");
+  th_resp_t r;
+  cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+  cr_assert(strstr(r.body, "outrigger_config_reloads_total{result=\"ok\"} 6\n"), "%s", r.body);
+  cr_assert(strstr(r.body, "outrigger_config_reloads_total{result=\"rejected\"} 1\n"));
+  th_resp_free(&r);
+  cr_assert_eq(raw(&p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  cr_assert_eq(r.status, 200, "old configuration not kept after a bad reload");
+  th_resp_free(&r);
+  char *log = th_read_file(p.log, NULL);
+  cr_assert(log && strstr(log, "reload rejected: "), "rejection not logged");
+  cr_assert(strstr(log, ":1:") || strstr(log, ":2:"), "rejection without FILE:LINE:COL: %s", log);
+  free(log);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(a);
+  fu_stop(b);
+}
+
+/* ---- command line ------------------------------------------------------------ */
+
+static int run_cli(const char *const argv[], char **out) {
+  char *dir = th_tmpdir();
+  char logp[512];
+  snprintf(logp, sizeof(logp), "%s/cli.log", dir);
+  pid_t pid = th_spawn(argv, logp);
+  int rc = th_wait_exit(pid, 5000);
+  if (rc == -2) rc = th_stop(pid, 1000);
+  *out = th_read_file(logp, NULL);
+  free(dir);
+  return rc;
+}
+
+Test(proxy, command_line_exit_codes, .timeout = 30) {
+  char *out;
+  const char *help[] = {th_bin("outrigger"), "--help", NULL};
+  cr_assert_eq(run_cli(help, &out), 0);
+  cr_assert(strstr(out, "--validate"));
+  free(out);
+  const char *version[] = {th_bin("outrigger"), "--version", NULL};
+  cr_assert_eq(run_cli(version, &out), 0);
+  cr_assert(strstr(out, "outrigger "));
+  free(out);
+  const char *bad[] = {th_bin("outrigger"), "--bogus", NULL};
+  cr_assert_eq(run_cli(bad, &out), 2);
+  free(out);
+  const char *nocfg[] = {th_bin("outrigger"), NULL};
+  cr_assert_eq(run_cli(nocfg, &out), 2);
+  free(out);
+
+  px_t p;
+  px_prepare(&p);
+  FILE *f = fopen(p.cfg, "w");
+  fprintf(f, "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"
+             "      - { name: r, match: { prefix: / }, cluster: c }\n"
+             "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n", p.port);
+  fclose(f);
+  const char *ok[] = {th_bin("outrigger"), "--validate", "-c", p.cfg, NULL};
+  cr_assert_eq(run_cli(ok, &out), 0);
+  cr_assert(strstr(out, "configuration OK"), "%s", out);
+  free(out);
+
+  f = fopen(p.cfg, "w");
+  fprintf(f, "listeners:\n  - name: l\n    adress: 127.0.0.1:1\n    routes:\n"
+             "      - { name: r, match: { prefix: / }, cluster: nope }\n");
+  fclose(f);
+  cr_assert_eq(run_cli(ok, &out), 1);
+  cr_assert(strstr(out, ":3:5: ") && strstr(out, "address"), "%s", out);
+  free(out);
+
+  /* The port is taken: runtime failure, exit 3. */
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  f = fopen(p.cfg, "w");
+  fprintf(f, "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: %s\n    routes:\n"
+             "      - { name: r, match: { prefix: / }, cluster: c }\n"
+             "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n", p.admin, ep(u));
+  fclose(f);
+  const char *run[] = {th_bin("outrigger"), "-c", p.cfg, NULL};
+  cr_assert_eq(run_cli(run, &out), 3);
+  cr_assert(strstr(out, "cannot listen"), "%s", out);
+  free(out);
+  fu_stop(u);
+  free(p.dir);
+}
