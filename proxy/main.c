@@ -259,6 +259,20 @@ int main(int argc, char **argv) {
   m.current = px_snapshot_new(cfg, m.nworkers, m.generation);
   m.loop = uv_default_loop();
 
+  /* Signals are caught before any port opens: a client may connect (and a
+   * supervisor send SIGTERM) as soon as the port accepts, and the handlers only
+   * run from the loop, once everything below is in place. */
+  uv_signal_init(m.loop, &m.sig_term);
+  uv_signal_init(m.loop, &m.sig_int);
+  uv_signal_init(m.loop, &m.sig_hup);
+  m.sig_term.data = m.sig_int.data = m.sig_hup.data = &m;
+  uv_signal_start(&m.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&m.sig_int, on_signal, SIGINT);
+  uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+  uv_timer_init(m.loop, &m.drain_timer);
+  uv_timer_init(m.loop, &m.poll_timer);
+  m.drain_timer.data = m.poll_timer.data = &m;
+
   int **fds = NULL;
   if (open_listeners(&m, &fds) != 0) {
     px_snapshot_unref(m.current);
@@ -298,16 +312,6 @@ int main(int argc, char **argv) {
   }
   uv_thread_create(&m.joiner, worker_watch, &m);
 
-  uv_signal_init(m.loop, &m.sig_term);
-  uv_signal_init(m.loop, &m.sig_int);
-  uv_signal_init(m.loop, &m.sig_hup);
-  m.sig_term.data = m.sig_int.data = m.sig_hup.data = &m;
-  uv_signal_start(&m.sig_term, on_signal, SIGTERM);
-  uv_signal_start(&m.sig_int, on_signal, SIGINT);
-  uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
-  uv_timer_init(m.loop, &m.drain_timer);
-  uv_timer_init(m.loop, &m.poll_timer);
-  m.drain_timer.data = m.poll_timer.data = &m;
 
   for (size_t l = 0; l < cfg->nlisteners; l++)
     px_info("listener %s on %s (%zu routes)", cfg->listeners[l].name, cfg->listeners[l].address.text,

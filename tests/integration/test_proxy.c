@@ -60,8 +60,15 @@ static void px_rewrite(px_t *p, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Stops outrigger; on an unclean exit its log (sanitizer reports included) is
+ * printed so the failure explains itself. */
 static int px_stop(px_t *p) {
   int rc = th_stop(p->pid, 10000);
+  if (rc != 0) {
+    char *log = th_read_file(p->log, NULL);
+    fprintf(stderr, "outrigger exited with %d; its log:\n%s\n", rc, log ? log : "(none)");
+    free(log);
+  }
   free(p->dir);
   p->dir = NULL;
   return rc;
@@ -452,7 +459,14 @@ Test(proxy, admin_endpoints, .timeout = 30) {
   cr_assert_eq(th_http(p.admin, "GET", "/ready", NULL, NULL, &r), 0);
   cr_assert_eq(r.status, 200);
   th_resp_free(&r);
-  cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+  /* A request is counted when its last byte is written, which can be a moment
+   * after the client has read it: poll briefly. */
+  for (int i = 0; i < 50; i++) {
+    cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+    if (strstr(r.body, "class=\"2xx\"} 1\n")) break;
+    th_resp_free(&r);
+    usleep(20000);
+  }
   cr_assert_eq(r.status, 200);
   cr_assert(strstr(r.body, "outrigger_requests_total{listener=\"edge\",route=\"r\",class=\"2xx\"} 1\n"), "%s", r.body);
   cr_assert(strstr(r.body, "outrigger_upstream_responses_total{cluster=\"c\",class=\"2xx\"} 1\n"));
