@@ -245,8 +245,7 @@ px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewr
         px_str_ieq_cstr(name, "content-length"))
       continue;
     /* Set below by this sidecar; an inner hop's values are not passed through. */
-    if ((name.n == 21 && px_str_ieq_cstr(name, "x-outrigger-attempts")) ||
-        (name.n == 20 && px_str_ieq_cstr(name, "x-outrigger-upstream")))
+    if (px_str_ieq(name, PX_STR("x-outrigger-attempts")) || px_str_ieq(name, PX_STR("x-outrigger-upstream")))
       continue;
     append_header(out, name, px_head_value(resp, i));
   }

@@ -9,7 +9,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT_DIR=$(cd "$BENCH_DIR/.." && pwd)
 OUT="$BENCH_DIR/out"
 LIB="$BENCH_DIR/lib"
-PLOTS="$BENCH_DIR/plots"
+PLOTS="${PLOTS_DIR:-$BENCH_DIR/plots}"  # PLOTS_DIR/RESULTS_MD: elsewhere for smoke runs
 OUTRIGGER_BIN=${OUTRIGGER_BIN:-$ROOT_DIR/build-release/proxy/outrigger}
 SHORTENER_BIN=${SHORTENER_BIN:-$ROOT_DIR/build-release/shortener/shortener}
 

@@ -176,7 +176,7 @@ EOF
 write_report() {
   summarize
   make_plots 2>"$OUT/gnuplot.log" || log "WARNING: gnuplot failed (see bench/out/gnuplot.log)"
-  local cpu kernel md="$BENCH_DIR/RESULTS.md" c
+  local cpu kernel md="${RESULTS_MD:-$BENCH_DIR/RESULTS.md}" c
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   kernel=$(uname -srm)
   {

@@ -101,7 +101,8 @@ static void answer(fu_conn_t *c) {
   int n = snprintf(hdr, sizeof(hdr),
                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                    "x-body-len: %llu\r\nx-body-sum: %016llx\r\nConnection: keep-alive\r\n"
-                   "Keep-Alive: timeout=5\r\nX-Hop: must-not-pass\r\n\r\n",
+                   "Keep-Alive: timeout=5\r\nX-End-To-End: passes\r\n"
+                   "x-outrigger-attempts: 7\r\nX-Outrigger-Upstream: inner\r\n\r\n",
                    c->head_len, (unsigned long long)c->body_len, (unsigned long long)c->body_sum);
   send_all(c->fd, hdr, (size_t)n);
   send_all(c->fd, c->head, c->head_len);
