@@ -151,6 +151,24 @@ static unsigned out_iov(px_out_t *o) {
   return (unsigned)o->n;
 }
 
+/* Writes what the socket takes now; the rest, if any, is queued with uv_write and
+ * `cb` runs when it is out. Returns 1 when everything went out (no callback will
+ * run), 0 when some was queued, or a negative error. Small answers almost always
+ * go out at once, which saves a loop turn and keeps reading enabled. */
+static int write_now(uv_stream_t *s, uv_write_t *wr, uv_buf_t *iov, unsigned n, uv_write_cb cb) {
+  int r = uv_try_write(s, iov, n);
+  if (r == UV_EAGAIN) r = 0;
+  if (r < 0) return r;
+  size_t done = (size_t)r;
+  unsigned i = 0;
+  while (i < n && done >= iov[i].len) done -= iov[i++].len;
+  if (i == n) return 1;
+  iov[i].base += done;
+  iov[i].len -= done;
+  r = uv_write(wr, s, iov + i, n - i, cb);
+  return r < 0 ? r : 0;
+}
+
 /* Header span collection shared by both directions. A value that continues at a
  * place other than right after its previous piece is an obs-folded line (llhttp
  * delivers those as a second value callback): refused, never forwarded. */
@@ -276,8 +294,12 @@ static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     /* The client went away (or half-closed, which HTTP/1.1 clients do not do before
      * reading their answer): whatever is in flight for it is abandoned. */
-    if (nread == UV_ENOBUFS && c->state == CS_HEAD) {
-      fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+    if (nread == UV_ENOBUFS) {
+      if (c->state == CS_HEAD) {
+        fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+      } else {
+        read_stop(c); /* buffer full of the next request(s): resumes when this one ends */
+      }
       return;
     }
     conn_close(c);
@@ -491,35 +513,42 @@ static void req_finish(px_conn_t *c) {
   conn_process(c);
 }
 
+/* Everything queued for the client went out. */
+static void down_written(px_conn_t *c) {
+  px_req_t *req = &c->req;
+  out_reset(&c->down);
+  if (req->resp_done) {
+    req_finish(c);
+  } else if (req->up) {
+    req->up->rlen = 0; /* the upstream's read buffer is free again */
+    px_upstream_read_start(req->up);
+  }
+}
+
 static void on_down_written(uv_write_t *wr, int status) {
   px_conn_t *c = wr->data;
   c->writing_down = 0;
-  out_reset(&c->down);
   if (c->closing) return;
   if (status < 0) {
     conn_close(c);
     return;
   }
-  px_req_t *req = &c->req;
-  if (req->resp_done) {
-    req_finish(c);
-    return;
-  }
-  if (req->up) {
-    req->up->rlen = 0;
-    px_upstream_read_start(req->up);
-  }
+  down_written(c);
 }
 
 static void flush_down(px_conn_t *c) {
   if (c->down.n == 0 || c->writing_down) return;
-  c->writing_down = 1;
   unsigned n = out_iov(&c->down);
-  if (c->req.up) px_upstream_read_stop(c->req.up);
-  int r = uv_write(&c->down_wreq, (uv_stream_t *)&c->tcp, c->down.iov, n, on_down_written);
+  int r = write_now((uv_stream_t *)&c->tcp, &c->down_wreq, c->down.iov, n, on_down_written);
   if (r < 0) {
-    c->writing_down = 0;
     conn_close(c);
+  } else if (r == 0) {
+    /* The client reads slower than the upstream sends: stop reading the upstream
+     * until this is out, so neither buffer grows. */
+    c->writing_down = 1;
+    if (c->req.up) px_upstream_read_stop(c->req.up);
+  } else {
+    down_written(c);
   }
 }
 
@@ -554,7 +583,7 @@ static void fail_with(px_conn_t *c, px_errkind_t kind, const char *detail, const
   req->status = status;
   if (c->state == CS_HEAD) req->start_ns = px_now_ns();
   c->state = CS_SENT;
-  read_stop(c);
+  if (c->close_after) read_stop(c);
   uv_timer_stop(&c->timer);
   if (c->writing_down) return; /* on_down_written will finish */
   flush_down(c);
@@ -591,22 +620,10 @@ static void body_process(px_conn_t *c) {
   }
 }
 
-static void on_up_written(uv_write_t *wr, int status) {
-  px_conn_t *c = wr->data;
-  px_req_t *req = &c->req;
-  c->writing_up = 0;
+/* Everything queued for the upstream went out. */
+static void up_written(px_conn_t *c) {
   out_reset(&c->upw);
-  if (c->closing) {
-    if (c->nhandles == 0) conn_free(c);
-    return;
-  }
-  if (status < 0) {
-    /* The upstream stopped taking the request. If it has answered already, that
-     * answer is what the client gets; otherwise it is a reset. */
-    if (!req->resp_started) fail(c, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request");
-    return;
-  }
-  if (req->body_done) {
+  if (c->req.body_done) {
     c->state = CS_SENT;
     return;
   }
@@ -614,17 +631,40 @@ static void on_up_written(uv_write_t *wr, int status) {
   body_process(c);
 }
 
+static void on_up_written(uv_write_t *wr, int status) {
+  px_conn_t *c = wr->data;
+  px_req_t *req = &c->req;
+  c->writing_up = 0;
+  if (c->closing) {
+    out_reset(&c->upw);
+    if (c->nhandles == 0) conn_free(c);
+    return;
+  }
+  if (status < 0) {
+    /* The upstream stopped taking the request. If it has answered already, that
+     * answer is what the client gets; otherwise it is a reset. */
+    out_reset(&c->upw);
+    if (!req->resp_started) fail(c, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request");
+    return;
+  }
+  read_start(c);
+  up_written(c);
+}
+
 static void flush_up(px_conn_t *c) {
   px_req_t *req = &c->req;
   if (c->upw.n == 0 || c->writing_up || req->up == NULL) return;
-  c->writing_up = 1;
-  read_stop(c);
   unsigned n = out_iov(&c->upw);
-  int r = uv_write(&c->up_wreq, (uv_stream_t *)&req->up->tcp, c->upw.iov, n, on_up_written);
+  int r = write_now((uv_stream_t *)&req->up->tcp, &c->up_wreq, c->upw.iov, n, on_up_written);
   if (r < 0) {
-    c->writing_up = 0;
     out_reset(&c->upw);
     fail(c, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request");
+  } else if (r == 0) {
+    /* The upstream reads slower than the client sends: stop reading the client. */
+    c->writing_up = 1;
+    read_stop(c);
+  } else {
+    up_written(c);
   }
 }
 
@@ -786,7 +826,6 @@ static void req_begin(px_conn_t *c) {
   req->expect_continue = 0;
   c->close_after = 0;
   c->state = CS_WAIT_UP;
-  read_stop(c);
 
   if (c->rpos > lc->limits.max_header_bytes) {
     fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");

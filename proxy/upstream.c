@@ -132,7 +132,8 @@ int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t 
     pool->nidle--;
     up->idle = 0;
     uv_timer_stop(&up->timer);
-    px_upstream_read_stop(up);
+    /* It keeps reading: an idle connection reads to notice the upstream closing it,
+     * and toggling that per request would cost two epoll_ctl calls. */
     up->owner = owner;
     up->cb = cb;
     up->reused = 1;
