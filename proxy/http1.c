@@ -55,12 +55,67 @@ int px_headscan(px_headscan_t *s, const char *b, size_t len) {
   return 0;
 }
 
+/* Header names the proxy treats specially, recognised with one switch on the
+ * length and one case-insensitive compare, since this runs for every header of
+ * every message in both directions. */
+typedef enum {
+  H_OTHER,
+  H_HOP, /* hop-by-hop: never forwarded */
+  H_CONNECTION,
+  H_HOST,
+  H_EXPECT,
+  H_REQUEST_ID,
+  H_CONTENT_LENGTH,
+  H_XFF,
+  H_XFP,
+  H_ATTEMPT,
+  H_OWN_RESPONSE, /* x-outrigger-attempts / x-outrigger-upstream: set by this hop */
+} px_hkind_t;
+
+#define L1(i) ((i) >= 'A' && (i) <= 'Z' ? (i) + 32 : (i))
+#define L4(i) L1(i), L1(i + 1), L1(i + 2), L1(i + 3)
+#define L16(i) L4(i), L4(i + 4), L4(i + 8), L4(i + 12)
+static const unsigned char lower_tab[256] = {
+    L16(0),   L16(16),  L16(32),  L16(48),  L16(64),  L16(80),  L16(96),  L16(112),
+    L16(128), L16(144), L16(160), L16(176), L16(192), L16(208), L16(224), L16(240),
+};
+#undef L1
+#undef L4
+#undef L16
+
+/* `lit` is lowercase and exactly name.n bytes long. */
+static inline int name_is(px_str_t name, const char *lit) {
+  for (size_t i = 0; i < name.n; i++)
+    if (lower_tab[(unsigned char)name.p[i]] != (unsigned char)lit[i]) return 0;
+  return 1;
+}
+
+static px_hkind_t classify(px_str_t n) {
+  switch (n.n) {
+  case 2: return name_is(n, "te") ? H_HOP : H_OTHER;
+  case 4: return name_is(n, "host") ? H_HOST : H_OTHER;
+  case 6: return name_is(n, "expect") ? H_EXPECT : H_OTHER;
+  case 7: return name_is(n, "trailer") || name_is(n, "upgrade") ? H_HOP : H_OTHER;
+  case 10:
+    if (name_is(n, "connection")) return H_CONNECTION;
+    return name_is(n, "keep-alive") ? H_HOP : H_OTHER;
+  case 12: return name_is(n, "x-request-id") ? H_REQUEST_ID : H_OTHER;
+  case 14: return name_is(n, "content-length") ? H_CONTENT_LENGTH : H_OTHER;
+  case 15: return name_is(n, "x-forwarded-for") ? H_XFF : H_OTHER;
+  case 16: return name_is(n, "proxy-connection") ? H_HOP : H_OTHER;
+  case 17:
+    if (name_is(n, "transfer-encoding")) return H_HOP;
+    return name_is(n, "x-forwarded-proto") ? H_XFP : H_OTHER;
+  case 19: return name_is(n, "x-outrigger-attempt") ? H_ATTEMPT : H_OTHER;
+  case 20:
+    return name_is(n, "x-outrigger-attempts") || name_is(n, "x-outrigger-upstream") ? H_OWN_RESPONSE : H_OTHER;
+  default: return H_OTHER;
+  }
+}
+
 int px_http1_is_hop_by_hop(px_str_t name) {
-  static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
-                                    "trailer",    "transfer-encoding", "upgrade"};
-  for (size_t i = 0; i < PX_ARRAY_SIZE(hop); i++)
-    if (px_str_ieq_cstr(name, hop[i])) return 1;
-  return 0;
+  px_hkind_t k = classify(name);
+  return k == H_HOP || k == H_CONNECTION;
 }
 
 /* Header names listed in Connection headers ("Connection: close, X-Foo"): those
@@ -70,26 +125,28 @@ typedef struct {
   size_t n;
 } px_conn_tokens_t;
 
-static void conn_tokens(const px_head_t *m, px_conn_tokens_t *t) {
-  t->n = 0;
-  for (size_t i = 0; i < m->nh; i++) {
-    if (!px_str_ieq_cstr(px_head_name(m, i), "connection")) continue;
-    px_str_t v = px_head_value(m, i);
-    size_t s = 0;
-    while (s < v.n && t->n < PX_ARRAY_SIZE(t->tok)) {
-      while (s < v.n && (v.p[s] == ' ' || v.p[s] == '\t' || v.p[s] == ',')) s++;
-      size_t e = s;
-      while (e < v.n && v.p[e] != ',' && v.p[e] != ' ' && v.p[e] != '\t') e++;
-      if (e > s) t->tok[t->n++] = (px_str_t){v.p + s, e - s};
-      s = e;
-    }
+static void conn_tokens_add(px_conn_tokens_t *t, px_str_t v) {
+  size_t s = 0;
+  while (s < v.n && t->n < PX_ARRAY_SIZE(t->tok)) {
+    while (s < v.n && (v.p[s] == ' ' || v.p[s] == '\t' || v.p[s] == ',')) s++;
+    size_t e = s;
+    while (e < v.n && v.p[e] != ',' && v.p[e] != ' ' && v.p[e] != '\t') e++;
+    if (e > s) t->tok[t->n++] = (px_str_t){v.p + s, e - s};
+    s = e;
   }
 }
 
-static int named_by_connection(const px_conn_tokens_t *t, px_str_t name) {
-  for (size_t i = 0; i < t->n; i++)
-    if (px_str_ieq(t->tok[i], name)) return 1;
-  return 0;
+/* Classifies every header of a head into kinds[] (H_HOP also for the headers a
+ * Connection header names). */
+static void classify_all(const px_head_t *m, unsigned char *kinds) {
+  px_conn_tokens_t ct = {.n = 0};
+  for (size_t i = 0; i < m->nh; i++) {
+    kinds[i] = (unsigned char)classify(px_head_name(m, i));
+    if (kinds[i] == H_CONNECTION) conn_tokens_add(&ct, px_head_value(m, i));
+  }
+  for (size_t t = 0; t < ct.n; t++)
+    for (size_t i = 0; i < m->nh; i++)
+      if (kinds[i] == H_OTHER && px_str_ieq(ct.tok[t], px_head_name(m, i))) kinds[i] = H_HOP;
 }
 
 static void append_header(px_buf_t *out, px_str_t name, px_str_t value) {
@@ -133,8 +190,8 @@ static int valid_request_id(px_str_t v) {
 
 void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px_buf_t *out,
                             char rid_out[201]) {
-  px_conn_tokens_t ct;
-  conn_tokens(req, &ct);
+  unsigned char kinds[PX_HTTP1_MAX_HEADERS];
+  classify_all(req, kinds);
 
   const char *mname = llhttp_method_name((llhttp_method_t)req->method);
   px_buf_append_cstr(out, mname);
@@ -146,38 +203,30 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
   int xff_first = -1;
   px_str_t rid = {NULL, 0};
   for (size_t i = 0; i < req->nh; i++) {
-    px_str_t name = px_head_name(req, i), value = px_head_value(req, i);
-    if (px_http1_is_hop_by_hop(name) || named_by_connection(&ct, name)) continue;
-    switch (name.n) {
-    case 4:
-      if (px_str_ieq_cstr(name, "host")) seen_host = 1;
+    px_str_t value = px_head_value(req, i);
+    switch ((px_hkind_t)kinds[i]) {
+    case H_HOP:
+    case H_CONNECTION:
+    case H_EXPECT: /* Expect: 100-continue is answered by the sidecar itself */
+    case H_XFP:
+    case H_ATTEMPT:
+      continue;
+    case H_HOST:
+      seen_host = 1;
       break;
-    case 6: /* Expect: 100-continue is answered by the sidecar itself */
-      if (px_str_ieq_cstr(name, "expect")) continue;
+    case H_REQUEST_ID:
+      if (rid.p == NULL && valid_request_id(value)) rid = value;
+      continue;
+    case H_CONTENT_LENGTH:
+      if (rw->chunked_body) continue;
       break;
-    case 12:
-      if (px_str_ieq_cstr(name, "x-request-id")) {
-        if (rid.p == NULL && valid_request_id(value)) rid = value;
-        continue;
-      }
-      break;
-    case 14:
-      if (rw->chunked_body && px_str_ieq_cstr(name, "content-length")) continue;
-      break;
-    case 15:
-      if (px_str_ieq_cstr(name, "x-forwarded-for")) {
-        if (xff_first < 0) xff_first = (int)i;
-        continue;
-      }
-      break;
-    case 17:
-      if (px_str_ieq_cstr(name, "x-forwarded-proto")) continue;
-      break;
-    case 19:
-      if (px_str_ieq_cstr(name, "x-outrigger-attempt")) continue;
+    case H_XFF:
+      if (xff_first < 0) xff_first = (int)i;
+      continue;
+    default:
       break;
     }
-    append_header(out, name, value);
+    append_header(out, px_head_name(req, i), value);
   }
   if (!seen_host && rw->host_fallback) append_header(out, PX_STR("host"), (px_str_t){rw->host_fallback, strlen(rw->host_fallback)});
 
@@ -185,7 +234,7 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
   if (xff_first >= 0) {
     /* Several x-forwarded-for headers are one list (RFC 9110 §5.3). */
     for (size_t i = (size_t)xff_first; i < req->nh; i++) {
-      if (!px_str_ieq_cstr(px_head_name(req, i), "x-forwarded-for")) continue;
+      if (kinds[i] != H_XFF) continue;
       px_buf_append_str(out, px_head_value(req, i));
       px_buf_append(out, ", ", 2);
     }
@@ -216,8 +265,8 @@ void px_http1_finish_request(px_buf_t *out, size_t base_len, int attempt) {
 
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,
                                        px_buf_t *out) {
-  px_conn_tokens_t ct;
-  conn_tokens(resp, &ct);
+  unsigned char kinds[PX_HTTP1_MAX_HEADERS];
+  classify_all(resp, kinds);
 
   px_body_mode_t mode;
   int close = rw->close;
@@ -239,15 +288,18 @@ px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewr
   px_buf_append_cstr(out, px_http_reason(resp->status));
   px_buf_append(out, "\r\n", 2);
   for (size_t i = 0; i < resp->nh; i++) {
-    px_str_t name = px_head_name(resp, i);
-    if (px_http1_is_hop_by_hop(name) || named_by_connection(&ct, name)) continue;
-    if (name.n == 14 && mode != PX_BODY_LENGTH && mode != PX_BODY_NONE &&
-        px_str_ieq_cstr(name, "content-length"))
+    switch ((px_hkind_t)kinds[i]) {
+    case H_HOP:
+    case H_CONNECTION:
+    case H_OWN_RESPONSE: /* set below; an inner hop's values are not passed through */
       continue;
-    /* Set below by this sidecar; an inner hop's values are not passed through. */
-    if (px_str_ieq(name, PX_STR("x-outrigger-attempts")) || px_str_ieq(name, PX_STR("x-outrigger-upstream")))
-      continue;
-    append_header(out, name, px_head_value(resp, i));
+    case H_CONTENT_LENGTH:
+      if (mode != PX_BODY_LENGTH && mode != PX_BODY_NONE) continue;
+      break;
+    default:
+      break;
+    }
+    append_header(out, px_head_name(resp, i), px_head_value(resp, i));
   }
   if (mode == PX_BODY_CHUNKED) px_buf_append_cstr(out, "transfer-encoding: chunked\r\n");
   px_buf_append_cstr(out, "x-outrigger-attempts: ");

@@ -16,6 +16,10 @@ typedef struct {
   uint32_t name_off, name_len, value_off, value_len;
 } px_hspan_t;
 
+/* The most header lines a head may have (more is refused with 431 by the proxy,
+ * and a response with more is a bad response). */
+#define PX_HTTP1_MAX_HEADERS 128
+
 /* What the proxy needs to know about a parsed head, apart from the header list. */
 typedef struct {
   const char *base;          /* the buffer the spans are relative to */

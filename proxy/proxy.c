@@ -9,9 +9,6 @@
 #include "router.h"
 #include "upstream.h"
 
-/* More header lines than this in one head is refused with 431: no real client
- * needs it, and it bounds the span array. */
-#define PX_MAX_HEADERS 128
 
 typedef enum {
   CS_HEAD,    /* reading a request head (or idle between requests) */
@@ -87,7 +84,9 @@ struct px_conn_s {
   int err_status; /* set by a callback that refuses the request */
   px_out_t down, upw;
   px_cstate_t state;
-  int writing_down, writing_up, reading, closing, close_after, timer_is_header, nhandles;
+  int writing_down, writing_up, reading, closing, close_after, nhandles;
+  int dl_kind;                 /* px_deadline_t */
+  uint64_t deadline, armed_at; /* loop time, ms; armed_at 0: timer not running */
   char peer[48];
   px_req_t req;
 };
@@ -177,7 +176,7 @@ static int hc_field(px_hcollect_t *hc, uint32_t off, uint32_t len) {
     hc->h[hc->n - 1].name_len += len;
     return 0;
   }
-  if (hc->n == PX_MAX_HEADERS) {
+  if (hc->n == PX_HTTP1_MAX_HEADERS) {
     hc->too_many = 1;
     return -1;
   }
@@ -210,34 +209,53 @@ static void hc_reset(px_hcollect_t *hc) {
   hc->obs_fold = hc->too_many = 0;
 }
 
-/* ---- timers ------------------------------------------------------------------ */
+/* ---- deadlines ------------------------------------------------------------- */
+
+/* One deadline per connection, for the phase it is in. The libuv timer is only
+ * re-armed when a deadline moves earlier; one that fires early re-arms itself.
+ * Most requests then cost no timer operation at all. */
+typedef enum { DL_NONE, DL_IDLE, DL_HEADER, DL_ROUTE } px_deadline_t;
 
 static void on_conn_timer(uv_timer_t *t);
 
-static void timer_idle(px_conn_t *c) {
-  c->timer_is_header = 0;
-  uv_timer_start(&c->timer, on_conn_timer, lconf(c)->limits.idle_timeout_ms, 0);
-}
-static void timer_header(px_conn_t *c) {
-  c->timer_is_header = 1;
-  uv_timer_start(&c->timer, on_conn_timer, lconf(c)->limits.header_timeout_ms, 0);
+static void set_deadline(px_conn_t *c, px_deadline_t kind, uint64_t ms) {
+  if (kind == DL_NONE || ms == 0) {
+    c->dl_kind = DL_NONE; /* an armed timer finds nothing to do */
+    return;
+  }
+  c->dl_kind = kind;
+  c->deadline = uv_now(&c->w->loop) + ms;
+  if (c->armed_at == 0 || c->deadline < c->armed_at) {
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+    c->armed_at = c->deadline;
+  }
 }
 
 static void on_conn_timer(uv_timer_t *t) {
   px_conn_t *c = t->data;
-  switch (c->state) {
-  case CS_HEAD:
-    if (c->timer_is_header && c->rlen > c->rpos) {
-      fail(c, PX_ERR_REQUEST_TIMEOUT, "the request head did not arrive within header_timeout");
-    } else {
-      conn_close(c); /* idle keep-alive connection */
-    }
+  c->armed_at = 0;
+  if (c->dl_kind == DL_NONE) return;
+  uint64_t now = uv_now(&c->w->loop);
+  if (now < c->deadline) {
+    uv_timer_start(&c->timer, on_conn_timer, c->deadline - now, 0);
+    c->armed_at = c->deadline;
+    return;
+  }
+  switch ((px_deadline_t)c->dl_kind) {
+  case DL_HEADER:
+    fail(c, PX_ERR_REQUEST_TIMEOUT, "the request head did not arrive within header_timeout");
     break;
-  default: /* route timeout */
+  case DL_ROUTE:
     fail(c, PX_ERR_UPSTREAM_TIMEOUT, "the upstream did not answer within the route timeout");
+    break;
+  default:
+    conn_close(c); /* idle keep-alive connection */
     break;
   }
 }
+
+static void deadline_idle(px_conn_t *c) { set_deadline(c, DL_IDLE, lconf(c)->limits.idle_timeout_ms); }
+static void deadline_header(px_conn_t *c) { set_deadline(c, DL_HEADER, lconf(c)->limits.header_timeout_ms); }
 
 /* ---- reading from the client ------------------------------------------------- */
 
@@ -305,7 +323,7 @@ static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  if (c->state == CS_HEAD && c->rlen == c->rpos && !c->timer_is_header) timer_header(c);
+  if (c->state == CS_HEAD && c->rlen == c->rpos && c->dl_kind != DL_HEADER) deadline_header(c);
   c->rlen += (size_t)nread;
   conn_process(c);
 }
@@ -490,7 +508,6 @@ static void req_finish(px_conn_t *c) {
                      req->status, px_now_ns() - req->start_ns);
   drop_upstream(req, req->up_reusable && req->body_done);
   count_release(req);
-  uv_timer_stop(&c->timer);
   if (c->close_after || c->w->draining) {
     conn_close(c);
     return;
@@ -507,9 +524,12 @@ static void req_finish(px_conn_t *c) {
   req->route = NULL;
   req->cluster = NULL;
   c->state = CS_HEAD;
-  if (left == 0) release_rbuf(c);
-  timer_idle(c);
-  if (left) timer_header(c);
+  if (left == 0) {
+    release_rbuf(c);
+    deadline_idle(c);
+  } else {
+    deadline_header(c);
+  }
   conn_process(c);
 }
 
@@ -584,7 +604,7 @@ static void fail_with(px_conn_t *c, px_errkind_t kind, const char *detail, const
   if (c->state == CS_HEAD) req->start_ns = px_now_ns();
   c->state = CS_SENT;
   if (c->close_after) read_stop(c);
-  uv_timer_stop(&c->timer);
+  set_deadline(c, DL_NONE, 0);
   if (c->writing_down) return; /* on_down_written will finish */
   flush_down(c);
 }
@@ -803,8 +823,7 @@ static void req_begin(px_conn_t *c) {
     px__wsnap_release(c->w, old);
   }
   lc = lconf(c);
-  uv_timer_stop(&c->timer);
-  c->timer_is_header = 0;
+  set_deadline(c, DL_NONE, 0);
 
   req->route = NULL;
   req->cluster = NULL;
@@ -887,7 +906,7 @@ static void req_begin(px_conn_t *c) {
   req->uhead.len = 0;
   px_http1_build_request(&h, &rw, &req->uhead, req->rid);
   req->uhead_base = req->uhead.len;
-  if (rc->timeout_ms) uv_timer_start(&c->timer, on_conn_timer, rc->timeout_ms, 0);
+  set_deadline(c, DL_ROUTE, rc->timeout_ms);
   try_upstream(req);
 }
 
@@ -1016,7 +1035,7 @@ void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
   c->parser.data = c;
   px_headscan_reset(&c->scan, 0);
   c->state = CS_HEAD;
-  timer_idle(c);
+  deadline_idle(c);
   read_start(c);
 }
 

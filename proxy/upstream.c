@@ -106,6 +106,7 @@ static void on_connected(uv_connect_t *req, int status) {
   px_upconn_t *up = req->data;
   if (up->closing) return; /* timed out or abandoned; already reported */
   uv_timer_stop(&up->timer);
+  up->armed_at = 0;
   if (status != 0) {
     fail_connect(up, status);
     return;
@@ -114,13 +115,25 @@ static void on_connected(uv_connect_t *req, int status) {
   up->cb->on_connect(up->owner, up, 0);
 }
 
+/* One timer per connection: the connect timeout, then the pool's idle timeout.
+ * Like the client side's deadlines it is lazy: taking a connection from the pool
+ * does not stop it, and a timer that fires before the idle deadline re-arms. */
 static void on_timer(uv_timer_t *t) {
   px_upconn_t *up = t->data;
-  if (up->idle) { /* pool idle timeout */
-    up_close(up);
+  up->armed_at = 0;
+  if (up->closing) return;
+  if (!up->connected) {
+    if (up->owner) fail_connect(up, UV_ETIMEDOUT);
     return;
   }
-  if (!up->connected && up->owner) fail_connect(up, UV_ETIMEDOUT);
+  if (!up->idle) return;
+  uint64_t now = uv_now(t->loop);
+  if (now < up->idle_deadline) {
+    uv_timer_start(&up->timer, on_timer, up->idle_deadline - now, 0);
+    up->armed_at = up->idle_deadline;
+    return;
+  }
+  up_close(up);
 }
 
 int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
@@ -131,7 +144,6 @@ int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t 
     px_queue_remove(&up->link);
     pool->nidle--;
     up->idle = 0;
-    uv_timer_stop(&up->timer);
     /* It keeps reading: an idle connection reads to notice the upstream closing it,
      * and toggling that per request would cost two epoll_ctl calls. */
     up->owner = owner;
@@ -170,6 +182,7 @@ int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t 
     return r;
   }
   uv_timer_start(&up->timer, on_timer, c->conf->connect_timeout_ms, 0);
+  up->armed_at = uv_now(&w->loop) + c->conf->connect_timeout_ms;
   *out = up;
   return 0;
 }
@@ -197,7 +210,11 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
   up->idle = 1;
   px_queue_insert_head(&pool->idle, &up->link); /* LIFO: reuse the warmest */
   pool->nidle++;
-  uv_timer_start(&up->timer, on_timer, up->cluster->conf->pool_idle_timeout_ms, 0);
+  up->idle_deadline = uv_now(&w->loop) + up->cluster->conf->pool_idle_timeout_ms;
+  if (up->armed_at == 0 || up->idle_deadline < up->armed_at) {
+    uv_timer_start(&up->timer, on_timer, up->cluster->conf->pool_idle_timeout_ms, 0);
+    up->armed_at = up->idle_deadline;
+  }
   px_upstream_read_start(up);
 }
 

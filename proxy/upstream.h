@@ -40,6 +40,7 @@ struct px_upconn_s {
   char *rbuf;
   size_t rcap, rlen;
   int reused;                /* came from the pool */
+  uint64_t idle_deadline, armed_at; /* loop time, ms; armed_at 0: timer not running */
   int connected, closing, reading, idle;
   int nhandles;
 };
