@@ -1,0 +1,807 @@
+/* The HTTP/1 head code (proxy/http1.h): the incremental head scanner that refuses
+ * what llhttp lets through, the request head sent upstream, the response head sent
+ * to the client with its body framing, the sidecar's problem+json answers and the
+ * request ids it makes (SPEC §4). Heads are built by hand as spans over one buffer. */
+#include <criterion/criterion.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http1.h"
+#include "json.h"
+
+/* ---- a hand-built px_head_t ---------------------------------------------- */
+
+typedef struct {
+  char buf[16384];
+  size_t len;
+  px_hspan_t h[PX_HTTP1_MAX_HEADERS];
+  px_head_t m;
+} thead_t;
+
+static uint32_t put(thead_t *t, const char *s, size_t n) {
+  cr_assert(t->len + n <= sizeof(t->buf));
+  memcpy(t->buf + t->len, s, n);
+  uint32_t off = (uint32_t)t->len;
+  t->len += n;
+  return off;
+}
+
+static void req_init(thead_t *t, int method, const char *url) {
+  memset(t, 0, sizeof(*t));
+  t->m.base = t->buf;
+  t->m.h = t->h;
+  t->m.method = method;
+  t->m.http_minor = 1;
+  t->m.content_length = -1;
+  t->m.keep_alive = 1;
+  t->m.url_len = (uint32_t)strlen(url);
+  t->m.url_off = put(t, url, t->m.url_len);
+}
+
+static void resp_init(thead_t *t, int status, int64_t content_length, int chunked) {
+  memset(t, 0, sizeof(*t));
+  t->m.base = t->buf;
+  t->m.h = t->h;
+  t->m.status = status;
+  t->m.http_minor = 1;
+  t->m.content_length = content_length;
+  t->m.chunked = chunked;
+  t->m.keep_alive = 1;
+}
+
+/* Value given with its length, so it may hold control bytes or NULs. */
+static void hadd_n(thead_t *t, const char *name, const char *value, size_t vlen) {
+  cr_assert(t->m.nh < PX_HTTP1_MAX_HEADERS);
+  px_hspan_t *s = &t->h[t->m.nh++];
+  s->name_len = (uint32_t)strlen(name);
+  s->name_off = put(t, name, s->name_len);
+  s->value_len = (uint32_t)vlen;
+  s->value_off = put(t, value, vlen);
+}
+
+static void hadd(thead_t *t, const char *name, const char *value) { hadd_n(t, name, value, strlen(value)); }
+
+/* ---- looking into a produced head ---------------------------------------- */
+
+/* The buffer as a C string (heads never hold NULs). */
+static const char *cstr(px_buf_t *b) {
+  px_buf_reserve(b, 1)[0] = '\0';
+  return b->data;
+}
+
+/* Number of header lines named `name` (case-insensitive) in head text `s`; the
+ * first line (request or status line) is skipped, the blank line ends the head. */
+static int hcount(const char *s, const char *name) {
+  size_t nl = strlen(name);
+  int n = 0;
+  const char *p = strstr(s, "\r\n");
+  while (p && p[2] != '\r' && p[2] != '\0') {
+    p += 2;
+    if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') n++;
+    p = strstr(p, "\r\n");
+  }
+  return n;
+}
+
+/* Value of the first header named `name` (without the ": "), or "" when absent. */
+static const char *hval(const char *s, const char *name) {
+  static char v[1024];
+  size_t nl = strlen(name);
+  const char *p = strstr(s, "\r\n");
+  v[0] = '\0';
+  while (p && p[2] != '\r' && p[2] != '\0') {
+    p += 2;
+    const char *e = strstr(p, "\r\n");
+    if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+      cr_assert(p[nl + 1] == ' ', "no space after the colon of %s", name);
+      size_t n = (size_t)(e - (p + nl + 2));
+      cr_assert(n < sizeof(v));
+      memcpy(v, p + nl + 2, n);
+      v[n] = '\0';
+      return v;
+    }
+    p = e;
+  }
+  return v;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+static int is_uuid4(const char *s) {
+  if (strlen(s) != 36) return 0;
+  for (int i = 0; i < 36; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return 0;
+    } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+      return 0;
+    }
+  }
+  return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+/* ---- px_headscan ---------------------------------------------------------- */
+
+static int scan_all(const char *s, size_t len, px_headscan_t *sc) {
+  px_headscan_reset(sc, 0);
+  return px_headscan(sc, s, len);
+}
+
+/* Feeds s one more byte per call, as a slow client would; returns the first
+ * non-zero result, or 0 when the head never completed. */
+static int scan_bytewise(const char *s, size_t len, px_headscan_t *sc, size_t *at) {
+  px_headscan_reset(sc, 0);
+  for (size_t k = 1; k <= len; k++) {
+    int r = px_headscan(sc, s, k);
+    if (r != 0) {
+      *at = k;
+      return r;
+    }
+  }
+  *at = len;
+  return 0;
+}
+
+#define S(lit) lit, sizeof(lit) - 1
+
+Test(headscan, complete_head_in_one_call) {
+  static const char h[] = "GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nBODY";
+  px_headscan_t sc;
+  cr_assert_eq(scan_all(S(h), &sc), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1 - 4, "head_end must point at the body");
+  cr_expect_null(sc.err);
+  /* Once done it stays done. */
+  cr_expect_eq(px_headscan(&sc, S(h)), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1 - 4);
+}
+
+Test(headscan, head_without_headers) {
+  static const char h[] = "GET / HTTP/1.0\r\n\r\n";
+  px_headscan_t sc;
+  cr_assert_eq(scan_all(S(h), &sc), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1);
+}
+
+Test(headscan, byte_by_byte) {
+  static const char h[] = "POST /submit HTTP/1.1\r\nHost: example\r\nContent-Length: 3\r\n\r\nabc";
+  size_t at;
+  px_headscan_t sc;
+  cr_assert_eq(scan_bytewise(S(h), &sc, &at), 1);
+  cr_expect_eq(at, sizeof(h) - 1 - 3, "complete exactly when the blank line's LF arrives");
+  cr_expect_eq(sc.head_end, sizeof(h) - 1 - 3);
+}
+
+Test(headscan, starts_at_offset_for_pipelined_requests) {
+  static const char h[] = "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\nHost: y\r\n\r\n";
+  px_headscan_t sc;
+  cr_assert_eq(scan_all(S(h), &sc), 1);
+  size_t second = sc.head_end;
+  cr_assert_eq(second, strlen("GET /1 HTTP/1.1\r\n\r\n"));
+  px_headscan_reset(&sc, second);
+  cr_assert_eq(px_headscan(&sc, S(h)), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1);
+}
+
+Test(headscan, incomplete_returns_zero) {
+  static const char *parts[] = {
+      "",
+      "GET / HTTP/1.1",
+      "GET / HTTP/1.1\r",
+      "GET / HTTP/1.1\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\n\r",
+  };
+  for (size_t i = 0; i < PX_ARRAY_SIZE(parts); i++) {
+    px_headscan_t sc;
+    cr_expect_eq(scan_all(parts[i], strlen(parts[i]), &sc), 0, "part %zu", i);
+    cr_expect_null(sc.err);
+  }
+  /* And the same scanner completes when the rest arrives. */
+  static const char h[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  px_headscan_t sc;
+  cr_assert_eq(scan_all(h, sizeof(h) - 3, &sc), 0);
+  cr_assert_eq(px_headscan(&sc, h, sizeof(h) - 2), 0);
+  cr_assert_eq(px_headscan(&sc, S(h)), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1);
+}
+
+Test(headscan, blank_lines_before_request_line) {
+  static const char h[] = "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  px_headscan_t sc;
+  cr_assert_eq(scan_all(S(h), &sc), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1);
+  size_t at;
+  cr_assert_eq(scan_bytewise(S(h), &sc, &at), 1);
+  cr_expect_eq(sc.head_end, sizeof(h) - 1);
+}
+
+static void expect_refused(const char *h, size_t len) {
+  px_headscan_t sc;
+  cr_expect_eq(scan_all(h, len, &sc), -1, "accepted in one call: %.*s", (int)len, h);
+  cr_expect_not_null(sc.err);
+  size_t at;
+  cr_expect_eq(scan_bytewise(h, len, &sc, &at), -1, "accepted byte by byte: %.*s", (int)len, h);
+  cr_expect_not_null(sc.err);
+}
+
+Test(headscan, bare_lf_refused) {
+  expect_refused(S("GET / HTTP/1.1\nHost: a\r\n\r\n"));   /* after the request line */
+  expect_refused(S("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n")); /* in a header */
+  expect_refused(S("GET / HTTP/1.1\r\nHost: a\r\n\n"));   /* as the blank line */
+  expect_refused(S("\nGET / HTTP/1.1\r\n\r\n"));           /* before the request line */
+}
+
+Test(headscan, nul_refused) {
+  expect_refused(S("GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n"));
+  expect_refused(S("GET / HTTP/1.1\r\nX: v\0\r\n\r\n")); /* after a value */
+  expect_refused(S("GET /\0 HTTP/1.1\r\n\r\n"));
+  /* Incomplete heads with a NUL are refused at once, not after the blank line. */
+  px_headscan_t sc;
+  cr_expect_eq(scan_all(S("GET / HTTP/1.1\r\nX: \0"), &sc), -1);
+}
+
+Test(headscan, obs_fold_refused) {
+  expect_refused(S("GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n"));
+  expect_refused(S("GET / HTTP/1.1\r\nX-A: one\r\n\ttwo\r\n\r\n"));
+  expect_refused(S("GET / HTTP/1.1\r\n X-A: one\r\n\r\n"));
+}
+
+/* ---- px_http1_build_request ------------------------------------------------ */
+
+static const px_req_rewrite_t rw_default = {.client_ip = "10.0.0.1", .proto = "http"};
+
+/* Builds the upstream head and finishes it with attempt 1. */
+static const char *build_req(const thead_t *t, const px_req_rewrite_t *rw, px_buf_t *out, char rid[201]) {
+  px_http1_build_request(&t->m, rw, out, rid);
+  px_http1_finish_request(out, out->len, 1);
+  return cstr(out);
+}
+
+Test(build_request, request_line_and_ordinary_headers) {
+  thead_t t;
+  req_init(&t, HTTP_POST, "/a/b?c=1");
+  t.m.http_minor = 0;
+  hadd(&t, "Host", "svc:8080");
+  hadd(&t, "X-Custom", "Value With Spaces");
+  hadd(&t, "Accept", "*/*");
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  cr_expect(strncmp(s, "POST /a/b?c=1 HTTP/1.1\r\n", 24) == 0, "%s", s);
+  /* Kept as sent: name case, value, order. */
+  const char *a = strstr(s, "\r\nHost: svc:8080\r\n");
+  const char *b = strstr(s, "\r\nX-Custom: Value With Spaces\r\n");
+  const char *c = strstr(s, "\r\nAccept: */*\r\n");
+  cr_expect(a && b && c && a < b && b < c, "%s", s);
+  cr_expect(ends_with(s, "\r\n\r\n"));
+  px_headscan_t sc;
+  cr_expect_eq(scan_all(s, strlen(s), &sc), 1, "the upstream head is well-formed: %s", s);
+  cr_expect_eq(sc.head_end, strlen(s));
+  px_buf_free(&out);
+}
+
+Test(build_request, hop_by_hop_removed) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "Host", "a");
+  hadd(&t, "Connection", "keep-alive");
+  hadd(&t, "KEEP-ALIVE", "timeout=5");
+  hadd(&t, "Proxy-Connection", "keep-alive");
+  hadd(&t, "te", "trailers");
+  hadd(&t, "Trailer", "x-checksum");
+  hadd(&t, "Transfer-Encoding", "chunked");
+  hadd(&t, "Upgrade", "websocket");
+  hadd(&t, "Expect", "100-continue");
+  hadd(&t, "X-Kept", "yes");
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  static const char *gone[] = {"connection", "keep-alive", "proxy-connection", "te",
+                               "trailer",    "transfer-encoding", "upgrade", "expect"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(gone); i++) cr_expect_eq(hcount(s, gone[i]), 0, "%s forwarded:\n%s", gone[i], s);
+  cr_expect_eq(hcount(s, "x-kept"), 1);
+  cr_expect_eq(hcount(s, "host"), 1);
+  px_buf_free(&out);
+}
+
+Test(build_request, headers_named_in_connection_removed) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "Host", "a");
+  hadd(&t, "X-Foo", "1");
+  hadd(&t, "Connection", "close, X-FOO");
+  hadd(&t, "x-bar", "2");
+  hadd(&t, "X-Baz", "3");
+  hadd(&t, "connection", "x-bar,x-baz");  /* a second Connection header, no spaces */
+  hadd(&t, "X-Foo-Bar", "4");             /* shares a prefix with a named one: kept */
+  hadd(&t, "X-Fo", "5");                  /* is a prefix of a named one: kept */
+  hadd(&t, "X-Qux", "6");
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-foo"), 0, "%s", s);
+  cr_expect_eq(hcount(s, "x-bar"), 0, "%s", s);
+  cr_expect_eq(hcount(s, "x-baz"), 0, "%s", s);
+  cr_expect_eq(hcount(s, "connection"), 0, "%s", s);
+  cr_expect_eq(hcount(s, "x-foo-bar"), 1, "%s", s);
+  cr_expect_eq(hcount(s, "x-fo"), 1, "%s", s);
+  cr_expect_eq(hcount(s, "x-qux"), 1, "%s", s);
+  px_buf_free(&out);
+}
+
+Test(build_request, x_forwarded_for_appended) {
+  px_buf_t out = {0};
+  char rid[201];
+  thead_t t;
+
+  req_init(&t, HTTP_GET, "/");
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-forwarded-for"), 1);
+  cr_expect_str_eq(hval(s, "x-forwarded-for"), "10.0.0.1");
+
+  out.len = 0;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "X-Forwarded-For", "1.1.1.1");
+  s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-forwarded-for"), 1);
+  cr_expect_str_eq(hval(s, "x-forwarded-for"), "1.1.1.1, 10.0.0.1");
+
+  out.len = 0;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "x-forwarded-for", "1.1.1.1");
+  hadd(&t, "Host", "a");
+  hadd(&t, "X-FORWARDED-FOR", "2.2.2.2, 3.3.3.3");
+  s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-forwarded-for"), 1, "several x-forwarded-for are joined into one:\n%s", s);
+  cr_expect_str_eq(hval(s, "x-forwarded-for"), "1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1");
+  px_buf_free(&out);
+}
+
+Test(build_request, x_forwarded_proto_set_by_the_sidecar) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "X-Forwarded-Proto", "https");
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-forwarded-proto"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "x-forwarded-proto"), "http");
+  px_buf_free(&out);
+
+  px_req_rewrite_t rw = rw_default;
+  rw.proto = "https";
+  req_init(&t, HTTP_GET, "/");
+  s = build_req(&t, &rw, &out, rid);
+  cr_expect_str_eq(hval(s, "x-forwarded-proto"), "https");
+  px_buf_free(&out);
+}
+
+Test(build_request, valid_request_id_kept) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "X-Request-Id", "abc-123_XYZ.42");
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-request-id"), 1);
+  cr_expect_str_eq(hval(s, "x-request-id"), "abc-123_XYZ.42");
+  cr_expect_str_eq(rid, "abc-123_XYZ.42");
+  px_buf_free(&out);
+
+  /* 200 bytes is the most that is kept. */
+  char longid[201];
+  memset(longid, 'r', 200);
+  longid[200] = '\0';
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "x-request-id", longid);
+  s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_str_eq(rid, longid);
+  cr_expect_str_eq(hval(s, "x-request-id"), longid);
+  px_buf_free(&out);
+}
+
+static void expect_generated_id(const char *value, size_t vlen, const char *what) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  if (value) hadd_n(&t, "X-Request-Id", value, vlen);
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "x-request-id"), 1, "%s:\n%s", what, s);
+  cr_expect(is_uuid4(rid), "%s: request id %s is not a UUIDv4", what, rid);
+  cr_expect_str_eq(hval(s, "x-request-id"), rid, "%s", what);
+  px_buf_free(&out);
+}
+
+Test(build_request, request_id_made_when_absent_or_invalid) {
+  expect_generated_id(NULL, 0, "absent");
+  expect_generated_id("", 0, "empty");
+  expect_generated_id("a\x01z", 3, "control character");
+  expect_generated_id("a\x7f", 2, "DEL");
+  expect_generated_id("id with space", 13, "space");
+  expect_generated_id("caf\xc3\xa9", 5, "non-ASCII");
+  char longid[202];
+  memset(longid, 'r', 201);
+  longid[201] = '\0';
+  expect_generated_id(longid, 201, "201 bytes");
+}
+
+Test(build_request, request_id_from_the_caller_wins) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "X-Request-Id", "client-id");
+  px_req_rewrite_t rw = rw_default;
+  rw.request_id = "retry-id";
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw, &out, rid);
+  cr_expect_eq(hcount(s, "x-request-id"), 1);
+  cr_expect_str_eq(hval(s, "x-request-id"), "retry-id");
+  cr_expect_str_eq(rid, "retry-id");
+  px_buf_free(&out);
+}
+
+Test(build_request, client_attempt_header_dropped) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "X-Outrigger-Attempt", "7");
+  px_buf_t out = {0};
+  char rid[201];
+  px_http1_build_request(&t.m, &rw_default, &out, rid);
+  cr_expect_eq(hcount(cstr(&out), "x-outrigger-attempt"), 0, "%s", cstr(&out));
+  px_http1_finish_request(&out, out.len, 1);
+  const char *s = cstr(&out);
+  cr_expect_eq(hcount(s, "x-outrigger-attempt"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "x-outrigger-attempt"), "1");
+  px_buf_free(&out);
+}
+
+Test(build_request, chunked_body) {
+  thead_t t;
+  req_init(&t, HTTP_POST, "/up");
+  hadd(&t, "Content-Length", "10");
+  hadd(&t, "Transfer-Encoding", "chunked");
+  px_req_rewrite_t rw = rw_default;
+  rw.chunked_body = 1;
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw, &out, rid);
+  cr_expect_eq(hcount(s, "content-length"), 0, "%s", s);
+  cr_expect_eq(hcount(s, "transfer-encoding"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "transfer-encoding"), "chunked");
+  px_buf_free(&out);
+
+  /* A sized body keeps its Content-Length and gets no Transfer-Encoding. */
+  req_init(&t, HTTP_POST, "/up");
+  hadd(&t, "Content-Length", "10");
+  s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "content-length"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "content-length"), "10");
+  cr_expect_eq(hcount(s, "transfer-encoding"), 0, "%s", s);
+  px_buf_free(&out);
+}
+
+Test(build_request, host_fallback_only_when_host_absent) {
+  px_req_rewrite_t rw = rw_default;
+  rw.host_fallback = "fallback.local";
+  px_buf_t out = {0};
+  char rid[201];
+  thead_t t;
+
+  req_init(&t, HTTP_GET, "/");
+  t.m.http_minor = 0;
+  const char *s = build_req(&t, &rw, &out, rid);
+  cr_expect_eq(hcount(s, "host"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "host"), "fallback.local");
+  px_buf_free(&out);
+
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "HOST", "given");
+  s = build_req(&t, &rw, &out, rid);
+  cr_expect_eq(hcount(s, "host"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "host"), "given");
+  px_buf_free(&out);
+
+  req_init(&t, HTTP_GET, "/");
+  s = build_req(&t, &rw_default, &out, rid);
+  cr_expect_eq(hcount(s, "host"), 0, "no fallback given, no Host made up: %s", s);
+  px_buf_free(&out);
+}
+
+/* ---- px_http1_finish_request ----------------------------------------------- */
+
+Test(finish_request, attempt_line_replaced_on_retry) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "Host", "a");
+  px_buf_t out = {0};
+  char rid[201];
+  px_http1_build_request(&t.m, &rw_default, &out, rid);
+  size_t base = out.len;
+  cr_assert(base > 0);
+
+  px_http1_finish_request(&out, base, 1);
+  const char *s = cstr(&out);
+  cr_expect(ends_with(s, "\r\nx-outrigger-attempt: 1\r\n\r\n"), "%s", s);
+  char first[4096];
+  snprintf(first, sizeof(first), "%s", s);
+
+  px_http1_finish_request(&out, base, 2);
+  s = cstr(&out);
+  cr_expect_eq(hcount(s, "x-outrigger-attempt"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "x-outrigger-attempt"), "2");
+  cr_expect(ends_with(s, "\r\n\r\n"));
+  cr_expect_eq(out.len, base + strlen("x-outrigger-attempt: 2\r\n\r\n"));
+  cr_expect(memcmp(s, first, base) == 0, "the head before the attempt line is unchanged");
+
+  px_http1_finish_request(&out, base, 12);
+  s = cstr(&out);
+  cr_expect_str_eq(hval(s, "x-outrigger-attempt"), "12");
+  px_headscan_t sc;
+  cr_expect_eq(scan_all(s, strlen(s), &sc), 1);
+  cr_expect_eq(sc.head_end, out.len);
+  px_buf_free(&out);
+}
+
+/* ---- px_http1_build_response ----------------------------------------------- */
+
+static const px_resp_rewrite_t rrw_default = {.client_minor = 1, .attempts = 1, .cluster = "backend"};
+
+Test(build_response, content_length_kept) {
+  thead_t t;
+  resp_init(&t, 200, 5, 0);
+  hadd(&t, "Content-Type", "text/plain");
+  hadd(&t, "Content-Length", "5");
+  px_buf_t out = {0};
+  cr_expect_eq(px_http1_build_response(&t.m, &rrw_default, &out), PX_BODY_LENGTH);
+  const char *s = cstr(&out);
+  cr_expect(strncmp(s, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", s);
+  cr_expect_eq(hcount(s, "content-length"), 1);
+  cr_expect_str_eq(hval(s, "content-length"), "5");
+  cr_expect_eq(hcount(s, "transfer-encoding"), 0);
+  cr_expect_str_eq(hval(s, "content-type"), "text/plain");
+  cr_expect_eq(hcount(s, "connection"), 0, "a 1.1 client keeps the connection by default: %s", s);
+  cr_expect(ends_with(s, "\r\n\r\n"));
+  px_buf_free(&out);
+}
+
+Test(build_response, chunked_to_http11_client) {
+  thead_t t;
+  resp_init(&t, 200, -1, 1);
+  hadd(&t, "Transfer-Encoding", "chunked");
+  px_buf_t out = {0};
+  cr_expect_eq(px_http1_build_response(&t.m, &rrw_default, &out), PX_BODY_CHUNKED);
+  const char *s = cstr(&out);
+  cr_expect_eq(hcount(s, "transfer-encoding"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "transfer-encoding"), "chunked");
+  cr_expect_eq(hcount(s, "content-length"), 0);
+  cr_expect_eq(hcount(s, "connection"), 0);
+  px_buf_free(&out);
+
+  /* An upstream that ends its body by closing is re-chunked for a 1.1 client. */
+  resp_init(&t, 200, -1, 0);
+  cr_expect_eq(px_http1_build_response(&t.m, &rrw_default, &out), PX_BODY_CHUNKED);
+  cr_expect_str_eq(hval(cstr(&out), "transfer-encoding"), "chunked");
+  px_buf_free(&out);
+}
+
+Test(build_response, chunked_to_http10_client_closes) {
+  thead_t t;
+  resp_init(&t, 200, -1, 1);
+  hadd(&t, "Transfer-Encoding", "chunked");
+  px_resp_rewrite_t rw = rrw_default;
+  rw.client_minor = 0;
+  px_buf_t out = {0};
+  cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_CLOSE);
+  const char *s = cstr(&out);
+  cr_expect_eq(hcount(s, "transfer-encoding"), 0, "a 1.0 client cannot read chunks: %s", s);
+  cr_expect_eq(hcount(s, "content-length"), 0);
+  cr_expect_eq(hcount(s, "connection"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "connection"), "close");
+  px_buf_free(&out);
+}
+
+Test(build_response, bodiless_responses) {
+  px_buf_t out = {0};
+  thead_t t;
+  px_resp_rewrite_t rw = rrw_default;
+
+  rw.request_is_head = 1;
+  resp_init(&t, 200, 100, 0);
+  hadd(&t, "Content-Length", "100");
+  cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_NONE);
+  cr_expect_str_eq(hval(cstr(&out), "content-length"), "100", "HEAD keeps the length the GET would have");
+  px_buf_free(&out);
+
+  resp_init(&t, 200, -1, 1);
+  hadd(&t, "Transfer-Encoding", "chunked");
+  cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_NONE);
+  cr_expect_eq(hcount(cstr(&out), "transfer-encoding"), 0, "%s", cstr(&out));
+  px_buf_free(&out);
+
+  rw.request_is_head = 0;
+  static const int statuses[] = {204, 304};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(statuses); i++) {
+    resp_init(&t, statuses[i], -1, 0);
+    cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_NONE, "status %d", statuses[i]);
+    const char *s = cstr(&out);
+    cr_expect_eq(hcount(s, "transfer-encoding"), 0, "%s", s);
+    cr_expect_eq(hcount(s, "connection"), 0, "%s", s);
+    px_buf_free(&out);
+  }
+  resp_init(&t, 304, -1, 0);
+  rw.client_minor = 0;
+  cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_NONE, "no close needed for 304 to 1.0");
+  cr_expect_str_eq(hval(cstr(&out), "connection"), "keep-alive");
+  px_buf_free(&out);
+}
+
+Test(build_response, hop_by_hop_removed) {
+  thead_t t;
+  resp_init(&t, 200, 2, 0);
+  hadd(&t, "Content-Length", "2");
+  hadd(&t, "Connection", "keep-alive, X-Internal");
+  hadd(&t, "Keep-Alive", "timeout=5");
+  hadd(&t, "Proxy-Connection", "keep-alive");
+  hadd(&t, "Upgrade", "h2c");
+  hadd(&t, "Trailer", "x-sum");
+  hadd(&t, "TE", "trailers");
+  hadd(&t, "x-internal", "secret");
+  hadd(&t, "X-Public", "ok");
+  px_buf_t out = {0};
+  cr_expect_eq(px_http1_build_response(&t.m, &rrw_default, &out), PX_BODY_LENGTH);
+  const char *s = cstr(&out);
+  static const char *gone[] = {"connection", "keep-alive", "proxy-connection", "upgrade",
+                               "trailer",    "te",         "x-internal"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(gone); i++) cr_expect_eq(hcount(s, gone[i]), 0, "%s forwarded:\n%s", gone[i], s);
+  cr_expect_eq(hcount(s, "x-public"), 1);
+  px_buf_free(&out);
+}
+
+Test(build_response, own_headers_replace_the_upstreams) {
+  thead_t t;
+  resp_init(&t, 502, 0, 0);
+  hadd(&t, "X-Outrigger-Attempts", "9");
+  hadd(&t, "Content-Length", "0");
+  hadd(&t, "x-outrigger-upstream", "inner-cluster");
+  px_resp_rewrite_t rw = rrw_default;
+  rw.attempts = 3;
+  rw.cluster = "shortener-v2";
+  px_buf_t out = {0};
+  px_http1_build_response(&t.m, &rw, &out);
+  const char *s = cstr(&out);
+  cr_expect(strncmp(s, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0, "%s", s);
+  cr_expect_eq(hcount(s, "x-outrigger-attempts"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "x-outrigger-attempts"), "3");
+  cr_expect_eq(hcount(s, "x-outrigger-upstream"), 1, "%s", s);
+  cr_expect_str_eq(hval(s, "x-outrigger-upstream"), "shortener-v2");
+  px_buf_free(&out);
+}
+
+Test(build_response, connection_header_for_each_client) {
+  thead_t t;
+  resp_init(&t, 200, 1, 0);
+  hadd(&t, "Content-Length", "1");
+  px_resp_rewrite_t rw = rrw_default;
+  px_buf_t out = {0};
+
+  rw.client_minor = 0; /* 1.0 client, connection stays: must be said */
+  cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_LENGTH);
+  cr_expect_eq(hcount(cstr(&out), "connection"), 1);
+  cr_expect_str_eq(hval(cstr(&out), "connection"), "keep-alive");
+  px_buf_free(&out);
+
+  rw.close = 1; /* 1.0 client, closing */
+  px_http1_build_response(&t.m, &rw, &out);
+  cr_expect_eq(hcount(cstr(&out), "connection"), 1);
+  cr_expect_str_eq(hval(cstr(&out), "connection"), "close");
+  px_buf_free(&out);
+
+  rw.client_minor = 1; /* 1.1 client, closing */
+  px_http1_build_response(&t.m, &rw, &out);
+  cr_expect_eq(hcount(cstr(&out), "connection"), 1);
+  cr_expect_str_eq(hval(cstr(&out), "connection"), "close");
+  px_buf_free(&out);
+}
+
+/* ---- px_http1_problem ------------------------------------------------------ */
+
+Test(problem, complete_problem_json_response) {
+  static const char detail[] = "quote \" backslash \\ newline \n tab \t ctl \x01 end";
+  px_buf_t out = {0};
+  px_http1_problem(&out, 503, "overloaded", detail, 1, "x-outrigger-overloaded: true\r\n");
+  const char *s = cstr(&out);
+  cr_expect(strncmp(s, "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0, "%s", s);
+  cr_expect_str_eq(hval(s, "content-type"), "application/problem+json");
+  cr_expect_str_eq(hval(s, "x-outrigger-error"), "overloaded");
+  cr_expect_str_eq(hval(s, "x-outrigger-overloaded"), "true");
+  cr_expect_str_eq(hval(s, "connection"), "close");
+
+  const char *body = strstr(s, "\r\n\r\n");
+  cr_assert(body);
+  body += 4;
+  size_t blen = out.len - (size_t)(body - s);
+  char cl[32];
+  snprintf(cl, sizeof(cl), "%zu", blen);
+  cr_expect_str_eq(hval(s, "content-length"), cl);
+
+  char err[128] = "";
+  px_json_t *j = px_json_parse(body, blen, err, sizeof(err));
+  cr_assert_not_null(j, "body is not JSON (%s): %.*s", err, (int)blen, body);
+  cr_expect_eq(px_json_type(j), PX_JSON_OBJECT);
+  cr_expect_eq(px_json_count(j), 4);
+  size_t n;
+  const char *type = px_json_str(px_json_get(j, "type"), NULL);
+  cr_expect(type && strstr(type, "overloaded"), "type %s", type ? type : "(none)");
+  const char *title = px_json_str(px_json_get(j, "title"), NULL);
+  cr_expect(title && strcmp(title, "Service Unavailable") == 0);
+  int64_t status = 0;
+  cr_expect_eq(px_json_int(px_json_get(j, "status"), &status), 0);
+  cr_expect_eq(status, 503);
+  const char *d = px_json_str(px_json_get(j, "detail"), &n);
+  cr_assert_not_null(d);
+  cr_expect_eq(n, sizeof(detail) - 1);
+  cr_expect(memcmp(d, detail, n) == 0, "detail did not survive escaping: %s", d);
+  px_json_free(j);
+  px_buf_free(&out);
+}
+
+Test(problem, without_close_or_extra_headers) {
+  px_buf_t out = {0};
+  px_http1_problem(&out, 404, "no_route", "no route for /x", 0, NULL);
+  const char *s = cstr(&out);
+  cr_expect(strncmp(s, "HTTP/1.1 404 Not Found\r\n", 24) == 0, "%s", s);
+  cr_expect_eq(hcount(s, "connection"), 0);
+  cr_expect_str_eq(hval(s, "x-outrigger-error"), "no_route");
+  px_headscan_t sc;
+  cr_expect_eq(scan_all(s, out.len, &sc), 1, "well-formed head");
+  char cl[32];
+  snprintf(cl, sizeof(cl), "%zu", out.len - sc.head_end);
+  cr_expect_str_eq(hval(s, "content-length"), cl);
+  px_buf_free(&out);
+}
+
+/* ---- px_uuid4 and small helpers -------------------------------------------- */
+
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+Test(uuid4, format_and_uniqueness) {
+  enum { N = 10000 };
+  char(*ids)[37] = calloc(N, sizeof(*ids));
+  cr_assert(ids);
+  static const char vs[] = "89ab";
+  int variants[4] = {0};
+  for (int i = 0; i < N; i++) {
+    px_uuid4(ids[i]);
+    cr_assert(is_uuid4(ids[i]), "not a UUIDv4: %s", ids[i]);
+    variants[strchr(vs, ids[i][19]) - vs]++;
+  }
+  for (int v = 0; v < 4; v++) cr_expect(variants[v] > N / 8, "variant nibble %d drawn %d times", v, variants[v]);
+  qsort(ids, N, sizeof(*ids), cmp_id);
+  for (int i = 1; i < N; i++) cr_assert(strcmp(ids[i - 1], ids[i]) != 0, "duplicate %s", ids[i]);
+  free(ids);
+}
+
+Test(http1, head_find_and_hop_by_hop) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "Host", "a");
+  hadd(&t, "X-Two", "1");
+  hadd(&t, "x-two", "2");
+  cr_expect_eq(px_head_find(&t.m, "host"), 0);
+  cr_expect_eq(px_head_find(&t.m, "X-TWO"), 1, "the first of several");
+  cr_expect_eq(px_head_find(&t.m, "x-tw"), -1);
+  cr_expect_eq(px_head_find(&t.m, "absent"), -1);
+
+  cr_expect(px_http1_is_hop_by_hop(PX_STR("Transfer-Encoding")));
+  cr_expect(px_http1_is_hop_by_hop(PX_STR("CONNECTION")));
+  cr_expect(px_http1_is_hop_by_hop(PX_STR("te")));
+  cr_expect(!px_http1_is_hop_by_hop(PX_STR("tee")));
+  cr_expect(!px_http1_is_hop_by_hop(PX_STR("content-length")));
+  cr_expect(!px_http1_is_hop_by_hop(PX_STR("host")));
+}
