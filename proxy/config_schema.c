@@ -555,7 +555,7 @@ static const px__key_t route_keys[] = {
     K("cluster", PX__T_STRING, px_route_conf_t, cluster),
     K("timeout", PX__T_DURATION, px_route_conf_t, timeout_ms, .min = 0, .max = 24 * HOUR, .def = 15 * SEC),
     K("retry", PX__T_MAP, px_route_conf_t, retry, .map = &retry_map, HAS(px_route_conf_t, has_retry)),
-    K("split", PX__T_LIST, px_route_conf_t, split, .map = &split_map, CNT(px_route_conf_t, nsplit), .min = 1),
+    K("split", PX__T_LIST, px_route_conf_t, split, .map = &split_map, CNT(px_route_conf_t, nsplit), .min = 1, .max = 64),
     K("canary", PX__T_MAP, px_route_conf_t, canary, .map = &canary_map, HAS(px_route_conf_t, canary.enabled),
       .flags = PX__K_NULL_IF_ABSENT),
     K("fault", PX__T_MAP, px_route_conf_t, fault, .map = &fault_map, HAS(px_route_conf_t, has_fault),

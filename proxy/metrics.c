@@ -87,6 +87,22 @@ void px_metrics_request(px_metrics_t *m, int listener_slot, int route_slot, int 
   px_metric_inc(&m->hist_sum_us[listener_slot], us);
 }
 
+/* A label value, escaped as the text format requires (backslash, quote, newline):
+ * names come from the configuration and may contain anything. */
+static const char *esc(px_buf_t *tmp, const char *v) {
+  tmp->len = 0;
+  for (const char *p = v; *p; p++) {
+    if (*p == '\\' || *p == '"') px_buf_append(tmp, "\\", 1);
+    if (*p == '\n') {
+      px_buf_append(tmp, "\\n", 2);
+      continue;
+    }
+    px_buf_append(tmp, p, 1);
+  }
+  px_buf_append(tmp, "", 1); /* NUL */
+  return tmp->data;
+}
+
 static uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
 #define SUM(expr)                                             \
@@ -104,6 +120,7 @@ static const char *const class_names[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out) {
   uv_once(&reg_once, reg_init);
   uv_mutex_lock(&reg_mu);
+  px_buf_t e1 = {0}, e2 = {0};
 
   px_buf_append_cstr(out, "# HELP outrigger_requests_total Requests answered, by listener, route and status class.\n"
                           "# TYPE outrigger_requests_total counter\n");
@@ -112,7 +129,7 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
       uint64_t v = SUM(m->requests[r][c]);
       if (v == 0) continue;
       px_buf_printf(out, "outrigger_requests_total{listener=\"%s\",route=\"%s\",class=\"%s\"} %llu\n",
-                    route_names[r][0], route_names[r][1], class_names[c], (unsigned long long)v);
+                    esc(&e1, route_names[r][0]), esc(&e2, route_names[r][1]), class_names[c], (unsigned long long)v);
     }
 
   px_buf_append_cstr(out, "# HELP outrigger_upstream_responses_total Upstream responses, by cluster and status class.\n"
@@ -122,12 +139,12 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
       uint64_t v = SUM(m->upstream[k][c]);
       if (v == 0) continue;
       px_buf_printf(out, "outrigger_upstream_responses_total{cluster=\"%s\",class=\"%s\"} %llu\n",
-                    cluster_names[k], class_names[c], (unsigned long long)v);
+                    esc(&e1, cluster_names[k]), class_names[c], (unsigned long long)v);
     }
   px_buf_append_cstr(out, "# HELP outrigger_upstream_failures_total Upstream tries that failed without a response (connect failure, reset, timeout, bad response).\n"
                           "# TYPE outrigger_upstream_failures_total counter\n");
   for (int k = 0; k < nclusters; k++)
-    px_buf_printf(out, "outrigger_upstream_failures_total{cluster=\"%s\"} %llu\n", cluster_names[k],
+    px_buf_printf(out, "outrigger_upstream_failures_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
                   (unsigned long long)SUM(m->upstream_fail[k]));
 
   px_buf_append_cstr(out, "# HELP outrigger_errors_total Answers the sidecar made itself, by x-outrigger-error kind.\n"
@@ -140,18 +157,19 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
                           "# TYPE outrigger_request_duration_seconds histogram\n");
   for (int l = 0; l < nlisteners; l++) {
     uint64_t cum = 0;
+    const char *ln = esc(&e1, listener_names[l]);
     for (int b = 0; b <= PX_HIST_NBUCKETS; b++) {
       cum += SUM(m->hist[l][b]);
       if (b < PX_HIST_NBUCKETS)
         px_buf_printf(out, "outrigger_request_duration_seconds_bucket{listener=\"%s\",le=\"%g\"} %llu\n",
-                      listener_names[l], (double)hist_bounds_us[b] / 1e6, (unsigned long long)cum);
+                      ln, (double)hist_bounds_us[b] / 1e6, (unsigned long long)cum);
       else
         px_buf_printf(out, "outrigger_request_duration_seconds_bucket{listener=\"%s\",le=\"+Inf\"} %llu\n",
-                      listener_names[l], (unsigned long long)cum);
+                      ln, (unsigned long long)cum);
     }
-    px_buf_printf(out, "outrigger_request_duration_seconds_sum{listener=\"%s\"} %.6f\n", listener_names[l],
+    px_buf_printf(out, "outrigger_request_duration_seconds_sum{listener=\"%s\"} %.6f\n", ln,
                   (double)SUM(m->hist_sum_us[l]) / 1e6);
-    px_buf_printf(out, "outrigger_request_duration_seconds_count{listener=\"%s\"} %llu\n", listener_names[l],
+    px_buf_printf(out, "outrigger_request_duration_seconds_count{listener=\"%s\"} %llu\n", ln,
                   (unsigned long long)cum);
   }
 
@@ -164,5 +182,7 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
                 "# TYPE outrigger_downstream_connections_active gauge\n"
                 "outrigger_downstream_connections_active %llu\n",
                 (unsigned long long)acc, (unsigned long long)(acc >= closed ? acc - closed : 0));
+  px_buf_free(&e1);
+  px_buf_free(&e2);
   uv_mutex_unlock(&reg_mu);
 }

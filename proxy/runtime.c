@@ -76,15 +76,17 @@ px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name) {
 px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, double r) {
   const px_route_conf_t *rc = rt->conf;
   if (rc->nsplit == 0) return &s->clusters[rc->cluster_index];
+  /* One read of each weight: the admin API may change them meanwhile, and a pick
+   * must be made from one consistent set (else a weight-0 entry could win). */
+  int w[64];
+  size_t n = PX_MIN(rc->nsplit, PX_ARRAY_SIZE(w));
   long total = 0;
-  for (size_t k = 0; k < rc->nsplit; k++) total += atomic_load_explicit(&rt->weights[k], memory_order_relaxed);
+  for (size_t k = 0; k < n; k++) total += w[k] = atomic_load_explicit(&rt->weights[k], memory_order_relaxed);
   if (total <= 0) return NULL;
   long pick = (long)(r * (double)total);
-  for (size_t k = 0; k < rc->nsplit; k++) {
-    pick -= atomic_load_explicit(&rt->weights[k], memory_order_relaxed);
-    if (pick < 0) return &s->clusters[rc->split[k].cluster_index];
-  }
-  return &s->clusters[rc->split[rc->nsplit - 1].cluster_index];
+  size_t k = 0;
+  while (k < n && (pick -= w[k]) >= 0) k++;
+  return &s->clusters[rc->split[PX_MIN(k, n - 1)].cluster_index];
 }
 
 size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude) {

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,8 +57,13 @@ pid_t th_spawn(const char *const argv[], const char *log_path) {
     logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (logfd < 0) return -1;
   }
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    /* Whatever ends the test process (a failed assertion, a crash, Criterion's
+     * timeout), the kernel then kills what it started: nothing outlives a test. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     if (logfd >= 0) {
       dup2(logfd, STDOUT_FILENO);
       dup2(logfd, STDERR_FILENO);
