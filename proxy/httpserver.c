@@ -110,42 +110,6 @@ struct hconn_s {
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 415: return "Unsupported Media Type";
-  case 422: return "Unprocessable Content";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default:
-    return status < 200 ? "Informational" : status < 300 ? "Success" : status < 400 ? "Redirection"
-           : status < 500 ? "Client Error" : "Server Error";
-  }
-}
 
 const px_str_t *px_hreq_header(const px_hreq_t *req, const char *name) {
   px_str_t n = {name, strlen(name)};
@@ -321,7 +285,7 @@ static int send_response(hconn_t *c, int is_head) {
   px_buf_append(h, "HTTP/1.1 ", 9);
   px_buf_append_u64(h, (unsigned long long)res->status);
   px_buf_append(h, " ", 1);
-  px_buf_append_cstr(h, reason_phrase(res->status));
+  px_buf_append_cstr(h, px_http_reason(res->status));
   px_buf_append(h, "\r\n", 2);
   append_date(srv, h);
   if (srv->opts.extra_headers) px_buf_append_cstr(h, srv->opts.extra_headers);

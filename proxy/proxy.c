@@ -128,6 +128,12 @@ static void out_chunk_header(px_out_t *o, size_t n) {
   int k = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
   out_side(o, tmp, (size_t)k);
 }
+/* A run of body bytes, framed as a chunk when the outgoing body is chunked. */
+static void out_body(px_out_t *o, const char *at, size_t n, int chunked) {
+  if (chunked) out_chunk_header(o, n);
+  out_piece(o, at, 0, n);
+  if (chunked) out_piece(o, "\r\n", 0, 2);
+}
 static void out_reset(px_out_t *o) {
   o->n = 0;
   o->side.len = 0;
@@ -269,15 +275,8 @@ static void on_down_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
              c->rcap <= lconf(c)->limits.max_header_bytes) {
     /* A head larger than the buffer: grow towards max_header_bytes. Header spans
      * are offsets, so moving the buffer is safe. */
-    size_t cap = c->rcap * 2;
-    char *bigger = px_malloc(cap);
-    memcpy(bigger, c->rbuf, c->rlen);
-    if (c->rcap == PX_IOBUF_SIZE)
-      px__iobuf_put(c->w, c->rbuf);
-    else
-      free(c->rbuf);
-    c->rbuf = bigger;
-    c->rcap = cap;
+    c->rbuf = px__iobuf_grow(c->w, c->rbuf, c->rlen, c->rcap, c->rcap * 2);
+    c->rcap *= 2;
   }
   buf->base = c->rbuf + c->rlen;
   buf->len = c->rcap - c->rlen;
@@ -285,10 +284,7 @@ static void on_down_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 static void release_rbuf(px_conn_t *c) {
   if (c->rbuf == NULL) return;
-  if (c->rcap == PX_IOBUF_SIZE)
-    px__iobuf_put(c->w, c->rbuf);
-  else
-    free(c->rbuf);
+  px__iobuf_put(c->w, c->rbuf, c->rcap);
   c->rbuf = NULL;
   c->rcap = c->rlen = c->rpos = 0;
 }
@@ -369,13 +365,7 @@ static int on_req_body(llhttp_t *p, const char *at, size_t n) {
     c->err_status = 413;
     return -1;
   }
-  if (req->chunked_in) {
-    out_chunk_header(&c->upw, n);
-    out_piece(&c->upw, at, 0, n);
-    out_piece(&c->upw, "\r\n", 0, 2);
-  } else {
-    out_piece(&c->upw, at, 0, n);
-  }
+  out_body(&c->upw, at, n, req->chunked_in);
   return 0;
 }
 static int on_req_message_complete(llhttp_t *p) {
@@ -441,14 +431,7 @@ static int on_resp_headers_complete(llhttp_t *p) {
 
 static int on_resp_body(llhttp_t *p, const char *at, size_t n) {
   px_req_t *req = p->data;
-  px_out_t *o = &req->c->down;
-  if (req->mode == PX_BODY_CHUNKED) {
-    out_chunk_header(o, n);
-    out_piece(o, at, 0, n);
-    out_piece(o, "\r\n", 0, 2);
-  } else {
-    out_piece(o, at, 0, n);
-  }
+  out_body(&req->c->down, at, n, req->mode == PX_BODY_CHUNKED);
   return 0;
 }
 

@@ -20,12 +20,7 @@ static px_pool_t *pool_of(px_worker_t *w, px_cluster_t *c, size_t ep) {
 static void on_handle_closed(uv_handle_t *h) {
   px_upconn_t *up = h->data;
   if (--up->nhandles > 0) return;
-  if (up->rbuf) {
-    if (up->rcap == PX_IOBUF_SIZE)
-      px__iobuf_put(up->w, up->rbuf);
-    else
-      free(up->rbuf);
-  }
+  if (up->rbuf) px__iobuf_put(up->w, up->rbuf, up->rcap);
   px__wsnap_release(up->w, up->ws);
   free(up);
 }
@@ -53,13 +48,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   } else if (up->rlen == up->rcap && up->rcap < PX_UPSTREAM_MAX_BUF) {
     /* Only a response head that does not fit gets here: the owner resets rlen
      * after each body flush. */
-    char *bigger = px_malloc(up->rcap * 2);
-    memcpy(bigger, up->rbuf, up->rlen);
-    if (up->rcap == PX_IOBUF_SIZE)
-      px__iobuf_put(up->w, up->rbuf);
-    else
-      free(up->rbuf);
-    up->rbuf = bigger;
+    up->rbuf = px__iobuf_grow(up->w, up->rbuf, up->rlen, up->rcap, up->rcap * 2);
     up->rcap *= 2;
   }
   buf->base = up->rbuf + up->rlen;
@@ -200,10 +189,7 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
   }
   /* Idle connections hold no buffer; the next owner gets one from the free list. */
   if (up->rbuf) {
-    if (up->rcap == PX_IOBUF_SIZE)
-      px__iobuf_put(w, up->rbuf);
-    else
-      free(up->rbuf);
+    px__iobuf_put(w, up->rbuf, up->rcap);
     up->rbuf = NULL;
     up->rcap = up->rlen = 0;
   }

@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -38,12 +39,19 @@ char *px__iobuf_get(px_worker_t *w) {
   return px_malloc(PX_IOBUF_SIZE);
 }
 
-void px__iobuf_put(px_worker_t *w, char *buf) {
-  if (w->nfree_bufs < PX_MAX_FREE_BUFS) {
+void px__iobuf_put(px_worker_t *w, char *buf, size_t cap) {
+  if (cap == PX_IOBUF_SIZE && w->nfree_bufs < PX_MAX_FREE_BUFS) {
     w->free_bufs[w->nfree_bufs++] = buf;
     return;
   }
   free(buf);
+}
+
+char *px__iobuf_grow(px_worker_t *w, char *buf, size_t len, size_t cap, size_t new_cap) {
+  char *bigger = px_malloc(new_cap);
+  memcpy(bigger, buf, len);
+  px__iobuf_put(w, buf, cap);
+  return bigger;
 }
 
 static void on_connection(uv_stream_t *server, int status) {

@@ -70,7 +70,11 @@ size_t px_worker_conns(px_worker_t *w);
 px_wsnap_t *px__wsnap_use(px_worker_t *w);
 void px__wsnap_release(px_worker_t *w, px_wsnap_t *ws);
 char *px__iobuf_get(px_worker_t *w);
-void px__iobuf_put(px_worker_t *w, char *buf);
+/* Gives back a buffer of `cap` bytes: to the free list when it is a standard one. */
+void px__iobuf_put(px_worker_t *w, char *buf, size_t cap);
+/* Moves the first `len` bytes into a new buffer of `new_cap` bytes (a head that
+ * outgrew a standard buffer) and gives the old one back. */
+char *px__iobuf_grow(px_worker_t *w, char *buf, size_t len, size_t cap, size_t new_cap);
 /* Called by proxy.c when a connection closes, so a draining worker can finish. */
 void px__worker_conn_closed(px_worker_t *w);
 
