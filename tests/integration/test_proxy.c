@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "fake_upstream.h"
@@ -642,4 +643,64 @@ Test(proxy, command_line_exit_codes, .timeout = 30) {
   free(out);
   fu_stop(u);
   free(p.dir);
+}
+
+/* ---- back-pressure ------------------------------------------------------------- */
+
+static long rss_kib(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  char *st = th_read_file(path, NULL);
+  if (!st) return -1;
+  const char *v = strstr(st, "VmRSS:");
+  long kib = v ? strtol(v + 6, NULL, 10) : -1;
+  free(st);
+  return kib;
+}
+
+/* A client that does not read must not make the sidecar buffer the upstream's
+ * answer: the upstream is paused instead, and everything arrives intact once the
+ * client reads. */
+Test(proxy, slow_client_pauses_the_upstream, .timeout = 60) {
+  const size_t len = 64u << 20;
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_BIG, .big_len = len});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  long before = rss_kib(p.pid);
+  int fd = th_connect(p.port);
+  const char *req = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, req, strlen(req)), 0);
+  usleep(1500000); /* the client reads nothing for a while */
+  long during = rss_kib(p.pid);
+  cr_assert_gt(before, 0);
+  cr_assert_lt(during - before, 16 * 1024, "RSS grew by %ld KiB while the client did not read %zu bytes",
+               during - before, len);
+  /* Now read it all: nothing lost. */
+  char *buf = malloc(1 << 20);
+  size_t got = 0, head_end = 0;
+  char head[4096];
+  size_t hl = 0;
+  while (got < len) {
+    ssize_t n = recv(fd, buf, 1 << 20, 0);
+    cr_assert_gt(n, 0, "connection ended after %zu body bytes", got);
+    size_t off = 0;
+    if (!head_end) { /* the head is small and comes first */
+      size_t k = (size_t)n < sizeof(head) - hl ? (size_t)n : sizeof(head) - hl;
+      memcpy(head + hl, buf, k);
+      hl += k;
+      char *e = memmem(head, hl, "\r\n\r\n", 4);
+      if (!e) continue;
+      head_end = (size_t)(e - head) + 4;
+      off = head_end - (hl - k);
+    }
+    for (size_t i = off; i < (size_t)n; i++) {
+      if ((unsigned char)buf[i] != fu_pattern(got)) cr_assert_fail("byte %zu differs", got);
+      got++;
+    }
+  }
+  cr_assert_eq(got, len);
+  free(buf);
+  th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
 }
