@@ -715,10 +715,7 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
     /* A pooled connection the upstream had closed as we reused it: nothing of the
      * request can have been processed, so it goes again on a fresh connection. */
     drop_upstream(req, 0);
-    count_release(req);
-    req->counted_active = 1;
-    atomic_fetch_add_explicit(&req->cluster->active_requests, 1, memory_order_relaxed);
-    req->tried = 0;
+    req->tried = 0; /* the same endpoint is fine: only that connection was stale */
     try_upstream(req);
     return;
   }

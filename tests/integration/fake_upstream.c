@@ -162,6 +162,7 @@ static void *conn_main(void *arg) {
       goto done;
     }
     answer(c);
+    if (u->o.mode == FU_ONE_SHOT) goto done;
   }
 done:
   close(c->fd);

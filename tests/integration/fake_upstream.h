@@ -15,6 +15,7 @@ typedef enum {
   FU_RESET,    /* reads the request head, then resets the connection */
   FU_GARBAGE,  /* answers bytes that are not HTTP */
   FU_SLOW,     /* like FU_ECHO after `delay_ms` */
+  FU_ONE_SHOT, /* like FU_ECHO, then closes although it promised keep-alive */
 } fu_mode_t;
 
 typedef struct fu_s fu_t;

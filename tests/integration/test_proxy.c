@@ -248,6 +248,30 @@ Test(proxy, keep_alive_and_pipelining_reuse_upstream_connections, .timeout = 30)
   fu_stop(u);
 }
 
+/* An upstream that closes a kept-alive connection right after answering: the
+ * next request may pick that pooled connection before its close is seen. Nothing
+ * of the request can have been processed, so it is sent again on a fresh one. */
+Test(proxy, stale_pooled_connection_is_retried, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ONE_SHOT});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  int fd = th_connect(p.port);
+  for (int round = 0; round < 20; round++) {
+    const char *pipe3 = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(th_send_all(fd, pipe3, strlen(pipe3)), 0);
+    for (int i = 0; i < 3; i++) {
+      th_resp_t r;
+      cr_assert_eq(th_read_response(fd, &r, 5000), 0, "round %d answer %d missing", round, i);
+      cr_assert_eq(r.status, 200, "round %d answer %d: %d %s", round, i, r.status, r.body);
+      th_resp_free(&r);
+    }
+  }
+  th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
 /* ---- errors the sidecar makes itself --------------------------------------- */
 
 static void assert_problem(th_resp_t *r, int status, const char *kind) {
