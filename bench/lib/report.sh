@@ -217,6 +217,14 @@ write_report() {
       echo
     fi
     echo "Raw data: \`bench/out/results.tsv\` (one line per run), \`bench/out/summary.tsv\`, wrk output in \`bench/out/wrk/\`."
+    # The hand-written profile notes (what the profile showed, what each
+    # optimisation gained) travel with every generated report.
+    for notes in PROFILE.md SOAK.md; do
+      if [ -f "$BENCH_DIR/$notes" ]; then
+        echo
+        cat "$BENCH_DIR/$notes"
+      fi
+    done
   } >"$md"
   echo
   results_table
