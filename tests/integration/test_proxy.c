@@ -248,6 +248,63 @@ Test(proxy, keep_alive_and_pipelining_reuse_upstream_connections, .timeout = 30)
   fu_stop(u);
 }
 
+/* curl sends Expect: 100-continue for large bodies and waits for the interim
+ * answer before sending the body; the sidecar gives it, and does not pass the
+ * expectation upstream. */
+Test(proxy, expect_100_continue, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *head = "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+  char buf[64] = {0};
+  ssize_t n = recv(fd, buf, 25, MSG_WAITALL);
+  cr_assert_eq(n, 25, "no interim answer before the body was sent");
+  cr_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+  cr_assert_eq(th_send_all(fd, "hello", 5), 0);
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  cr_assert_str_eq(th_header(&r, "x-body-len"), "5");
+  cr_assert_null(strstr(r.body, "Expect"), "the expectation was forwarded: %s", r.body);
+  th_resp_free(&r);
+  th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* A HEAD answer keeps its Content-Length but has no body, and the connection stays
+ * usable for the next request. */
+Test(proxy, head_request_keeps_framing, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *req = "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, req, strlen(req)), 0);
+  /* Read the HEAD answer by hand: a generic reader would wait for its body. */
+  char buf[4096];
+  size_t got = 0;
+  while (got < sizeof(buf) - 1) {
+    ssize_t n = recv(fd, buf + got, 1, 0);
+    cr_assert_gt(n, 0);
+    got++;
+    if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0) break;
+  }
+  buf[got] = '\0';
+  cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+  cr_assert(strstr(buf, "Content-Length: ") != NULL, "HEAD answer lost its Content-Length: %s", buf);
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0, "connection unusable after HEAD");
+  cr_assert_eq(r.status, 200);
+  cr_assert(strstr(r.body, "GET /after ") == r.body, "%s", r.body);
+  th_resp_free(&r);
+  th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
 /* An upstream that closes a kept-alive connection right after answering: the
  * next request may pick that pooled connection before its close is seen. Nothing
  * of the request can have been processed, so it is sent again on a fresh one. */
@@ -664,6 +721,18 @@ Test(proxy, command_line_exit_codes, .timeout = 30) {
   const char *run[] = {th_bin("outrigger"), "-c", p.cfg, NULL};
   cr_assert_eq(run_cli(run, &out), 3);
   cr_assert(strstr(out, "cannot listen"), "%s", out);
+  free(out);
+
+  /* log.format: json makes every stderr line one JSON object. */
+  f = fopen(p.cfg, "w");
+  fprintf(f, "admin: { address: 127.0.0.1:%d }\nlog: { format: json }\nlisteners:\n  - name: l\n    address: %s\n"
+             "    routes:\n      - { name: r, match: { prefix: / }, cluster: c }\n"
+             "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n", p.admin, ep(u));
+  fclose(f);
+  cr_assert_eq(run_cli(run, &out), 3);
+  cr_assert(strncmp(out, "{\"time\":\"", 9) == 0 && strstr(out, "\"level\":\"error\"") &&
+                strstr(out, "\"msg\":\"listener l: cannot listen"),
+            "%s", out);
   free(out);
   fu_stop(u);
   free(p.dir);
