@@ -1,6 +1,7 @@
 #include "fake_upstream.h"
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <llhttp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -181,6 +182,10 @@ static void *accept_main(void *arg) {
     __atomic_add_fetch(&u->connections, 1, __ATOMIC_SEQ_CST);
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    /* Head and body go out in separate sends; like real servers, do not let Nagle
+     * hold the second one back for the peer's delayed ACK (40 ms a request). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fu_conn_t *c = calloc(1, sizeof(*c));
     c->u = u;
     c->fd = fd;
