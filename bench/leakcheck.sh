@@ -21,8 +21,8 @@ PIN=0   # valgrind serializes threads anyway
 
 bench_init
 check_ports_free $ALL_PORTS
+setup_and_build   # scripts/setup.sh --bench installs valgrind too
 command -v valgrind >/dev/null || die "valgrind is not installed (apt-get install valgrind)"
-setup_and_build
 write_www
 write_origin_conf
 start_nginx origin "$OUT/origin.conf" $P_ORIGIN || die "the upstream nginx must start"

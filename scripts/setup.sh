@@ -10,7 +10,7 @@ PACKAGES=(
   curl sqlite3 procps iproute2
 )
 # Benchmarks only: `scripts/setup.sh --bench` adds them.
-BENCH_PACKAGES=(wrk haproxy nginx-light gnuplot-nox)
+BENCH_PACKAGES=(wrk haproxy nginx-light gnuplot-nox valgrind)
 
 want=("${PACKAGES[@]}")
 if [ "${1:-}" = "--bench" ]; then want+=("${BENCH_PACKAGES[@]}"); fi
