@@ -1,0 +1,395 @@
+/* Fuzzes the HTTP/1 codec the way the proxy drives it (proxy/proxy.c):
+ *
+ *   request:  px_headscan over the bytes as they arrive (in two reads, split at a
+ *             point taken from the input), then llhttp over the whole buffer once the
+ *             scanner saw a complete head, then px_http1_build_request and
+ *             px_http1_finish_request;
+ *   response: the same bytes parsed as an upstream answer with HTTP_RESPONSE (the proxy
+ *             does not scan those first), then px_http1_build_response;
+ *   errors:   px_http1_problem with the reason the proxy would give.
+ *
+ * Whatever the input, what the sidecar writes must be one well-formed head: CRLF line
+ * ends only, no NUL, its end where a parser finds it, no hop-by-hop header but the
+ * ones the sidecar adds itself, and llhttp must parse it back. */
+#include <llhttp.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "http1.h"
+#include "json.h"
+
+/* Header collection, as proxy.c's px_hcollect_t does it: a value arriving in a second
+ * piece that does not continue the first is an obs-folded line and is refused. */
+typedef struct {
+  const char *base;
+  px_hspan_t h[PX_HTTP1_MAX_HEADERS];
+  size_t n;
+  int last; /* 0 none, 1 field, 2 value, 3 value complete */
+  int obs_fold, too_many;
+  int url_started;
+  uint32_t url_off, url_len;
+  /* response side: the rewrite to apply and where the head goes */
+  const px_resp_rewrite_t *rrw;
+  px_buf_t *rout;
+  int built;
+  px_body_mode_t mode;
+} collect_t;
+
+static int hc_field(collect_t *hc, const char *at, size_t len) {
+  uint32_t off = (uint32_t)(at - hc->base);
+  if (hc->last == 1) {
+    hc->h[hc->n - 1].name_len += (uint32_t)len;
+    return 0;
+  }
+  if (hc->n == PX_HTTP1_MAX_HEADERS) {
+    hc->too_many = 1;
+    return -1;
+  }
+  hc->h[hc->n++] = (px_hspan_t){off, (uint32_t)len, off, 0};
+  hc->last = 1;
+  return 0;
+}
+
+static int hc_value(collect_t *hc, const char *at, size_t len) {
+  uint32_t off = (uint32_t)(at - hc->base);
+  px_hspan_t *h = &hc->h[hc->n - 1];
+  if (hc->last == 2) {
+    if (off != h->value_off + h->value_len) {
+      hc->obs_fold = 1;
+      return -1;
+    }
+    h->value_len += (uint32_t)len;
+    return 0;
+  }
+  h->value_off = off;
+  h->value_len = (uint32_t)len;
+  hc->last = 2;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  collect_t *hc = p->data;
+  if (!hc->url_started) {
+    hc->url_off = (uint32_t)(at - hc->base);
+    hc->url_len = 0;
+    hc->url_started = 1;
+  }
+  hc->url_len += (uint32_t)n;
+  return 0;
+}
+static int on_field(llhttp_t *p, const char *at, size_t n) { return hc_field(p->data, at, n); }
+static int on_value(llhttp_t *p, const char *at, size_t n) { return hc_value(p->data, at, n); }
+static int on_value_complete(llhttp_t *p) {
+  ((collect_t *)p->data)->last = 3;
+  return 0;
+}
+static int on_req_headers_complete(llhttp_t *p) {
+  if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) return HPE_PAUSED;
+  return 0;
+}
+static int on_req_message_complete(llhttp_t *p) { return HPE_PAUSED; }
+
+/* ---- checks on what the sidecar writes ------------------------------------ */
+
+/* One head: CRLF everywhere, no NUL, and the first blank line is its last line. */
+static void check_head_bytes(const char *p, size_t n) {
+  PX_FUZZ_CHECK(n >= 4 && memcmp(p + n - 4, "\r\n\r\n", 4) == 0);
+  PX_FUZZ_CHECK(memmem(p, n, "\r\n\r\n", 4) == p + n - 4);
+  for (size_t i = 0; i < n; i++) {
+    PX_FUZZ_CHECK(p[i] != '\0');
+    if (p[i] == '\n') PX_FUZZ_CHECK(i > 0 && p[i - 1] == '\r');
+    if (p[i] == '\r') PX_FUZZ_CHECK(i + 1 < n && p[i + 1] == '\n');
+  }
+}
+
+/* Header names of interest, counted in a built head (case-insensitively). */
+enum { N_TE, N_CL, N_CONN, N_KEEPALIVE, N_TE2, N_TRAILER, N_UPGRADE, N_PROXYCONN, N_EXPECT,
+       N_XFF, N_XFP, N_RID, N_ATTEMPT, N_ATTEMPTS, N_UPSTREAM, N_COUNT };
+static const char *const counted[N_COUNT] = {
+    "transfer-encoding", "content-length", "connection", "keep-alive", "te", "trailer", "upgrade",
+    "proxy-connection", "expect", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+    "x-outrigger-attempt", "x-outrigger-attempts", "x-outrigger-upstream"};
+
+typedef struct {
+  int n[N_COUNT];
+  px_str_t value[N_COUNT]; /* of the last one seen */
+  px_str_t last_name;      /* of the last header line */
+} head_counts_t;
+
+/* Counts the header lines of a head that passed check_head_bytes. */
+static void count_headers(const char *p, size_t n, head_counts_t *hc) {
+  memset(hc, 0, sizeof(*hc));
+  const char *end = p + n - 2; /* the final blank line */
+  const char *line = (const char *)memmem(p, n, "\r\n", 2) + 2;
+  while (line < end) {
+    const char *eol = memmem(line, (size_t)(end - line), "\r\n", 2);
+    PX_FUZZ_CHECK(eol != NULL);
+    const char *colon = memchr(line, ':', (size_t)(eol - line));
+    PX_FUZZ_CHECK(colon != NULL && colon > line);
+    px_str_t name = {line, (size_t)(colon - line)};
+    const char *v = colon + 1;
+    while (v < eol && (*v == ' ' || *v == '\t')) v++;
+    for (int k = 0; k < N_COUNT; k++) {
+      if (px_str_ieq_cstr(name, counted[k])) {
+        hc->n[k]++;
+        hc->value[k] = (px_str_t){v, (size_t)(eol - v)};
+      }
+    }
+    hc->last_name = name;
+    line = eol + 2;
+  }
+}
+
+/* llhttp must read a built head back, stopping exactly at its end. */
+typedef struct {
+  size_t nfields;
+  const char *url;
+  size_t url_len;
+} reparse_t;
+static int rp_url(llhttp_t *p, const char *at, size_t n) {
+  reparse_t *r = p->data;
+  if (!r->url) r->url = at;
+  r->url_len += n;
+  return 0;
+}
+static int rp_field_complete(llhttp_t *p) {
+  ((reparse_t *)p->data)->nfields++;
+  return 0;
+}
+static int rp_headers_complete(llhttp_t *p) { return HPE_PAUSED; }
+
+static void reparse(const char *p, size_t n, llhttp_type_t type, llhttp_t *parser, reparse_t *r) {
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_url = rp_url;
+  s.on_header_field_complete = rp_field_complete;
+  s.on_headers_complete = rp_headers_complete;
+  memset(r, 0, sizeof(*r));
+  llhttp_init(parser, type, &s);
+  parser->data = r;
+  llhttp_errno_t err = llhttp_execute(parser, p, n);
+  if (err != HPE_PAUSED) fprintf(stderr, "re-parse: %s\n", llhttp_errno_name(err));
+  PX_FUZZ_CHECK(err == HPE_PAUSED);
+  PX_FUZZ_CHECK(llhttp_get_error_pos(parser) == p + n);
+}
+
+static void check_request(const px_head_t *h, const px_req_rewrite_t *rw, const px_buf_t *out) {
+  check_head_bytes(out->data, out->len);
+  head_counts_t c;
+  count_headers(out->data, out->len, &c);
+  PX_FUZZ_CHECK(c.n[N_TE] == (rw->chunked_body ? 1 : 0));
+  if (rw->chunked_body) {
+    PX_FUZZ_CHECK(px_str_ieq_cstr(c.value[N_TE], "chunked"));
+    PX_FUZZ_CHECK(c.n[N_CL] == 0);
+  }
+  PX_FUZZ_CHECK(c.n[N_CONN] == 0 && c.n[N_KEEPALIVE] == 0 && c.n[N_TE2] == 0);
+  PX_FUZZ_CHECK(c.n[N_TRAILER] == 0 && c.n[N_UPGRADE] == 0 && c.n[N_PROXYCONN] == 0);
+  PX_FUZZ_CHECK(c.n[N_EXPECT] == 0);
+  PX_FUZZ_CHECK(c.n[N_XFF] == 1 && c.n[N_XFP] == 1 && c.n[N_RID] == 1 && c.n[N_ATTEMPT] == 1);
+  PX_FUZZ_CHECK(px_str_ieq_cstr(c.last_name, "x-outrigger-attempt"));
+
+  llhttp_t parser;
+  reparse_t r;
+  reparse(out->data, out->len, HTTP_REQUEST, &parser, &r);
+  PX_FUZZ_CHECK(llhttp_get_method(&parser) == h->method);
+  PX_FUZZ_CHECK(r.url_len == h->url_len && memcmp(r.url, h->base + h->url_off, r.url_len) == 0);
+}
+
+static void check_response(const px_head_t *h, const px_resp_rewrite_t *rw, px_body_mode_t mode,
+                           const px_buf_t *out) {
+  check_head_bytes(out->data, out->len);
+  PX_FUZZ_CHECK(out->len > 9 && memcmp(out->data, "HTTP/1.1 ", 9) == 0);
+  head_counts_t c;
+  count_headers(out->data, out->len, &c);
+  PX_FUZZ_CHECK(c.n[N_TE] == (mode == PX_BODY_CHUNKED ? 1 : 0));
+  if (mode == PX_BODY_CHUNKED) PX_FUZZ_CHECK(px_str_ieq_cstr(c.value[N_TE], "chunked"));
+  if (mode == PX_BODY_CHUNKED || mode == PX_BODY_CLOSE) PX_FUZZ_CHECK(c.n[N_CL] == 0);
+  PX_FUZZ_CHECK(c.n[N_CONN] <= 1 && c.n[N_KEEPALIVE] == 0 && c.n[N_TE2] == 0);
+  PX_FUZZ_CHECK(c.n[N_TRAILER] == 0 && c.n[N_UPGRADE] == 0 && c.n[N_PROXYCONN] == 0);
+  PX_FUZZ_CHECK(c.n[N_ATTEMPTS] == 1 && c.n[N_UPSTREAM] == 1);
+  if (mode == PX_BODY_CLOSE || rw->close) PX_FUZZ_CHECK(c.n[N_CONN] == 1 && px_str_ieq_cstr(c.value[N_CONN], "close"));
+
+  llhttp_t parser;
+  reparse_t r;
+  reparse(out->data, out->len, HTTP_RESPONSE, &parser, &r);
+  PX_FUZZ_CHECK(llhttp_get_status_code(&parser) == h->status);
+}
+
+/* A problem+json answer: one head whose content-length is the body's, and a body
+ * that is JSON with the status in it. */
+static void check_problem(int status, const char *kind, const char *detail, int close, const char *extra) {
+  px_buf_t out = {0};
+  px_http1_problem(&out, status, kind, detail, close, extra);
+  const char *end = memmem(out.data, out.len, "\r\n\r\n", 4);
+  PX_FUZZ_CHECK(end != NULL);
+  size_t head_len = (size_t)(end - out.data) + 4;
+  check_head_bytes(out.data, head_len);
+  head_counts_t c;
+  count_headers(out.data, head_len, &c);
+  PX_FUZZ_CHECK(c.n[N_CL] == 1 && c.n[N_CONN] == (close ? 1 : 0));
+  size_t body_len = out.len - head_len;
+  char num[32];
+  snprintf(num, sizeof(num), "%zu", body_len);
+  PX_FUZZ_CHECK(px_str_ieq_cstr(c.value[N_CL], num));
+  char err[128];
+  px_json_t *j = px_json_parse(out.data + head_len, body_len, err, sizeof(err));
+  PX_FUZZ_CHECK(j != NULL);
+  int64_t st = 0;
+  PX_FUZZ_CHECK(px_json_int(px_json_get(j, "status"), &st) == 0 && st == status);
+  px_json_free(j);
+  px_buf_free(&out);
+}
+
+/* ---- the two directions ---------------------------------------------------- */
+
+static int on_resp_headers_complete(llhttp_t *p) {
+  collect_t *hc = p->data;
+  int status = p->status_code;
+  if (status >= 100 && status < 200) { /* interim: skipped, as the proxy does */
+    hc->n = 0;
+    hc->last = 0;
+    return 0;
+  }
+  px_head_t h = {.base = hc->base,
+                 .h = hc->h,
+                 .nh = hc->n,
+                 .status = status,
+                 .http_minor = p->http_minor,
+                 .chunked = (p->flags & F_CHUNKED) != 0,
+                 .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
+  hc->mode = px_http1_build_response(&h, hc->rrw, hc->rout);
+  hc->built = 1;
+  check_response(&h, hc->rrw, hc->mode, hc->rout);
+  return HPE_PAUSED;
+}
+
+static void fuzz_response(const char *buf, size_t size, uint32_t knobs) {
+  px_buf_t out = {0};
+  px_resp_rewrite_t rw = {.client_minor = (knobs >> 9) & 1,
+                          .request_is_head = (knobs >> 10) & 1,
+                          .close = (knobs >> 11) & 1,
+                          .attempts = 1 + (int)((knobs >> 12) & 3),
+                          .cluster = "backend"};
+  collect_t hc;
+  memset(&hc, 0, sizeof(hc));
+  hc.base = buf;
+  hc.rrw = &rw;
+  hc.rout = &out;
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_header_field = on_field;
+  s.on_header_value = on_value;
+  s.on_header_value_complete = on_value_complete;
+  s.on_headers_complete = on_resp_headers_complete;
+  llhttp_t p;
+  llhttp_init(&p, HTTP_RESPONSE, &s);
+  p.data = &hc;
+  llhttp_errno_t err = llhttp_execute(&p, buf, size);
+  PX_FUZZ_CHECK(hc.built == (err == HPE_PAUSED));
+  if (err != HPE_OK && err != HPE_PAUSED)
+    check_problem(502, "upstream_protocol_error", llhttp_get_error_reason(&p), 1, NULL);
+  px_buf_free(&out);
+}
+
+static void fuzz_request(const char *buf, size_t size, size_t split, uint32_t knobs) {
+  /* The scanner sees the bytes in two reads and must decide as it would in one. */
+  px_headscan_t s, whole;
+  px_headscan_reset(&s, 0);
+  int r = px_headscan(&s, buf, split);
+  if (r == 0) r = px_headscan(&s, buf, size);
+  px_headscan_reset(&whole, 0);
+  int r_whole = px_headscan(&whole, buf, size);
+  PX_FUZZ_CHECK(r == r_whole);
+  if (r < 0) {
+    PX_FUZZ_CHECK(s.err != NULL);
+    check_problem(400, "bad_request", s.err, 1, NULL);
+    return;
+  }
+  if (r == 0) return; /* the proxy would read more */
+  PX_FUZZ_CHECK(s.head_end == whole.head_end);
+  size_t he = s.head_end;
+  PX_FUZZ_CHECK(he >= 4 && he <= size && memcmp(buf + he - 4, "\r\n\r\n", 4) == 0);
+  PX_FUZZ_CHECK(memchr(buf, '\0', he) == NULL);
+
+  collect_t hc;
+  memset(&hc, 0, sizeof(hc));
+  hc.base = buf;
+  llhttp_settings_t set;
+  llhttp_settings_init(&set);
+  set.on_url = on_url;
+  set.on_header_field = on_field;
+  set.on_header_value = on_value;
+  set.on_header_value_complete = on_value_complete;
+  set.on_headers_complete = on_req_headers_complete;
+  set.on_message_complete = on_req_message_complete;
+  llhttp_t p;
+  llhttp_init(&p, HTTP_REQUEST, &set);
+  p.data = &hc;
+  llhttp_errno_t err = llhttp_execute(&p, buf, size);
+  if (err != HPE_PAUSED) {
+    /* A complete head either parses or is refused; llhttp asking for more would have
+     * it read past what the scanner checked. */
+    PX_FUZZ_CHECK(err != HPE_OK);
+    const char *why = hc.too_many ? "the request has too many header lines"
+                      : hc.obs_fold ? "obs-folded header lines are not accepted"
+                                    : llhttp_get_error_reason(&p);
+    check_problem(hc.too_many ? 431 : 400, "bad_request", why ? why : "", (knobs >> 13) & 1, NULL);
+    return;
+  }
+  px_head_t h = {.base = buf, .h = hc.h, .nh = hc.n, .method = llhttp_get_method(&p),
+                 .http_minor = llhttp_get_http_minor(&p), .url_off = hc.url_off, .url_len = hc.url_len,
+                 .chunked = (p.flags & F_CHUNKED) != 0,
+                 .content_length = (p.flags & F_CONTENT_LENGTH) ? (int64_t)p.content_length : -1};
+  /* The proxy refuses these before building anything, and closes the connection. An
+   * HTTP/0.9-style request line ("GET /\r\n") lands here: llhttp ends that message
+   * after one line (minor 9, no headers), before where the scanner ends the head. */
+  if (llhttp_get_upgrade(&p) || h.method == HTTP_CONNECT) {
+    check_problem(400, "bad_request", "CONNECT and protocol upgrades are not supported", 1, NULL);
+    return;
+  }
+  if (px_head_find(&h, "host") < 0 && h.http_minor >= 1) {
+    check_problem(400, "bad_request", "HTTP/1.1 requests need a Host header", 1, NULL);
+    return;
+  }
+  /* The body, or the next pipelined request, starts where the scanner said. */
+  PX_FUZZ_CHECK(llhttp_get_error_pos(&p) == buf + he);
+  PX_FUZZ_CHECK(hc.url_started && hc.url_off + hc.url_len <= he);
+  for (size_t i = 0; i < hc.n; i++) {
+    PX_FUZZ_CHECK(hc.h[i].name_off + hc.h[i].name_len <= he);
+    PX_FUZZ_CHECK(hc.h[i].value_off + hc.h[i].value_len <= he);
+  }
+  px_req_rewrite_t rw = {.client_ip = "10.1.2.3",
+                         .proto = (knobs & 1) ? "https" : "http",
+                         .host_fallback = "backend.internal:8080",
+                         .request_id = (knobs & 2) ? "fixed-id" : NULL,
+                         .chunked_body = h.chunked};
+  px_buf_t out = {0};
+  char rid[201];
+  px_http1_build_request(&h, &rw, &out, rid);
+  size_t base = out.len;
+  PX_FUZZ_CHECK(strlen(rid) > 0 && strlen(rid) <= 200);
+  px_http1_finish_request(&out, base, 1);
+  check_request(&h, &rw, &out);
+  /* A retry re-sends the same head with another attempt number. */
+  px_http1_finish_request(&out, base, 12);
+  check_request(&h, &rw, &out);
+  PX_FUZZ_CHECK(memcmp(out.data + out.len - 6, "12\r\n\r\n", 6) == 0);
+  px_buf_free(&out);
+  check_problem(502, "upstream_connect_failure", "no endpoint answered", (knobs >> 14) & 1,
+                (knobs >> 15) & 1 ? "x-outrigger-overloaded: true\r\n" : NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size == 0 || size > 65536) return 0;
+  /* An exact-size copy, so that a read past the end is caught by ASan. */
+  char *buf = malloc(size);
+  PX_FUZZ_CHECK(buf != NULL);
+  memcpy(buf, data, size);
+  uint32_t knobs = 2166136261u; /* FNV-1a of the input: the split point and rewrite options */
+  for (size_t i = 0; i < size; i++) knobs = (knobs ^ data[i]) * 16777619u;
+  size_t split = knobs % (size + 1);
+  fuzz_request(buf, size, split, knobs);
+  fuzz_response(buf, size, knobs);
+  free(buf);
+  return 0;
+}
