@@ -22,7 +22,7 @@ void px_buf_append(px_buf_t *b, const void *p, size_t n);
 static inline void px_buf_append_str(px_buf_t *b, px_str_t s) { px_buf_append(b, s.p, s.n); }
 void px_buf_append_cstr(px_buf_t *b, const char *s);
 void px_buf_printf(px_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void px_buf_vprintf(px_buf_t *b, const char *fmt, va_list ap);
+void px_buf_vprintf(px_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Appends `s` as the inside of a JSON string (quotes not included). */
 void px_buf_json_escape(px_buf_t *b, const char *s, size_t n);
 /* Appends a quoted JSON string. */

@@ -43,6 +43,27 @@ static inline px_str_t px_head_value(const px_head_t *m, size_t i) {
 /* Index of the first header named `name` (case-insensitive), or -1. */
 int px_head_find(const px_head_t *m, const char *name);
 
+/* Header spans of a head arriving over several reads, from llhttp's field and value
+ * callbacks (offsets into the buffer, which may grow between reads). Refuses what
+ * llhttp 8.1 lets through: an obs-folded line (a second value piece that does not
+ * continue the first), a value with no name before it (": v"), and more than
+ * PX_HTTP1_MAX_HEADERS lines. */
+typedef struct {
+  px_hspan_t *h;
+  size_t n, cap;
+  int last; /* 0 none, 1 field, 2 value, 3 value complete */
+  int obs_fold, too_many, empty_name;
+} px_hcollect_t;
+
+/* Return 0, or -1 (for llhttp: stop) with the reason flag set. */
+int px_hcollect_field(px_hcollect_t *hc, uint32_t off, uint32_t len);
+int px_hcollect_value(px_hcollect_t *hc, uint32_t off, uint32_t len);
+/* The header line is complete; -1 when its name was empty. */
+int px_hcollect_value_done(px_hcollect_t *hc);
+/* Forgets the headers (keeps the array for the next head). */
+void px_hcollect_reset(px_hcollect_t *hc);
+void px_hcollect_free(px_hcollect_t *hc);
+
 /* An incremental check of a request head as its bytes arrive, before llhttp sees
  * them. llhttp 8.1 lets three things through that SPEC §4 refuses: a bare LF after
  * the request line, a NUL after a header value, and obs-folded lines (which it

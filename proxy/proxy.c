@@ -33,13 +33,6 @@ typedef struct {
   size_t iovcap;
 } px_out_t;
 
-/* Header spans of a head arriving in a buffer that may grow between reads. */
-typedef struct {
-  px_hspan_t *h;
-  size_t n, cap;
-  int last; /* 0 none, 1 field, 2 value */
-  int obs_fold, too_many;
-} px_hcollect_t;
 
 typedef struct px_conn_s px_conn_t;
 
@@ -174,47 +167,6 @@ static int write_now(uv_stream_t *s, uv_write_t *wr, uv_buf_t *iov, unsigned n, 
   return r < 0 ? r : 0;
 }
 
-/* Header span collection shared by both directions. A value that continues at a
- * place other than right after its previous piece is an obs-folded line (llhttp
- * delivers those as a second value callback): refused, never forwarded. */
-static int hc_field(px_hcollect_t *hc, uint32_t off, uint32_t len) {
-  if (hc->last == 1) {
-    hc->h[hc->n - 1].name_len += len;
-    return 0;
-  }
-  if (hc->n == PX_HTTP1_MAX_HEADERS) {
-    hc->too_many = 1;
-    return -1;
-  }
-  if (hc->n == hc->cap) {
-    hc->cap = hc->cap ? hc->cap * 2 : 16;
-    hc->h = px_realloc(hc->h, hc->cap * sizeof(*hc->h));
-  }
-  hc->h[hc->n++] = (px_hspan_t){off, len, off, 0};
-  hc->last = 1;
-  return 0;
-}
-static int hc_value(px_hcollect_t *hc, uint32_t off, uint32_t len) {
-  px_hspan_t *h = &hc->h[hc->n - 1];
-  if (hc->last == 2) {
-    if (off != h->value_off + h->value_len) {
-      hc->obs_fold = 1;
-      return -1;
-    }
-    h->value_len += len;
-    return 0;
-  }
-  h->value_off = off;
-  h->value_len = len;
-  hc->last = 2;
-  return 0;
-}
-static void hc_reset(px_hcollect_t *hc) {
-  hc->n = 0;
-  hc->last = 0;
-  hc->obs_fold = hc->too_many = 0;
-}
-
 /* ---- deadlines ------------------------------------------------------------- */
 
 /* One deadline per connection, for the phase it is in. The libuv timer is only
@@ -338,16 +290,15 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 }
 static int on_req_field(llhttp_t *p, const char *at, size_t n) {
   px_conn_t *c = p->data;
-  return hc_field(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
+  return px_hcollect_field(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
 }
 static int on_req_value(llhttp_t *p, const char *at, size_t n) {
   px_conn_t *c = p->data;
-  return hc_value(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
+  return px_hcollect_value(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
 }
 static int on_req_value_complete(llhttp_t *p) {
   px_conn_t *c = p->data;
-  c->hc.last = 3; /* a later value piece belongs to a new field */
-  return 0;
+  return px_hcollect_value_done(&c->hc); /* a later value piece belongs to a new field */
 }
 /* A request with a body pauses at the end of its head, so the body can be parsed
  * later straight into upstream writes; a bodiless one pauses at its end. Either way
@@ -380,27 +331,27 @@ static int on_req_message_complete(llhttp_t *p) {
 
 static int on_resp_field(llhttp_t *p, const char *at, size_t n) {
   px_req_t *req = p->data;
-  return hc_field(&req->rh, (uint32_t)(at - req->up->rbuf), (uint32_t)n);
+  return px_hcollect_field(&req->rh, (uint32_t)(at - req->up->rbuf), (uint32_t)n);
 }
 static int on_resp_value(llhttp_t *p, const char *at, size_t n) {
   px_req_t *req = p->data;
-  return hc_value(&req->rh, (uint32_t)(at - req->up->rbuf), (uint32_t)n);
+  return px_hcollect_value(&req->rh, (uint32_t)(at - req->up->rbuf), (uint32_t)n);
 }
 static int on_resp_value_complete(llhttp_t *p) {
   px_req_t *req = p->data;
-  req->rh.last = 3;
-  return 0;
+  return px_hcollect_value_done(&req->rh);
 }
 
 static int on_resp_headers_complete(llhttp_t *p) {
   px_req_t *req = p->data;
   px_conn_t *c = req->c;
   int status = p->status_code;
+  if (p->http_major != 1 || p->http_minor > 1) return -1; /* not an HTTP/1.x answer: bad response */
   if (status >= 100 && status < 200) {
     /* Interim responses (100 Continue from an upstream) are not forwarded: the
      * sidecar answered the client's Expect itself. */
     req->skip_1xx = 1;
-    hc_reset(&req->rh);
+    px_hcollect_reset(&req->rh);
     return 0;
   }
   px_head_t h = {.base = req->up->rbuf,
@@ -502,7 +453,7 @@ static void req_finish(px_conn_t *c) {
   c->rpos = 0;
   llhttp_resume(&c->parser);
   px_headscan_reset(&c->scan, 0);
-  hc_reset(&c->hc);
+  px_hcollect_reset(&c->hc);
   c->url_started = 0;
   req->route = NULL;
   req->cluster = NULL;
@@ -748,7 +699,7 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
   atomic_fetch_add_explicit(&req->cluster->eps[req->ep].requests_total, 1, memory_order_relaxed);
   llhttp_init(&req->rparser, HTTP_RESPONSE, &resp_settings);
   req->rparser.data = req;
-  hc_reset(&req->rh);
+  px_hcollect_reset(&req->rh);
 
   px_http1_finish_request(&req->uhead, req->uhead_base, req->attempt);
   out_reset(&c->upw);
@@ -828,6 +779,11 @@ static void req_begin(px_conn_t *c) {
 
   if (c->rpos > lc->limits.max_header_bytes) {
     fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
+    return;
+  }
+  if (llhttp_get_http_major(p) != 1 || req->minor > 1) {
+    /* llhttp also takes "GET /" (HTTP/0.9) and "HTTP/2.0" request lines. */
+    fail(c, PX_ERR_BAD_REQUEST, "only HTTP/1.0 and HTTP/1.1 requests are served");
     return;
   }
   if (llhttp_get_upgrade(p) || req->method == HTTP_CONNECT) {
@@ -935,6 +891,8 @@ static void conn_process(px_conn_t *c) {
     fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request has too many header lines");
   } else if (c->hc.obs_fold) {
     fail(c, PX_ERR_BAD_REQUEST, "obs-folded header lines are not accepted");
+  } else if (c->hc.empty_name) {
+    fail(c, PX_ERR_BAD_REQUEST, "a header line has an empty name");
   } else {
     px_buf_t why = {0};
     px_buf_printf(&why, "malformed request: %s", llhttp_get_error_reason(&c->parser));
@@ -949,8 +907,8 @@ static void conn_process(px_conn_t *c) {
  * after the connection's own handles have closed: the last of them frees it. */
 static void conn_free(px_conn_t *c) {
   release_rbuf(c);
-  free(c->hc.h);
-  free(c->req.rh.h);
+  px_hcollect_free(&c->hc);
+  px_hcollect_free(&c->req.rh);
   px_buf_free(&c->req.uhead);
   out_free(&c->down);
   out_free(&c->upw);

@@ -18,14 +18,11 @@
 #include "http1.h"
 #include "json.h"
 
-/* Header collection, as proxy.c's px_hcollect_t does it: a value arriving in a second
- * piece that does not continue the first is an obs-folded line and is refused. */
+/* What the driver keeps while llhttp parses: the proxy's own header collector
+ * (px_hcollect_t, http1.h), plus the URL and, for responses, where to build. */
 typedef struct {
   const char *base;
-  px_hspan_t h[PX_HTTP1_MAX_HEADERS];
-  size_t n;
-  int last; /* 0 none, 1 field, 2 value, 3 value complete */
-  int obs_fold, too_many;
+  px_hcollect_t col;
   int url_started;
   uint32_t url_off, url_len;
   /* response side: the rewrite to apply and where the head goes */
@@ -36,35 +33,11 @@ typedef struct {
 } collect_t;
 
 static int hc_field(collect_t *hc, const char *at, size_t len) {
-  uint32_t off = (uint32_t)(at - hc->base);
-  if (hc->last == 1) {
-    hc->h[hc->n - 1].name_len += (uint32_t)len;
-    return 0;
-  }
-  if (hc->n == PX_HTTP1_MAX_HEADERS) {
-    hc->too_many = 1;
-    return -1;
-  }
-  hc->h[hc->n++] = (px_hspan_t){off, (uint32_t)len, off, 0};
-  hc->last = 1;
-  return 0;
+  return px_hcollect_field(&hc->col, (uint32_t)(at - hc->base), (uint32_t)len);
 }
 
 static int hc_value(collect_t *hc, const char *at, size_t len) {
-  uint32_t off = (uint32_t)(at - hc->base);
-  px_hspan_t *h = &hc->h[hc->n - 1];
-  if (hc->last == 2) {
-    if (off != h->value_off + h->value_len) {
-      hc->obs_fold = 1;
-      return -1;
-    }
-    h->value_len += (uint32_t)len;
-    return 0;
-  }
-  h->value_off = off;
-  h->value_len = (uint32_t)len;
-  hc->last = 2;
-  return 0;
+  return px_hcollect_value(&hc->col, (uint32_t)(at - hc->base), (uint32_t)len);
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
@@ -79,10 +52,7 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 }
 static int on_field(llhttp_t *p, const char *at, size_t n) { return hc_field(p->data, at, n); }
 static int on_value(llhttp_t *p, const char *at, size_t n) { return hc_value(p->data, at, n); }
-static int on_value_complete(llhttp_t *p) {
-  ((collect_t *)p->data)->last = 3;
-  return 0;
-}
+static int on_value_complete(llhttp_t *p) { return px_hcollect_value_done(&((collect_t *)p->data)->col); }
 static int on_req_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) return HPE_PAUSED;
   return 0;
@@ -246,13 +216,13 @@ static int on_resp_headers_complete(llhttp_t *p) {
   collect_t *hc = p->data;
   int status = p->status_code;
   if (status >= 100 && status < 200) { /* interim: skipped, as the proxy does */
-    hc->n = 0;
-    hc->last = 0;
+    px_hcollect_reset(&hc->col);
     return 0;
   }
+  if (p->http_major != 1 || p->http_minor > 1) return -1; /* the proxy: a bad response */
   px_head_t h = {.base = hc->base,
-                 .h = hc->h,
-                 .nh = hc->n,
+                 .h = hc->col.h,
+                 .nh = hc->col.n,
                  .status = status,
                  .http_minor = p->http_minor,
                  .chunked = (p->flags & F_CHUNKED) != 0,
@@ -288,8 +258,11 @@ static void fuzz_response(const char *buf, size_t size, uint32_t knobs) {
   PX_FUZZ_CHECK(hc.built == (err == HPE_PAUSED));
   if (err != HPE_OK && err != HPE_PAUSED)
     check_problem(502, "upstream_protocol_error", llhttp_get_error_reason(&p), 1, NULL);
+  px_hcollect_free(&hc.col);
   px_buf_free(&out);
 }
+
+static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_t knobs, collect_t *hc);
 
 static void fuzz_request(const char *buf, size_t size, size_t split, uint32_t knobs) {
   /* The scanner sees the bytes in two reads and must decide as it would in one. */
@@ -314,6 +287,12 @@ static void fuzz_request(const char *buf, size_t size, size_t split, uint32_t kn
   collect_t hc;
   memset(&hc, 0, sizeof(hc));
   hc.base = buf;
+  fuzz_parsed_request(buf, size, he, knobs, &hc);
+  px_hcollect_free(&hc.col);
+}
+
+/* The part of fuzz_request after the scanner accepted a head of `he` bytes. */
+static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_t knobs, collect_t *hc) {
   llhttp_settings_t set;
   llhttp_settings_init(&set);
   set.on_url = on_url;
@@ -324,25 +303,30 @@ static void fuzz_request(const char *buf, size_t size, size_t split, uint32_t kn
   set.on_message_complete = on_req_message_complete;
   llhttp_t p;
   llhttp_init(&p, HTTP_REQUEST, &set);
-  p.data = &hc;
+  p.data = hc;
   llhttp_errno_t err = llhttp_execute(&p, buf, size);
   if (err != HPE_PAUSED) {
     /* A complete head either parses or is refused; llhttp asking for more would have
      * it read past what the scanner checked. */
     PX_FUZZ_CHECK(err != HPE_OK);
-    const char *why = hc.too_many ? "the request has too many header lines"
-                      : hc.obs_fold ? "obs-folded header lines are not accepted"
-                                    : llhttp_get_error_reason(&p);
-    check_problem(hc.too_many ? 431 : 400, "bad_request", why ? why : "", (knobs >> 13) & 1, NULL);
+    const char *why = hc->col.too_many     ? "the request has too many header lines"
+                      : hc->col.obs_fold   ? "obs-folded header lines are not accepted"
+                      : hc->col.empty_name ? "a header line has an empty name"
+                                          : llhttp_get_error_reason(&p);
+    check_problem(hc->col.too_many ? 431 : 400, "bad_request", why ? why : "", (knobs >> 13) & 1, NULL);
     return;
   }
-  px_head_t h = {.base = buf, .h = hc.h, .nh = hc.n, .method = llhttp_get_method(&p),
-                 .http_minor = llhttp_get_http_minor(&p), .url_off = hc.url_off, .url_len = hc.url_len,
+  px_head_t h = {.base = buf, .h = hc->col.h, .nh = hc->col.n, .method = llhttp_get_method(&p),
+                 .http_minor = llhttp_get_http_minor(&p), .url_off = hc->url_off, .url_len = hc->url_len,
                  .chunked = (p.flags & F_CHUNKED) != 0,
                  .content_length = (p.flags & F_CONTENT_LENGTH) ? (int64_t)p.content_length : -1};
   /* The proxy refuses these before building anything, and closes the connection. An
    * HTTP/0.9-style request line ("GET /\r\n") lands here: llhttp ends that message
    * after one line (minor 9, no headers), before where the scanner ends the head. */
+  if (llhttp_get_http_major(&p) != 1 || h.http_minor > 1) {
+    check_problem(400, "bad_request", "only HTTP/1.0 and HTTP/1.1 requests are served", 1, NULL);
+    return;
+  }
   if (llhttp_get_upgrade(&p) || h.method == HTTP_CONNECT) {
     check_problem(400, "bad_request", "CONNECT and protocol upgrades are not supported", 1, NULL);
     return;
@@ -353,10 +337,10 @@ static void fuzz_request(const char *buf, size_t size, size_t split, uint32_t kn
   }
   /* The body, or the next pipelined request, starts where the scanner said. */
   PX_FUZZ_CHECK(llhttp_get_error_pos(&p) == buf + he);
-  PX_FUZZ_CHECK(hc.url_started && hc.url_off + hc.url_len <= he);
-  for (size_t i = 0; i < hc.n; i++) {
-    PX_FUZZ_CHECK(hc.h[i].name_off + hc.h[i].name_len <= he);
-    PX_FUZZ_CHECK(hc.h[i].value_off + hc.h[i].value_len <= he);
+  PX_FUZZ_CHECK(hc->url_started && hc->url_off + hc->url_len <= he);
+  for (size_t i = 0; i < hc->col.n; i++) {
+    PX_FUZZ_CHECK(hc->col.h[i].name_off + hc->col.h[i].name_len <= he);
+    PX_FUZZ_CHECK(hc->col.h[i].value_off + hc->col.h[i].value_len <= he);
   }
   px_req_rewrite_t rw = {.client_ip = "10.1.2.3",
                          .proto = (knobs & 1) ? "https" : "http",

@@ -465,6 +465,12 @@ Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
       {"NUL in header", nul_req, sizeof(nul_req) - 1, 400, "bad_request"},
       {"bare LF after request line", "GET / HTTP/1.1\nHost: x\r\n\r\n", 0, 400, "bad_request"},
       {"no Host", "GET / HTTP/1.1\r\n\r\n", 0, 400, "bad_request"},
+      /* found by tests/fuzz: llhttp ends a head at CR + any byte, so a lone CR could
+       * hide a second request from an outer proxy */
+      {"lone CR", "GET /one HTTP/1.1\r\nHost: a\r\n\rXGET /smuggled HTTP/1.1\r\nHost: b\r\n\r\n", 0, 400,
+       "bad_request"},
+      {"empty header name", "GET / HTTP/1.1\r\nHost: a\r\n: empty\r\n\r\n", 0, 400, "bad_request"},
+      {"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, 400, "bad_request"},
       {"garbage", "HELLO THERE\r\n\r\n", 0, 400, "bad_request"},
       {"CL too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 0, 413, "body_too_large"},
   };
