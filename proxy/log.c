@@ -44,7 +44,8 @@ void px_log(px_log_level_t level, const char *fmt, ...) {
   gettimeofday(&tv, NULL);
   struct tm tm;
   gmtime_r(&tv.tv_sec, &tm);
-  char ts[40];
+  /* Sized for any int fields, so the compiler can prove nothing is cut. */
+  char ts[96];
   snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 
