@@ -62,10 +62,27 @@ int px_hcollect_value_done(px_hcollect_t *hc) {
   return 0;
 }
 
+void px_hcollect_url(px_hcollect_t *hc, uint32_t off, uint32_t len) {
+  if (!hc->url_started) {
+    hc->url_off = off;
+    hc->url_len = 0;
+    hc->url_started = 1;
+  }
+  hc->url_len += len;
+}
+
+const char *px_hcollect_error(const px_hcollect_t *hc) {
+  if (hc->too_many) return "the request has too many header lines";
+  if (hc->obs_fold) return "obs-folded header lines are not accepted";
+  if (hc->empty_name) return "a header line has an empty name";
+  return NULL;
+}
+
 void px_hcollect_reset(px_hcollect_t *hc) {
   hc->n = 0;
   hc->last = 0;
   hc->obs_fold = hc->too_many = hc->empty_name = 0;
+  hc->url_started = 0;
 }
 
 void px_hcollect_free(px_hcollect_t *hc) {
@@ -184,6 +201,13 @@ static px_hkind_t classify(px_str_t n) {
     return name_is(n, "x-outrigger-attempts") || name_is(n, "x-outrigger-upstream") ? H_OWN_RESPONSE : H_OTHER;
   default: return H_OTHER;
   }
+}
+
+const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx) {
+  if (http_major != 1 || h->http_minor > 1) return "only HTTP/1.0 and HTTP/1.1 requests are served";
+  if (upgrade || h->method == HTTP_CONNECT) return "CONNECT and protocol upgrades are not supported";
+  if (host_idx < 0 && h->http_minor >= 1) return "HTTP/1.1 requests need a Host header";
+  return NULL;
 }
 
 int px_http1_is_hop_by_hop(px_str_t name) {

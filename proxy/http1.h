@@ -53,14 +53,21 @@ typedef struct {
   size_t n, cap;
   int last; /* 0 none, 1 field, 2 value, 3 value complete */
   int obs_fold, too_many, empty_name;
+  uint32_t url_off, url_len; /* requests: the target, once url_started */
+  int url_started;
 } px_hcollect_t;
+
+/* The request target, which may also arrive in pieces. */
+void px_hcollect_url(px_hcollect_t *hc, uint32_t off, uint32_t len);
 
 /* Return 0, or -1 (for llhttp: stop) with the reason flag set. */
 int px_hcollect_field(px_hcollect_t *hc, uint32_t off, uint32_t len);
 int px_hcollect_value(px_hcollect_t *hc, uint32_t off, uint32_t len);
 /* The header line is complete; -1 when its name was empty. */
 int px_hcollect_value_done(px_hcollect_t *hc);
-/* Forgets the headers (keeps the array for the next head). */
+/* Why the collector stopped llhttp, or NULL when it did not. */
+const char *px_hcollect_error(const px_hcollect_t *hc);
+/* Forgets the headers and the target (keeps the array for the next head). */
 void px_hcollect_reset(px_hcollect_t *hc);
 void px_hcollect_free(px_hcollect_t *hc);
 
@@ -82,6 +89,12 @@ void px_headscan_reset(px_headscan_t *s, size_t start);
 /* Scans buf[s->pos, len). Returns 1 once the head is complete (s->head_end set),
  * 0 when more bytes are needed, -1 with s->err on a bare LF, NUL or folded line. */
 int px_headscan(px_headscan_t *s, const char *buf, size_t len);
+
+/* Why a parsed request head is refused before it is routed (400, connection
+ * closed), or NULL: versions other than HTTP/1.0 and 1.1 (llhttp also takes
+ * HTTP/0.9 "GET /" and "HTTP/2.0" request lines), CONNECT and upgrades, and an
+ * HTTP/1.1 request without Host. `host_idx` is px_head_find(h, "host"). */
+const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx);
 
 /* Hop-by-hop headers (RFC 9110 §7.6.1) and the ones Outrigger sets itself, plus any
  * header the Connection header names: these are never forwarded as they came. */

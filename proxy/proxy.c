@@ -72,8 +72,6 @@ struct px_conn_s {
   size_t rcap, rlen, rpos;
   px_hcollect_t hc;
   px_headscan_t scan;
-  uint32_t url_off, url_len;
-  int url_started;
   int err_status; /* set by a callback that refuses the request */
   px_out_t down, upw;
   px_cstate_t state;
@@ -280,12 +278,7 @@ static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   px_conn_t *c = p->data;
-  if (!c->url_started) {
-    c->url_off = (uint32_t)(at - c->rbuf);
-    c->url_len = 0;
-    c->url_started = 1;
-  }
-  c->url_len += (uint32_t)n;
+  px_hcollect_url(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
   return 0;
 }
 static int on_req_field(llhttp_t *p, const char *at, size_t n) {
@@ -454,7 +447,6 @@ static void req_finish(px_conn_t *c) {
   llhttp_resume(&c->parser);
   px_headscan_reset(&c->scan, 0);
   px_hcollect_reset(&c->hc);
-  c->url_started = 0;
   req->route = NULL;
   req->cluster = NULL;
   c->state = CS_HEAD;
@@ -781,22 +773,14 @@ static void req_begin(px_conn_t *c) {
     fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request head is larger than max_header_bytes");
     return;
   }
-  if (llhttp_get_http_major(p) != 1 || req->minor > 1) {
-    /* llhttp also takes "GET /" (HTTP/0.9) and "HTTP/2.0" request lines. */
-    fail(c, PX_ERR_BAD_REQUEST, "only HTTP/1.0 and HTTP/1.1 requests are served");
-    return;
-  }
-  if (llhttp_get_upgrade(p) || req->method == HTTP_CONNECT) {
-    fail(c, PX_ERR_BAD_REQUEST, "CONNECT and protocol upgrades are not supported");
-    return;
-  }
   px_head_t h = {.base = c->rbuf, .h = c->hc.h, .nh = c->hc.n, .method = req->method,
-                 .http_minor = req->minor, .url_off = c->url_off, .url_len = c->url_len,
+                 .http_minor = req->minor, .url_off = c->hc.url_off, .url_len = c->hc.url_len,
                  .chunked = req->chunked_in,
                  .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
   int host_idx = px_head_find(&h, "host");
-  if (host_idx < 0 && req->minor >= 1) {
-    fail(c, PX_ERR_BAD_REQUEST, "HTTP/1.1 requests need a Host header");
+  const char *refused = px_http1_refuse(&h, llhttp_get_http_major(p), llhttp_get_upgrade(p), host_idx);
+  if (refused) {
+    fail(c, PX_ERR_BAD_REQUEST, refused);
     return;
   }
   if (h.content_length > 0 && (uint64_t)h.content_length > lc->limits.max_body_bytes) {
@@ -810,7 +794,7 @@ static void req_begin(px_conn_t *c) {
   int ex = px_head_find(&h, "expect");
   if (ex >= 0 && px_str_ieq_cstr(px_head_value(&h, (size_t)ex), "100-continue")) req->expect_continue = 1;
 
-  px_str_t url = {c->rbuf + c->url_off, c->url_len};
+  px_str_t url = {c->rbuf + c->hc.url_off, c->hc.url_len};
   const char *q = memchr(url.p, '?', url.n);
   px_str_t path = {url.p, q ? (size_t)(q - url.p) : url.n};
   px_str_t host = host_idx >= 0 ? px_router_host(px_head_value(&h, (size_t)host_idx)) : (px_str_t){"", 0};
@@ -887,12 +871,9 @@ static void conn_process(px_conn_t *c) {
     read_start(c);
     return;
   }
-  if (c->hc.too_many) {
-    fail(c, PX_ERR_HEADERS_TOO_LARGE, "the request has too many header lines");
-  } else if (c->hc.obs_fold) {
-    fail(c, PX_ERR_BAD_REQUEST, "obs-folded header lines are not accepted");
-  } else if (c->hc.empty_name) {
-    fail(c, PX_ERR_BAD_REQUEST, "a header line has an empty name");
+  const char *why_hc = px_hcollect_error(&c->hc);
+  if (why_hc) {
+    fail(c, c->hc.too_many ? PX_ERR_HEADERS_TOO_LARGE : PX_ERR_BAD_REQUEST, why_hc);
   } else {
     px_buf_t why = {0};
     px_buf_printf(&why, "malformed request: %s", llhttp_get_error_reason(&c->parser));

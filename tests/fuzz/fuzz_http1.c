@@ -23,8 +23,6 @@
 typedef struct {
   const char *base;
   px_hcollect_t col;
-  int url_started;
-  uint32_t url_off, url_len;
   /* response side: the rewrite to apply and where the head goes */
   const px_resp_rewrite_t *rrw;
   px_buf_t *rout;
@@ -42,12 +40,7 @@ static int hc_value(collect_t *hc, const char *at, size_t len) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   collect_t *hc = p->data;
-  if (!hc->url_started) {
-    hc->url_off = (uint32_t)(at - hc->base);
-    hc->url_len = 0;
-    hc->url_started = 1;
-  }
-  hc->url_len += (uint32_t)n;
+  px_hcollect_url(&hc->col, (uint32_t)(at - hc->base), (uint32_t)n);
   return 0;
 }
 static int on_field(llhttp_t *p, const char *at, size_t n) { return hc_field(p->data, at, n); }
@@ -309,35 +302,27 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
     /* A complete head either parses or is refused; llhttp asking for more would have
      * it read past what the scanner checked. */
     PX_FUZZ_CHECK(err != HPE_OK);
-    const char *why = hc->col.too_many     ? "the request has too many header lines"
-                      : hc->col.obs_fold   ? "obs-folded header lines are not accepted"
-                      : hc->col.empty_name ? "a header line has an empty name"
-                                          : llhttp_get_error_reason(&p);
+    const char *why = px_hcollect_error(&hc->col);
+    if (why == NULL) why = llhttp_get_error_reason(&p);
     check_problem(hc->col.too_many ? 431 : 400, "bad_request", why ? why : "", (knobs >> 13) & 1, NULL);
     return;
   }
   px_head_t h = {.base = buf, .h = hc->col.h, .nh = hc->col.n, .method = llhttp_get_method(&p),
-                 .http_minor = llhttp_get_http_minor(&p), .url_off = hc->url_off, .url_len = hc->url_len,
+                 .http_minor = llhttp_get_http_minor(&p), .url_off = hc->col.url_off, .url_len = hc->col.url_len,
                  .chunked = (p.flags & F_CHUNKED) != 0,
                  .content_length = (p.flags & F_CONTENT_LENGTH) ? (int64_t)p.content_length : -1};
   /* The proxy refuses these before building anything, and closes the connection. An
    * HTTP/0.9-style request line ("GET /\r\n") lands here: llhttp ends that message
    * after one line (minor 9, no headers), before where the scanner ends the head. */
-  if (llhttp_get_http_major(&p) != 1 || h.http_minor > 1) {
-    check_problem(400, "bad_request", "only HTTP/1.0 and HTTP/1.1 requests are served", 1, NULL);
-    return;
-  }
-  if (llhttp_get_upgrade(&p) || h.method == HTTP_CONNECT) {
-    check_problem(400, "bad_request", "CONNECT and protocol upgrades are not supported", 1, NULL);
-    return;
-  }
-  if (px_head_find(&h, "host") < 0 && h.http_minor >= 1) {
-    check_problem(400, "bad_request", "HTTP/1.1 requests need a Host header", 1, NULL);
+  const char *refused =
+      px_http1_refuse(&h, llhttp_get_http_major(&p), llhttp_get_upgrade(&p), px_head_find(&h, "host"));
+  if (refused) {
+    check_problem(400, "bad_request", refused, 1, NULL);
     return;
   }
   /* The body, or the next pipelined request, starts where the scanner said. */
   PX_FUZZ_CHECK(llhttp_get_error_pos(&p) == buf + he);
-  PX_FUZZ_CHECK(hc->url_started && hc->url_off + hc->url_len <= he);
+  PX_FUZZ_CHECK(hc->col.url_started && hc->col.url_off + hc->col.url_len <= he);
   for (size_t i = 0; i < hc->col.n; i++) {
     PX_FUZZ_CHECK(hc->col.h[i].name_off + hc->col.h[i].name_len <= he);
     PX_FUZZ_CHECK(hc->col.h[i].value_off + hc->col.h[i].value_len <= he);

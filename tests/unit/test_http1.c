@@ -805,3 +805,54 @@ Test(http1, head_find_and_hop_by_hop) {
   cr_expect(!px_http1_is_hop_by_hop(PX_STR("content-length")));
   cr_expect(!px_http1_is_hop_by_hop(PX_STR("host")));
 }
+
+/* ---- px_hcollect: the target and the refusal reasons ------------------------------- */
+
+Test(hcollect, target_in_pieces_and_reasons) {
+  px_hcollect_t hc = {0};
+  px_hcollect_url(&hc, 4, 3);
+  px_hcollect_url(&hc, 7, 5); /* the rest of the target, from the next read */
+  cr_expect(hc.url_started);
+  cr_expect_eq(hc.url_off, 4);
+  cr_expect_eq(hc.url_len, 8);
+  cr_expect_null(px_hcollect_error(&hc));
+
+  cr_expect_eq(px_hcollect_value(&hc, 20, 1), -1, "a value with no name must be refused");
+  cr_expect_str_eq(px_hcollect_error(&hc), "a header line has an empty name");
+  px_hcollect_reset(&hc);
+  cr_expect(!hc.url_started, "reset must forget the target");
+  cr_expect_null(px_hcollect_error(&hc));
+
+  cr_expect_eq(px_hcollect_field(&hc, 0, 0), 0);
+  cr_expect_eq(px_hcollect_value(&hc, 2, 1), 0);
+  cr_expect_eq(px_hcollect_value_done(&hc), -1, "an empty name must be refused at the end of its line");
+  cr_expect_str_eq(px_hcollect_error(&hc), "a header line has an empty name");
+  px_hcollect_reset(&hc);
+
+  cr_expect_eq(px_hcollect_field(&hc, 0, 3), 0);
+  cr_expect_eq(px_hcollect_value(&hc, 5, 3), 0);
+  cr_expect_eq(px_hcollect_value(&hc, 12, 2), -1, "a non-adjacent value piece is a folded line");
+  cr_expect_str_eq(px_hcollect_error(&hc), "obs-folded header lines are not accepted");
+  px_hcollect_free(&hc);
+}
+
+/* ---- px_http1_refuse: what is refused before routing ------------------------------ */
+
+Test(http1, refuse_versions_connect_upgrade_and_missing_host) {
+  static const char base[] = "hostx";
+  px_hspan_t host = {0, 4, 4, 1};
+  px_head_t with_host = {.base = base, .h = &host, .nh = 1, .method = HTTP_GET, .http_minor = 1};
+  px_head_t no_host = {.base = base, .h = NULL, .nh = 0, .method = HTTP_GET, .http_minor = 1};
+  cr_expect_null(px_http1_refuse(&with_host, 1, 0, 0));
+  cr_expect_str_eq(px_http1_refuse(&no_host, 1, 0, -1), "HTTP/1.1 requests need a Host header");
+  no_host.http_minor = 0; /* HTTP/1.0 may omit Host */
+  cr_expect_null(px_http1_refuse(&no_host, 1, 0, -1));
+  no_host.http_minor = 9; /* "GET /" */
+  cr_expect_str_eq(px_http1_refuse(&no_host, 0, 0, -1), "only HTTP/1.0 and HTTP/1.1 requests are served");
+  with_host.http_minor = 0;
+  cr_expect_str_eq(px_http1_refuse(&with_host, 2, 0, 0), "only HTTP/1.0 and HTTP/1.1 requests are served");
+  with_host.http_minor = 1;
+  cr_expect_str_eq(px_http1_refuse(&with_host, 1, 1, 0), "CONNECT and protocol upgrades are not supported");
+  with_host.method = HTTP_CONNECT;
+  cr_expect_str_eq(px_http1_refuse(&with_host, 1, 0, 0), "CONNECT and protocol upgrades are not supported");
+}
