@@ -25,7 +25,7 @@ typedef struct {
   int fd;
   char head[65536];
   size_t head_len;
-  int head_done, msg_done;
+  int head_done, msg_done, is_head;
   uint64_t body_len, body_sum;
 } fu_conn_t;
 
@@ -46,6 +46,7 @@ uint64_t fu_fnv1a(uint64_t h, const void *p, size_t n) {
 static int on_headers_complete(llhttp_t *p) {
   fu_conn_t *c = p->data;
   c->head_done = 1;
+  c->is_head = p->method == HTTP_HEAD;
   __atomic_add_fetch(&c->u->requests, 1, __ATOMIC_SEQ_CST);
   return 0;
 }
@@ -106,7 +107,8 @@ static void answer(fu_conn_t *c) {
                    "x-outrigger-attempts: 7\r\nX-Outrigger-Upstream: inner\r\n\r\n",
                    c->head_len, (unsigned long long)c->body_len, (unsigned long long)c->body_sum);
   send_all(c->fd, hdr, (size_t)n);
-  send_all(c->fd, c->head, c->head_len);
+  /* An answer to HEAD has the Content-Length of the GET answer and no body. */
+  if (!c->is_head) send_all(c->fd, c->head, c->head_len);
 }
 
 static void *conn_main(void *arg) {
