@@ -12,7 +12,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-ALL_CASES="small50 small400 1k 16k post1m demo features redirect"
+ALL_CASES="small50 capped50 small400 1k 16k post1m demo features redirect"
 
 # Remember the user-set knobs for the "exact command" line before defaulting them.
 CMDLINE=""
@@ -48,11 +48,13 @@ check_ports_free $ALL_PORTS
 setup_and_build
 
 # ---------------------------------------------------------------- cases and targets
-# case_def CASE -> C_PATH C_CONNS C_POST C_EXPECT C_TARGETS C_DESC
+# case_def CASE -> C_PATH C_CONNS C_POST C_EXPECT C_TARGETS C_DESC C_CAP
+# (C_CAP: percent of one core the process(es) under test may use; empty: no cap)
 case_def() {
-  C_POST=0; C_EXPECT=200
+  C_POST=0; C_EXPECT=200; C_CAP=""
   case $1 in
     small50)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 50 connections";;
+    capped50) C_PATH=/small.txt; C_CONNS=50;  C_CAP=50; C_TARGETS="outrigger haproxy nginx"; C_DESC="as small50, with each proxy held to half a core (cgroup CPU quota, 5 ms per 10 ms): the throughput one worker carries when the proxy is the bottleneck";;
     small400) C_PATH=/small.txt; C_CONNS=400; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 400 connections";;
     1k)       C_PATH=/1k.txt;    C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 1 KiB body, 50 connections";;
     16k)      C_PATH=/16k.txt;   C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 16 KiB body, 50 connections";;
@@ -84,10 +86,12 @@ target_def() {
 
 # Which services do the selected cases need?
 declare -A NEED=() SVC_PID=() SVC_IDLE=() SVC_HWM=() SVC_SKIP=()
+CAP_SKIP=""
 for c in $CASES; do
   case_def "$c"
   for t in $C_TARGETS; do target_def "$c" "$t"; for s in $T_SVCS; do NEED[$s]=1; done; done
-  case $c in small*|1k|16k|post1m|features) NEED[origin]=1 ;; demo) NEED[shortener]=1 ;; esac
+  case $c in small*|capped*|1k|16k|post1m|features) NEED[origin]=1 ;; demo) NEED[shortener]=1 ;; esac
+  if [ -n "$C_CAP" ] && ! cap_create "$C_CAP"; then CAP_SKIP=$SKIP_MSG; fi
 done
 
 # ---------------------------------------------------------------- start everything
@@ -198,12 +202,16 @@ for rep in $(seq "$REPS"); do
         SKIPPED[$key]=""; for s in $missing; do SKIPPED[$key]+="${SVC_SKIP[$s]:-$s not running}; "; done
         SKIPPED[$key]=${SKIPPED[$key]%; }; continue
       fi
+      if [ -n "$C_CAP" ] && [ -z "$CAP_DIR" ]; then
+        SKIPPED[$key]=$CAP_SKIP; continue
+      fi
       if [ "$rep" = 1 ] && ! precheck "$c" "$t"; then
         log "SKIP $key: ${SKIPPED[$key]}"; continue
       fi
       # Everything on CPU 1, then the process(es) under test on CPU 0.
       pin 1 $(all_pids)
       [ "$T_PIN0" = 1 ] && pin 0 $pids
+      [ -n "$C_CAP" ] && cap_enter $pids
       if [ "$WARM" -gt 0 ]; then
         run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$WARM" "$OUT/wrk/warmup.txt"
         wait "$WRK_PID" || true
@@ -217,6 +225,7 @@ for rep in $(seq "$REPS"); do
       wait "$WRK_PID" || true
       stop_rss_sampler
       t1=$(cpu_ticks $pids)
+      [ -n "$C_CAP" ] && cap_leave $pids
       rss=$(cat "$OUT/rss.max")
       line=$(grep '^BENCH ' "$wout" || true)
       if [ -z "$line" ]; then

@@ -42,6 +42,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   local p
+  cap_destroy
   for p in "${STARTED_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   # Give them up to 3 s to exit (nginx masters take their workers down), then KILL.
   local i
@@ -168,6 +169,58 @@ start_rss_sampler() {
   STARTED_PIDS+=("$SAMPLER_PID")
 }
 stop_rss_sampler() { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+
+# ---------------------------------------------------------------- CPU cap
+# A cgroup with a CFS quota holds the process(es) under test to a fixed share of
+# a core, so that they, not wrk or the upstream, are the bottleneck. cgroup v1
+# (a "cpu" hierarchy) or v2 (cpu.max at the root); needs root. CAP_DIR is the
+# capped group, CAP_HOME the group the bench's processes come from.
+CAP_DIR=""; CAP_HOME=""; CAP_PERIOD_US=10000
+
+# cap_create PERCENT : 0 and CAP_DIR set, or a SKIP line and 1.
+cap_create() {
+  local quota=$(( CAP_PERIOD_US * $1 / 100 )) rel
+  [ -n "$CAP_DIR" ] && return 0
+  if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    rel=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3; exit }' /proc/self/cgroup)
+    CAP_HOME=/sys/fs/cgroup/cpu${rel%/}
+    CAP_DIR=/sys/fs/cgroup/cpu/outrigger-bench.$$
+    if mkdir "$CAP_DIR" 2>/dev/null &&
+       echo "$CAP_PERIOD_US" >"$CAP_DIR/cpu.cfs_period_us" 2>/dev/null &&
+       echo "$quota" >"$CAP_DIR/cpu.cfs_quota_us" 2>/dev/null; then
+      return 0
+    fi
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    CAP_HOME=/sys/fs/cgroup$(awk -F: '$1 == 0 { print $3; exit }' /proc/self/cgroup)
+    CAP_HOME=${CAP_HOME%/}
+    CAP_DIR=/sys/fs/cgroup/outrigger-bench.$$
+    if { grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control ||
+         echo +cpu >/sys/fs/cgroup/cgroup.subtree_control; } 2>/dev/null &&
+       mkdir "$CAP_DIR" 2>/dev/null &&
+       echo "$quota $CAP_PERIOD_US" >"$CAP_DIR/cpu.max" 2>/dev/null; then
+      return 0
+    fi
+  fi
+  [ -n "$CAP_DIR" ] && rmdir "$CAP_DIR" 2>/dev/null
+  CAP_DIR=""
+  skip "no writable CPU cgroup to cap the proxies with (needs root and the cgroup cpu controller)"
+}
+
+# cap_enter PIDS / cap_leave PIDS : move process trees into / out of the cap.
+cap_move() {
+  local to=$1 p; shift
+  for p in $(pid_tree "$@"); do echo "$p" >"$to/cgroup.procs" 2>/dev/null || true; done
+}
+cap_enter() { cap_move "$CAP_DIR" "$@"; }
+cap_leave() { cap_move "$CAP_HOME" "$@"; }
+
+cap_destroy() {
+  [ -n "$CAP_DIR" ] || return 0
+  local p
+  for p in $(cat "$CAP_DIR/cgroup.procs" 2>/dev/null); do echo "$p" >"$CAP_HOME/cgroup.procs" 2>/dev/null || true; done
+  rmdir "$CAP_DIR" 2>/dev/null || true
+  CAP_DIR=""
+}
 
 # ---------------------------------------------------------------- configs
 
