@@ -16,6 +16,7 @@ typedef enum {
   FU_GARBAGE,  /* answers bytes that are not HTTP */
   FU_SLOW,     /* like FU_ECHO after `delay_ms` */
   FU_ONE_SHOT, /* like FU_ECHO, then closes although it promised keep-alive */
+  FU_HEAD_BODY, /* like FU_ECHO, but lies to HEAD: its answer carries the echo body too, in the same send */
 } fu_mode_t;
 
 typedef struct fu_s fu_t;

@@ -305,6 +305,39 @@ Test(proxy, head_request_keeps_framing, .timeout = 30) {
   fu_stop(u);
 }
 
+/* An upstream that lies to HEAD, sending a body after the head: the client gets
+ * the head only, and the upstream connection, out of step now, is not pooled:
+ * the next request goes on a fresh one and is answered correctly. */
+Test(proxy, upstream_body_after_head_answer_is_dropped, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_HEAD_BODY});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *head = "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+  char buf[4096];
+  size_t got = 0;
+  while (got < sizeof(buf) - 1) {
+    ssize_t n = recv(fd, buf + got, 1, 0);
+    cr_assert_gt(n, 0);
+    got++;
+    if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0) break;
+  }
+  buf[got] = '\0';
+  cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+  const char *get = "GET /after HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, get, strlen(get)), 0);
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0, "the lie reached the client or broke the next answer");
+  cr_assert_eq(r.status, 200);
+  cr_assert(strstr(r.body, "GET /after ") == r.body, "%s", r.body);
+  th_resp_free(&r);
+  cr_assert_eq(fu_connections(u), 2, "the out-of-step upstream connection was reused");
+  th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
 /* An upstream that closes a kept-alive connection right after answering: the
  * next request may pick that pooled connection before its close is seen. Nothing
  * of the request can have been processed, so it is sent again on a fresh one. */
