@@ -274,6 +274,19 @@ Test(proxy, expect_100_continue, .timeout = 30) {
   fu_stop(u);
 }
 
+/* Reads one answer's head, byte by byte up to its blank line, into buf (NUL
+ * terminated): for HEAD answers, which a generic reader would expect a body for. */
+static void read_head_only(int fd, char *buf, size_t cap) {
+  size_t got = 0;
+  while (got < cap - 1) {
+    ssize_t n = recv(fd, buf + got, 1, 0);
+    cr_assert_gt(n, 0);
+    got++;
+    if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0) break;
+  }
+  buf[got] = '\0';
+}
+
 /* A HEAD answer keeps its Content-Length but has no body, and the connection stays
  * usable for the next request. */
 Test(proxy, head_request_keeps_framing, .timeout = 30) {
@@ -283,16 +296,8 @@ Test(proxy, head_request_keeps_framing, .timeout = 30) {
   int fd = th_connect(p.port);
   const char *req = "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n";
   cr_assert_eq(th_send_all(fd, req, strlen(req)), 0);
-  /* Read the HEAD answer by hand: a generic reader would wait for its body. */
   char buf[4096];
-  size_t got = 0;
-  while (got < sizeof(buf) - 1) {
-    ssize_t n = recv(fd, buf + got, 1, 0);
-    cr_assert_gt(n, 0);
-    got++;
-    if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0) break;
-  }
-  buf[got] = '\0';
+  read_head_only(fd, buf, sizeof(buf));
   cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
   cr_assert(strstr(buf, "Content-Length: ") != NULL, "HEAD answer lost its Content-Length: %s", buf);
   th_resp_t r;
@@ -316,14 +321,7 @@ Test(proxy, upstream_body_after_head_answer_is_dropped, .timeout = 30) {
   const char *head = "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n";
   cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
   char buf[4096];
-  size_t got = 0;
-  while (got < sizeof(buf) - 1) {
-    ssize_t n = recv(fd, buf + got, 1, 0);
-    cr_assert_gt(n, 0);
-    got++;
-    if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0) break;
-  }
-  buf[got] = '\0';
+  read_head_only(fd, buf, sizeof(buf));
   cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
   const char *get = "GET /after HTTP/1.1\r\nHost: x\r\n\r\n";
   cr_assert_eq(th_send_all(fd, get, strlen(get)), 0);
