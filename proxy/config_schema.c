@@ -286,6 +286,27 @@ static void listener_tls_check(px__ctx_t *c, void *base, yaml_node_t *n, const p
             "'allowed_identities' needs 'client_ca' (identities come from verified client certificates)");
 }
 
+/* A match host is a name or address without a port; an IPv6 literal is written
+ * in brackets, as it appears in a Host header ("[::1]"). */
+static void host_check(px__ctx_t *c, const char *host, px_pos_t pos) {
+  if (host[0] == '[') {
+    const char *end = strchr(host, ']');
+    if (end == NULL || end == host + 1)
+      px__err(c, pos, "'host' '%s': an IPv6 literal is written in brackets, e.g. [::1]", host);
+    else if (end[1] == ':')
+      px__err(c, pos, "'host' is matched without the port; remove ':%s'", end + 2);
+    else if (end[1] != '\0')
+      px__err(c, pos, "'host' '%s': nothing may follow the ']'", host);
+    return;
+  }
+  const char *colon = strchr(host, ':');
+  if (colon == NULL) return;
+  if (strchr(colon + 1, ':'))
+    px__err(c, pos, "'host' '%s' looks like an IPv6 address: write it in brackets, [%s]", host, host);
+  else
+    px__err(c, pos, "'host' is matched without the port; remove ':%s'", colon + 1);
+}
+
 static void match_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
   px_match_conf_t *m = base;
   if (m->prefix && m->path)
@@ -294,9 +315,7 @@ static void match_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen
     px__err(c, px__field_pos(c, &m->prefix, px__node_pos(c, n)), "'prefix' must start with '/'");
   if (m->path && m->path[0] != '/')
     px__err(c, px__field_pos(c, &m->path, px__node_pos(c, n)), "'path' must start with '/'");
-  if (m->host && strchr(m->host, ':'))
-    px__err(c, px__field_pos(c, &m->host, px__node_pos(c, n)),
-            "'host' is matched without the port; remove ':%s'", strchr(m->host, ':') + 1);
+  if (m->host) host_check(c, m->host, px__field_pos(c, &m->host, px__node_pos(c, n)));
 }
 
 static void retry_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {

@@ -512,6 +512,28 @@ Test(config, split_rules) {
   cr_assert_eq(errs.n, 5);
 }
 
+/* A match host never carries a port; an IPv6 literal is bracketed as in a Host
+ * header. */
+Test(config, match_host_forms) {
+  parse("listeners:\n"
+        "  - name: in\n"
+        "    address: 127.0.0.1:8001\n"
+        "    routes:\n"
+        "      - { name: v6, cluster: c1, match: { host: \"[::1]\" } }\n"
+        "      - { name: v6port, cluster: c1, match: { host: \"[::1]:80\" } }\n"
+        "      - { name: bare, cluster: c1, match: { host: \"::1\" } }\n"
+        "      - { name: open, cluster: c1, match: { host: \"[::1\" } }\n"
+        "      - { name: tail, cluster: c1, match: { host: \"[::1]x\" } }\n"
+        "clusters:\n"
+        "  - { name: c1, endpoints: [127.0.0.1:9001] }\n");
+  cr_assert_null(cfg);
+  expect_error(6, 53, "'host' is matched without the port; remove ':80'");
+  expect_error(7, 51, "'host' '::1' looks like an IPv6 address: write it in brackets, [::1]");
+  expect_error(8, 51, "'host' '[::1': an IPv6 literal is written in brackets, e.g. [::1]");
+  expect_error(9, 51, "'host' '[::1]x': nothing may follow the ']'");
+  cr_assert_eq(errs.n, 4);
+}
+
 Test(config, retry_and_match_rules) {
   parse("listeners:\n"
         "  - name: in\n"

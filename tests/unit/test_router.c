@@ -136,6 +136,15 @@ Test(router, host_case_insensitive) {
   cr_expect_eq(px_router_match(l, HTTP_GET, str("/"), h, head(NULL)), 0);
 }
 
+Test(router, host_ipv6_literal) {
+  const px_listener_conf_t *l = listener("      - { name: v6, match: { host: \"[::1]\" }, cluster: c1 }\n"
+                                         "      - { name: other, cluster: c1 }\n");
+  cr_expect_eq(px_router_match(l, HTTP_GET, str("/"), px_router_host(str("[::1]:8080")), head(NULL)), 0);
+  cr_expect_eq(px_router_match(l, HTTP_GET, str("/"), px_router_host(str("[::1]")), head(NULL)), 0);
+  cr_expect_eq(px_router_match(l, HTTP_GET, str("/"), px_router_host(str("[::2]:8080")), head(NULL)), 1);
+  cr_expect_eq(px_router_match(l, HTTP_GET, str("/"), px_router_host(str("127.0.0.1")), head(NULL)), 1);
+}
+
 Test(router, host_strips_port) {
   static const struct {
     const char *in, *out;
