@@ -72,17 +72,7 @@ static px_config_t *load(px_main_t *m, int print) {
   return cfg;
 }
 
-/* Listener sockets cannot move between configurations without dropping
- * connections, so a reload must keep the same listeners (names and addresses, in
- * order). Everything else may change. */
-static int same_listeners(const px_config_t *a, const px_config_t *b) {
-  if (a->nlisteners != b->nlisteners) return 0;
-  for (size_t i = 0; i < a->nlisteners; i++)
-    if (strcmp(a->listeners[i].name, b->listeners[i].name) != 0 ||
-        strcmp(a->listeners[i].address.text, b->listeners[i].address.text) != 0)
-      return 0;
-  return 1;
-}
+static int open_listeners(px_main_t *m, const px_config_t *cfg, const px_config_t *old, int ***fds_out);
 
 static void reload(px_main_t *m) {
   if (m->draining) return;
@@ -92,8 +82,19 @@ static void reload(px_main_t *m) {
     m->reloads_failed++;
     return;
   }
-  if (!same_listeners(m->current->cfg, cfg)) {
-    px_error("reload rejected: %s: the listeners (names or addresses) changed; that needs a restart", m->path);
+  const px_config_t *running = m->current->cfg;
+  if (!px_addr_same(&running->admin_address.sa, &cfg->admin_address.sa)) {
+    px_error("reload rejected: %s: the admin address changed (%s to %s); that needs a restart", m->path,
+             running->admin_address.text, cfg->admin_address.text);
+    px_config_free(cfg);
+    m->reloads_failed++;
+    return;
+  }
+  /* Listeners whose address stays keep their sockets (and connections); new
+   * addresses are bound here, so a port in use rejects the reload. */
+  int **fds = NULL;
+  if (open_listeners(m, cfg, running, &fds) != 0) {
+    px_error("reload rejected: %s: a new listener cannot listen", m->path);
     px_config_free(cfg);
     m->reloads_failed++;
     return;
@@ -101,8 +102,9 @@ static void reload(px_main_t *m) {
   px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, ++m->generation);
   for (int i = 0; i < m->nworkers; i++) {
     px_snapshot_ref(snap);
-    px_worker_post_snapshot(&m->workers[i], snap);
+    px_worker_post_snapshot(&m->workers[i], snap, fds[i]);
   }
+  free(fds);
   px_snapshot_t *old = m->current;
   m->current = snap;
   px_snapshot_unref(old);
@@ -173,17 +175,25 @@ static void close_fds(int **fds, int nworkers, size_t nlisteners) {
   free(fds);
 }
 
-/* Every worker gets its own SO_REUSEPORT socket per listener. They are all bound
- * here, before any thread starts, so a port in use is a clean exit 3. */
-static int open_listeners(px_main_t *m, int ***fds_out) {
-  const px_config_t *cfg = m->current->cfg;
+static int has_address(const px_config_t *cfg, const struct sockaddr_storage *sa) {
+  for (size_t i = 0; cfg && i < cfg->nlisteners; i++)
+    if (px_addr_same(&cfg->listeners[i].address.sa, sa)) return 1;
+  return 0;
+}
+
+/* Every worker gets its own SO_REUSEPORT socket per listener: -1 where `old` (the
+ * running configuration, NULL at start-up) has that address already. They are all
+ * bound by the main thread, before any worker thread starts or sees a reload, so a
+ * port in use is a clean exit 3 at start-up and a rejected reload later. */
+static int open_listeners(px_main_t *m, const px_config_t *cfg, const px_config_t *old, int ***fds_out) {
   int **fds = px_calloc((size_t)m->nworkers, sizeof(int *));
   for (int w = 0; w < m->nworkers; w++) {
-    fds[w] = px_calloc(cfg->nlisteners, sizeof(int));
-    memset(fds[w], -1, cfg->nlisteners * sizeof(int));
+    fds[w] = px_calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(int));
+    for (size_t l = 0; l < cfg->nlisteners; l++) fds[w][l] = -1;
   }
   for (int w = 0; w < m->nworkers; w++) {
     for (size_t l = 0; l < cfg->nlisteners; l++) {
+      if (has_address(old, &cfg->listeners[l].address.sa)) continue;
       int fd = px_listen_fd((const struct sockaddr *)&cfg->listeners[l].address.sa, 1, 1024);
       if (fd < 0) {
         px_error("listener %s: cannot listen on %s: %s", cfg->listeners[l].name, cfg->listeners[l].address.text,
@@ -274,7 +284,7 @@ int main(int argc, char **argv) {
   m.drain_timer.data = m.poll_timer.data = &m;
 
   int **fds = NULL;
-  if (open_listeners(&m, &fds) != 0) {
+  if (open_listeners(&m, cfg, NULL, &fds) != 0) {
     px_snapshot_unref(m.current);
     return EXIT_RUNTIME;
   }

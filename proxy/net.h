@@ -14,5 +14,7 @@ void px_addr_format(const struct sockaddr *sa, char *out, size_t n);
  * SO_REUSEPORT when `reuseport` is set (so each worker can own one and the kernel
  * spreads connections). Returns the fd or a negative libuv error. */
 int px_listen_fd(const struct sockaddr *sa, int reuseport, int backlog);
+/* Whether two parsed addresses are the same socket address (family, address, port). */
+int px_addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 #endif

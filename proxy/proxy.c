@@ -64,7 +64,7 @@ struct px_conn_s {
   uv_timer_t timer;
   uv_write_t down_wreq, up_wreq, cont_wreq;
   px_worker_t *w;
-  px_listen_t *l;
+  size_t lidx; /* the listener, in ws->snap->listeners */
   px_queue_t link;
   px_wsnap_t *ws;
   llhttp_t parser;
@@ -96,9 +96,9 @@ static void fail(px_conn_t *c, px_errkind_t kind, const char *detail);
 /* ---- small helpers --------------------------------------------------------- */
 
 static const px_listener_conf_t *lconf(px_conn_t *c) {
-  return c->ws->snap->listeners[c->l->listener_index].conf;
+  return c->ws->snap->listeners[c->lidx].conf;
 }
-static px_listener_rt_t *lrt(px_conn_t *c) { return &c->ws->snap->listeners[c->l->listener_index]; }
+static px_listener_rt_t *lrt(px_conn_t *c) { return &c->ws->snap->listeners[c->lidx]; }
 
 static void out_piece(px_out_t *o, const char *p, size_t off, size_t len) {
   if (len == 0) return;
@@ -739,11 +739,22 @@ static void req_begin(px_conn_t *c) {
   llhttp_t *p = &c->parser;
   const px_listener_conf_t *lc;
 
-  /* A keep-alive connection picks up a reloaded configuration at its next request. */
+  /* A keep-alive connection picks up a reloaded configuration at its next request,
+   * unless the reload removed its listener: then this request is served by the
+   * configuration the connection started with, and the connection closes after it. */
+  int listener_gone = 0;
   if (c->ws != c->w->cur) {
-    px_wsnap_t *old = c->ws;
-    c->ws = px__wsnap_use(c->w);
-    px__wsnap_release(c->w, old);
+    const px_snapshot_t *s = c->w->cur->snap;
+    size_t k = 0;
+    while (k < s->cfg->nlisteners && !px_addr_same(&s->listeners[k].conf->address.sa, &lconf(c)->address.sa)) k++;
+    if (k < s->cfg->nlisteners) {
+      px_wsnap_t *old = c->ws;
+      c->ws = px__wsnap_use(c->w);
+      c->lidx = k;
+      px__wsnap_release(c->w, old);
+    } else {
+      listener_gone = 1;
+    }
   }
   lc = lconf(c);
   set_deadline(c, DL_NONE, 0);
@@ -766,7 +777,7 @@ static void req_begin(px_conn_t *c) {
   req->up_reusable = 0;
   req->status = 0;
   req->expect_continue = 0;
-  c->close_after = 0;
+  c->close_after = listener_gone;
   c->state = CS_WAIT_UP;
 
   if (c->rpos > lc->limits.max_header_bytes) {
@@ -921,7 +932,7 @@ void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
   uv_once(&settings_once, settings_init);
   px_conn_t *c = px_calloc(1, sizeof(*c));
   c->w = w;
-  c->l = l;
+  c->lidx = l->listener_index;
   uv_tcp_init(&w->loop, &c->tcp);
   uv_timer_init(&w->loop, &c->timer);
   c->nhandles = 2;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "proxy.h"
 #include "upstream.h"
 
@@ -78,17 +79,75 @@ static void maybe_finish(px_worker_t *w) {
 
 void px__worker_conn_closed(px_worker_t *w) { maybe_finish(w); }
 
+static void on_listen_closed(uv_handle_t *h) { free(h->data); }
+
+static void listen_close(px_listen_t *l) { uv_close((uv_handle_t *)&l->tcp, on_listen_closed); }
+
 static void close_listeners(px_worker_t *w) {
   for (size_t i = 0; i < w->nlistens; i++)
-    if (!uv_is_closing((uv_handle_t *)&w->listens[i].tcp)) uv_close((uv_handle_t *)&w->listens[i].tcp, NULL);
+    if (w->listens[i]) listen_close(w->listens[i]);
+  w->nlistens = 0;
+}
+
+/* Starts accepting on `fd` for listener `index` of the current snapshot; NULL (and
+ * the fd closed) when libuv refuses it. */
+static px_listen_t *listen_open(px_worker_t *w, size_t index, int fd) {
+  px_listen_t *l = px_calloc(1, sizeof(*l));
+  l->w = w;
+  l->listener_index = index;
+  l->addr = w->cur->snap->listeners[index].conf->address.sa;
+  uv_tcp_init(&w->loop, &l->tcp);
+  l->tcp.data = l;
+  int r = uv_tcp_open(&l->tcp, fd);
+  if (r != 0)
+    close(fd); /* the handle did not take it */
+  else
+    r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+  if (r != 0) {
+    px_error("worker %d: listen on %s: %s", w->id, w->cur->snap->listeners[index].conf->address.text,
+             uv_strerror(r));
+    listen_close(l);
+    return NULL;
+  }
+  return l;
+}
+
+/* After a reload: one listening socket per listener of the new snapshot, kept when
+ * its address was there before, opened from `fds` when new; the rest closed. */
+static void relisten(px_worker_t *w, int *fds) {
+  px_snapshot_t *s = w->cur->snap;
+  size_t n = s->cfg->nlisteners;
+  px_listen_t **next = px_calloc(n ? n : 1, sizeof(*next));
+  for (size_t i = 0; i < n; i++) {
+    if (fds && fds[i] >= 0) {
+      next[i] = w->draining ? (close(fds[i]), NULL) : listen_open(w, i, fds[i]);
+      continue;
+    }
+    for (size_t k = 0; k < w->nlistens; k++) {
+      px_listen_t *l = w->listens[k];
+      if (l && px_addr_same(&l->addr, &s->listeners[i].conf->address.sa)) {
+        l->listener_index = i;
+        next[i] = l;
+        w->listens[k] = NULL;
+        break;
+      }
+    }
+  }
+  for (size_t k = 0; k < w->nlistens; k++)
+    if (w->listens[k]) listen_close(w->listens[k]);
+  free(w->listens);
+  w->listens = next;
+  w->nlistens = n;
 }
 
 static void on_mailbox(uv_async_t *a) {
   px_worker_t *w = a->data;
   uv_mutex_lock(&w->mu);
   px_snapshot_t *snap = w->next_snap;
+  int *fds = w->next_fds;
   int drain = w->post_drain, stop = w->post_stop;
   w->next_snap = NULL;
+  w->next_fds = NULL;
   w->post_drain = w->post_stop = 0;
   uv_mutex_unlock(&w->mu);
 
@@ -105,6 +164,8 @@ static void on_mailbox(uv_async_t *a) {
       old->next = w->retired;
       w->retired = old;
     }
+    relisten(w, fds);
+    free(fds);
   }
   if ((drain || stop) && !w->draining) {
     w->draining = 1;
@@ -126,23 +187,12 @@ void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_
   px_queue_init(&w->conns);
   w->free_bufs = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
   w->nlistens = nfds;
-  w->listens = px_calloc(nfds, sizeof(*w->listens));
-  for (size_t i = 0; i < nfds; i++) {
-    px_listen_t *l = &w->listens[i];
-    l->w = w;
-    l->listener_index = i;
-    uv_tcp_init(&w->loop, &l->tcp);
-    l->tcp.data = l;
-    uv_tcp_open(&l->tcp, fds[i]);
-  }
+  w->listens = px_calloc(nfds ? nfds : 1, sizeof(*w->listens));
+  for (size_t i = 0; i < nfds; i++) w->listens[i] = listen_open(w, i, fds[i]);
 }
 
 static void worker_main(void *arg) {
   px_worker_t *w = arg;
-  for (size_t i = 0; i < w->nlistens; i++) {
-    int r = uv_listen((uv_stream_t *)&w->listens[i].tcp, 1024, on_connection);
-    if (r != 0) px_error("worker %d: listen: %s", w->id, uv_strerror(r));
-  }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   /* Everything is closed; let the loop see the last close callbacks. */
   close_listeners(w);
@@ -154,14 +204,39 @@ static void worker_main(void *arg) {
   while (w->nfree_bufs) free(w->free_bufs[--w->nfree_bufs]);
   free(w->free_bufs);
   free(w->listens);
+  w->listens = NULL;
 }
 
 int px_worker_start(px_worker_t *w) { return uv_thread_create(&w->thread, worker_main, w); }
 
-void px_worker_post_snapshot(px_worker_t *w, px_snapshot_t *snap) {
+/* A snapshot superseded before its worker took it hands on the sockets it brought
+ * for listeners the newer one keeps (the newer one expects the worker to have them);
+ * the others are closed. */
+static void supersede(px_snapshot_t *old, int *old_fds, px_snapshot_t *snap, int **fds) {
+  size_t n = snap->cfg->nlisteners;
+  for (size_t i = 0; old_fds && i < old->cfg->nlisteners; i++) {
+    if (old_fds[i] < 0) continue;
+    size_t k = 0;
+    while (k < n && !px_addr_same(&old->cfg->listeners[i].address.sa, &snap->cfg->listeners[k].address.sa)) k++;
+    if (k == n || (*fds && (*fds)[k] >= 0)) {
+      close(old_fds[i]);
+      continue;
+    }
+    if (*fds == NULL) {
+      *fds = px_malloc((n ? n : 1) * sizeof(int));
+      for (size_t j = 0; j < n; j++) (*fds)[j] = -1;
+    }
+    (*fds)[k] = old_fds[i];
+  }
+  free(old_fds);
+  px_snapshot_unref(old);
+}
+
+void px_worker_post_snapshot(px_worker_t *w, px_snapshot_t *snap, int *fds) {
   uv_mutex_lock(&w->mu);
-  if (w->next_snap) px_snapshot_unref(w->next_snap); /* superseded before it was taken */
+  if (w->next_snap) supersede(w->next_snap, w->next_fds, snap, &fds);
   w->next_snap = snap;
+  w->next_fds = fds;
   if (!w->mailbox_closed) uv_async_send(&w->mailbox);
   uv_mutex_unlock(&w->mu);
 }
@@ -183,8 +258,14 @@ void px_worker_post_stop(px_worker_t *w) {
 void px_worker_join(px_worker_t *w) {
   uv_thread_join(&w->thread);
   uv_mutex_lock(&w->mu);
-  if (w->next_snap) px_snapshot_unref(w->next_snap);
+  if (w->next_snap) {
+    for (size_t i = 0; w->next_fds && i < w->next_snap->cfg->nlisteners; i++)
+      if (w->next_fds[i] >= 0) close(w->next_fds[i]);
+    free(w->next_fds);
+    px_snapshot_unref(w->next_snap);
+  }
   w->next_snap = NULL;
+  w->next_fds = NULL;
   uv_mutex_unlock(&w->mu);
   uv_mutex_destroy(&w->mu);
 }

@@ -22,9 +22,12 @@ typedef struct px_wsnap_s {
   struct px_wsnap_s *next; /* retired list */
 } px_wsnap_t;
 
+/* One listening socket of a worker. Reloads may add and remove listeners; a
+ * listener whose address stays keeps its socket, found by `addr`. */
 typedef struct {
   uv_tcp_t tcp;
-  size_t listener_index; /* into the snapshot's listeners (same order on reloads) */
+  size_t listener_index; /* into the worker's current snapshot's listeners */
+  struct sockaddr_storage addr;
   struct px_worker_s *w;
 } px_listen_t;
 
@@ -35,14 +38,14 @@ typedef struct px_worker_s {
   uv_async_t mailbox;
   uv_mutex_t mu;
   px_snapshot_t *next_snap; /* posted by main, taken by the worker */
+  int *next_fds;            /* per listener of next_snap: a new listening fd, or -1 */
   int post_drain, post_stop;
   int mailbox_closed;
 
   px_wsnap_t *cur;
   px_wsnap_t *retired;
-  px_listen_t *listens;
+  px_listen_t **listens; /* one per listener of `cur`, same order */
   size_t nlistens;
-  int *listen_fds;          /* created by main before the thread starts */
   px_queue_t conns;         /* downstream connections */
   size_t nconns;
   int draining;
@@ -57,8 +60,11 @@ typedef struct px_worker_s {
 /* Creates the worker (not started). `fds` holds one listening fd per listener. */
 void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_t nfds);
 int px_worker_start(px_worker_t *w);
-/* Main thread: hand over a new snapshot (the worker takes the reference). */
-void px_worker_post_snapshot(px_worker_t *w, px_snapshot_t *snap);
+/* Main thread: hand over a new snapshot (the worker takes the reference), with
+ * `fds` (taken too; NULL when no listener is new): per listener of `snap`, a new
+ * listening socket, or -1 for a listener whose address the worker listens on
+ * already. The worker closes the sockets of listeners that are gone. */
+void px_worker_post_snapshot(px_worker_t *w, px_snapshot_t *snap, int *fds);
 /* Main thread: stop accepting and finish in-flight requests; or stop now. */
 void px_worker_post_drain(px_worker_t *w);
 void px_worker_post_stop(px_worker_t *w);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -701,6 +703,88 @@ Test(proxy, reload_under_load_drops_nothing, .timeout = 60) {
   cr_assert_eq(px_stop(&p), 0);
   fu_stop(a);
   fu_stop(b);
+}
+
+/* A reload may add, move and remove listeners. A connection on a removed listener
+ * gets its in-flight request answered under the configuration it started with and
+ * is then closed; a new address that cannot be bound, or a new admin address,
+ * rejects the reload and keeps what runs. */
+Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  px_t p;
+  const char *cfg = "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\nlisteners:\n"
+                    "  - name: %s\n    address: 127.0.0.1:%d\n"
+                    "    routes:\n      - { name: r, match: { prefix: / }, cluster: c }\n"
+                    "clusters:\n  - { name: c, endpoints: [%s] }\n";
+  px_prepare(&p);
+  px_launch(&p, cfg, p.admin, "a", p.port, ep(u));
+  int p2 = th_free_port();
+  int old = th_connect(p.port);
+  cr_assert_geq(old, 0);
+  const char *get = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+  th_resp_t r;
+  cr_assert_eq(th_send_all(old, get, strlen(get)), 0);
+  cr_assert_eq(th_read_response(old, &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+
+  /* Listener a (port 1) replaced by listener b (port 2). */
+  px_rewrite(&p, cfg, p.admin, "b", p2, ep(u));
+  kill(p.pid, SIGHUP);
+  cr_assert_eq(th_wait_port(p2, 5000), 0, "the new listener never listened");
+  cr_assert_eq(th_request(p2, get, strlen(get), &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  int refused = 0;
+  for (int i = 0; i < 100 && !refused; i++) {
+    int fd = th_connect(p.port);
+    if (fd < 0) refused = 1;
+    else th_close(fd);
+    if (!refused) usleep(20000);
+  }
+  cr_assert(refused, "the removed listener still accepts connections");
+  cr_assert_eq(th_send_all(old, get, strlen(get)), 0);
+  cr_assert_eq(th_read_response(old, &r, 5000), 0, "a connection of the removed listener lost its request");
+  cr_assert_eq(r.status, 200);
+  cr_assert_str_eq(th_header(&r, "connection"), "close");
+  th_resp_free(&r);
+  cr_assert_eq(th_wait_closed(old, 5000), 1, "the connection was not closed after its last request");
+  th_close(old);
+
+  /* A new address already taken by someone else: rejected, b keeps serving. */
+  int busy = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p.port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int one = 1; /* past the TIME_WAIT of the connection closed above, not SO_REUSEPORT */
+  setsockopt(busy, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  cr_assert_eq(bind(busy, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  cr_assert_eq(listen(busy, 1), 0);
+  px_rewrite(&p, cfg, p.admin, "a", p.port, ep(u));
+  kill(p.pid, SIGHUP);
+  /* A new admin address: rejected too. */
+  usleep(200000);
+  int admin2 = th_free_port();
+  px_rewrite(&p, cfg, admin2, "b", p2, ep(u));
+  kill(p.pid, SIGHUP);
+  for (int i = 0; i < 100; i++) {
+    cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+    if (strstr(r.body, "outrigger_config_reloads_total{result=\"rejected\"} 2\n") || i == 99) break;
+    th_resp_free(&r);
+    usleep(20000);
+  }
+  cr_assert(strstr(r.body, "outrigger_config_reloads_total{result=\"ok\"} 1\n"), "%s", r.body);
+  cr_assert(strstr(r.body, "outrigger_config_reloads_total{result=\"rejected\"} 2\n"), "%s", r.body);
+  th_resp_free(&r);
+  close(busy);
+  cr_assert_eq(th_request(p2, get, strlen(get), &r, 5000), 0);
+  cr_assert_eq(r.status, 200, "the running configuration was not kept");
+  th_resp_free(&r);
+  char *log = th_read_file(p.log, NULL);
+  cr_assert(log && strstr(log, "cannot listen on 127.0.0.1:"), "%s", log);
+  cr_assert(strstr(log, "the admin address changed"), "%s", log);
+  free(log);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
 }
 
 /* ---- command line ------------------------------------------------------------ */
