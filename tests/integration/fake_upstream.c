@@ -76,6 +76,19 @@ static void send_all(int fd, const void *p, size_t n) {
 static void answer(fu_conn_t *c) {
   fu_t *u = c->u;
   char hdr[512];
+  if (u->o.mode == FU_SHORT) {
+    char part[100];
+    memset(part, 's', sizeof(part));
+    if (u->o.chunked) {
+      static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n";
+      send_all(c->fd, head, sizeof(head) - 1);
+    } else {
+      static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+      send_all(c->fd, head, sizeof(head) - 1);
+    }
+    send_all(c->fd, part, sizeof(part));
+    return;
+  }
   if (u->o.mode == FU_SLOW) usleep((useconds_t)u->o.delay_ms * 1000);
   if (u->o.mode == FU_BIG) {
     char buf[16384];
@@ -172,7 +185,7 @@ static void *conn_main(void *arg) {
       goto done;
     }
     answer(c);
-    if (u->o.mode == FU_ONE_SHOT) goto done;
+    if (u->o.mode == FU_ONE_SHOT || u->o.mode == FU_SHORT) goto done;
   }
 done:
   close(c->fd);

@@ -17,6 +17,7 @@ typedef enum {
   FU_SLOW,     /* like FU_ECHO after `delay_ms` */
   FU_ONE_SHOT, /* like FU_ECHO, then closes although it promised keep-alive */
   FU_HEAD_BODY, /* like FU_ECHO, but lies to HEAD: its answer carries the echo body too, in the same send */
+  FU_SHORT,     /* promises 1000 body bytes (Content-Length, or chunked when `chunked`), sends 100, closes */
 } fu_mode_t;
 
 typedef struct fu_s fu_t;

@@ -787,6 +787,31 @@ Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
   fu_stop(u);
 }
 
+/* An upstream that dies in the middle of a body it promised (sized or chunked):
+ * the answer has started, so the client cannot get an error page; it must see the
+ * answer cut short (the connection closed, no final chunk), never a complete
+ * answer with fewer bytes, and never a hang. */
+static void check_short_body(int chunked) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SHORT, .chunked = chunked});
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *get = "GET /short HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, get, strlen(get)), 0);
+  th_resp_t r;
+  cr_assert_neq(th_read_response(fd, &r, 5000), 0, "a cut-short body reached the client as complete");
+  cr_assert_eq(th_wait_closed(fd, 100), 1, "the client connection was left open (hanging) after the upstream died");
+  th_close(fd);
+  cr_assert_eq(th_http(p.admin, "GET", "/healthz", NULL, NULL, &r), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, upstream_dies_mid_body_sized, .timeout = 30) { check_short_body(0); }
+Test(proxy, upstream_dies_mid_body_chunked, .timeout = 30) { check_short_body(1); }
+
 /* ---- command line ------------------------------------------------------------ */
 
 static int run_cli(const char *const argv[], char **out) {
