@@ -374,6 +374,54 @@ static void assert_problem(th_resp_t *r, int status, const char *kind) {
   cr_assert(strstr(r->body, "\"title\":") && strstr(r->body, "\"detail\":") && strstr(r->body, "\"type\":"));
 }
 
+/* Cluster limits are counted across workers (two here) and refuse at once with
+ * 503 overloaded and x-outrigger-overloaded (SPEC §6); a freed slot is usable again. */
+Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 800});
+  px_t p;
+  px_prepare(&p);
+  px_launch(&p,
+            "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"
+            "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"
+            "      - { name: r, match: { prefix: /r }, cluster: r }\n"
+            "      - { name: c, match: { prefix: /c }, cluster: c }\n"
+            "clusters:\n  - { name: r, endpoints: [%s], limits: { max_requests: 1 } }\n"
+            "  - { name: c, endpoints: [%s], limits: { max_connections: 1 } }\n",
+            p.admin, p.port, ep(u), ep(u));
+  const char *paths[] = {"/r", "/c"};
+  th_resp_t r;
+  for (int i = 0; i < 2; i++) {
+    char req[128];
+    int seen = fu_requests(u);
+    int a = th_connect(p.port);
+    int n = snprintf(req, sizeof(req), "GET %s/first HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+    cr_assert_eq(th_send_all(a, req, (size_t)n), 0);
+    for (int k = 0; k < 200 && fu_requests(u) == seen; k++) usleep(10000);
+    cr_assert_gt(fu_requests(u), seen, "the first request never reached the upstream");
+    n = snprintf(req, sizeof(req), "GET %s/second HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+    cr_assert_eq(th_request(p.port, req, (size_t)n, &r, 5000), 0);
+    assert_problem(&r, 503, "overloaded");
+    cr_assert_str_eq(th_header(&r, "x-outrigger-overloaded"), "true");
+    th_resp_free(&r);
+    cr_assert_eq(th_read_response(a, &r, 5000), 0);
+    cr_assert_eq(r.status, 200, "the request within the limit failed");
+    th_resp_free(&r);
+    th_close(a);
+  }
+  /* The slot is freed once the last byte is written, which can be a moment after
+   * the client has read it. */
+  for (int k = 0;; k++) {
+    cr_assert_eq(raw(&p, "GET /r/again HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+    if (r.status == 200 || k == 50) break;
+    th_resp_free(&r);
+    usleep(20000);
+  }
+  cr_assert_eq(r.status, 200, "max_requests did not free its slot");
+  th_resp_free(&r);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
 Test(proxy, routes_by_prefix_path_host_method, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   px_t p;
