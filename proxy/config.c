@@ -16,6 +16,7 @@
 #include "config_int.h"
 #include "core.h"
 #include "net.h"
+#include "net.h"
 
 /* Alias expansion can make a small file describe a huge tree ("billion laughs");
  * no sane configuration needs this many nodes. */
@@ -830,6 +831,12 @@ void px__json_map(const px__map_t *map, const void *base, px_buf_t *out) {
 void px_config_to_json(const px_config_t *cfg, px_buf_t *out) { px__json_map(&px__root_map, cfg, out); }
 
 /* ---- loading ------------------------------------------------------------ */
+
+int px_config_listener_at(const px_config_t *cfg, const struct sockaddr_storage *sa) {
+  for (size_t i = 0; cfg && i < cfg->nlisteners; i++)
+    if (px_addr_same(&cfg->listeners[i].address.sa, sa)) return (int)i;
+  return -1;
+}
 
 void px_config_free(px_config_t *cfg) {
   if (!cfg) return;

@@ -245,6 +245,9 @@ px_config_t *px_config_load(const char *path, px_errlist_t *errs);
 /* Same from memory; `name` stands for the file name in positions. */
 px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_errlist_t *errs);
 void px_config_free(px_config_t *cfg);
+/* The index of the listener bound to `sa`, or -1 (NULL cfg: -1). Reloads identify
+ * listeners by address. */
+int px_config_listener_at(const px_config_t *cfg, const struct sockaddr_storage *sa);
 /* The effective configuration as JSON for GET /config, with TLS key paths redacted. */
 void px_config_to_json(const px_config_t *cfg, px_buf_t *out);
 

@@ -175,12 +175,6 @@ static void close_fds(int **fds, int nworkers, size_t nlisteners) {
   free(fds);
 }
 
-static int has_address(const px_config_t *cfg, const struct sockaddr_storage *sa) {
-  for (size_t i = 0; cfg && i < cfg->nlisteners; i++)
-    if (px_addr_same(&cfg->listeners[i].address.sa, sa)) return 1;
-  return 0;
-}
-
 /* Every worker gets its own SO_REUSEPORT socket per listener: -1 where `old` (the
  * running configuration, NULL at start-up) has that address already. They are all
  * bound by the main thread, before any worker thread starts or sees a reload, so a
@@ -193,7 +187,7 @@ static int open_listeners(px_main_t *m, const px_config_t *cfg, const px_config_
   }
   for (int w = 0; w < m->nworkers; w++) {
     for (size_t l = 0; l < cfg->nlisteners; l++) {
-      if (has_address(old, &cfg->listeners[l].address.sa)) continue;
+      if (px_config_listener_at(old, &cfg->listeners[l].address.sa) >= 0) continue;
       int fd = px_listen_fd((const struct sockaddr *)&cfg->listeners[l].address.sa, 1, 1024);
       if (fd < 0) {
         px_error("listener %s: cannot listen on %s: %s", cfg->listeners[l].name, cfg->listeners[l].address.text,

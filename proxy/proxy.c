@@ -744,13 +744,11 @@ static void req_begin(px_conn_t *c) {
    * configuration the connection started with, and the connection closes after it. */
   int listener_gone = 0;
   if (c->ws != c->w->cur) {
-    const px_snapshot_t *s = c->w->cur->snap;
-    size_t k = 0;
-    while (k < s->cfg->nlisteners && !px_addr_same(&s->listeners[k].conf->address.sa, &lconf(c)->address.sa)) k++;
-    if (k < s->cfg->nlisteners) {
+    int k = px_config_listener_at(c->w->cur->snap->cfg, &lconf(c)->address.sa);
+    if (k >= 0) {
       px_wsnap_t *old = c->ws;
       c->ws = px__wsnap_use(c->w);
-      c->lidx = k;
+      c->lidx = (size_t)k;
       px__wsnap_release(c->w, old);
     } else {
       listener_gone = 1;

@@ -120,7 +120,10 @@ static void relisten(px_worker_t *w, int *fds) {
   px_listen_t **next = px_calloc(n ? n : 1, sizeof(*next));
   for (size_t i = 0; i < n; i++) {
     if (fds && fds[i] >= 0) {
-      next[i] = w->draining ? (close(fds[i]), NULL) : listen_open(w, i, fds[i]);
+      if (w->draining)
+        close(fds[i]); /* a draining worker accepts nothing new */
+      else
+        next[i] = listen_open(w, i, fds[i]);
       continue;
     }
     for (size_t k = 0; k < w->nlistens; k++) {
@@ -216,9 +219,8 @@ static void supersede(px_snapshot_t *old, int *old_fds, px_snapshot_t *snap, int
   size_t n = snap->cfg->nlisteners;
   for (size_t i = 0; old_fds && i < old->cfg->nlisteners; i++) {
     if (old_fds[i] < 0) continue;
-    size_t k = 0;
-    while (k < n && !px_addr_same(&old->cfg->listeners[i].address.sa, &snap->cfg->listeners[k].address.sa)) k++;
-    if (k == n || (*fds && (*fds)[k] >= 0)) {
+    int k = px_config_listener_at(snap->cfg, &old->cfg->listeners[i].address.sa);
+    if (k < 0 || (*fds && (*fds)[k] >= 0)) {
       close(old_fds[i]);
       continue;
     }
