@@ -46,6 +46,15 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 static int on_field(llhttp_t *p, const char *at, size_t n) { return hc_field(p->data, at, n); }
 static int on_value(llhttp_t *p, const char *at, size_t n) { return hc_value(p->data, at, n); }
 static int on_value_complete(llhttp_t *p) { return px_hcollect_value_done(&((collect_t *)p->data)->col); }
+
+/* Parser settings that collect header spans as the proxy does, for requests and
+ * responses alike; the caller adds what differs. */
+static void collect_settings(llhttp_settings_t *s) {
+  llhttp_settings_init(s);
+  s->on_header_field = on_field;
+  s->on_header_value = on_value;
+  s->on_header_value_complete = on_value_complete;
+}
 static int on_req_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) return HPE_PAUSED;
   return 0;
@@ -239,10 +248,7 @@ static void fuzz_response(const char *buf, size_t size, uint32_t knobs) {
   hc.rrw = &rw;
   hc.rout = &out;
   llhttp_settings_t s;
-  llhttp_settings_init(&s);
-  s.on_header_field = on_field;
-  s.on_header_value = on_value;
-  s.on_header_value_complete = on_value_complete;
+  collect_settings(&s);
   s.on_headers_complete = on_resp_headers_complete;
   llhttp_t p;
   llhttp_init(&p, HTTP_RESPONSE, &s);
@@ -287,11 +293,8 @@ static void fuzz_request(const char *buf, size_t size, size_t split, uint32_t kn
 /* The part of fuzz_request after the scanner accepted a head of `he` bytes. */
 static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_t knobs, collect_t *hc) {
   llhttp_settings_t set;
-  llhttp_settings_init(&set);
+  collect_settings(&set);
   set.on_url = on_url;
-  set.on_header_field = on_field;
-  set.on_header_value = on_value;
-  set.on_header_value_complete = on_value_complete;
   set.on_headers_complete = on_req_headers_complete;
   set.on_message_complete = on_req_message_complete;
   llhttp_t p;
