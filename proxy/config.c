@@ -43,7 +43,7 @@ static void errlist_push(px_errlist_t *e, char *s) {
   e->items[e->n++] = s;
 }
 
-static char *format_pos_msg(px_pos_t pos, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static char *format_pos_msg(px_pos_t pos, const char *fmt, va_list ap) {
   px_buf_t b = {0};
   if (pos.line > 0)
     px_buf_printf(&b, "%s:%d:%d: ", pos.file ? pos.file : "?", pos.line, pos.col);

@@ -683,8 +683,8 @@ Test(config, json_shows_effective_config) {
       "\"split\":[{\"cluster\":\"shortener-v1\",\"weight\":90,\"canary\":false}",
       "\"hash\":{\"header\":\"x-user-id\"}",
       "\"circuit_breaker\":{\"consecutive_failures\":5,\"failure_rate\":{\"threshold\":0.5,\"window\":\"10s\"",
-      "\"name\":\"local\",\"endpoints\":[\"127.0.0.1:9001\"],\"lb\":\"round_robin\",\"hash\":null,"
-      "\"connect_timeout\":\"1s\"",
+      ("\"name\":\"local\",\"endpoints\":[\"127.0.0.1:9001\"],\"lb\":\"round_robin\",\"hash\":null,"
+       "\"connect_timeout\":\"1s\""),
       "\"circuit_breaker\":null,\"health_check\":null,\"tls\":null}",
       "\"key\":\"[redacted]\"",
   };
