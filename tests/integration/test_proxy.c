@@ -33,14 +33,14 @@ static void px_prepare(px_t *p) {
   snprintf(p->log, sizeof(p->log), "%s/outrigger.log", p->dir);
 }
 
-static void px_write(px_t *p, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void px_write(px_t *p, const char *fmt, va_list ap) {
   FILE *f = fopen(p->cfg, "w");
   cr_assert(f);
   vfprintf(f, fmt, ap);
   fclose(f);
 }
 
-static void px_launch(px_t *p, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void px_launch(px_t *p, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   px_write(p, fmt, ap);
@@ -56,7 +56,7 @@ static void px_launch(px_t *p, const char *fmt, ...) {
 }
 
 /* Rewrites the configuration in place (for reload tests). */
-static void px_rewrite(px_t *p, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void px_rewrite(px_t *p, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   px_write(p, fmt, ap);
@@ -86,8 +86,8 @@ static void start_simple(px_t *p, const char *listener_extra, const char *route_
             "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n%s"
             "    routes:\n      - { name: r, match: { prefix: / }, cluster: c%s }\n"
             "clusters:\n  - { name: c, endpoints: [%s]%s }\n",
-            p->admin, p->port, listener_extra ? listener_extra : "", route_extra ? route_extra : "", endpoints,
-            cluster_extra ? cluster_extra : "");
+            p->admin, p->port, listener_extra ? listener_extra : "", route_extra ? route_extra : "",
+            endpoints, cluster_extra ? cluster_extra : "");
 }
 
 static char *ep(const fu_t *u) {
@@ -119,7 +119,8 @@ Test(proxy, forwards_and_rewrites_headers, .timeout = 30) {
   cr_assert_str_eq(th_header(&r, "x-outrigger-attempts"), "1");
   cr_assert_str_eq(th_header(&r, "x-outrigger-upstream"), "c");
   /* An inner hop's values are replaced, not repeated. */
-  cr_assert_eq(strstr(strstr(r.head, "x-outrigger-attempts") + 1, "x-outrigger-attempts"), NULL, "%s", r.head);
+  cr_assert_eq(strstr(strstr(r.head, "x-outrigger-attempts") + 1, "x-outrigger-attempts"), NULL, "%s",
+               r.head);
   cr_assert_null(th_header(&r, "keep-alive"), "hop-by-hop response header forwarded");
   cr_assert_not_null(th_header(&r, "x-end-to-end"), "an end-to-end response header was dropped");
   /* The body is the head the upstream received. */
@@ -152,7 +153,8 @@ Test(proxy, forwards_and_rewrites_headers, .timeout = 30) {
 
 static void check_body_roundtrip(px_t *p, size_t len, int chunked) {
   char *body = malloc(len);
-  for (size_t i = 0; i < len; i++) body[i] = (char)fu_pattern(i * 3 + 1);
+  for (size_t i = 0; i < len; i++)
+    body[i] = (char)fu_pattern(i * 3 + 1);
   uint64_t sum = fu_fnv1a(FU_FNV_INIT, body, len);
   int fd = th_connect(p->port);
   cr_assert(fd >= 0);
@@ -213,8 +215,12 @@ static void check_big_response(size_t len, int chunked, int http10) {
   fu_stop(u);
 }
 
-Test(proxy, streams_large_responses_sized, .timeout = 60) { check_big_response(5 * 1024 * 1024 + 3, 0, 0); }
-Test(proxy, streams_large_responses_chunked, .timeout = 60) { check_big_response(5 * 1024 * 1024 + 3, 1, 0); }
+Test(proxy, streams_large_responses_sized, .timeout = 60) {
+  check_big_response(5 * 1024 * 1024 + 3, 0, 0);
+}
+Test(proxy, streams_large_responses_chunked, .timeout = 60) {
+  check_big_response(5 * 1024 * 1024 + 3, 1, 0);
+}
 Test(proxy, chunked_response_to_http10_client_is_close_delimited, .timeout = 60) {
   check_big_response(300000, 1, 1);
 }
@@ -396,7 +402,8 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
     int a = th_connect(p.port);
     int n = snprintf(req, sizeof(req), "GET %s/first HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
     cr_assert_eq(th_send_all(a, req, (size_t)n), 0);
-    for (int k = 0; k < 200 && fu_requests(u) == seen; k++) usleep(10000);
+    for (int k = 0; k < 200 && fu_requests(u) == seen; k++)
+      usleep(10000);
     cr_assert_gt(fu_requests(u), seen, "the first request never reached the upstream");
     n = snprintf(req, sizeof(req), "GET %s/second HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
     cr_assert_eq(th_request(p.port, req, (size_t)n, &r, 5000), 0);
@@ -527,8 +534,8 @@ Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
 Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   px_t p;
-  start_simple(&p, "    limits: { max_header_bytes: 8KiB, max_body_bytes: 64KiB, header_timeout: 300ms }\n", NULL, ep(u),
-               NULL);
+  start_simple(&p, "    limits: { max_header_bytes: 8KiB, max_body_bytes: 64KiB, header_timeout: 300ms }\n",
+               NULL, ep(u), NULL);
   static const char big_te[] = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   static const char nul_req[] = "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n";
   struct {
@@ -537,10 +544,11 @@ Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
     int status;
     const char *kind;
   } cases[] = {
-      {"CL+TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0,
+      {"CL+TE",
+       "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0,
        400, "bad_request"},
-      {"conflicting CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 0, 400,
-       "bad_request"},
+      {"conflicting CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+       0, 400, "bad_request"},
       {"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n", 0, 400, "bad_request"},
       {"bare LF", "GET / HTTP/1.1\nHost: x\n\n", 0, 400, "bad_request"},
       {"NUL in header", nul_req, sizeof(nul_req) - 1, 400, "bad_request"},
@@ -553,7 +561,8 @@ Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
       {"empty header name", "GET / HTTP/1.1\r\nHost: a\r\n: empty\r\n\r\n", 0, 400, "bad_request"},
       {"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, 400, "bad_request"},
       {"garbage", "HELLO THERE\r\n\r\n", 0, 400, "bad_request"},
-      {"CL too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 0, 413, "body_too_large"},
+      {"CL too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 0, 413,
+       "body_too_large"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     th_resp_t r;
@@ -593,7 +602,8 @@ Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
   memset(chunk, 'z', sizeof(chunk));
   memcpy(chunk, "2000\r\n", 6);
   memcpy(chunk + 6 + 8192, "\r\n", 2);
-  for (int i = 0; i < 10; i++) th_send_all(fd, chunk, 6 + 8192 + 2);
+  for (int i = 0; i < 10; i++)
+    th_send_all(fd, chunk, 6 + 8192 + 2);
   cr_assert_eq(th_read_response(fd, &r, 5000), 0);
   assert_problem(&r, 413, "body_too_large");
   th_resp_free(&r);
@@ -634,13 +644,15 @@ Test(proxy, admin_endpoints, .timeout = 30) {
    * after the client has read it: poll briefly. */
   for (int i = 0;; i++) {
     cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
-    if (strstr(r.body, "outrigger_requests_total{listener=\"edge\",route=\"r\",class=\"2xx\"} 1\n") || i == 50)
+    if (strstr(r.body, "outrigger_requests_total{listener=\"edge\",route=\"r\",class=\"2xx\"} 1\n") ||
+        i == 50)
       break;
     th_resp_free(&r);
     usleep(20000);
   }
   cr_assert_eq(r.status, 200);
-  cr_assert(strstr(r.body, "outrigger_requests_total{listener=\"edge\",route=\"r\",class=\"2xx\"} 1\n"), "%s", r.body);
+  cr_assert(strstr(r.body, "outrigger_requests_total{listener=\"edge\",route=\"r\",class=\"2xx\"} 1\n"), "%s",
+            r.body);
   cr_assert(strstr(r.body, "outrigger_upstream_responses_total{cluster=\"c\",class=\"2xx\"} 1\n"));
   cr_assert(strstr(r.body, "outrigger_request_duration_seconds_count{listener=\"edge\"} 1\n"));
   cr_assert(strstr(r.body, "# TYPE outrigger_downstream_connections_active gauge\n"));
@@ -714,17 +726,18 @@ Test(proxy, reload_under_load_drops_nothing, .timeout = 60) {
   fu_t *a = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   fu_t *b = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   px_t p;
-  const char *cfg = "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: 127.0.0.1:%d\n"
-                    "    routes:\n      - { name: r, match: { prefix: / }, cluster: %s }\n"
-                    "clusters:\n  - { name: a, endpoints: [%s] }\n  - { name: b, endpoints: [%s] }\n";
+#define CFG                                                                                                  \
+  "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: 127.0.0.1:%d\n"                   \
+  "    routes:\n      - { name: r, match: { prefix: / }, cluster: %s }\n"                                    \
+  "clusters:\n  - { name: a, endpoints: [%s] }\n  - { name: b, endpoints: [%s] }\n"
   px_prepare(&p);
-  px_launch(&p, cfg, p.admin, p.port, "a", ep(a), ep(b));
+  px_launch(&p, CFG, p.admin, p.port, "a", ep(a), ep(b));
   loop_t l = {.port = p.port, .n = 100000, .path = "/loop"};
   pthread_t t;
   pthread_create(&t, NULL, request_loop, &l);
   for (int i = 0; i < 6; i++) {
     usleep(80000);
-    px_rewrite(&p, cfg, p.admin, p.port, i % 2 ? "a" : "b", ep(a), ep(b));
+    px_rewrite(&p, CFG, p.admin, p.port, i % 2 ? "a" : "b", ep(a), ep(b));
     kill(p.pid, SIGHUP);
   }
   usleep(80000);
@@ -752,6 +765,7 @@ Test(proxy, reload_under_load_drops_nothing, .timeout = 60) {
   fu_stop(a);
   fu_stop(b);
 }
+#undef CFG
 
 /* A reload may add, move and remove listeners. A connection on a removed listener
  * gets its in-flight request answered under the configuration it started with and
@@ -760,12 +774,13 @@ Test(proxy, reload_under_load_drops_nothing, .timeout = 60) {
 Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   px_t p;
-  const char *cfg = "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\nlisteners:\n"
-                    "  - name: %s\n    address: 127.0.0.1:%d\n"
-                    "    routes:\n      - { name: r, match: { prefix: / }, cluster: c }\n"
-                    "clusters:\n  - { name: c, endpoints: [%s] }\n";
+#define CFG                                                                                                  \
+  "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\nlisteners:\n"                         \
+  "  - name: %s\n    address: 127.0.0.1:%d\n"                                                                \
+  "    routes:\n      - { name: r, match: { prefix: / }, cluster: c }\n"                                     \
+  "clusters:\n  - { name: c, endpoints: [%s] }\n"
   px_prepare(&p);
-  px_launch(&p, cfg, p.admin, "a", p.port, ep(u));
+  px_launch(&p, CFG, p.admin, "a", p.port, ep(u));
   int p2 = th_free_port();
   int old = th_connect(p.port);
   cr_assert_geq(old, 0);
@@ -777,7 +792,7 @@ Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
   th_resp_free(&r);
 
   /* Listener a (port 1) replaced by listener b (port 2). */
-  px_rewrite(&p, cfg, p.admin, "b", p2, ep(u));
+  px_rewrite(&p, CFG, p.admin, "b", p2, ep(u));
   kill(p.pid, SIGHUP);
   cr_assert_eq(th_wait_port(p2, 5000), 0, "the new listener never listened");
   cr_assert_eq(th_request(p2, get, strlen(get), &r, 5000), 0);
@@ -786,8 +801,10 @@ Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
   int refused = 0;
   for (int i = 0; i < 100 && !refused; i++) {
     int fd = th_connect(p.port);
-    if (fd < 0) refused = 1;
-    else th_close(fd);
+    if (fd < 0)
+      refused = 1;
+    else
+      th_close(fd);
     if (!refused) usleep(20000);
   }
   cr_assert(refused, "the removed listener still accepts connections");
@@ -801,18 +818,18 @@ Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
 
   /* A new address already taken by someone else: rejected, b keeps serving. */
   int busy = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p.port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)p.port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int one = 1; /* past the TIME_WAIT of the connection closed above, not SO_REUSEPORT */
   setsockopt(busy, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   cr_assert_eq(bind(busy, (struct sockaddr *)&sa, sizeof(sa)), 0);
   cr_assert_eq(listen(busy, 1), 0);
-  px_rewrite(&p, cfg, p.admin, "a", p.port, ep(u));
+  px_rewrite(&p, CFG, p.admin, "a", p.port, ep(u));
   kill(p.pid, SIGHUP);
   /* A new admin address: rejected too. */
   usleep(200000);
   int admin2 = th_free_port();
-  px_rewrite(&p, cfg, admin2, "b", p2, ep(u));
+  px_rewrite(&p, CFG, admin2, "b", p2, ep(u));
   kill(p.pid, SIGHUP);
   for (int i = 0; i < 100; i++) {
     cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
@@ -834,6 +851,7 @@ Test(proxy, reload_adds_and_removes_listeners, .timeout = 60) {
   cr_assert_eq(px_stop(&p), 0);
   fu_stop(u);
 }
+#undef CFG
 
 /* An upstream that dies in the middle of a body it promised (sized or chunked):
  * the answer has started, so the client cannot get an error page; it must see the
@@ -848,7 +866,8 @@ static void check_short_body(int chunked) {
   cr_assert_eq(th_send_all(fd, get, strlen(get)), 0);
   th_resp_t r;
   cr_assert_neq(th_read_response(fd, &r, 5000), 0, "a cut-short body reached the client as complete");
-  cr_assert_eq(th_wait_closed(fd, 100), 1, "the client connection was left open (hanging) after the upstream died");
+  cr_assert_eq(th_wait_closed(fd, 100), 1,
+               "the client connection was left open (hanging) after the upstream died");
   th_close(fd);
   cr_assert_eq(th_http(p.admin, "GET", "/healthz", NULL, NULL, &r), 0);
   cr_assert_eq(r.status, 200);
@@ -857,8 +876,12 @@ static void check_short_body(int chunked) {
   fu_stop(u);
 }
 
-Test(proxy, upstream_dies_mid_body_sized, .timeout = 30) { check_short_body(0); }
-Test(proxy, upstream_dies_mid_body_chunked, .timeout = 30) { check_short_body(1); }
+Test(proxy, upstream_dies_mid_body_sized, .timeout = 30) {
+  check_short_body(0);
+}
+Test(proxy, upstream_dies_mid_body_chunked, .timeout = 30) {
+  check_short_body(1);
+}
 
 /* ---- command line ------------------------------------------------------------ */
 
@@ -894,9 +917,11 @@ Test(proxy, command_line_exit_codes, .timeout = 30) {
   px_t p;
   px_prepare(&p);
   FILE *f = fopen(p.cfg, "w");
-  fprintf(f, "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"
-             "      - { name: r, match: { prefix: / }, cluster: c }\n"
-             "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n", p.port);
+  fprintf(f,
+          "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"
+          "      - { name: r, match: { prefix: / }, cluster: c }\n"
+          "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n",
+          p.port);
   fclose(f);
   const char *ok[] = {th_bin("outrigger"), "--validate", "-c", p.cfg, NULL};
   cr_assert_eq(run_cli(ok, &out), 0);
@@ -914,9 +939,11 @@ Test(proxy, command_line_exit_codes, .timeout = 30) {
   /* The port is taken: runtime failure, exit 3. */
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   f = fopen(p.cfg, "w");
-  fprintf(f, "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: %s\n    routes:\n"
-             "      - { name: r, match: { prefix: / }, cluster: c }\n"
-             "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n", p.admin, ep(u));
+  fprintf(f,
+          "admin: { address: 127.0.0.1:%d }\nlisteners:\n  - name: l\n    address: %s\n    routes:\n"
+          "      - { name: r, match: { prefix: / }, cluster: c }\n"
+          "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n",
+          p.admin, ep(u));
   fclose(f);
   const char *run[] = {th_bin("outrigger"), "-c", p.cfg, NULL};
   cr_assert_eq(run_cli(run, &out), 3);
@@ -925,9 +952,12 @@ Test(proxy, command_line_exit_codes, .timeout = 30) {
 
   /* log.format: json makes every stderr line one JSON object. */
   f = fopen(p.cfg, "w");
-  fprintf(f, "admin: { address: 127.0.0.1:%d }\nlog: { format: json }\nlisteners:\n  - name: l\n    address: %s\n"
-             "    routes:\n      - { name: r, match: { prefix: / }, cluster: c }\n"
-             "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n", p.admin, ep(u));
+  fprintf(
+      f,
+      "admin: { address: 127.0.0.1:%d }\nlog: { format: json }\nlisteners:\n  - name: l\n    address: %s\n"
+      "    routes:\n      - { name: r, match: { prefix: / }, cluster: c }\n"
+      "clusters:\n  - { name: c, endpoints: [127.0.0.1:1] }\n",
+      p.admin, ep(u));
   fclose(f);
   cr_assert_eq(run_cli(run, &out), 3);
   cr_assert(strncmp(out, "{\"time\":\"", 9) == 0 && strstr(out, "\"level\":\"error\"") &&
