@@ -54,6 +54,7 @@ cleanup() {
   done
   for p in "${STARTED_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${STARTED_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "${NGX_DIR:-}" ]; then rm -rf "$NGX_DIR"; fi
   exit "$rc"
 }
 
@@ -62,6 +63,11 @@ bench_init() {
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  # nginx's workers drop root for www-data, which cannot read a clone under /root
+  # (mode 700): the files nginx serves and its temp paths live in a directory any
+  # user can traverse, removed again by cleanup.
+  NGX_DIR=$(mktemp -d /tmp/outrigger-bench-nginx.XXXXXX)
+  chmod 755 "$NGX_DIR"
   ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
   NPROC=$(nproc)
   if [ "${PIN:-1}" = 1 ] && [ "$NPROC" -ge 2 ]; then PINNING=1; else PINNING=0; fi
@@ -225,21 +231,21 @@ cap_destroy() {
 # ---------------------------------------------------------------- configs
 
 write_www() {
-  mkdir -p "$OUT/www" "$OUT/nginx-tmp"
-  printf 'Hello, World!' >"$OUT/www/small.txt"                               # 13 bytes
-  head -c 1024 /dev/zero | tr '\0' 'a' >"$OUT/www/1k.txt"
-  head -c 16384 /dev/zero | tr '\0' 'b' >"$OUT/www/16k.txt"
+  mkdir -p "$NGX_DIR/www" "$NGX_DIR/tmp"
+  printf 'Hello, World!' >"$NGX_DIR/www/small.txt"                               # 13 bytes
+  head -c 1024 /dev/zero | tr '\0' 'a' >"$NGX_DIR/www/1k.txt"
+  head -c 16384 /dev/zero | tr '\0' 'b' >"$NGX_DIR/www/16k.txt"
   head -c 1048576 /dev/zero | tr '\0' 'c' >"$OUT/post-1m.bin"
 }
 
 nginx_common_http() {
   cat <<EOF
   access_log off;
-  client_body_temp_path $OUT/nginx-tmp/client;
-  proxy_temp_path $OUT/nginx-tmp/proxy;
-  fastcgi_temp_path $OUT/nginx-tmp/fastcgi;
-  uwsgi_temp_path $OUT/nginx-tmp/uwsgi;
-  scgi_temp_path $OUT/nginx-tmp/scgi;
+  client_body_temp_path $NGX_DIR/tmp/client;
+  proxy_temp_path $NGX_DIR/tmp/proxy;
+  fastcgi_temp_path $NGX_DIR/tmp/fastcgi;
+  uwsgi_temp_path $NGX_DIR/tmp/uwsgi;
+  scgi_temp_path $NGX_DIR/tmp/scgi;
   keepalive_timeout 65s;
   keepalive_requests 1000000;
   default_type text/plain;
@@ -263,7 +269,7 @@ $(nginx_common_http)
   open_file_cache_valid 1h;
   server {
     listen 127.0.0.1:$P_ORIGIN backlog=4096;
-    root $OUT/www;
+    root $NGX_DIR/www;
     client_max_body_size 2m;
     # The upload handler reads the whole 1 MiB body (in memory) before it answers,
     # like a real application. (A plain \`return 200\` answers first and discards the
