@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -49,6 +50,19 @@ char *th_tmpdir(void) {
   char tmpl[] = "/tmp/pxtest.XXXXXX";
   if (mkdtemp(tmpl) == NULL) return NULL;
   return px_strdup(tmpl);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+void th_tmpdir_remove(char *dir) {
+  if (dir == NULL) return;
+  /* Depth first, not following links: what a test made goes, nothing it points at. */
+  nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+  free(dir);
 }
 
 pid_t th_spawn(const char *const argv[], const char *log_path) {

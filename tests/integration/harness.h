@@ -11,8 +11,10 @@
 const char *th_bin(const char *name);
 /* A TCP port that was free on 127.0.0.1 a moment ago (bind to :0, read, close). */
 int th_free_port(void);
-/* A fresh directory under /tmp; the caller frees the string. */
+/* A fresh directory under /tmp; th_tmpdir_remove deletes it and frees the string. */
 char *th_tmpdir(void);
+/* Deletes dir and everything in it, then frees the string; NULL is a no-op. */
+void th_tmpdir_remove(char *dir);
 /* Starts argv[0] with argv; stdout and stderr go to log_path (appended) or are
  * inherited when NULL. Returns the pid or -1. */
 pid_t th_spawn(const char *const argv[], const char *log_path);

@@ -106,5 +106,5 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   cr_assert(v2 >= 2 && v2 <= 45, "split 90/10 gave v1=%d v2=%d", v1, v2);
 
   for (int i = np - 1; i >= 0; i--) cr_assert_eq(th_stop(pids[i], 10000), 0, "process %d did not exit cleanly", i);
-  free(dir);
+  th_tmpdir_remove(dir);
 }

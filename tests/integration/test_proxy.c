@@ -72,7 +72,7 @@ static int px_stop(px_t *p) {
     fprintf(stderr, "outrigger exited with %d; its log:\n%s\n", rc, log ? log : "(none)");
     free(log);
   }
-  free(p->dir);
+  th_tmpdir_remove(p->dir);
   p->dir = NULL;
   return rc;
 }
@@ -673,7 +673,7 @@ Test(proxy, admin_endpoints, .timeout = 30) {
   cr_assert_eq(r.status, 202);
   th_resp_free(&r);
   cr_assert_eq(th_wait_exit(p.pid, 5000), 0, "POST /drain did not exit 0");
-  free(p.dir);
+  th_tmpdir_remove(p.dir);
   fu_stop(u);
 }
 
@@ -718,7 +718,7 @@ Test(proxy, drain_finishes_requests_in_flight, .timeout = 30) {
   th_resp_free(&r);
   th_close(fd);
   cr_assert_eq(th_wait_exit(p.pid, 5000), 0);
-  free(p.dir);
+  th_tmpdir_remove(p.dir);
   fu_stop(slow);
 }
 
@@ -893,7 +893,7 @@ static int run_cli(const char *const argv[], char **out) {
   int rc = th_wait_exit(pid, 5000);
   if (rc == -2) rc = th_stop(pid, 1000);
   *out = th_read_file(logp, NULL);
-  free(dir);
+  th_tmpdir_remove(dir);
   return rc;
 }
 
@@ -965,7 +965,7 @@ Test(proxy, command_line_exit_codes, .timeout = 30) {
             "%s", out);
   free(out);
   fu_stop(u);
-  free(p.dir);
+  th_tmpdir_remove(p.dir);
 }
 
 /* ---- back-pressure ------------------------------------------------------------- */

@@ -50,15 +50,8 @@ static void setup(void) {
 static void teardown(void) {
   if (g_pid > 0) th_stop(g_pid, 5000);
   g_pid = -1;
-  const char *suffix[] = {"", "-wal", "-shm"};
-  char p[600];
-  for (int i = 0; i < 3; i++) {
-    snprintf(p, sizeof(p), "%s%s", g_db, suffix[i]);
-    unlink(p);
-  }
-  unlink(g_log);
-  rmdir(g_dir);
-  free(g_dir);
+  th_tmpdir_remove(g_dir);
+  g_dir = NULL;
 }
 
 /* Creates a link and returns its code (static buffer). */
