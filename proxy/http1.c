@@ -210,6 +210,25 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
   return NULL;
 }
 
+int px_http1_resend_safe(const px_head_t *h, int keyed) {
+  switch (h->method) {
+  case HTTP_GET:
+  case HTTP_HEAD:
+  case HTTP_OPTIONS:
+  case HTTP_TRACE:
+  case HTTP_PUT:
+  case HTTP_DELETE:
+    return 1;
+  case HTTP_POST:
+  case HTTP_PATCH: {
+    int k = keyed ? px_head_find(h, "idempotency-key") : -1;
+    return k >= 0 && px_head_value(h, (size_t)k).n > 0;
+  }
+  default:
+    return 0;
+  }
+}
+
 int px_http1_is_hop_by_hop(px_str_t name) {
   px_hkind_t k = classify(name);
   return k == H_HOP || k == H_CONNECTION;

@@ -96,6 +96,12 @@ int px_headscan(px_headscan_t *s, const char *buf, size_t len);
  * HTTP/1.1 request without Host. `host_idx` is px_head_find(h, "host"). */
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx);
 
+/* 1 when sending a request that reached the upstream once more cannot do its work
+ * twice (SPEC §5): GET, HEAD, OPTIONS, TRACE, PUT and DELETE; POST and PATCH only
+ * with a non-empty Idempotency-Key, and only when `keyed` (the route's idempotency_key is
+ * not off); any other method never. */
+int px_http1_resend_safe(const px_head_t *h, int keyed);
+
 /* Hop-by-hop headers (RFC 9110 §7.6.1) and the ones Outrigger sets itself, plus any
  * header the Connection header names: these are never forwarded as they came. */
 int px_http1_is_hop_by_hop(px_str_t name);

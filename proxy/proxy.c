@@ -45,6 +45,7 @@ typedef struct {
   size_t uhead_base;
   char rid[201];
   int method, minor, is_head, client_keep_alive, chunked_in, body_done, expect_continue;
+  int resend_safe; /* px_http1_resend_safe: may go upstream again after it was sent */
   uint64_t body_in;
   int attempt, max_attempts;
   uint64_t tried;
@@ -654,9 +655,11 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
     return;
   }
   if (!req->resp_started && up->reused && !c->writing_up && req->body_in == 0 && req->body_done &&
-      req->attempt <= req->max_attempts) {
-    /* A pooled connection the upstream had closed as we reused it: nothing of the
-     * request can have been processed, so it goes again on a fresh connection. */
+      req->resend_safe && req->attempt <= req->max_attempts) {
+    /* A pooled connection the upstream closed as we reused it, most likely at its
+     * keep-alive timeout, before it read the request. "Most likely": an upstream that
+     * read the request, did the work and then died looks the same from here, so only
+     * a request that may safely run twice goes again, on a fresh connection. */
     drop_upstream(req, 0);
     req->tried = 0; /* the same endpoint is fine: only that connection was stale */
     try_upstream(req);
@@ -827,6 +830,7 @@ static void req_begin(px_conn_t *c) {
   }
   req->counted_active = 1;
   req->max_attempts = (rc->retry.on & PX_RETRY_ON_CONNECT_FAILURE) ? rc->retry.attempts : 1;
+  req->resend_safe = px_http1_resend_safe(&h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF);
 
   px_req_rewrite_t rw = {.client_ip = c->peer,
                          .proto = "http",

@@ -26,6 +26,7 @@ typedef struct {
   char head[65536];
   size_t head_len;
   int head_done, msg_done, is_head;
+  int answered; /* requests answered on this connection */
   uint64_t body_len, body_sum;
 } fu_conn_t;
 
@@ -179,12 +180,14 @@ static void *conn_main(void *arg) {
       while (!u->stopping && recv(c->fd, buf, sizeof(buf), 0) > 0) {}
       goto done;
     }
+    if (u->o.mode == FU_DROP_SECOND && c->answered == 1) goto done;
     if (u->o.mode == FU_GARBAGE) {
       static const char junk[] = "SSH-2.0-nope\r\n\x01\x02\x03 not http\r\n\r\n";
       send_all(c->fd, junk, sizeof(junk) - 1);
       goto done;
     }
     answer(c);
+    c->answered++;
     if (u->o.mode == FU_ONE_SHOT || u->o.mode == FU_SHORT) goto done;
   }
 done:

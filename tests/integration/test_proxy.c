@@ -380,6 +380,54 @@ static void assert_problem(th_resp_t *r, int status, const char *kind) {
   cr_assert(strstr(r->body, "\"title\":") && strstr(r->body, "\"detail\":") && strstr(r->body, "\"type\":"));
 }
 
+/* The stale-connection race seen from the other side: an upstream that reads a
+ * request on a reused connection, does the work and dies without answering looks,
+ * from the sidecar, exactly like a connection that went stale. A request that may
+ * run twice is sent again on a fresh connection; a POST without an Idempotency-Key,
+ * or any POST under `idempotency_key: off`, is not (SPEC §5): its client gets 502
+ * and the upstream saw it once. */
+static void check_reused_then_dropped(const char *route_extra, const char *second, int want_status) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_DROP_SECOND});
+  px_t p;
+  start_simple(&p, NULL, route_extra, ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *first = "GET /first HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, first, strlen(first)), 0);
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  cr_assert_eq(th_send_all(fd, second, strlen(second)), 0); /* goes out on the pooled connection */
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  if (want_status == 200) {
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    cr_assert_eq(fu_requests(u), 3, "the dropped request was not sent again");
+    cr_assert_eq(fu_connections(u), 2);
+  } else {
+    assert_problem(&r, 502, "upstream_reset");
+    usleep(200000); /* a resend, were there one, would have reached the upstream by now */
+    cr_assert_eq(fu_requests(u), 2, "a request that must not run twice was sent again");
+  }
+  th_resp_free(&r);
+  th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, dropped_on_reuse_get_is_sent_again, .timeout = 30) {
+  check_reused_then_dropped(NULL, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n", 200);
+}
+Test(proxy, dropped_on_reuse_keyless_post_is_not, .timeout = 30) {
+  check_reused_then_dropped(NULL, "POST /act HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 502);
+}
+Test(proxy, dropped_on_reuse_keyed_post_is_sent_again, .timeout = 30) {
+  check_reused_then_dropped(NULL, "POST /act HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k-1\"\r\n\r\n", 200);
+}
+Test(proxy, dropped_on_reuse_keyed_post_is_not_under_off, .timeout = 30) {
+  check_reused_then_dropped(", retry: { idempotency_key: off }",
+                            "POST /act HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k-1\"\r\n\r\n", 502);
+}
+
 /* Cluster limits are counted across workers (two here) and refuse at once with
  * 503 overloaded and x-outrigger-overloaded (SPEC §6); a freed slot is usable again. */
 Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {

@@ -856,3 +856,30 @@ Test(http1, refuse_versions_connect_upgrade_and_missing_host) {
   with_host.method = HTTP_CONNECT;
   cr_expect_str_eq(px_http1_refuse(&with_host, 1, 0, 0), "CONNECT and protocol upgrades are not supported");
 }
+
+/* ---- px_http1_resend_safe: which requests may go upstream a second time ------------ */
+
+Test(http1, resend_safe_by_method_and_key) {
+  static const int idempotent[] = {HTTP_GET, HTTP_HEAD, HTTP_OPTIONS, HTTP_TRACE, HTTP_PUT, HTTP_DELETE};
+  thead_t t;
+  for (size_t i = 0; i < PX_ARRAY_SIZE(idempotent); i++) {
+    req_init(&t, idempotent[i], "/");
+    cr_expect(px_http1_resend_safe(&t.m, 0), "%s must be resendable", llhttp_method_name(idempotent[i]));
+  }
+  static const int keyed[] = {HTTP_POST, HTTP_PATCH};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(keyed); i++) {
+    const char *name = llhttp_method_name(keyed[i]);
+    req_init(&t, keyed[i], "/");
+    hadd(&t, "Host", "a");
+    cr_expect(!px_http1_resend_safe(&t.m, 1), "%s without a key must not be resent", name);
+    hadd(&t, "Idempotency-Key", "");
+    cr_expect(!px_http1_resend_safe(&t.m, 1), "%s with an empty key must not be resent", name);
+    req_init(&t, keyed[i], "/");
+    hadd(&t, "idempotency-key", "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"");
+    cr_expect(px_http1_resend_safe(&t.m, 1), "%s with a key may be resent", name);
+    cr_expect(!px_http1_resend_safe(&t.m, 0), "%s must not be resent under idempotency_key: off", name);
+  }
+  req_init(&t, HTTP_LOCK, "/"); /* WebDAV and other extension methods: not known to be idempotent */
+  hadd(&t, "Idempotency-Key", "k");
+  cr_expect(!px_http1_resend_safe(&t.m, 1));
+}
