@@ -257,6 +257,11 @@ int main(int argc, char **argv) {
   }
   px_log_setup("outrigger", m.log_level_cli >= 0 ? m.log_level_cli : cfg->log_level, cfg->log_json);
   signal(SIGPIPE, SIG_IGN);
+  uint64_t nofile = px_raise_nofile();
+  if (nofile > 0 && nofile < 4096)
+    px_warn("the open file limit is %llu even after raising it to the hard limit: about %llu connections "
+            "can be proxied at once (raise it with ulimit -Hn or systemd's LimitNOFILE=)",
+            (unsigned long long)nofile, (unsigned long long)nofile / 2);
 
   m.nworkers = m.workers_cli > 0 ? m.workers_cli : cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
   m.generation = 1;

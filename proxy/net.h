@@ -3,6 +3,7 @@
 #define PX_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 /* Parses "HOST:PORT" (IPv4 dotted, "localhost", or "[v6]:PORT") without DNS.
@@ -16,5 +17,9 @@ void px_addr_format(const struct sockaddr *sa, char *out, size_t n);
 int px_listen_fd(const struct sockaddr *sa, int reuseport, int backlog);
 /* Whether two parsed addresses are the same socket address (family, address, port). */
 int px_addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+/* Raises the soft limit on open files towards the hard one (at most 1M): a proxied
+ * request holds two descriptors, and a shell's usual 1024 would cap a sidecar at
+ * about 500 connections. Returns the soft limit now in force, 0 when unknown. */
+uint64_t px_raise_nofile(void);
 
 #endif

@@ -129,6 +129,7 @@ int main(int argc, char **argv) {
 
   px_log_setup("shortener", PX_LOG_INFO, 0);
   signal(SIGPIPE, SIG_IGN);
+  px_raise_nofile(); /* one descriptor per client connection: take what the hard limit allows */
 
   char err[512];
   shr_store_t *store = shr_store_open(db, err, sizeof(err));

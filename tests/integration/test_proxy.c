@@ -9,6 +9,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1072,6 +1073,50 @@ Test(proxy, slow_client_pauses_the_upstream, .timeout = 60) {
   cr_assert_eq(got, len);
   free(buf);
   th_close(fd);
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* Started from a shell whose soft limit on open files is low, the sidecar raises it
+ * to the hard limit, and so holds more connections than the limit it was given. */
+Test(proxy, raises_the_open_file_limit, .timeout = 30) {
+  struct rlimit rl;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 512)
+    cr_skip_test("hard open file limit %lu is too low", (unsigned long)rl.rlim_max);
+  rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  struct rlimit low = {64, rl.rlim_max};
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  px_t p;
+  start_simple(&p, NULL, NULL, ep(u), NULL); /* inherits the low soft limit */
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/limits", (int)p.pid);
+  char *limits = th_read_file(path, NULL);
+  cr_assert(limits);
+  const char *line = strstr(limits, "Max open files");
+  cr_assert(line, "%s", limits);
+  unsigned long long soft = strtoull(line + strlen("Max open files"), NULL, 10);
+  cr_assert_eq(soft, (unsigned long long)want, "soft limit %llu, want the hard limit %llu", soft,
+               (unsigned long long)want);
+  free(limits);
+
+  enum { N = 100 }; /* more than the 64 it was started with */
+  int fds[N];
+  for (int i = 0; i < N; i++)
+    cr_assert((fds[i] = th_connect(p.port)) >= 0);
+  for (int i = 0; i < N; i += 33) {
+    const char *req = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(th_send_all(fds[i], req, strlen(req)), 0);
+    th_resp_t r;
+    cr_assert_eq(th_read_response(fds[i], &r, 5000), 0, "connection %d was not served", i);
+    cr_assert_eq(r.status, 200);
+    th_resp_free(&r);
+  }
+  for (int i = 0; i < N; i++)
+    th_close(fds[i]);
   cr_assert_eq(px_stop(&p), 0);
   fu_stop(u);
 }
