@@ -3,6 +3,7 @@
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int px_head_find(const px_head_t *m, const char *name) {
   px_str_t want = {name, strlen(name)};
@@ -206,8 +207,59 @@ static px_hkind_t classify(px_str_t n) {
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx) {
   if (http_major != 1 || h->http_minor > 1) return "only HTTP/1.0 and HTTP/1.1 requests are served";
   if (upgrade || h->method == HTTP_CONNECT) return "CONNECT and protocol upgrades are not supported";
-  if (host_idx < 0 && h->http_minor >= 1) return "HTTP/1.1 requests need a Host header";
+  if (host_idx < 0) return h->http_minor >= 1 ? "HTTP/1.1 requests need a Host header" : NULL;
+  for (size_t i = (size_t)host_idx + 1; i < h->nh; i++)
+    if (px_str_ieq_cstr(px_head_name(h, i), "host")) return "a request may have only one Host header";
+  if (!px_http1_host_valid(px_head_value(h, (size_t)host_idx))) return "the Host header is not a valid host[:port]";
   return NULL;
+}
+
+/* RFC 9110 §7.2 / RFC 3986 §3.2.2: Host is uri-host [":" port]. The check is on
+ * characters and shape only (no DNS, no IP range checks): enough that the router and
+ * the upstream cannot read one Host two ways. An empty value is allowed (a target
+ * without authority). */
+static int host_char(unsigned char ch) {
+  return ch != 0 && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         strchr("-._~!$&'()*+,;=%", ch) != NULL);
+}
+
+int px_http1_host_valid(px_str_t v) {
+  size_t i = 0;
+  if (v.n > 0 && v.p[0] == '[') { /* IP-literal: IPv6 or IPvFuture */
+    for (i = 1; i < v.n && v.p[i] != ']'; i++)
+      if (!host_char((unsigned char)v.p[i]) && v.p[i] != ':') return 0;
+    if (i == v.n || i == 1) return 0;
+    i++;
+  } else {
+    while (i < v.n && host_char((unsigned char)v.p[i])) i++;
+  }
+  if (i == v.n) return 1;
+  if (v.p[i] != ':') return 0;
+  for (i++; i < v.n; i++)
+    if (v.p[i] < '0' || v.p[i] > '9') return 0;
+  return 1;
+}
+
+int px_http1_te_chunked_only(const px_head_t *h) {
+  int codings = 0, chunked = 0;
+  for (size_t i = 0; i < h->nh; i++) {
+    if (!px_str_ieq_cstr(px_head_name(h, i), "transfer-encoding")) continue;
+    px_str_t v = px_head_value(h, i);
+    size_t s = 0;
+    while (s < v.n) { /* a list: empty elements and whitespace around them are allowed */
+      while (s < v.n && (v.p[s] == ' ' || v.p[s] == '\t' || v.p[s] == ',')) s++;
+      size_t e = s;
+      while (e < v.n && v.p[e] != ',') e++;
+      size_t t = e;
+      while (t > s && (v.p[t - 1] == ' ' || v.p[t - 1] == '\t')) t--;
+      if (t > s) {
+        codings++;
+        if (px_str_ieq_cstr((px_str_t){v.p + s, t - s}, "chunked")) chunked++;
+      }
+      s = e;
+    }
+  }
+  return codings == chunked && chunked <= 1;
 }
 
 int px_http1_resend_safe(const px_head_t *h, int keyed) {

@@ -93,7 +93,8 @@ int px_headscan(px_headscan_t *s, const char *buf, size_t len);
 /* Why a parsed request head is refused before it is routed (400, connection
  * closed), or NULL: versions other than HTTP/1.0 and 1.1 (llhttp also takes
  * HTTP/0.9 "GET /" and "HTTP/2.0" request lines), CONNECT and upgrades, and an
- * HTTP/1.1 request without Host. `host_idx` is px_head_find(h, "host"). */
+ * HTTP/1.1 request without Host. More than one Host, or one that is not a valid
+ * host[:port], is refused too (RFC 9112 §3.2). `host_idx` is px_head_find(h, "host"). */
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx);
 
 /* 1 when sending a request that reached the upstream once more cannot do its work
@@ -101,6 +102,15 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
  * with a non-empty Idempotency-Key, and only when `keyed` (the route's idempotency_key is
  * not off); any other method never. */
 int px_http1_resend_safe(const px_head_t *h, int keyed);
+
+/* Whether a Host value is uri-host [":" port] (RFC 9110 §7.2): reg-name characters or a
+ * bracketed IP literal, then digits after a colon. Empty is valid. */
+int px_http1_host_valid(px_str_t v);
+
+/* 1 when the head has no Transfer-Encoding or exactly the one coding `chunked` across
+ * its Transfer-Encoding lines. Any other coding cannot be passed on: the sidecar
+ * re-frames bodies and would drop it, handing the peer bytes it cannot decode. */
+int px_http1_te_chunked_only(const px_head_t *h);
 
 /* Hop-by-hop headers (RFC 9110 §7.6.1) and the ones Outrigger sets itself, plus any
  * header the Connection header names: these are never forwarded as they came. */

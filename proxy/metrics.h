@@ -21,6 +21,7 @@
   XX(REQUEST_TIMEOUT, "request_timeout", 408)                              \
   XX(BODY_TOO_LARGE, "body_too_large", 413)                                \
   XX(HEADERS_TOO_LARGE, "headers_too_large", 431)                          \
+  XX(NOT_IMPLEMENTED, "not_implemented", 501)                              \
   XX(CONNECT_FAILURE, "upstream_connect_failure", 502)                     \
   XX(UPSTREAM_RESET, "upstream_reset", 502)                                \
   XX(BAD_RESPONSE, "upstream_bad_response", 502)                           \

@@ -355,6 +355,9 @@ static int on_resp_headers_complete(llhttp_t *p) {
                  .http_minor = p->http_minor,
                  .chunked = (p->flags & F_CHUNKED) != 0,
                  .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
+  /* A coding the sidecar would drop as it re-frames the body: the client could not
+   * decode what it got (nginx answers such an upstream with 502 too). */
+  if (!px_http1_te_chunked_only(&h)) return -1;
   /* The client connection closes after this answer when the client asked for it,
    * when the sidecar drains, or when the request body is not fully read (an upstream
    * may answer early): the connection then cannot be resynchronised. */
@@ -513,7 +516,8 @@ static void fail_with(px_conn_t *c, px_errkind_t kind, const char *detail, const
     return;
   }
   int status = px_errkind_status(kind);
-  if (c->state == CS_HEAD || !req->body_done || status == 400 || status == 408 || status == 413 || status == 431)
+  if (c->state == CS_HEAD || !req->body_done || status == 400 || status == 408 || status == 413 || status == 431 ||
+      status == 501)
     c->close_after = 1;
   if (c->w->draining) c->close_after = 1;
   px_debug("%s %s: %s", c->peer, px_errkind_name(kind), detail);
@@ -793,6 +797,10 @@ static void req_begin(px_conn_t *c) {
   const char *refused = px_http1_refuse(&h, llhttp_get_http_major(p), llhttp_get_upgrade(p), host_idx);
   if (refused) {
     fail(c, PX_ERR_BAD_REQUEST, refused);
+    return;
+  }
+  if (!px_http1_te_chunked_only(&h)) {
+    fail(c, PX_ERR_NOT_IMPLEMENTED, "transfer codings other than chunked are not supported");
     return;
   }
   if (h.content_length > 0 && (uint64_t)h.content_length > lc->limits.max_body_bytes) {

@@ -181,6 +181,11 @@ static void *conn_main(void *arg) {
       goto done;
     }
     if (u->o.mode == FU_DROP_SECOND && c->answered == 1) goto done;
+    if (u->o.mode == FU_TE_GZIP) {
+      static const char te[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+      send_all(c->fd, te, sizeof(te) - 1);
+      continue;
+    }
     if (u->o.mode == FU_GARBAGE) {
       static const char junk[] = "SSH-2.0-nope\r\n\x01\x02\x03 not http\r\n\r\n";
       send_all(c->fd, junk, sizeof(junk) - 1);

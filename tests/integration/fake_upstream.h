@@ -18,6 +18,7 @@ typedef enum {
   FU_ONE_SHOT, /* like FU_ECHO, then closes although it promised keep-alive */
   FU_HEAD_BODY, /* like FU_ECHO, but lies to HEAD: its answer carries the echo body too, in the same send */
   FU_SHORT,     /* promises 1000 body bytes (Content-Length, or chunked when `chunked`), sends 100, closes */
+  FU_TE_GZIP,     /* answers with Transfer-Encoding: gzip, chunked (a coding a proxy cannot pass on) */
   FU_DROP_SECOND, /* like FU_ECHO for a connection's first request; reads the second whole, then closes
                     without an answer (did the work, then died) */
 } fu_mode_t;

@@ -547,6 +547,7 @@ Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
   fu_t *stall = fu_start(&(fu_opts_t){.mode = FU_STALL});
   fu_t *reset = fu_start(&(fu_opts_t){.mode = FU_RESET});
   fu_t *garbage = fu_start(&(fu_opts_t){.mode = FU_GARBAGE});
+  fu_t *gzip = fu_start(&(fu_opts_t){.mode = FU_TE_GZIP});
   px_t p;
   px_prepare(&p);
   px_launch(&p,
@@ -555,9 +556,10 @@ Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
             "      - { name: stall, match: { prefix: /stall }, cluster: stall, timeout: 300ms }\n"
             "      - { name: reset, match: { prefix: /reset }, cluster: reset }\n"
             "      - { name: garbage, match: { prefix: /garbage }, cluster: garbage }\n"
+            "      - { name: gzip, match: { prefix: /gzip }, cluster: gzip }\n"
             "clusters:\n  - { name: stall, endpoints: [%s] }\n  - { name: reset, endpoints: [%s] }\n"
-            "  - { name: garbage, endpoints: [%s] }\n",
-            p.admin, p.port, ep(stall), ep(reset), ep(garbage));
+            "  - { name: garbage, endpoints: [%s] }\n  - { name: gzip, endpoints: [%s] }\n",
+            p.admin, p.port, ep(stall), ep(reset), ep(garbage), ep(gzip));
   th_resp_t r;
   cr_assert_eq(raw(&p, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
   assert_problem(&r, 504, "upstream_timeout");
@@ -568,6 +570,10 @@ Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
   cr_assert_eq(raw(&p, "GET /garbage HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
   assert_problem(&r, 502, "upstream_bad_response");
   th_resp_free(&r);
+  /* A transfer coding the sidecar would drop when it re-frames the body. */
+  cr_assert_eq(raw(&p, "GET /gzip HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  assert_problem(&r, 502, "upstream_bad_response");
+  th_resp_free(&r);
   /* Still serving after all that. */
   cr_assert_eq(th_http(p.admin, "GET", "/healthz", NULL, NULL, &r), 0);
   cr_assert_eq(r.status, 200);
@@ -576,6 +582,7 @@ Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
   fu_stop(stall);
   fu_stop(reset);
   fu_stop(garbage);
+  fu_stop(gzip);
 }
 
 /* ---- hostile input: refused, never forwarded ------------------------------- */
@@ -612,6 +619,16 @@ Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
       {"garbage", "HELLO THERE\r\n\r\n", 0, 400, "bad_request"},
       {"CL too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 0, 413,
        "body_too_large"},
+      /* RFC 9112 §3.2: the router and the upstream must not be able to read two hosts */
+      {"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0, 400, "bad_request"},
+      {"Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 0, 400, "bad_request"},
+      {"Host with a path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 0, 400, "bad_request"},
+      /* a coding the sidecar would strip as it re-frames the body (RFC 9112 §6.1) */
+      {"gzip, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 0,
+       501, "not_implemented"},
+      {"chunked twice",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       0, 400, "bad_request"}, /* llhttp's own refusal */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     th_resp_t r;

@@ -883,3 +883,59 @@ Test(http1, resend_safe_by_method_and_key) {
   hadd(&t, "Idempotency-Key", "k");
   cr_expect(!px_http1_resend_safe(&t.m, 1));
 }
+
+/* ---- Host and Transfer-Encoding: what the router and the upstream must agree on ---- */
+
+Test(http1, host_values) {
+  static const char *good[] = {"",
+                               "a",
+                               "a:80",
+                               "a:",
+                               "example.com",
+                               "EXAMPLE.com:8080",
+                               "127.0.0.1:1",
+                               "[::1]",
+                               "[::1]:8080",
+                               "[fe80::1%25eth0]",
+                               "xn--bcher-kva.example",
+                               "a_b~c"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(good); i++)
+    cr_expect(px_http1_host_valid((px_str_t){good[i], strlen(good[i])}), "'%s' must be valid", good[i]);
+  static const char *bad[] = {"a b",     "a/b",  "a@b",  "a:8x", "a:80:90", "[::1",   "[]",  "[::1]x",
+                              "[::1]:x", "a\"b", "a\\b", "a?b",  "a#b",     "[::1 ]", "a\tb"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(bad); i++)
+    cr_expect(!px_http1_host_valid((px_str_t){bad[i], strlen(bad[i])}), "'%s' must be refused", bad[i]);
+
+  thead_t t;
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "Host", "a");
+  hadd(&t, "X-Other", "1");
+  hadd(&t, "HOST", "b");
+  cr_expect_str_eq(px_http1_refuse(&t.m, 1, 0, 0), "a request may have only one Host header");
+  req_init(&t, HTTP_GET, "/");
+  hadd(&t, "Host", "a b");
+  cr_expect_str_eq(px_http1_refuse(&t.m, 1, 0, 0), "the Host header is not a valid host[:port]");
+}
+
+Test(http1, transfer_codings_other_than_chunked) {
+  thead_t t;
+  req_init(&t, HTTP_POST, "/");
+  cr_expect(px_http1_te_chunked_only(&t.m), "no Transfer-Encoding at all is fine");
+  static const char *good[] = {"chunked", "Chunked", " chunked ", "chunked,", ", chunked"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(good); i++) {
+    req_init(&t, HTTP_POST, "/");
+    hadd(&t, "Transfer-Encoding", good[i]);
+    cr_expect(px_http1_te_chunked_only(&t.m), "'%s' must pass", good[i]);
+  }
+  static const char *bad[] = {"gzip, chunked",    "identity",  "gzip",
+                              "chunked, chunked", "x-chunked", "deflate ,chunked"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(bad); i++) {
+    req_init(&t, HTTP_POST, "/");
+    hadd(&t, "Transfer-Encoding", bad[i]);
+    cr_expect(!px_http1_te_chunked_only(&t.m), "'%s' must be refused", bad[i]);
+  }
+  req_init(&t, HTTP_POST, "/"); /* a coding list split over two lines */
+  hadd(&t, "Transfer-Encoding", "gzip");
+  hadd(&t, "transfer-encoding", "chunked");
+  cr_expect(!px_http1_te_chunked_only(&t.m));
+}
