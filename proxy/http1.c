@@ -240,6 +240,21 @@ int px_http1_host_valid(px_str_t v) {
   return 1;
 }
 
+int px_http1_absolute_target(px_str_t target, px_str_t *authority, px_str_t *origin) {
+  size_t skip;
+  if (target.n >= 7 && px_str_ieq_cstr((px_str_t){target.p, 7}, "http://"))
+    skip = 7;
+  else if (target.n >= 8 && px_str_ieq_cstr((px_str_t){target.p, 8}, "https://"))
+    skip = 8;
+  else
+    return 0;
+  size_t e = skip;
+  while (e < target.n && target.p[e] != '/' && target.p[e] != '?') e++;
+  *authority = (px_str_t){target.p + skip, e - skip};
+  *origin = (px_str_t){target.p + e, target.n - e};
+  return authority->n > 0 && px_http1_host_valid(*authority) ? 1 : -1;
+}
+
 int px_http1_te_chunked_only(const px_head_t *h) {
   int codings = 0, chunked = 0;
   for (size_t i = 0; i < h->nh; i++) {
@@ -364,7 +379,12 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
   const char *mname = llhttp_method_name((llhttp_method_t)req->method);
   px_buf_append_cstr(out, mname);
   px_buf_append(out, " ", 1);
-  px_buf_append(out, req->base + req->url_off, req->url_len);
+  if (rw->origin.p == NULL) {
+    px_buf_append(out, req->base + req->url_off, req->url_len);
+  } else { /* absolute-form in, origin-form out */
+    if (rw->origin.n == 0 || rw->origin.p[0] != '/') px_buf_append(out, "/", 1);
+    px_buf_append_str(out, rw->origin);
+  }
   px_buf_append(out, " HTTP/1.1\r\n", 11);
 
   int seen_host = 0;
@@ -380,6 +400,7 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
     case H_ATTEMPT:
       continue;
     case H_HOST:
+      if (rw->authority.p) continue; /* the target's authority wins (RFC 9112 §3.2.2) */
       seen_host = 1;
       break;
     case H_REQUEST_ID:
@@ -396,7 +417,10 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
     }
     append_header(out, px_head_name(req, i), value);
   }
-  if (!seen_host && rw->host_fallback) append_header(out, PX_STR("host"), (px_str_t){rw->host_fallback, strlen(rw->host_fallback)});
+  if (rw->authority.p)
+    append_header(out, PX_STR("host"), rw->authority);
+  else if (!seen_host && rw->host_fallback)
+    append_header(out, PX_STR("host"), (px_str_t){rw->host_fallback, strlen(rw->host_fallback)});
 
   px_buf_append_cstr(out, "x-forwarded-for: ");
   if (xff_first >= 0) {

@@ -112,6 +112,13 @@ int px_http1_host_valid(px_str_t v);
  * re-frames bodies and would drop it, handing the peer bytes it cannot decode. */
 int px_http1_te_chunked_only(const px_head_t *h);
 
+/* A request target in absolute-form ("http://host:port/path?query", RFC 9112 §3.2.2),
+ * as a client configured with the sidecar as its HTTP proxy sends: returns 1 and sets
+ * `authority` and `origin` (path and query, possibly empty: "/" is meant). Returns 0
+ * for any other form, and -1 for an http(s) target whose authority is not host[:port]
+ * (userinfo included: RFC 9110 §4.2.4 forbids it in http URIs). */
+int px_http1_absolute_target(px_str_t target, px_str_t *authority, px_str_t *origin);
+
 /* Hop-by-hop headers (RFC 9110 §7.6.1) and the ones Outrigger sets itself, plus any
  * header the Connection header names: these are never forwarded as they came. */
 int px_http1_is_hop_by_hop(px_str_t name);
@@ -125,6 +132,9 @@ typedef struct {
   const char *host_fallback;  /* Host for HTTP/1.0 requests that sent none */
   const char *request_id;     /* NULL: keep the client's x-request-id or make one */
   int chunked_body;           /* send the body chunked (length unknown) */
+  /* An absolute-form target (px_http1_absolute_target): its authority replaces the
+   * client's Host and its origin-form part is sent upstream. {NULL, 0}: neither. */
+  px_str_t authority, origin;
 } px_req_rewrite_t;
 
 /* Writes the request head to send upstream, up to but excluding the final

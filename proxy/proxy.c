@@ -815,9 +815,19 @@ static void req_begin(px_conn_t *c) {
   if (ex >= 0 && px_str_ieq_cstr(px_head_value(&h, (size_t)ex), "100-continue")) req->expect_continue = 1;
 
   px_str_t url = {c->rbuf + c->hc.url_off, c->hc.url_len};
+  px_str_t authority = {NULL, 0}, origin = {NULL, 0};
+  int absolute = px_http1_absolute_target(url, &authority, &origin);
+  if (absolute < 0) {
+    fail(c, PX_ERR_BAD_REQUEST, "an absolute-form target needs an authority that is host[:port]");
+    return;
+  }
+  if (absolute) url = origin;
   const char *q = memchr(url.p, '?', url.n);
   px_str_t path = {url.p, q ? (size_t)(q - url.p) : url.n};
-  px_str_t host = host_idx >= 0 ? px_router_host(px_head_value(&h, (size_t)host_idx)) : (px_str_t){"", 0};
+  if (path.n == 0) path = PX_STR("/"); /* "http://host" and "http://host?q" mean the root */
+  px_str_t host = absolute       ? px_router_host(authority)
+                  : host_idx >= 0 ? px_router_host(px_head_value(&h, (size_t)host_idx))
+                                  : (px_str_t){"", 0};
   int ri = px_router_match(lc, req->method, path, host, &h);
   if (ri < 0) {
     fail(c, PX_ERR_NO_ROUTE, "no route of this listener matches the request");
@@ -843,7 +853,9 @@ static void req_begin(px_conn_t *c) {
   px_req_rewrite_t rw = {.client_ip = c->peer,
                          .proto = "http",
                          .host_fallback = req->cluster->eps[0].name,
-                         .chunked_body = req->chunked_in};
+                         .chunked_body = req->chunked_in,
+                         .authority = authority,
+                         .origin = origin};
   req->uhead.len = 0;
   px_http1_build_request(&h, &rw, &req->uhead, req->rid);
   req->uhead_base = req->uhead.len;

@@ -502,6 +502,10 @@ Test(proxy, routes_by_prefix_path_host_method, .timeout = 30) {
       {"GET /h HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n", 200},
       {"GET /h HTTP/1.1\r\nHost: a\r\nX-Debug: 2\r\n\r\n", 404},
       {"GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", 404},
+      /* absolute-form (a client using the sidecar as its HTTP proxy): the target's
+       * authority is the host, whatever Host says (RFC 9112 §3.2.2) */
+      {"GET http://svc.local:8080/exact HTTP/1.1\r\nHost: other\r\n\r\n", 200},
+      {"GET http://other/exact HTTP/1.1\r\nHost: svc.local\r\n\r\n", 404},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     th_resp_t r;
@@ -512,6 +516,13 @@ Test(proxy, routes_by_prefix_path_host_method, .timeout = 30) {
       cr_assert_eq(r.status, cases[i].status, "case %zu", i);
     th_resp_free(&r);
   }
+  /* Upstream, an absolute-form request is in origin-form with the authority as Host. */
+  th_resp_t r;
+  cr_assert_eq(raw(&p, "GET HTTP://svc.local:8080/exact?q=1 HTTP/1.1\r\nHost: other\r\n\r\n", &r), 0);
+  cr_assert_eq(r.status, 200);
+  cr_assert(strstr(r.body, "GET /exact?q=1 HTTP/1.1\r\n") == r.body, "%s", r.body);
+  cr_assert(strstr(r.body, "\r\nhost: svc.local:8080\r\n") && !strstr(r.body, "other"), "%s", r.body);
+  th_resp_free(&r);
   cr_assert_eq(px_stop(&p), 0);
   fu_stop(u);
 }

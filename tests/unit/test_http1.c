@@ -939,3 +939,58 @@ Test(http1, transfer_codings_other_than_chunked) {
   hadd(&t, "transfer-encoding", "chunked");
   cr_expect(!px_http1_te_chunked_only(&t.m));
 }
+
+/* ---- absolute-form targets: what a client sends to its HTTP proxy ------------------ */
+
+static int split_target(const char *target, const char **auth, const char **orig) {
+  static char a[256], o[256];
+  px_str_t sa = {NULL, 0}, so = {NULL, 0};
+  int r = px_http1_absolute_target((px_str_t){target, strlen(target)}, &sa, &so);
+  snprintf(a, sizeof(a), "%.*s", (int)sa.n, sa.p ? sa.p : "");
+  snprintf(o, sizeof(o), "%.*s", (int)so.n, so.p ? so.p : "");
+  *auth = a;
+  *orig = o;
+  return r;
+}
+
+Test(http1, absolute_form_targets) {
+  const char *a, *o;
+  cr_expect_eq(split_target("http://svc:8080/a/b?c=1", &a, &o), 1);
+  cr_expect_str_eq(a, "svc:8080");
+  cr_expect_str_eq(o, "/a/b?c=1");
+  cr_expect_eq(split_target("HTTPS://[::1]:443", &a, &o), 1, "scheme is case-insensitive");
+  cr_expect_str_eq(a, "[::1]:443");
+  cr_expect_str_eq(o, "");
+  cr_expect_eq(split_target("http://svc?x=1", &a, &o), 1);
+  cr_expect_str_eq(a, "svc");
+  cr_expect_str_eq(o, "?x=1");
+  cr_expect_eq(split_target("/a/b", &a, &o), 0, "origin-form");
+  cr_expect_eq(split_target("*", &a, &o), 0, "asterisk-form");
+  cr_expect_eq(split_target("ftp://svc/x", &a, &o), 0, "not an http URI: left as it is");
+  cr_expect_eq(split_target("http:///x", &a, &o), -1, "no authority");
+  cr_expect_eq(split_target("http://user@svc/x", &a, &o), -1, "userinfo is not allowed in http URIs");
+  cr_expect_eq(split_target("http://svc:80x/", &a, &o), -1);
+}
+
+Test(build_request, absolute_form_goes_upstream_as_origin_form) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "http://svc:8080/a?b=1");
+  hadd(&t, "Host", "ignored.example");
+  hadd(&t, "X-Kept", "yes");
+  px_req_rewrite_t rw = rw_default;
+  rw.authority = PX_STR("svc:8080");
+  rw.origin = PX_STR("/a?b=1");
+  px_buf_t out = {0};
+  char rid[201];
+  const char *s = build_req(&t, &rw, &out, rid);
+  cr_expect(strncmp(s, "GET /a?b=1 HTTP/1.1\r\n", 21) == 0, "%s", s);
+  cr_expect(strstr(s, "\r\nhost: svc:8080\r\n"), "the target's authority is the Host: %s", s);
+  cr_expect_null(strstr(s, "ignored.example"), "the client's Host must go: %s", s);
+  cr_expect(strstr(s, "\r\nX-Kept: yes\r\n"), "%s", s);
+  px_buf_free(&out);
+
+  rw.origin = PX_STR("?q"); /* "http://svc?q": the root */
+  s = build_req(&t, &rw, &out, rid);
+  cr_expect(strncmp(s, "GET /?q HTTP/1.1\r\n", 18) == 0, "%s", s);
+  px_buf_free(&out);
+}
