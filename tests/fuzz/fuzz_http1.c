@@ -76,11 +76,11 @@ static void check_head_bytes(const char *p, size_t n) {
 
 /* Header names of interest, counted in a built head (case-insensitively). */
 enum { N_TE, N_CL, N_CONN, N_KEEPALIVE, N_TE2, N_TRAILER, N_UPGRADE, N_PROXYCONN, N_EXPECT,
-       N_XFF, N_XFP, N_RID, N_ATTEMPT, N_ATTEMPTS, N_UPSTREAM, N_COUNT };
+       N_XFF, N_XFP, N_RID, N_ATTEMPT, N_ATTEMPTS, N_UPSTREAM, N_HOST, N_COUNT };
 static const char *const counted[N_COUNT] = {
     "transfer-encoding", "content-length", "connection", "keep-alive", "te", "trailer", "upgrade",
     "proxy-connection", "expect", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
-    "x-outrigger-attempt", "x-outrigger-attempts", "x-outrigger-upstream"};
+    "x-outrigger-attempt", "x-outrigger-attempts", "x-outrigger-upstream", "host"};
 
 typedef struct {
   int n[N_COUNT];
@@ -164,7 +164,14 @@ static void check_request(const px_head_t *h, const px_req_rewrite_t *rw, const 
   reparse_t r;
   reparse(out->data, out->len, HTTP_REQUEST, &parser, &r);
   PX_FUZZ_CHECK(llhttp_get_method(&parser) == h->method);
-  PX_FUZZ_CHECK(r.url_len == h->url_len && memcmp(r.url, h->base + h->url_off, r.url_len) == 0);
+  if (rw->origin.p == NULL) {
+    PX_FUZZ_CHECK(r.url_len == h->url_len && memcmp(r.url, h->base + h->url_off, r.url_len) == 0);
+  } else { /* absolute-form in: origin-form out, the authority as the one Host */
+    size_t slash = rw->origin.n == 0 || rw->origin.p[0] != '/';
+    PX_FUZZ_CHECK(r.url_len == rw->origin.n + slash && r.url[0] == '/');
+    PX_FUZZ_CHECK(memcmp(r.url + slash, rw->origin.p, rw->origin.n) == 0);
+    PX_FUZZ_CHECK(c.n[N_HOST] == 1 && px_str_eq(c.value[N_HOST], rw->authority));
+  }
 }
 
 static void check_response(const px_head_t *h, const px_resp_rewrite_t *rw, px_body_mode_t mode,
@@ -323,6 +330,17 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
     check_problem(400, "bad_request", refused, 1, NULL);
     return;
   }
+  if (!px_http1_te_chunked_only(&h)) {
+    check_problem(501, "not_implemented", "transfer codings other than chunked are not supported", 1, NULL);
+    return;
+  }
+  px_str_t authority = {NULL, 0}, origin = {NULL, 0};
+  int absolute = px_http1_absolute_target((px_str_t){buf + h.url_off, h.url_len}, &authority, &origin);
+  if (absolute < 0) {
+    check_problem(400, "bad_request", "an absolute-form target needs an authority that is host[:port]", 1, NULL);
+    return;
+  }
+  if (absolute) PX_FUZZ_CHECK(px_http1_host_valid(authority) && authority.n > 0);
   /* The body, or the next pipelined request, starts where the scanner said. */
   PX_FUZZ_CHECK(llhttp_get_error_pos(&p) == buf + he);
   PX_FUZZ_CHECK(hc->col.url_started && hc->col.url_off + hc->col.url_len <= he);
@@ -334,7 +352,9 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
                          .proto = (knobs & 1) ? "https" : "http",
                          .host_fallback = "backend.internal:8080",
                          .request_id = (knobs & 2) ? "fixed-id" : NULL,
-                         .chunked_body = h.chunked};
+                         .chunked_body = h.chunked,
+                         .authority = authority,
+                         .origin = origin};
   px_buf_t out = {0};
   char rid[201];
   px_http1_build_request(&h, &rw, &out, rid);
