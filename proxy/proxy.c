@@ -357,7 +357,7 @@ static int on_resp_headers_complete(llhttp_t *p) {
                  .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
   /* A coding the sidecar would drop as it re-frames the body: the client could not
    * decode what it got (nginx answers such an upstream with 502 too). */
-  if (!px_http1_te_chunked_only(&h)) return -1;
+  if ((p->flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(&h)) return -1;
   /* The client connection closes after this answer when the client asked for it,
    * when the sidecar drains, or when the request body is not fully read (an upstream
    * may answer early): the connection then cannot be resynchronised. */
@@ -799,7 +799,7 @@ static void req_begin(px_conn_t *c) {
     fail(c, PX_ERR_BAD_REQUEST, refused);
     return;
   }
-  if (!px_http1_te_chunked_only(&h)) {
+  if ((p->flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(&h)) {
     fail(c, PX_ERR_NOT_IMPLEMENTED, "transfer codings other than chunked are not supported");
     return;
   }
