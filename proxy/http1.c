@@ -209,7 +209,7 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
   if (upgrade || h->method == HTTP_CONNECT) return "CONNECT and protocol upgrades are not supported";
   if (host_idx < 0) return h->http_minor >= 1 ? "HTTP/1.1 requests need a Host header" : NULL;
   for (size_t i = (size_t)host_idx + 1; i < h->nh; i++)
-    if (px_str_ieq_cstr(px_head_name(h, i), "host")) return "a request may have only one Host header";
+    if (px_str_ieq(px_head_name(h, i), PX_STR("host"))) return "a request may have only one Host header";
   if (!px_http1_host_valid(px_head_value(h, (size_t)host_idx))) return "the Host header is not a valid host[:port]";
   return NULL;
 }
@@ -218,10 +218,11 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
  * characters and shape only (no DNS, no IP range checks): enough that the router and
  * the upstream cannot read one Host two ways. An empty value is allowed (a target
  * without authority). */
-static int host_char(unsigned char ch) {
-  return ch != 0 && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         strchr("-._~!$&'()*+,;=%", ch) != NULL);
-}
+static const unsigned char host_chars[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1,         ['$'] = 1,         ['&'] = 1,         ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1,         [','] = 1,         [';'] = 1,         ['='] = 1, ['%'] = 1};
+static int host_char(unsigned char ch) { return host_chars[ch]; }
 
 int px_http1_host_valid(px_str_t v) {
   size_t i = 0;
@@ -242,9 +243,11 @@ int px_http1_host_valid(px_str_t v) {
 
 int px_http1_absolute_target(px_str_t target, px_str_t *authority, px_str_t *origin) {
   size_t skip;
-  if (target.n >= 7 && px_str_ieq_cstr((px_str_t){target.p, 7}, "http://"))
+  if (target.n < 7 || (target.p[0] != 'h' && target.p[0] != 'H')) /* origin-form: the usual case */
+    return 0;
+  if (px_str_ieq((px_str_t){target.p, 7}, PX_STR("http://")))
     skip = 7;
-  else if (target.n >= 8 && px_str_ieq_cstr((px_str_t){target.p, 8}, "https://"))
+  else if (target.n >= 8 && px_str_ieq((px_str_t){target.p, 8}, PX_STR("https://")))
     skip = 8;
   else
     return 0;
