@@ -494,14 +494,19 @@ static void dispatch(hconn_t *c) {
   req.method_name.p = llhttp_method_name((llhttp_method_t)c->parser.method);
   req.method_name.n = strlen(req.method_name.p);
   req.target = (px_str_t){base + c->url_off, c->url_len};
-  const char *q = memchr(req.target.p, '?', req.target.n);
+  /* A server must take an absolute-form target too (RFC 9112 §3.2.2): its path is
+   * what is served, "http://host" and "http://host?q" meaning the root. */
+  px_str_t authority, origin = req.target;
+  if (px_http1_absolute_target(req.target, &authority, &origin) != 1) origin = req.target;
+  const char *q = memchr(origin.p, '?', origin.n);
   if (q) {
-    req.path = (px_str_t){req.target.p, (size_t)(q - req.target.p)};
-    req.query = (px_str_t){q + 1, req.target.n - req.path.n - 1};
+    req.path = (px_str_t){origin.p, (size_t)(q - origin.p)};
+    req.query = (px_str_t){q + 1, origin.n - req.path.n - 1};
   } else {
-    req.path = req.target;
-    req.query = (px_str_t){req.target.p + req.target.n, 0};
+    req.path = origin;
+    req.query = (px_str_t){origin.p + origin.n, 0};
   }
+  if (req.path.n == 0) req.path = PX_STR("/");
   req.headers = c->hdrs;
   req.nheaders = c->nspans;
   req.body = (px_str_t){c->body.data ? c->body.data : "", c->body.len};

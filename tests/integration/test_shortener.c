@@ -120,6 +120,13 @@ Test(shortener, create_redirect_lookup) {
   cr_expect_str_eq(th_header(&r, "Location"), url);
   th_resp_free(&r);
 
+  /* The same redirect for an absolute-form target, as a client with http_proxy set sends. */
+  snprintf(path, sizeof(path), "http://127.0.0.1:%d/%s", g_port, code);
+  cr_assert_eq(th_http(g_port, "GET", path, NULL, NULL, &r), 0);
+  cr_expect_eq(r.status, 302);
+  cr_expect_str_eq(th_header(&r, "Location"), url);
+  th_resp_free(&r);
+
   snprintf(path, sizeof(path), "/api/links/%s", code);
   cr_assert_eq(th_http(g_port, "GET", path, NULL, NULL, &r), 0);
   cr_expect_eq(r.status, 200);
