@@ -47,6 +47,12 @@ typedef struct {
   int method, minor, is_head, client_keep_alive, chunked_in, body_done, expect_continue;
   int resend_safe; /* px_http1_resend_safe: may go upstream again after it was sent */
   uint64_t body_in;
+  /* The request body as sent so far, kept for a resend while it fits the route's
+   * retry.buffer_limit (only for requests that may be resent at all); `kept_all`
+   * turns 0 for good once a byte could not be kept. Freed when the request ends. */
+  px_buf_t body;
+  size_t body_limit;
+  int kept_all;
   int attempt, max_attempts;
   uint64_t tried;
   size_t ep;
@@ -310,6 +316,12 @@ static int on_req_body(llhttp_t *p, const char *at, size_t n) {
     c->err_status = 413;
     return -1;
   }
+  if (req->kept_all) {
+    if (req->body.len + n <= req->body_limit)
+      px_buf_append(&req->body, at, n);
+    else
+      req->kept_all = 0;
+  }
   out_body(&c->upw, at, n, req->chunked_in);
   return 0;
 }
@@ -439,6 +451,7 @@ static void req_finish(px_conn_t *c) {
                      req->status, px_now_ns() - req->start_ns);
   drop_upstream(req, req->up_reusable && req->body_done);
   count_release(req);
+  px_buf_free(&req->body);
   if (c->close_after || c->w->draining) {
     conn_close(c);
     return;
@@ -658,7 +671,7 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
     else if (!c->writing_down) req_finish(c);
     return;
   }
-  if (!req->resp_started && up->reused && !c->writing_up && req->body_in == 0 && req->body_done &&
+  if (!req->resp_started && up->reused && !c->writing_up && req->body_done && req->kept_all &&
       req->resend_safe && req->attempt <= req->max_attempts) {
     /* A pooled connection the upstream closed as we reused it, most likely at its
      * keep-alive timeout, before it read the request. "Most likely": an upstream that
@@ -703,6 +716,13 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
   px_http1_finish_request(&req->uhead, req->uhead_base, req->attempt);
   out_reset(&c->upw);
   out_piece(&c->upw, req->uhead.data, 0, req->uhead.len);
+  if (req->body_in > 0) {
+    /* A resend: the body went out on an earlier try (a first try has parsed none of
+     * it yet) and is all in req->body, since only then is a request resent. It goes
+     * again as one chunk, or as it was under its Content-Length. */
+    out_body(&c->upw, req->body.data, req->body.len, req->chunked_in);
+    if (req->chunked_in) out_piece(&c->upw, "0\r\n\r\n", 0, 5);
+  }
   if (req->expect_continue && !req->body_done) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
@@ -782,6 +802,7 @@ static void req_begin(px_conn_t *c) {
   req->up_reusable = 0;
   req->status = 0;
   req->expect_continue = 0;
+  req->kept_all = 0;
   c->close_after = listener_gone;
   c->state = CS_WAIT_UP;
 
@@ -849,6 +870,12 @@ static void req_begin(px_conn_t *c) {
   req->counted_active = 1;
   req->max_attempts = (rc->retry.on & PX_RETRY_ON_CONNECT_FAILURE) ? rc->retry.attempts : 1;
   req->resend_safe = px_http1_resend_safe(&h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF);
+  /* A body that may never be resent, or is declared larger than the limit, is not
+   * kept: it costs nothing to stream. */
+  req->body.len = 0;
+  req->body_limit = rc->retry.buffer_limit;
+  req->kept_all = req->resend_safe && (h.content_length < 0 || (uint64_t)h.content_length <= req->body_limit);
+  if (req->kept_all && h.content_length > 0) px_buf_reserve(&req->body, (size_t)h.content_length);
 
   px_req_rewrite_t rw = {.client_ip = c->peer,
                          .proto = "http",
@@ -924,6 +951,7 @@ static void conn_free(px_conn_t *c) {
   px_hcollect_free(&c->hc);
   px_hcollect_free(&c->req.rh);
   px_buf_free(&c->req.uhead);
+  px_buf_free(&c->req.body);
   out_free(&c->down);
   out_free(&c->upw);
   px_worker_t *w = c->w;

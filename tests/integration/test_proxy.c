@@ -387,7 +387,8 @@ static void assert_problem(th_resp_t *r, int status, const char *kind) {
  * run twice is sent again on a fresh connection; a POST without an Idempotency-Key,
  * or any POST under `idempotency_key: off`, is not (SPEC §5): its client gets 502
  * and the upstream saw it once. */
-static void check_reused_then_dropped(const char *route_extra, const char *second, int want_status) {
+static void check_reused_then_dropped_body(const char *route_extra, const char *second, int want_status,
+                                           const char *want_body) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_DROP_SECOND});
   px_t p;
   start_simple(&p, NULL, route_extra, ep(u), NULL);
@@ -404,6 +405,13 @@ static void check_reused_then_dropped(const char *route_extra, const char *secon
     cr_assert_eq(r.status, 200, "%s", r.head);
     cr_assert_eq(fu_requests(u), 3, "the dropped request was not sent again");
     cr_assert_eq(fu_connections(u), 2);
+    if (want_body) { /* the upstream's checksum of the body the second try carried */
+      char sum[32];
+      snprintf(sum, sizeof(sum), "%016llx",
+               (unsigned long long)fu_fnv1a(FU_FNV_INIT, want_body, strlen(want_body)));
+      cr_assert_eq(strtoull(th_header(&r, "x-body-len"), NULL, 10), strlen(want_body), "%s", r.head);
+      cr_assert_str_eq(th_header(&r, "x-body-sum"), sum, "the resent body differs");
+    }
   } else {
     assert_problem(&r, 502, "upstream_reset");
     usleep(200000); /* a resend, were there one, would have reached the upstream by now */
@@ -413,6 +421,33 @@ static void check_reused_then_dropped(const char *route_extra, const char *secon
   th_close(fd);
   cr_assert_eq(px_stop(&p), 0);
   fu_stop(u);
+}
+
+static void check_reused_then_dropped(const char *route_extra, const char *second, int want_status) {
+  check_reused_then_dropped_body(route_extra, second, want_status, NULL);
+}
+
+/* A body that fits retry.buffer_limit was kept, and goes again whole: sized, or
+ * chunked (re-framed as one chunk). One that did not fit cannot be resent. */
+Test(proxy, dropped_on_reuse_put_goes_again_with_its_body, .timeout = 30) {
+  check_reused_then_dropped_body(NULL, "PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world",
+                                 200, "hello world");
+}
+Test(proxy, dropped_on_reuse_chunked_put_goes_again_with_its_body, .timeout = 30) {
+  check_reused_then_dropped_body(NULL,
+                                 "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                                 "chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                                 200, "hello world");
+}
+Test(proxy, dropped_on_reuse_body_over_buffer_limit_is_not_resent, .timeout = 30) {
+  check_reused_then_dropped(", retry: { buffer_limit: 8 }",
+                            "PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", 502);
+}
+
+Test(proxy, dropped_on_reuse_chunked_body_over_buffer_limit_is_not_resent, .timeout = 30) {
+  check_reused_then_dropped(
+      ", retry: { buffer_limit: 8 }",
+      "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 502);
 }
 
 Test(proxy, dropped_on_reuse_get_is_sent_again, .timeout = 30) {
