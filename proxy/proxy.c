@@ -70,6 +70,7 @@ struct px_conn_s {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t down_wreq, up_wreq, cont_wreq;
+  uv_shutdown_t shut_req;
   px_worker_t *w;
   size_t lidx; /* the listener, in ws->snap->listeners */
   px_queue_t link;
@@ -82,7 +83,7 @@ struct px_conn_s {
   int err_status; /* set by a callback that refuses the request */
   px_out_t down, upw;
   px_cstate_t state;
-  int writing_down, writing_up, reading, closing, close_after, nhandles;
+  int writing_down, writing_up, reading, closing, close_after, lingering, nhandles;
   int dl_kind;                 /* px_deadline_t */
   uint64_t deadline, armed_at; /* loop time, ms; armed_at 0: timer not running */
   char peer[48];
@@ -95,6 +96,7 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 static void conn_process(px_conn_t *c);
 static void conn_free(px_conn_t *c);
 static void conn_close(px_conn_t *c);
+static void conn_linger(px_conn_t *c);
 static void try_upstream(px_req_t *req);
 static void flush_up(px_conn_t *c);
 static void flush_down(px_conn_t *c);
@@ -177,7 +179,11 @@ static int write_now(uv_stream_t *s, uv_write_t *wr, uv_buf_t *iov, unsigned n, 
 /* One deadline per connection, for the phase it is in. The libuv timer is only
  * re-armed when a deadline moves earlier; one that fires early re-arms itself.
  * Most requests then cost no timer operation at all. */
-typedef enum { DL_NONE, DL_IDLE, DL_HEADER, DL_ROUTE } px_deadline_t;
+typedef enum { DL_NONE, DL_IDLE, DL_HEADER, DL_ROUTE, DL_LINGER } px_deadline_t;
+
+/* How long a connection closed with the client's bytes unread keeps reading and
+ * dropping them (see conn_linger). */
+#define PX_LINGER_MS 2000
 
 static void on_conn_timer(uv_timer_t *t);
 
@@ -212,7 +218,7 @@ static void on_conn_timer(uv_timer_t *t) {
     fail(c, PX_ERR_UPSTREAM_TIMEOUT, "the upstream did not answer within the route timeout");
     break;
   default:
-    conn_close(c); /* idle keep-alive connection */
+    conn_close(c); /* idle keep-alive connection, or the end of a lingering close */
     break;
   }
 }
@@ -262,6 +268,11 @@ static void read_stop(px_conn_t *c) {
 static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   px_conn_t *c = s->data;
   if (nread == 0) return;
+  if (c->lingering) { /* everything the client still sends is dropped, until it closes */
+    if (nread < 0) conn_close(c);
+    c->rlen = c->rpos = 0;
+    return;
+  }
   if (nread < 0) {
     /* The client went away (or half-closed, which HTTP/1.1 clients do not do before
      * reading their answer): whatever is in flight for it is abandoned. */
@@ -453,7 +464,14 @@ static void req_finish(px_conn_t *c) {
   count_release(req);
   px_buf_free(&req->body);
   if (c->close_after || c->w->draining) {
-    conn_close(c);
+    /* The client may still be sending (a body the answer did not wait for, reading
+     * paused by back-pressure, pipelined requests): closing now, with its bytes
+     * unread, would make the kernel reset the connection and throw away the end of
+     * the answer still in the socket buffer. */
+    if (!req->body_done || !c->reading || c->rpos < c->rlen)
+      conn_linger(c);
+    else
+      conn_close(c);
     return;
   }
   /* Keep-alive: the next request may already be in the buffer (pipelining). */
@@ -976,6 +994,27 @@ static void conn_close(px_conn_t *c) {
   px_metric_inc(&c->w->metrics.conns_closed, 1);
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void on_linger_shutdown(uv_shutdown_t *sr, int status) {
+  px_conn_t *c = sr->data;
+  if (status < 0) conn_close(c); /* also ECANCELED from a close already under way */
+}
+
+/* Closes gently: FIN after the answer (uv_shutdown waits for queued writes), then
+ * reads and drops what the client still sends until it closes too, or PX_LINGER_MS
+ * pass. As nginx's lingering_close and HAProxy do. */
+static void conn_linger(px_conn_t *c) {
+  if (c->closing || c->lingering) return;
+  c->lingering = 1;
+  c->shut_req.data = c;
+  if (uv_shutdown(&c->shut_req, (uv_stream_t *)&c->tcp, on_linger_shutdown) != 0) {
+    conn_close(c);
+    return;
+  }
+  set_deadline(c, DL_LINGER, PX_LINGER_MS);
+  c->rlen = c->rpos = 0;
+  read_start(c);
 }
 
 void px_proxy_accept(px_worker_t *w, px_listen_t *l) {

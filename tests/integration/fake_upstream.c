@@ -143,7 +143,7 @@ static void *conn_main(void *arg) {
   llhttp_t p;
   llhttp_init(&p, HTTP_REQUEST, &st);
   p.data = c;
-  char buf[65536];
+  char buf[65536], hdr413[160];
   size_t have = 0;
   for (;;) {
     c->head_len = 0;
@@ -169,6 +169,31 @@ static void *conn_main(void *arg) {
       }
       memmove(buf, buf + used, have - used);
       have -= used;
+      if (c->head_done && u->o.mode == FU_EARLY_413) {
+        size_t n = u->o.big_len ? u->o.big_len : 9;
+        int k =
+            snprintf(hdr413, sizeof(hdr413),
+                     "HTTP/1.1 413 Content Too Large\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", n);
+        send_all(c->fd, hdr413, (size_t)k);
+        if (u->o.big_len == 0) {
+          send_all(c->fd, "too large", 9);
+        } else {
+          char *body = malloc(n);
+          memset(body, 'x', n);
+          send_all(c->fd, body, n);
+          free(body);
+        }
+        shutdown(c->fd, SHUT_WR);
+        if (u->o.delay_ms > 0) { /* reads nothing more for a while: the sender backs up */
+          usleep((useconds_t)u->o.delay_ms * 1000);
+          goto done;
+        }
+        struct timeval tv = {2, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        while (recv(c->fd, buf, sizeof(buf), 0) > 0) {
+        }
+        goto done;
+      }
       if (c->head_done && u->o.mode == FU_RESET) {
         struct linger lg = {1, 0};
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

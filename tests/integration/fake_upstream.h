@@ -18,6 +18,9 @@ typedef enum {
   FU_ONE_SHOT, /* like FU_ECHO, then closes although it promised keep-alive */
   FU_HEAD_BODY, /* like FU_ECHO, but lies to HEAD: its answer carries the echo body too, in the same send */
   FU_SHORT,     /* promises 1000 body bytes (Content-Length, or chunked when `chunked`), sends 100, closes */
+  FU_EARLY_413,   /* answers 413 as soon as a head is in, without reading the body (body "too
+                    large", or `big_len` bytes of 'x'), then half-closes and discards what still
+                    comes (as a careful server does) */
   FU_TE_GZIP,     /* answers with Transfer-Encoding: gzip, chunked (a coding a proxy cannot pass on) */
   FU_DROP_SECOND, /* like FU_ECHO for a connection's first request; reads the second whole, then closes
                     without an answer (did the work, then died) */

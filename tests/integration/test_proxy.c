@@ -369,6 +369,64 @@ Test(proxy, stale_pooled_connection_is_retried, .timeout = 30) {
   fu_stop(u);
 }
 
+/* An upstream that refuses an upload at once (413 before reading the body): the
+ * client, still sending, must get that answer, not a reset. The sidecar closes such a
+ * connection gently: FIN first, then it reads and drops what the client still sends,
+ * for a while, so the kernel never answers unread bytes with RST. */
+typedef struct {
+  int fd;
+  size_t sent;
+} sender_t;
+
+static void *send_body(void *arg) {
+  sender_t *s = arg;
+  static char chunk[65536];
+  memset(chunk, 'u', sizeof(chunk));
+  for (int i = 0; i < 128; i++) { /* 8 MiB at most; stops at the first error */
+    if (th_send_all(s->fd, chunk, sizeof(chunk)) != 0) break;
+    s->sent += sizeof(chunk);
+  }
+  return NULL;
+}
+
+static void check_early_answer(size_t answer_len, int upstream_stops_reading_ms) {
+  fu_t *u = fu_start(
+      &(fu_opts_t){.mode = FU_EARLY_413, .big_len = answer_len, .delay_ms = upstream_stops_reading_ms});
+  px_t p;
+  start_simple(&p, "    limits: { max_body_bytes: 64MiB }\n", NULL, ep(u), NULL);
+  for (int round = 0; round < 5; round++) {
+    int fd = th_connect(p.port);
+    const char *head = "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n";
+    cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+    sender_t s = {fd, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, send_body, &s);
+    th_resp_t r;
+    int rc = th_read_response(fd, &r, 10000);
+    shutdown(fd, SHUT_RDWR); /* ends the sender if it still blocks */
+    pthread_join(t, NULL);
+    cr_assert_eq(rc, 0, "round %d: the early answer was lost (%zu body bytes sent)", round, s.sent);
+    cr_assert_eq(r.status, 413);
+    cr_assert_eq(r.body_len, answer_len ? answer_len : 9, "round %d: the answer was cut short", round);
+    th_resp_free(&r);
+    th_close(fd);
+  }
+  cr_assert_eq(px_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, early_answer_reaches_a_client_still_sending, .timeout = 60) {
+  check_early_answer(0, 0);
+}
+/* A large answer is still in the sidecar's socket buffer when it is done writing:
+ * closing with the client's bytes unread would throw it away with a reset. */
+Test(proxy, early_large_answer_reaches_a_client_still_sending, .timeout = 60) {
+  check_early_answer(8u << 20, 0);
+}
+Test(proxy, early_answer_from_an_upstream_that_stops_reading, .timeout = 60) {
+  check_early_answer(8u << 20, 1500);
+}
+
 /* ---- errors the sidecar makes itself --------------------------------------- */
 
 static void assert_problem(th_resp_t *r, int status, const char *kind) {
