@@ -39,8 +39,8 @@ Test(proxy, upstream_body_after_head_answer_is_dropped, .timeout = 30) {
 }
 
 /* An upstream that closes a kept-alive connection right after answering: the
- * next request may pick that pooled connection before its close is seen. Nothing
- * of the request can have been processed, so it is sent again on a fresh one. */
+ * next request may pick that pooled connection before its close is seen. A GET may
+ * run twice, so it is sent again on a fresh one. */
 Test(proxy, stale_pooled_connection_is_retried, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ONE_SHOT});
   tp_t p;
