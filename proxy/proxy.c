@@ -893,7 +893,8 @@ static void req_begin(px_conn_t *c) {
   req->body.len = 0;
   req->body_limit = rc->retry.buffer_limit;
   req->kept_all = req->resend_safe && (h.content_length < 0 || (uint64_t)h.content_length <= req->body_limit);
-  if (req->kept_all && h.content_length > 0) px_buf_reserve(&req->body, (size_t)h.content_length);
+  /* Room for a small body at once; a large one grows only as its bytes really arrive. */
+  if (req->kept_all && h.content_length > 0) px_buf_reserve(&req->body, (size_t)PX_MIN(h.content_length, 65536));
 
   px_req_rewrite_t rw = {.client_ip = c->peer,
                          .proto = "http",
@@ -1003,7 +1004,7 @@ static void on_linger_shutdown(uv_shutdown_t *sr, int status) {
 
 /* Closes gently: FIN after the answer (uv_shutdown waits for queued writes), then
  * reads and drops what the client still sends until it closes too, or PX_LINGER_MS
- * pass. As nginx's lingering_close and HAProxy do. */
+ * pass, as nginx's lingering_close does. */
 static void conn_linger(px_conn_t *c) {
   if (c->closing || c->lingering) return;
   c->lingering = 1;
