@@ -16,23 +16,13 @@ void px_buf_free(px_buf_t *b) {
   b->len = b->cap = 0;
 }
 
-char *px_buf_reserve(px_buf_t *b, size_t extra) {
-  if (b->cap - b->len < extra) {
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap - b->len < extra) cap *= 2;
-    b->data = px_realloc(b->data, cap);
-    b->cap = cap;
-  }
+char *px__buf_grow(px_buf_t *b, size_t extra) {
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap - b->len < extra) cap *= 2;
+  b->data = px_realloc(b->data, cap);
+  b->cap = cap;
   return b->data + b->len;
 }
-
-void px_buf_append(px_buf_t *b, const void *p, size_t n) {
-  if (n == 0) return;
-  memcpy(px_buf_reserve(b, n), p, n);
-  b->len += n;
-}
-
-void px_buf_append_cstr(px_buf_t *b, const char *s) { px_buf_append(b, s, strlen(s)); }
 
 void px_buf_vprintf(px_buf_t *b, const char *fmt, va_list ap) {
   va_list ap2;
