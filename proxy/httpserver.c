@@ -496,7 +496,7 @@ static void dispatch(hconn_t *c) {
   req.target = (px_str_t){base + c->url_off, c->url_len};
   /* A server must take an absolute-form target too (RFC 9112 §3.2.2): its path is
    * what is served, "http://host" and "http://host?q" meaning the root. */
-  px_str_t authority, origin = req.target;
+  px_str_t authority, origin;
   if (px_http1_absolute_target(req.target, &authority, &origin) != 1) origin = req.target;
   const char *q = memchr(origin.p, '?', origin.n);
   if (q) {

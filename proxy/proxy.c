@@ -45,14 +45,13 @@ typedef struct {
   size_t uhead_base;
   char rid[201];
   int method, minor, is_head, client_keep_alive, chunked_in, body_done, expect_continue;
-  int resend_safe; /* px_http1_resend_safe: may go upstream again after it was sent */
   uint64_t body_in;
-  /* The request body as sent so far, kept for a resend while it fits the route's
-   * retry.buffer_limit (only for requests that may be resent at all); `kept_all`
-   * turns 0 for good once a byte could not be kept. Freed when the request ends. */
+  /* `resendable`: the request may go upstream again after it was sent. It is safe to
+   * run twice (px_http1_resend_safe), and `body` holds all of its body sent so far;
+   * it turns 0 for good once a byte does not fit the route's retry.buffer_limit.
+   * `body` is freed when the request ends. */
+  int resendable;
   px_buf_t body;
-  size_t body_limit;
-  int kept_all;
   int attempt, max_attempts;
   uint64_t tried;
   size_t ep;
@@ -327,11 +326,11 @@ static int on_req_body(llhttp_t *p, const char *at, size_t n) {
     c->err_status = 413;
     return -1;
   }
-  if (req->kept_all) {
-    if (req->body.len + n <= req->body_limit)
+  if (req->resendable) {
+    if (req->body.len + n <= req->route->conf->retry.buffer_limit)
       px_buf_append(&req->body, at, n);
     else
-      req->kept_all = 0;
+      req->resendable = 0;
   }
   out_body(&c->upw, at, n, req->chunked_in);
   return 0;
@@ -689,8 +688,8 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
     else if (!c->writing_down) req_finish(c);
     return;
   }
-  if (!req->resp_started && up->reused && !c->writing_up && req->body_done && req->kept_all &&
-      req->resend_safe && req->attempt <= req->max_attempts) {
+  if (!req->resp_started && up->reused && !c->writing_up && req->body_done && req->resendable &&
+      req->attempt <= req->max_attempts) {
     /* A pooled connection the upstream closed as we reused it, most likely at its
      * keep-alive timeout, before it read the request. "Most likely": an upstream that
      * read the request, did the work and then died looks the same from here, so only
@@ -820,7 +819,7 @@ static void req_begin(px_conn_t *c) {
   req->up_reusable = 0;
   req->status = 0;
   req->expect_continue = 0;
-  req->kept_all = 0;
+  req->resendable = 0;
   c->close_after = listener_gone;
   c->state = CS_WAIT_UP;
 
@@ -887,14 +886,13 @@ static void req_begin(px_conn_t *c) {
   }
   req->counted_active = 1;
   req->max_attempts = (rc->retry.on & PX_RETRY_ON_CONNECT_FAILURE) ? rc->retry.attempts : 1;
-  req->resend_safe = px_http1_resend_safe(&h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF);
   /* A body that may never be resent, or is declared larger than the limit, is not
    * kept: it costs nothing to stream. */
   req->body.len = 0;
-  req->body_limit = rc->retry.buffer_limit;
-  req->kept_all = req->resend_safe && (h.content_length < 0 || (uint64_t)h.content_length <= req->body_limit);
+  req->resendable = px_http1_resend_safe(&h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF) &&
+                    (h.content_length < 0 || (uint64_t)h.content_length <= rc->retry.buffer_limit);
   /* Room for a small body at once; a large one grows only as its bytes really arrive. */
-  if (req->kept_all && h.content_length > 0) px_buf_reserve(&req->body, (size_t)PX_MIN(h.content_length, 65536));
+  if (req->resendable && h.content_length > 0) px_buf_reserve(&req->body, (size_t)PX_MIN(h.content_length, 65536));
 
   px_req_rewrite_t rw = {.client_ip = c->peer,
                          .proto = "http",
