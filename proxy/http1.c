@@ -137,6 +137,12 @@ int px_headscan(px_headscan_t *s, const char *b, size_t len) {
       s->head_end = end + 1;
       return 1;
     }
+    if (s->nlines == 0 && memmem(b + s->line_start, end - 1 - s->line_start, "  ", 2)) {
+      /* llhttp skips extra spaces between the parts of a request line; RFC 9112 §3
+       * says not to autocorrect one, as it may be crafted to slip past filters. */
+      s->err = "the request line has more than one space between its parts";
+      return -1;
+    }
     s->nlines++;
     s->line_start = end + 1;
   }
@@ -207,11 +213,46 @@ static px_hkind_t classify(px_str_t n) {
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx) {
   if (http_major != 1 || h->http_minor > 1) return "only HTTP/1.0 and HTTP/1.1 requests are served";
   if (upgrade || h->method == HTTP_CONNECT) return "CONNECT and protocol upgrades are not supported";
+  px_str_t url = {h->base + h->url_off, h->url_len};
+  if (memchr(url.p, '#', url.n)) return "a request target may not hold a fragment ('#')";
+  if (url.n == 0 || url.p[0] != '/') { /* not origin-form: absolute-form or OPTIONS * (RFC 9112 §3.2) */
+    px_str_t authority, origin;
+    if (!(h->method == HTTP_OPTIONS && url.n == 1 && url.p[0] == '*') && px_http1_absolute_target(url, &authority, &origin) == 0)
+      return "the request target is in none of origin, absolute (http or https) or asterisk form";
+  }
   if (host_idx < 0) return h->http_minor >= 1 ? "HTTP/1.1 requests need a Host header" : NULL;
   for (size_t i = (size_t)host_idx + 1; i < h->nh; i++)
     if (px_str_ieq(px_head_name(h, i), PX_STR("host"))) return "a request may have only one Host header";
   if (!px_http1_host_valid(px_head_value(h, (size_t)host_idx))) return "the Host header is not a valid host[:port]";
   return NULL;
+}
+
+int px_http1_request_body(const px_head_t *h, unsigned flags, uint64_t length, unsigned te_lines,
+                          const char **why) {
+  if (flags & F_TRANSFER_ENCODING) {
+    if (h->http_minor == 0) { /* RFC 9112 §6.1: faulty framing, whatever else it says */
+      *why = "Transfer-Encoding is not allowed in an HTTP/1.0 request";
+      return -400;
+    }
+    if (!(flags & F_CHUNKED)) goto not_chunked;
+    if (!px_http1_te_chunked_only(h)) {
+      *why = "transfer codings other than chunked are not supported";
+      return -501;
+    }
+    return PX_BODY_CHUNKED;
+  }
+  if (te_lines) goto not_chunked; /* one with an empty value, which llhttp does not flag */
+  if (flags & F_CONTENT_LENGTH) {
+    if (length > INT64_MAX) { /* a signed parser further on would read it as negative */
+      *why = "a Content-Length must fit in 63 bits";
+      return -400;
+    }
+    return length ? PX_BODY_LENGTH : PX_BODY_NONE;
+  }
+  return PX_BODY_NONE;
+not_chunked: /* RFC 9112 §6.3: the length of the body cannot be known */
+  *why = "a request with Transfer-Encoding must end it with chunked";
+  return -400;
 }
 
 /* RFC 9110 §7.2 / RFC 3986 §3.2.2: Host is uri-host [":" port]. The check is on
@@ -224,18 +265,55 @@ static const unsigned char host_chars[256] = {
     ['+'] = 1,         [','] = 1,         [';'] = 1,         ['='] = 1, ['%'] = 1};
 static int host_char(unsigned char ch) { return host_chars[ch]; }
 
+static int hex_char(unsigned char ch) { return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f'); }
+
+/* The inside of "[...]": an IPv6 address by its alphabet (hex digits, ':' and '.'), with
+ * a zone or not, or IPvFuture, "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ). */
+static int ip_literal_valid(const char *p, size_t n) {
+  size_t i = 0;
+  if (n == 0) return 0;
+  if (p[0] == 'v' || p[0] == 'V') {
+    for (i = 1; i < n && hex_char((unsigned char)p[i]); i++) {
+    }
+    if (i == 1 || i == n || p[i] != '.' || i + 1 == n) return 0;
+    for (i++; i < n; i++)
+      if (!(host_char((unsigned char)p[i]) && p[i] != '%') && p[i] != ':') return 0;
+    return 1;
+  }
+  while (i < n && (hex_char((unsigned char)p[i]) || p[i] == ':' || p[i] == '.')) i++;
+  if (i == 0) return 0;
+  if (i == n) return 1;
+  /* A zone (RFC 6874): "%25", then unreserved characters or pct-encoded bytes. */
+  if (n - i < 4 || memcmp(p + i, "%25", 3) != 0) return 0;
+  for (i += 3; i < n; i++) {
+    if (p[i] == '%') {
+      if (!(i + 2 < n && hex_char((unsigned char)p[i + 1]) && hex_char((unsigned char)p[i + 2]))) return 0;
+      i += 2;
+    } else if (!host_char((unsigned char)p[i]) || strchr("!$&'()*+,;=%", p[i])) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 int px_http1_host_valid(px_str_t v) {
   size_t i = 0;
-  if (v.n > 0 && v.p[0] == '[') { /* IP-literal: IPv6 or IPvFuture */
-    for (i = 1; i < v.n && v.p[i] != ']'; i++)
-      if (!host_char((unsigned char)v.p[i]) && v.p[i] != ':') return 0;
-    if (i == v.n || i == 1) return 0;
-    i++;
-  } else {
-    while (i < v.n && host_char((unsigned char)v.p[i])) i++;
+  if (v.n > 0 && v.p[0] == '[') { /* IP-literal */
+    size_t e = 1;
+    while (e < v.n && v.p[e] != ']') e++;
+    if (e == v.n || !ip_literal_valid(v.p + 1, e - 1)) return 0;
+    i = e + 1;
+  } else { /* reg-name: its characters, and "%" only with two hex digits */
+    while (i < v.n && host_char((unsigned char)v.p[i])) {
+      if (v.p[i] == '%' && !(i + 2 < v.n && hex_char((unsigned char)v.p[i + 1]) && hex_char((unsigned char)v.p[i + 2])))
+        return 0;
+      i += v.p[i] == '%' ? 3 : 1;
+    }
   }
   if (i == v.n) return 1;
-  if (v.p[i] != ':') return 0;
+  /* A port needs a host before it: an http URI with an empty host is invalid (RFC 9110
+   * §4.2.1). */
+  if (v.p[i] != ':' || i == 0) return 0;
   for (i++; i < v.n; i++)
     if (v.p[i] < '0' || v.p[i] > '9') return 0;
   return 1;
@@ -458,6 +536,22 @@ void px_http1_finish_request(px_buf_t *out, size_t base_len, int attempt) {
   px_buf_append(out, "\r\n\r\n", 4);
 }
 
+const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigned flags, uint64_t length) {
+  if (http_major != 1 || h->http_minor > 1) return "the upstream's answer is not HTTP/1.x";
+  if (h->status < 100 || h->status > 599) return "the upstream's answer has a status outside 100..599";
+  if (h->status == 101) return "the upstream switched protocols, which nothing asked for";
+  if ((flags & F_CONTENT_LENGTH) && length > INT64_MAX) return "the upstream's Content-Length does not fit in 63 bits";
+  if ((flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(h))
+    return "the upstream used a transfer coding other than chunked";
+  return NULL;
+}
+
+px_body_mode_t px_http1_response_body(const px_head_t *h, int request_is_head) {
+  if (request_is_head || h->status < 200 || h->status == 204 || h->status == 304) return PX_BODY_NONE;
+  if (h->chunked) return PX_BODY_CHUNKED;
+  return h->content_length >= 0 ? PX_BODY_LENGTH : PX_BODY_CLOSE;
+}
+
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,
                                        px_buf_t *out) {
   unsigned char kinds[PX_HTTP1_MAX_HEADERS];
@@ -489,7 +583,10 @@ px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewr
     case H_OWN_RESPONSE: /* set below; an inner hop's values are not passed through */
       continue;
     case H_CONTENT_LENGTH:
+      /* Kept where it still describes the body: sized, or HEAD and 304 (the size of
+       * what a GET would get); never on a 204 (RFC 9110 §8.6). */
       if (mode != PX_BODY_LENGTH && mode != PX_BODY_NONE) continue;
+      if (resp->status == 204) continue;
       break;
     default:
       break;

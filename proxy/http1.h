@@ -72,9 +72,10 @@ void px_hcollect_reset(px_hcollect_t *hc);
 void px_hcollect_free(px_hcollect_t *hc);
 
 /* An incremental check of a request head as its bytes arrive, before llhttp sees
- * them. llhttp 8.1 lets three things through that SPEC §4 refuses: a bare LF after
- * the request line, a NUL after a header value, and obs-folded lines (which it
- * hands over as a second value callback). Blank lines before the request line
+ * them. llhttp 8.1 lets four things through that SPEC §4 and RFC 9112 refuse: a bare
+ * LF after the request line, a NUL after a header value, obs-folded lines (which it
+ * hands over as a second value callback) and extra spaces between the parts of the
+ * request line. Blank lines before the request line
  * are tolerated (RFC 9112 §2.2). */
 typedef struct {
   size_t pos, line_start; /* offsets into the caller's buffer */
@@ -87,15 +88,35 @@ typedef struct {
 /* Starts scanning a head that begins at offset `start`. */
 void px_headscan_reset(px_headscan_t *s, size_t start);
 /* Scans buf[s->pos, len). Returns 1 once the head is complete (s->head_end set),
- * 0 when more bytes are needed, -1 with s->err on a bare LF, NUL or folded line. */
+ * 0 when more bytes are needed, -1 with s->err on a bare LF, NUL or folded line, or
+ * a request line with more than one space between its parts. */
 int px_headscan(px_headscan_t *s, const char *buf, size_t len);
 
 /* Why a parsed request head is refused before it is routed (400, connection
  * closed), or NULL: versions other than HTTP/1.0 and 1.1 (llhttp also takes
  * HTTP/0.9 "GET /" and "HTTP/2.0" request lines), CONNECT and upgrades, and an
  * HTTP/1.1 request without Host. More than one Host, or one that is not a valid
- * host[:port], is refused too (RFC 9112 §3.2). `host_idx` is px_head_find(h, "host"). */
+ * host[:port], is refused too (RFC 9112 §3.2), and so are a target holding a fragment
+ * ("#") and one in none of the forms a proxy is sent: origin-form, absolute-form with
+ * http or https, or "*" for OPTIONS (llhttp takes any scheme). `host_idx` is px_head_find(h, "host"). */
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx);
+
+/* How a request body is framed (RFC 9112 §6.3), from what llhttp made of the head:
+ * its F_* `flags`, the Content-Length it read, and `te_lines`, the head's
+ * Transfer-Encoding lines (llhttp flags none for one with an empty value). Returns
+ * PX_BODY_NONE, PX_BODY_LENGTH or PX_BODY_CHUNKED; or -400 with *why for framing that
+ * must be refused (a length beyond 63 bits, Transfer-Encoding in an HTTP/1.0 request
+ * or without chunked last), -501 for codings besides chunked, which the sidecar
+ * cannot pass on.  */
+int px_http1_request_body(const px_head_t *h, unsigned flags, uint64_t length, unsigned te_lines,
+                          const char **why);
+
+/* Why an upstream's response head cannot be passed on (the request then gets 502), or
+ * NULL: not HTTP/1.x, a status outside 100..599 (llhttp takes two digits and any up to
+ * 999), a 101 that no request of the sidecar's asks for, a Content-Length beyond 63
+ * bits, or codings besides chunked, which the sidecar would drop as it re-frames the
+ * body (nginx answers those with 502 too). `flags` and `length` are llhttp's. */
+const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigned flags, uint64_t length);
 
 /* 1 when sending a request that reached the upstream once more cannot do its work
  * twice (SPEC §5): GET, HEAD, OPTIONS, TRACE, PUT and DELETE; POST and PATCH only
@@ -103,8 +124,9 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
  * not off); any other method never. */
 int px_http1_resend_safe(const px_head_t *h, int keyed);
 
-/* Whether a Host value is uri-host [":" port] (RFC 9110 §7.2): reg-name characters or a
- * bracketed IP literal, then digits after a colon. Empty is valid. */
+/* Whether a Host value is uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name
+ * ("%" only as pct-encoded) or a bracketed IP literal, then digits after a colon. Empty
+ * is valid, an empty host before a port is not (RFC 9110 §4.2.1). */
 int px_http1_host_valid(px_str_t v);
 
 /* 1 when the head has no Transfer-Encoding or exactly the one coding `chunked` across
@@ -161,6 +183,10 @@ typedef struct {
   int attempts;              /* x-outrigger-attempts */
   const char *cluster;       /* x-outrigger-upstream */
 } px_resp_rewrite_t;
+
+/* How an upstream frames a response body (RFC 9112 §6.3): none after HEAD and for 1xx,
+ * 204 and 304 whatever their head says; else chunked, sized, or up to the close. */
+px_body_mode_t px_http1_response_body(const px_head_t *h, int request_is_head);
 
 /* Writes the response head for the client and returns how its body is framed. */
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,

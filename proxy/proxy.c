@@ -3,6 +3,7 @@
 #include <llhttp.h>
 #include <stdlib.h>
 
+#include "body.h"
 #include "http1.h"
 #include "log.h"
 #include "net.h"
@@ -59,8 +60,10 @@ typedef struct {
   /* response */
   llhttp_t rparser;
   px_hcollect_t rh;
-  px_body_mode_t mode;
+  px_body_reader_t rbody; /* the upstream's framing of the body */
+  px_body_mode_t mode;    /* the client's */
   int resp_started, resp_done, skip_1xx, up_reusable;
+  const char *refused; /* why the response head cannot be passed on */
   int status;
   uint64_t start_ns;
 } px_req_t;
@@ -79,7 +82,8 @@ struct px_conn_s {
   size_t rcap, rlen, rpos;
   px_hcollect_t hc;
   px_headscan_t scan;
-  int err_status; /* set by a callback that refuses the request */
+  px_body_reader_t body; /* the request body, once its head is in */
+  unsigned te_lines;     /* Transfer-Encoding lines in the head being parsed */
   px_out_t down, upw;
   px_cstate_t state;
   int writing_down, writing_up, reading, closing, close_after, lingering, nhandles;
@@ -293,6 +297,7 @@ static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- request parser callbacks ------------------------------------------------ */
 
+/* llhttp parses request heads only; bodies are read by px_body_read (body.h). */
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   px_conn_t *c = p->data;
   px_hcollect_url(&c->hc, (uint32_t)(at - c->rbuf), (uint32_t)n);
@@ -308,40 +313,16 @@ static int on_req_value(llhttp_t *p, const char *at, size_t n) {
 }
 static int on_req_value_complete(llhttp_t *p) {
   px_conn_t *c = p->data;
-  return px_hcollect_value_done(&c->hc); /* a later value piece belongs to a new field */
-}
-/* A request with a body pauses at the end of its head, so the body can be parsed
- * later straight into upstream writes; a bodiless one pauses at its end. Either way
- * the parser stops right after the head. */
-static int on_req_headers_complete(llhttp_t *p) {
-  if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) return HPE_PAUSED;
+  if (px_hcollect_value_done(&c->hc) < 0) return -1; /* a later value piece belongs to a new field */
+  /* Transfer-Encoding lines are counted because llhttp sets no flag for one with an
+   * empty value, and a request that has one without chunked is refused (RFC 9112 §6.3). */
+  const px_hspan_t *h = &c->hc.h[c->hc.n - 1];
+  if (PX_UNLIKELY(h->name_len == 17) && px_str_ieq_cstr((px_str_t){c->rbuf + h->name_off, 17}, "transfer-encoding"))
+    c->te_lines++;
   return 0;
 }
-
-static int on_req_body(llhttp_t *p, const char *at, size_t n) {
-  px_conn_t *c = p->data;
-  px_req_t *req = &c->req;
-  req->body_in += n;
-  if (req->body_in > lconf(c)->limits.max_body_bytes) {
-    c->err_status = 413;
-    return -1;
-  }
-  if (req->resendable) {
-    if (req->body.len + n <= req->route->conf->retry.buffer_limit)
-      px_buf_append(&req->body, at, n);
-    else
-      req->resendable = 0;
-  }
-  out_body(&c->upw, at, n, req->chunked_in);
-  return 0;
-}
-static int on_req_message_complete(llhttp_t *p) {
-  px_conn_t *c = p->data;
-  if (c->state == CS_HEAD) return HPE_PAUSED; /* bodiless request: head complete */
-  if (c->req.chunked_in) out_piece(&c->upw, "0\r\n\r\n", 0, 5);
-  c->req.body_done = 1;
-  return HPE_PAUSED;
-}
+/* The parser stops right after every head: conn_process finds the end there. */
+static int on_req_headers_complete(llhttp_t *p) { return HPE_PAUSED; }
 
 /* ---- response parser callbacks ----------------------------------------------- */
 
@@ -358,28 +339,29 @@ static int on_resp_value_complete(llhttp_t *p) {
   return px_hcollect_value_done(&req->rh);
 }
 
+/* A response head is in: refuse what cannot be passed on, write the client's head and
+ * get the body reader ready. The parser stops here (HPE_PAUSED); on_up_read reads
+ * the body, or the next head after an interim response. Returning -1 makes it a bad
+ * response, with the reason in req->refused. */
 static int on_resp_headers_complete(llhttp_t *p) {
   px_req_t *req = p->data;
   px_conn_t *c = req->c;
-  int status = p->status_code;
-  if (p->http_major != 1 || p->http_minor > 1) return -1; /* not an HTTP/1.x answer: bad response */
-  if (status >= 100 && status < 200) {
+  px_head_t h = {.base = req->up->rbuf,
+                 .h = req->rh.h,
+                 .nh = req->rh.n,
+                 .status = p->status_code,
+                 .http_minor = p->http_minor,
+                 .chunked = (p->flags & F_CHUNKED) != 0,
+                 .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
+  req->refused = px_http1_response_refuse(&h, p->http_major, p->flags, p->content_length);
+  if (req->refused) return -1;
+  if (h.status < 200) {
     /* Interim responses (100 Continue from an upstream) are not forwarded: the
      * sidecar answered the client's Expect itself. */
     req->skip_1xx = 1;
     px_hcollect_reset(&req->rh);
-    return 0;
+    return HPE_PAUSED;
   }
-  px_head_t h = {.base = req->up->rbuf,
-                 .h = req->rh.h,
-                 .nh = req->rh.n,
-                 .status = status,
-                 .http_minor = p->http_minor,
-                 .chunked = (p->flags & F_CHUNKED) != 0,
-                 .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
-  /* A coding the sidecar would drop as it re-frames the body: the client could not
-   * decode what it got (nginx answers such an upstream with 502 too). */
-  if ((p->flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(&h)) return -1;
   /* The client connection closes after this answer when the client asked for it,
    * when the sidecar drains, or when the request body is not fully read (an upstream
    * may answer early): the connection then cannot be resynchronised. */
@@ -393,26 +375,10 @@ static int on_resp_headers_complete(llhttp_t *p) {
   req->mode = px_http1_build_response(&h, &rw, &c->down.side);
   if (req->mode == PX_BODY_CLOSE) c->close_after = 1;
   out_piece(&c->down, NULL, off, c->down.side.len - off);
+  px_body_reader_init(&req->rbody, px_http1_response_body(&h, req->is_head), (uint64_t)PX_MAX(h.content_length, 0));
   req->resp_started = 1;
-  req->status = status;
-  px_metric_inc(&c->w->metrics.upstream[req->cluster->metric_slot][PX_MIN(status / 100, 5) - 1], 1);
-  return req->is_head ? 1 : 0;
-}
-
-static int on_resp_body(llhttp_t *p, const char *at, size_t n) {
-  px_req_t *req = p->data;
-  out_body(&req->c->down, at, n, req->mode == PX_BODY_CHUNKED);
-  return 0;
-}
-
-static int on_resp_message_complete(llhttp_t *p) {
-  px_req_t *req = p->data;
-  if (req->skip_1xx) {
-    req->skip_1xx = 0;
-    return 0;
-  }
-  if (req->mode == PX_BODY_CHUNKED) out_piece(&req->c->down, "0\r\n\r\n", 0, 5);
-  req->resp_done = 1;
+  req->status = h.status;
+  px_metric_inc(&c->w->metrics.upstream[req->cluster->metric_slot][h.status / 100 - 1], 1);
   return HPE_PAUSED;
 }
 
@@ -423,16 +389,12 @@ static void settings_init(void) {
   req_settings.on_header_value = on_req_value;
   req_settings.on_header_value_complete = on_req_value_complete;
   req_settings.on_headers_complete = on_req_headers_complete;
-  req_settings.on_body = on_req_body;
-  req_settings.on_message_complete = on_req_message_complete;
 
   llhttp_settings_init(&resp_settings);
   resp_settings.on_header_field = on_resp_field;
   resp_settings.on_header_value = on_resp_value;
   resp_settings.on_header_value_complete = on_resp_value_complete;
   resp_settings.on_headers_complete = on_resp_headers_complete;
-  resp_settings.on_body = on_resp_body;
-  resp_settings.on_message_complete = on_resp_message_complete;
 }
 
 /* ---- the request's life ------------------------------------------------------ */
@@ -478,7 +440,8 @@ static void req_finish(px_conn_t *c) {
   if (left) memmove(c->rbuf, c->rbuf + c->rpos, left);
   c->rlen = left;
   c->rpos = 0;
-  llhttp_resume(&c->parser);
+  llhttp_reset(&c->parser);
+  c->te_lines = 0;
   px_headscan_reset(&c->scan, 0);
   px_hcollect_reset(&c->hc);
   req->route = NULL;
@@ -572,25 +535,48 @@ static void fail_with(px_conn_t *c, px_errkind_t kind, const char *detail, const
 
 static void fail(px_conn_t *c, px_errkind_t kind, const char *detail) { fail_with(c, kind, detail, NULL); }
 
-/* Parses what the client sent of the body and sends it upstream. */
+/* A run of the request body: counted against max_body_bytes, kept while the request
+ * may be resent, queued for the upstream. -1 when it is over the limit. */
+static int req_body_data(px_conn_t *c, px_str_t d) {
+  px_req_t *req = &c->req;
+  req->body_in += d.n;
+  if (req->body_in > lconf(c)->limits.max_body_bytes) return -1;
+  if (req->resendable) {
+    if (req->body.len + d.n <= req->route->conf->retry.buffer_limit)
+      px_buf_append(&req->body, d.p, d.n);
+    else
+      req->resendable = 0;
+  }
+  out_body(&c->upw, d.p, d.n, req->chunked_in);
+  return 0;
+}
+
+/* Reads what the client sent of the body and sends it upstream. */
 static void body_process(px_conn_t *c) {
   px_req_t *req = &c->req;
   if (c->writing_up || req->up == NULL) return;
   if (c->rpos < c->rlen && !req->body_done) {
-    llhttp_errno_t err = llhttp_execute(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
-    if (err == HPE_OK) {
-      c->rpos = c->rlen;
-    } else if (err == HPE_PAUSED) {
-      c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
-    } else {
-      /* A bad chunk or an oversized body while streaming: the upstream connection is
-       * dropped before the body's end, so it never sees a complete request. */
-      out_reset(&c->upw);
-      if (c->err_status == 413)
+    const char *p = c->rbuf + c->rpos;
+    px_str_t d;
+    px_br_result_t r;
+    while ((r = px_body_read(&c->body, &p, c->rbuf + c->rlen, &d)) == PX_BR_DATA) {
+      if (req_body_data(c, d) < 0) {
+        out_reset(&c->upw); /* the upstream never sees the body's end */
         fail(c, PX_ERR_BODY_TOO_LARGE, "the request body is larger than max_body_bytes");
-      else
-        fail(c, PX_ERR_BAD_REQUEST, llhttp_get_error_reason(&c->parser));
+        return;
+      }
+    }
+    c->rpos = (size_t)(p - c->rbuf);
+    if (r == PX_BR_ERROR) {
+      /* A bad chunk while streaming: the upstream connection is dropped before the
+       * body's end, so it never sees a complete request. */
+      out_reset(&c->upw);
+      fail(c, PX_ERR_BAD_REQUEST, c->body.err);
       return;
+    }
+    if (r == PX_BR_END) {
+      if (req->chunked_in) out_piece(&c->upw, "0\r\n\r\n", 0, 5);
+      req->body_done = 1;
     }
   }
   if (c->upw.n) {
@@ -649,29 +635,55 @@ static void flush_up(px_conn_t *c) {
   }
 }
 
-/* Response bytes arrived from the upstream. */
+static void bad_response(px_conn_t *c, const char *why) {
+  out_reset(&c->down);
+  fail(c, PX_ERR_BAD_RESPONSE, why);
+}
+
+/* Response bytes arrived from the upstream: up->rbuf[up->rlen - n, up->rlen). */
 static void on_up_read(void *owner, px_upconn_t *up, size_t n) {
   px_req_t *req = owner;
   px_conn_t *c = req->c;
-  const char *start = up->rbuf + up->rlen - n;
-  llhttp_errno_t err = llhttp_execute(&req->rparser, start, n);
-  if (err == HPE_PAUSED) {
-    /* Bytes after the end of the response: the upstream is out of step. */
-    if (llhttp_get_error_pos(&req->rparser) != up->rbuf + up->rlen) req->up_reusable = 0;
-    else req->up_reusable = llhttp_should_keep_alive(&req->rparser);
-  } else if (err != HPE_OK) {
-    out_reset(&c->down);
-    if (req->rh.too_many || up->rlen == up->rcap)
-      fail(c, PX_ERR_BAD_RESPONSE, "the upstream sent a response head that is too large");
-    else
-      fail(c, PX_ERR_BAD_RESPONSE, "the upstream sent a malformed response");
-    return;
+  const char *p = up->rbuf + up->rlen - n, *end = up->rbuf + up->rlen;
+  while (!req->resp_started) { /* the head, after any interim ones */
+    llhttp_errno_t err = llhttp_execute(&req->rparser, p, (size_t)(end - p));
+    if (err == HPE_OK) return; /* the head goes on in the next read */
+    if (err != HPE_PAUSED) {
+      const char *why = req->refused ? req->refused : px_hcollect_error(&req->rh);
+      if (req->rh.too_many || up->rlen == up->rcap) why = "the upstream sent a response head that is too large";
+      bad_response(c, why ? why : "the upstream sent a malformed response");
+      return;
+    }
+    p = llhttp_get_error_pos(&req->rparser);
+    if (req->skip_1xx) {
+      req->skip_1xx = 0;
+      llhttp_reset(&req->rparser);
+    }
   }
+  if (!req->resp_done) {
+    int chunked = req->mode == PX_BODY_CHUNKED;
+    px_str_t d;
+    px_br_result_t r;
+    while ((r = px_body_read(&req->rbody, &p, end, &d)) == PX_BR_DATA) out_body(&c->down, d.p, d.n, chunked);
+    if (r == PX_BR_ERROR) {
+      /* The head is out already (or queued): the client's connection is closed, so
+       * it cannot take the cut answer for a whole one. */
+      fail(c, PX_ERR_BAD_RESPONSE, req->rbody.err);
+      return;
+    }
+    if (r == PX_BR_END) {
+      if (chunked) out_piece(&c->down, "0\r\n\r\n", 0, 5);
+      req->resp_done = 1;
+      req->up_reusable = llhttp_should_keep_alive(&req->rparser);
+    }
+  }
+  /* Bytes after the end of the response: the upstream is out of step. */
+  if (req->resp_done && p != end) req->up_reusable = 0;
   if (c->down.n) {
     flush_down(c);
   } else if (req->resp_done) {
     if (!c->writing_down) req_finish(c);
-  } else if (req->resp_started) {
+  } else {
     up->rlen = 0; /* the head went out already; nothing of this read is kept */
   }
 }
@@ -680,20 +692,31 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
   px_req_t *req = owner;
   px_conn_t *c = req->c;
   req->up_reusable = 0;
-  if (req->resp_started && !req->resp_done && status == UV_EOF &&
-      llhttp_finish(&req->rparser) == HPE_OK && req->resp_done) {
-    /* A body delimited by the connection's end. */
-    drop_upstream(req, 0);
-    if (c->down.n) flush_down(c);
-    else if (!c->writing_down) req_finish(c);
+  if (req->resp_done) return; /* answered whole; the connection is closed at the request's end */
+  if (status == UV_ENOBUFS) { /* a head that filled the read buffer at its largest (upstream.c) */
+    bad_response(c, "the upstream sent a response head that is too large");
     return;
   }
-  if (!req->resp_started && up->reused && !c->writing_up && req->body_done && req->resendable &&
+  if (req->resp_started) {
+    if (status == UV_EOF && px_body_eof(&req->rbody) == PX_BR_END) {
+      /* A body delimited by the connection's end (RFC 9112 §6.3): it is complete. */
+      drop_upstream(req, 0);
+      if (req->mode == PX_BODY_CHUNKED) out_piece(&c->down, "0\r\n\r\n", 0, 5);
+      req->resp_done = 1;
+      if (c->down.n) flush_down(c);
+      else if (!c->writing_down) req_finish(c);
+      return;
+    }
+    fail(c, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete");
+    return;
+  }
+  if (up->rlen == 0 && up->reused && !c->writing_up && req->body_done && req->resendable &&
       req->attempt <= req->max_attempts) {
     /* A pooled connection the upstream closed as we reused it, most likely at its
      * keep-alive timeout, before it read the request. "Most likely": an upstream that
      * read the request, did the work and then died looks the same from here, so only
-     * a request that may safely run twice goes again, on a fresh connection. */
+     * a request that may safely run twice goes again, on a fresh connection; and not
+     * once the upstream began to answer. */
     drop_upstream(req, 0);
     req->tried = 0; /* the same endpoint is fine: only that connection was stale */
     try_upstream(req);
@@ -728,6 +751,7 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
   atomic_fetch_add_explicit(&req->cluster->eps[req->ep].requests_total, 1, memory_order_relaxed);
   llhttp_init(&req->rparser, HTTP_RESPONSE, &resp_settings);
   req->rparser.data = req;
+  req->refused = NULL;
   px_hcollect_reset(&req->rh);
 
   px_http1_finish_request(&req->uhead, req->uhead_base, req->attempt);
@@ -837,18 +861,18 @@ static void req_begin(px_conn_t *c) {
     fail(c, PX_ERR_BAD_REQUEST, refused);
     return;
   }
-  if ((p->flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(&h)) {
-    fail(c, PX_ERR_NOT_IMPLEMENTED, "transfer codings other than chunked are not supported");
+  int mode = px_http1_request_body(&h, p->flags, p->content_length, c->te_lines, &refused);
+  if (mode < 0) {
+    fail(c, mode == -501 ? PX_ERR_NOT_IMPLEMENTED : PX_ERR_BAD_REQUEST, refused);
     return;
   }
-  if (h.content_length > 0 && (uint64_t)h.content_length > lc->limits.max_body_bytes) {
+  if (mode == PX_BODY_LENGTH && p->content_length > lc->limits.max_body_bytes) {
     fail(c, PX_ERR_BODY_TOO_LARGE, "the request body is larger than max_body_bytes");
     return;
   }
-  if (!req->chunked_in && h.content_length <= 0)
-    req->body_done = 1; /* paused at message end; req_finish resumes */
-  else
-    llhttp_resume(p); /* paused at head end; the body is parsed once upstream is ready */
+  /* The body, if any, is read once an upstream connection is ready (body_process). */
+  px_body_reader_init(&c->body, (px_body_mode_t)mode, p->content_length);
+  req->body_done = mode == PX_BODY_NONE;
   int ex = px_head_find(&h, "expect");
   if (ex >= 0 && px_str_ieq_cstr(px_head_value(&h, (size_t)ex), "100-continue")) req->expect_continue = 1;
 

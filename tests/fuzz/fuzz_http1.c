@@ -2,32 +2,38 @@
  *
  *   request:  px_headscan over the bytes as they arrive (in two reads, split at a
  *             point taken from the input), then llhttp over the whole buffer once the
- *             scanner saw a complete head, then px_http1_build_request and
- *             px_http1_finish_request;
+ *             scanner saw a complete head (stopping at its end), px_http1_refuse,
+ *             px_http1_request_body, px_http1_build_request and px_http1_finish_request,
+ *             then the body with px_body_read, in one read and in two;
  *   response: the same bytes parsed as an upstream answer with HTTP_RESPONSE (the proxy
- *             does not scan those first), then px_http1_build_response;
+ *             does not scan those first): px_http1_response_refuse, interim answers
+ *             skipped, px_http1_build_response, then the body the same way;
  *   errors:   px_http1_problem with the reason the proxy would give.
  *
  * Whatever the input, what the sidecar writes must be one well-formed head: CRLF line
  * ends only, no NUL, its end where a parser finds it, no hop-by-hop header but the
- * ones the sidecar adds itself, and llhttp must parse it back. */
+ * ones the sidecar adds itself, and llhttp must parse it back; and a body must read
+ * the same however its bytes are split.
+ *
+ * And differentially, against the strict reading of tests/fuzz/diff/ref_http1.h: a
+ * request the codec passes on must be one the oracle calls valid, ending where it says,
+ * with the same method, target and body; a response it passes on must end where the
+ * oracle says (it may be laxer there about what it rebuilds anyway: the status line). */
 #include <llhttp.h>
 #include <string.h>
 
+#include "body.h"
 #include "fuzz.h"
 #include "http1.h"
 #include "json.h"
+#include "ref_http1.h"
 
 /* What the driver keeps while llhttp parses: the proxy's own header collector
- * (px_hcollect_t, http1.h), plus the URL and, for responses, where to build. */
+ * (px_hcollect_t, http1.h), and the Transfer-Encoding lines proxy.c counts. */
 typedef struct {
   const char *base;
   px_hcollect_t col;
-  /* response side: the rewrite to apply and where the head goes */
-  const px_resp_rewrite_t *rrw;
-  px_buf_t *rout;
-  int built;
-  px_body_mode_t mode;
+  unsigned te_lines;
 } collect_t;
 
 static int hc_field(collect_t *hc, const char *at, size_t len) {
@@ -45,21 +51,80 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 }
 static int on_field(llhttp_t *p, const char *at, size_t n) { return hc_field(p->data, at, n); }
 static int on_value(llhttp_t *p, const char *at, size_t n) { return hc_value(p->data, at, n); }
-static int on_value_complete(llhttp_t *p) { return px_hcollect_value_done(&((collect_t *)p->data)->col); }
+static int on_value_complete(llhttp_t *p) {
+  collect_t *hc = p->data;
+  if (px_hcollect_value_done(&hc->col) < 0) return -1;
+  const px_hspan_t *h = &hc->col.h[hc->col.n - 1];
+  if (px_str_ieq_cstr((px_str_t){hc->base + h->name_off, h->name_len}, "transfer-encoding")) hc->te_lines++;
+  return 0;
+}
+/* The proxy stops llhttp at the end of every head, request or response. */
+static int on_headers_complete(llhttp_t *p) { return HPE_PAUSED; }
 
 /* Parser settings that collect header spans as the proxy does, for requests and
- * responses alike; the caller adds what differs. */
+ * responses alike. */
 static void collect_settings(llhttp_settings_t *s) {
   llhttp_settings_init(s);
   s->on_header_field = on_field;
   s->on_header_value = on_value;
   s->on_header_value_complete = on_value_complete;
+  s->on_headers_complete = on_headers_complete;
 }
-static int on_req_headers_complete(llhttp_t *p) {
-  if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)) return HPE_PAUSED;
-  return 0;
+
+/* ---- bodies ------------------------------------------------------------------ */
+
+typedef struct {
+  px_br_result_t res;
+  size_t end;      /* PX_BR_END: where the body ended */
+  uint64_t sum;    /* FNV-1a over the data */
+  size_t data_len;
+} body_outcome_t;
+
+static uint64_t fnv(uint64_t h, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+  return h;
 }
-static int on_req_message_complete(llhttp_t *p) { return HPE_PAUSED; }
+
+/* Reads buf[from, size) as a body framed `mode`, in reads split at `split`. */
+static body_outcome_t read_body(px_body_mode_t mode, uint64_t length, const char *buf, size_t from, size_t size,
+                                size_t split) {
+  body_outcome_t o = {.res = PX_BR_MORE, .sum = 0xcbf29ce484222325ull};
+  px_body_reader_t r;
+  px_body_reader_init(&r, mode, length);
+  size_t cuts[2] = {split < from ? from : split > size ? size : split, size};
+  const char *p = buf + from;
+  for (int k = 0; k < 2; k++) {
+    const char *end = buf + cuts[k];
+    px_str_t d;
+    while ((o.res = px_body_read(&r, &p, end, &d)) == PX_BR_DATA) {
+      PX_FUZZ_CHECK(d.n > 0 && d.p >= buf + from && d.p + d.n <= end);
+      o.sum = fnv(o.sum, d.p, d.n);
+      o.data_len += d.n;
+    }
+    PX_FUZZ_CHECK(p >= buf + from && p <= end);
+    if (o.res == PX_BR_END) {
+      o.end = (size_t)(p - buf);
+      return o;
+    }
+    if (o.res == PX_BR_ERROR) {
+      PX_FUZZ_CHECK(r.err != NULL);
+      return o;
+    }
+    PX_FUZZ_CHECK(p == end); /* it asks for more only once it took every byte */
+  }
+  return o;
+}
+
+/* The body read whole and split must agree on everything. */
+static body_outcome_t check_body(px_body_mode_t mode, uint64_t length, const char *buf, size_t from, size_t size,
+                                 size_t split) {
+  body_outcome_t whole = read_body(mode, length, buf, from, size, size);
+  body_outcome_t parts = read_body(mode, length, buf, from, size, split);
+  PX_FUZZ_CHECK(whole.res == parts.res);
+  PX_FUZZ_CHECK(whole.data_len == parts.data_len && whole.sum == parts.sum);
+  if (whole.res == PX_BR_END) PX_FUZZ_CHECK(whole.end == parts.end);
+  return whole;
+}
 
 /* ---- checks on what the sidecar writes ------------------------------------ */
 
@@ -219,28 +284,49 @@ static void check_problem(int status, const char *kind, const char *detail, int 
   px_buf_free(&out);
 }
 
-/* ---- the two directions ---------------------------------------------------- */
+/* ---- against the oracle ------------------------------------------------------- */
 
-static int on_resp_headers_complete(llhttp_t *p) {
-  collect_t *hc = p->data;
-  int status = p->status_code;
-  if (status >= 100 && status < 200) { /* interim: skipped, as the proxy does */
-    px_hcollect_reset(&hc->col);
-    return 0;
-  }
-  if (p->http_major != 1 || p->http_minor > 1) return -1; /* the proxy: a bad response */
-  px_head_t h = {.base = hc->base,
-                 .h = hc->col.h,
-                 .nh = hc->col.n,
-                 .status = status,
-                 .http_minor = p->http_minor,
-                 .chunked = (p->flags & F_CHUNKED) != 0,
-                 .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
-  hc->mode = px_http1_build_response(&h, hc->rrw, hc->rout);
-  hc->built = 1;
-  check_response(&h, hc->rrw, hc->mode, hc->rout);
-  return HPE_PAUSED;
+/* ref_msg_t is large; the fuzzer runs one input at a time. */
+static ref_msg_t oracle;
+
+/* The codec passed a request head on, and its body read `b`: the oracle must agree. */
+static void check_request_against_oracle(const char *buf, size_t size, const px_head_t *h, const body_outcome_t *b) {
+  ref_result_t rr = ref_parse_request(buf, size, &oracle);
+  if (rr == REF_INVALID) fprintf(stderr, "oracle: invalid at %zu: %s\n", oracle.error_off, oracle.error);
+  PX_FUZZ_CHECK(rr != REF_INVALID);
+  PX_FUZZ_CHECK((rr == REF_COMPLETE) == (b->res == PX_BR_END));
+  if (rr != REF_COMPLETE) return;
+  PX_FUZZ_CHECK(oracle.wire_len == b->end);
+  const char *method = llhttp_method_name((llhttp_method_t)h->method);
+  PX_FUZZ_CHECK(oracle.method_len == strlen(method) && memcmp(oracle.method, method, oracle.method_len) == 0);
+  PX_FUZZ_CHECK(oracle.target == h->base + h->url_off && oracle.target_len == h->url_len);
+  PX_FUZZ_CHECK(oracle.body_len == b->data_len);
+  PX_FUZZ_CHECK(fnv(0xcbf29ce484222325ull, (const char *)oracle.body, oracle.body_len) == b->sum);
+  ref_msg_free(&oracle);
 }
+
+/* The codec took a response whose final head ends at `from` and whose body read `b`
+ * (framed `in`): where the oracle says it ends, so must it. Interim answers before it
+ * are messages of their own to the oracle. */
+static void check_response_against_oracle(const char *buf, size_t size, int is_head, px_body_mode_t in,
+                                          const body_outcome_t *b) {
+  size_t off = 0;
+  ref_result_t rr;
+  while ((rr = ref_parse_response(buf + off, size - off, is_head ? "HEAD" : "GET", 1, &oracle)) == REF_COMPLETE &&
+         oracle.status < 200) {
+    off += oracle.wire_len;
+    ref_msg_free(&oracle);
+  }
+  if (rr != REF_COMPLETE) return; /* laxer than the oracle, or the oracle wants more: nothing forwarded as whole */
+  size_t end = in == PX_BODY_CLOSE ? size : b->res == PX_BR_END ? b->end : 0;
+  if (end != off + oracle.wire_len)
+    fprintf(stderr, "oracle: the response ends at %zu, the codec says %zu\n", off + oracle.wire_len, end);
+  PX_FUZZ_CHECK(end == off + oracle.wire_len);
+  PX_FUZZ_CHECK(oracle.body_len == b->data_len);
+  ref_msg_free(&oracle);
+}
+
+/* ---- the two directions ---------------------------------------------------- */
 
 static void fuzz_response(const char *buf, size_t size, uint32_t knobs) {
   px_buf_t out = {0};
@@ -252,18 +338,50 @@ static void fuzz_response(const char *buf, size_t size, uint32_t knobs) {
   collect_t hc;
   memset(&hc, 0, sizeof(hc));
   hc.base = buf;
-  hc.rrw = &rw;
-  hc.rout = &out;
   llhttp_settings_t s;
   collect_settings(&s);
-  s.on_headers_complete = on_resp_headers_complete;
   llhttp_t p;
   llhttp_init(&p, HTTP_RESPONSE, &s);
   p.data = &hc;
-  llhttp_errno_t err = llhttp_execute(&p, buf, size);
-  PX_FUZZ_CHECK(hc.built == (err == HPE_PAUSED));
-  if (err != HPE_OK && err != HPE_PAUSED)
-    check_problem(502, "upstream_protocol_error", llhttp_get_error_reason(&p), 1, NULL);
+  const char *at = buf;
+  for (;;) { /* as on_up_read: heads until one that is not interim */
+    llhttp_errno_t err = llhttp_execute(&p, at, (size_t)(buf + size - at));
+    if (err == HPE_OK) goto out; /* the proxy would read more */
+    if (err != HPE_PAUSED) {
+      check_problem(502, "upstream_bad_response", llhttp_get_error_reason(&p), 1, NULL);
+      goto out;
+    }
+    at = llhttp_get_error_pos(&p);
+    px_head_t h = {.base = buf,
+                   .h = hc.col.h,
+                   .nh = hc.col.n,
+                   .status = p.status_code,
+                   .http_minor = p.http_minor,
+                   .chunked = (p.flags & F_CHUNKED) != 0,
+                   .content_length = (p.flags & F_CONTENT_LENGTH) ? (int64_t)p.content_length : -1};
+    const char *refused = px_http1_response_refuse(&h, p.http_major, p.flags, p.content_length);
+    if (refused) {
+      check_problem(502, "upstream_bad_response", refused, 1, NULL);
+      goto out;
+    }
+    PX_FUZZ_CHECK(h.status >= 100 && h.status <= 599 && h.status != 101);
+    if (h.status < 200) {
+      px_hcollect_reset(&hc.col);
+      llhttp_reset(&p);
+      continue;
+    }
+    px_body_mode_t mode = px_http1_build_response(&h, &rw, &out);
+    check_response(&h, &rw, mode, &out);
+    px_body_mode_t in = px_http1_response_body(&h, rw.request_is_head);
+    if (in == PX_BODY_NONE) PX_FUZZ_CHECK(mode == PX_BODY_NONE);
+    if (mode == PX_BODY_LENGTH) PX_FUZZ_CHECK(in == PX_BODY_LENGTH);
+    size_t from = (size_t)(at - buf);
+    body_outcome_t b =
+        check_body(in, (uint64_t)PX_MAX(h.content_length, 0), buf, from, size, from + (knobs >> 16) % (size - from + 1));
+    if (b.res != PX_BR_ERROR) check_response_against_oracle(buf, size, rw.request_is_head, in, &b);
+    goto out;
+  }
+out:
   px_hcollect_free(&hc.col);
   px_buf_free(&out);
 }
@@ -302,8 +420,6 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
   llhttp_settings_t set;
   collect_settings(&set);
   set.on_url = on_url;
-  set.on_headers_complete = on_req_headers_complete;
-  set.on_message_complete = on_req_message_complete;
   llhttp_t p;
   llhttp_init(&p, HTTP_REQUEST, &set);
   p.data = hc;
@@ -330,10 +446,13 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
     check_problem(400, "bad_request", refused, 1, NULL);
     return;
   }
-  if (!px_http1_te_chunked_only(&h)) {
-    check_problem(501, "not_implemented", "transfer codings other than chunked are not supported", 1, NULL);
+  int mode = px_http1_request_body(&h, p.flags, p.content_length, hc->te_lines, &refused);
+  if (mode < 0) {
+    PX_FUZZ_CHECK(mode == -400 || mode == -501);
+    check_problem(-mode, mode == -400 ? "bad_request" : "not_implemented", refused, 1, NULL);
     return;
   }
+  PX_FUZZ_CHECK((mode == PX_BODY_CHUNKED) == h.chunked);
   px_str_t authority = {NULL, 0}, origin = {NULL, 0};
   int absolute = px_http1_absolute_target((px_str_t){buf + h.url_off, h.url_len}, &authority, &origin);
   if (absolute < 0) {
@@ -367,6 +486,9 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
   check_request(&h, &rw, &out);
   PX_FUZZ_CHECK(memcmp(out.data + out.len - 6, "12\r\n\r\n", 6) == 0);
   px_buf_free(&out);
+  body_outcome_t b =
+      check_body((px_body_mode_t)mode, p.content_length, buf, he, size, he + (knobs >> 16) % (size - he + 1));
+  if (b.res != PX_BR_ERROR) check_request_against_oracle(buf, size, &h, &b);
   check_problem(502, "upstream_connect_failure", "no endpoint answered", (knobs >> 14) & 1,
                 (knobs >> 15) & 1 ? "x-outrigger-overloaded: true\r\n" : NULL);
 }

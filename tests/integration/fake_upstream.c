@@ -211,6 +211,11 @@ static void *conn_main(void *arg) {
       send_all(c->fd, te, sizeof(te) - 1);
       continue;
     }
+    if (u->o.mode == FU_RAW) {
+      send_all(c->fd, u->o.raw, strlen(u->o.raw));
+      if (u->o.close_after) goto done;
+      continue;
+    }
     if (u->o.mode == FU_GARBAGE) {
       static const char junk[] = "SSH-2.0-nope\r\n\x01\x02\x03 not http\r\n\r\n";
       send_all(c->fd, junk, sizeof(junk) - 1);

@@ -24,6 +24,7 @@ typedef enum {
   FU_TE_GZIP,     /* answers with Transfer-Encoding: gzip, chunked (a coding a proxy cannot pass on) */
   FU_DROP_SECOND, /* like FU_ECHO for a connection's first request; reads the second whole, then closes
                     without an answer (did the work, then died) */
+  FU_RAW,         /* answers every request with the bytes `raw`, then closes when `close_after` */
 } fu_mode_t;
 
 typedef struct fu_s fu_t;
@@ -33,6 +34,8 @@ typedef struct {
   size_t big_len;
   int chunked;
   int delay_ms;
+  const char *raw; /* FU_RAW: the answer, sent as it is (NUL-terminated) */
+  int close_after; /* FU_RAW: close the connection after answering */
 } fu_opts_t;
 
 fu_t *fu_start(const fu_opts_t *opts);

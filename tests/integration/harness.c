@@ -277,6 +277,13 @@ static int on_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
+/* 1xx, 204 and 304 answers have no body whatever their Content-Length says (RFC 9112
+ * §6.3); llhttp would wait for one. */
+static int on_headers_complete(llhttp_t *p) {
+  int s = p->status_code;
+  return (s >= 100 && s < 200) || s == 204 || s == 304 ? 1 : 0;
+}
+
 /* Where the head ends in b (after the empty line), or 0 when not yet there. */
 static size_t head_end(const char *b, size_t n) {
   for (size_t i = 0; i + 1 < n; i++) {
@@ -310,6 +317,7 @@ int th_read_response(int fd, th_resp_t *out, int timeout_ms) {
   pending_take(fd, &in);
   llhttp_settings_t st;
   llhttp_settings_init(&st);
+  st.on_headers_complete = on_headers_complete;
   st.on_body = on_body;
   st.on_message_complete = on_complete;
 

@@ -251,6 +251,15 @@ Test(headscan, obs_fold_refused) {
   expect_refused(S("GET / HTTP/1.1\r\n X-A: one\r\n\r\n"));
 }
 
+/* RFC 9112 §3: a request line is not to be autocorrected. */
+Test(headscan, extra_spaces_in_the_request_line_refused) {
+  expect_refused(S("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"));
+  expect_refused(S("GET /  HTTP/1.1\r\nHost: a\r\n\r\n"));
+  expect_refused(S("\r\nGET / HTTP/1.1  \r\n\r\n"));
+  px_headscan_t sc;
+  cr_expect_eq(scan_all(S("GET /a%20b HTTP/1.1\r\nX:  two  spaces\r\n\r\n"), &sc), 1, "only the request line");
+}
+
 /* ---- px_http1_build_request ------------------------------------------------ */
 
 static const px_req_rewrite_t rw_default = {.client_ip = "10.0.0.1", .proto = "http"};
@@ -839,10 +848,10 @@ Test(hcollect, target_in_pieces_and_reasons) {
 /* ---- px_http1_refuse: what is refused before routing ------------------------------ */
 
 Test(http1, refuse_versions_connect_upgrade_and_missing_host) {
-  static const char base[] = "hostx";
+  static const char base[] = "hostx/";
   px_hspan_t host = {0, 4, 4, 1};
-  px_head_t with_host = {.base = base, .h = &host, .nh = 1, .method = HTTP_GET, .http_minor = 1};
-  px_head_t no_host = {.base = base, .h = NULL, .nh = 0, .method = HTTP_GET, .http_minor = 1};
+  px_head_t with_host = {.base = base, .h = &host, .nh = 1, .method = HTTP_GET, .http_minor = 1, .url_off = 5, .url_len = 1};
+  px_head_t no_host = {.base = base, .h = NULL, .nh = 0, .method = HTTP_GET, .http_minor = 1, .url_off = 5, .url_len = 1};
   cr_expect_null(px_http1_refuse(&with_host, 1, 0, 0));
   cr_expect_str_eq(px_http1_refuse(&no_host, 1, 0, -1), "HTTP/1.1 requests need a Host header");
   no_host.http_minor = 0; /* HTTP/1.0 may omit Host */
@@ -898,10 +907,14 @@ Test(http1, host_values) {
                                "[::1]:8080",
                                "[fe80::1%25eth0]",
                                "xn--bcher-kva.example",
-                               "a_b~c"};
+                               "a_b~c",
+                               "a%20b",
+                               "[v1.x:y]",
+                               "[fe80::1%25en%30]"};
   for (size_t i = 0; i < PX_ARRAY_SIZE(good); i++)
     cr_expect(px_http1_host_valid((px_str_t){good[i], strlen(good[i])}), "'%s' must be valid", good[i]);
-  static const char *bad[] = {"a b",     "a/b",  "a@b",  "a:8x", "a:80:90", "[::1",   "[]",  "[::1]x",
+  static const char *bad[] = {":80", ":", "a%", "a%2", "a%zz", "[a!b]", "[v1]", "[v.x]", "[::1%25]", "[::1%eth0]",
+                              "a b",     "a/b",  "a@b",  "a:8x", "a:80:90", "[::1",   "[]",  "[::1]x",
                               "[::1]:x", "a\"b", "a\\b", "a?b",  "a#b",     "[::1 ]", "a\tb"};
   for (size_t i = 0; i < PX_ARRAY_SIZE(bad); i++)
     cr_expect(!px_http1_host_valid((px_str_t){bad[i], strlen(bad[i])}), "'%s' must be refused", bad[i]);
@@ -992,5 +1005,87 @@ Test(build_request, absolute_form_goes_upstream_as_origin_form) {
   rw.origin = PX_STR("?q"); /* "http://svc?q": the root */
   s = build_req(&t, &rw, &out, rid);
   cr_expect(strncmp(s, "GET /?q HTTP/1.1\r\n", 18) == 0, "%s", s);
+  px_buf_free(&out);
+}
+
+/* ---- px_http1_request_body: how a request body is framed, or why not ------------ */
+
+Test(http1, request_body_framing) {
+  thead_t t;
+  const char *why = NULL;
+  req_init(&t, HTTP_POST, "/");
+  cr_expect_eq(px_http1_request_body(&t.m, 0, 0, 0, &why), PX_BODY_NONE);
+  cr_expect_eq(px_http1_request_body(&t.m, F_CONTENT_LENGTH, 0, 0, &why), PX_BODY_NONE);
+  cr_expect_eq(px_http1_request_body(&t.m, F_CONTENT_LENGTH, 5, 0, &why), PX_BODY_LENGTH);
+  cr_expect_eq(px_http1_request_body(&t.m, F_CONTENT_LENGTH, INT64_MAX, 0, &why), PX_BODY_LENGTH);
+  cr_expect_eq(px_http1_request_body(&t.m, F_CONTENT_LENGTH, (uint64_t)INT64_MAX + 1, 0, &why), -400,
+               "2^63 does not fit a signed length");
+  cr_expect_str_eq(why, "a Content-Length must fit in 63 bits");
+  cr_expect_eq(px_http1_request_body(&t.m, F_CONTENT_LENGTH, UINT64_MAX, 0, &why), -400);
+
+  hadd(&t, "Transfer-Encoding", "chunked");
+  cr_expect_eq(px_http1_request_body(&t.m, F_TRANSFER_ENCODING | F_CHUNKED, 0, 1, &why), PX_BODY_CHUNKED);
+  cr_expect_eq(px_http1_request_body(&t.m, F_TRANSFER_ENCODING, 0, 1, &why), -400, "chunked is not last");
+  cr_expect_str_eq(why, "a request with Transfer-Encoding must end it with chunked");
+  cr_expect_eq(px_http1_request_body(&t.m, 0, 0, 1, &why), -400, "an empty Transfer-Encoding, unflagged");
+  t.m.http_minor = 0;
+  cr_expect_eq(px_http1_request_body(&t.m, F_TRANSFER_ENCODING | F_CHUNKED, 0, 1, &why), -400);
+  cr_expect_str_eq(why, "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+
+  req_init(&t, HTTP_POST, "/");
+  hadd(&t, "Transfer-Encoding", "gzip, chunked");
+  cr_expect_eq(px_http1_request_body(&t.m, F_TRANSFER_ENCODING | F_CHUNKED, 0, 1, &why), -501);
+  cr_expect_str_eq(why, "transfer codings other than chunked are not supported");
+}
+
+Test(http1, fragment_in_a_target_refused) {
+  thead_t t;
+  req_init(&t, HTTP_GET, "/a#b");
+  hadd(&t, "Host", "a");
+  cr_expect_str_eq(px_http1_refuse(&t.m, 1, 0, 0), "a request target may not hold a fragment ('#')");
+  req_init(&t, HTTP_GET, "/a?b=%23");
+  hadd(&t, "Host", "a");
+  cr_expect_null(px_http1_refuse(&t.m, 1, 0, 0));
+}
+
+/* llhttp takes a target with any scheme; a proxy is sent origin-form, absolute-form
+ * with http or https, or "*" for OPTIONS (RFC 9112 §3.2). */
+Test(http1, targets_in_no_form_refused) {
+  static const struct {
+    int method;
+    const char *target, *why;
+  } cases[] = {
+      {HTTP_GET, "/", NULL},
+      {HTTP_GET, "http://a/b", NULL},
+      {HTTP_GET, "HTTPS://a", NULL},
+      {HTTP_OPTIONS, "*", NULL},
+      {HTTP_GET, "*", "the request target is in none of origin, absolute (http or https) or asterisk form"},
+      {HTTP_GET, "httq://a/b", "the request target is in none of origin, absolute (http or https) or asterisk form"},
+      {HTTP_GET, "ftp://a/b", "the request target is in none of origin, absolute (http or https) or asterisk form"},
+  };
+  for (size_t i = 0; i < PX_ARRAY_SIZE(cases); i++) {
+    thead_t t;
+    req_init(&t, cases[i].method, cases[i].target);
+    hadd(&t, "Host", "a");
+    const char *why = px_http1_refuse(&t.m, 1, 0, 0);
+    if (cases[i].why) cr_expect_str_eq(why, cases[i].why, "%s", cases[i].target);
+    else cr_expect_null(why, "%s: %s", cases[i].target, why);
+  }
+}
+
+/* RFC 9110 §8.6: a 204 has no Content-Length; a 304 and an answer to HEAD keep the one
+ * the representation has. */
+Test(build_response, no_length_on_a_204) {
+  px_buf_t out = {0};
+  thead_t t;
+  resp_init(&t, 204, 5, 0);
+  hadd(&t, "Content-Length", "5");
+  cr_expect_eq(px_http1_build_response(&t.m, &rrw_default, &out), PX_BODY_NONE);
+  cr_expect_eq(hcount(cstr(&out), "content-length"), 0, "%s", cstr(&out));
+  px_buf_free(&out);
+  resp_init(&t, 304, 5, 0);
+  hadd(&t, "Content-Length", "5");
+  cr_expect_eq(px_http1_build_response(&t.m, &rrw_default, &out), PX_BODY_NONE);
+  cr_expect_str_eq(hval(cstr(&out), "content-length"), "5");
   px_buf_free(&out);
 }
