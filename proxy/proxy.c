@@ -446,6 +446,10 @@ static void req_finish(px_conn_t *c) {
   px_hcollect_reset(&c->hc);
   req->route = NULL;
   req->cluster = NULL;
+  /* Until the next head is in, a failure (a malformed head, a slow one) is answered as
+   * the connection's, not as this request's: it has not started an answer. */
+  req->resp_started = req->resp_done = 0;
+  req->attempt = 0;
   c->state = CS_HEAD;
   if (left == 0) {
     release_rbuf(c);
@@ -509,18 +513,28 @@ static void fail_with(px_conn_t *c, px_errkind_t kind, const char *detail, const
     return;
   }
   int status = px_errkind_status(kind);
-  if (c->state == CS_HEAD || !req->body_done || status == 400 || status == 408 || status == 413 || status == 431 ||
-      status == 501)
+  /* In CS_HEAD the request's fields are the previous request's: the head never came
+   * whole, so the connection closes anyway. */
+  int head = c->state == CS_HEAD;
+  if (head || !req->body_done || !req->client_keep_alive || status == 400 || status == 408 || status == 413 ||
+      status == 431 || status == 501)
     c->close_after = 1;
   if (c->w->draining) c->close_after = 1;
   px_debug("%s %s: %s", c->peer, px_errkind_name(kind), detail);
   out_reset(&c->down);
-  char tries[64 + 64];
-  if (req->attempt > 0) { /* the tries made before giving up are part of the answer */
-    snprintf(tries, sizeof(tries), "x-outrigger-attempts: %d\r\n%s", req->attempt, extra ? extra : "");
-    extra = tries;
-  }
+  char more[64 + 64];
+  /* The tries made before giving up are part of the answer; an HTTP/1.0 client keeps
+   * its connection only when told so. */
+  snprintf(more, sizeof(more), "%s%s", !c->close_after && req->minor == 0 ? "connection: keep-alive\r\n" : "",
+           extra ? extra : "");
+  if (req->attempt > 0 && !head)
+    snprintf(more + strlen(more), sizeof(more) - strlen(more), "x-outrigger-attempts: %d\r\n", req->attempt);
+  extra = more;
   px_http1_problem(&c->down.side, status, px_errkind_name(kind), detail, c->close_after, extra);
+  if (!head && req->is_head) { /* an answer to HEAD has the head alone (RFC 9110 §9.3.2) */
+    const char *e = memmem(c->down.side.data, c->down.side.len, "\r\n\r\n", 4);
+    c->down.side.len = (size_t)(e - c->down.side.data) + 4;
+  }
   out_piece(&c->down, NULL, 0, c->down.side.len);
   req->resp_started = 1;
   req->resp_done = 1;
@@ -757,11 +771,12 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
   px_http1_finish_request(&req->uhead, req->uhead_base, req->attempt);
   out_reset(&c->upw);
   out_piece(&c->upw, req->uhead.data, 0, req->uhead.len);
-  if (req->body_in > 0) {
+  if (req->body_in > 0 || (req->chunked_in && req->body_done)) {
     /* A resend: the body went out on an earlier try (a first try has parsed none of
      * it yet) and is all in req->body, since only then is a request resent. It goes
-     * again as one chunk, or as it was under its Content-Length. */
-    out_body(&c->upw, req->body.data, req->body.len, req->chunked_in);
+     * again as one chunk, or as it was under its Content-Length; an empty chunked
+     * body as its last chunk alone. */
+    if (req->body_in > 0) out_body(&c->upw, req->body.data, req->body.len, req->chunked_in);
     if (req->chunked_in) out_piece(&c->upw, "0\r\n\r\n", 0, 5);
   }
   if (req->expect_continue && !req->body_done) {

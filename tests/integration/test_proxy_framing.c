@@ -330,3 +330,81 @@ Test(framing, answer_broken_after_its_head_closes_the_client, .timeout = 30) {
   fu_stop(u);
 }
 
+/* ---- the sidecar's own answers, framed for the request they answer ---------------- */
+
+/* A malformed request after a good one on a kept-alive connection: it used to be
+ * dropped without a word (the failure was taken for the previous request's, whose
+ * answer had started), found by the differential fuzzer. */
+Test(framing, malformed_request_after_a_good_one_gets_400, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
+  static const char *const second[] = {"OST / HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+                                       "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(second); i++) {
+    int fd = th_connect(p.port);
+    send_str(fd, "PUT /first HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    send_str(fd, second[i]);
+    th_resp_t r;
+    cr_assert_eq(th_read_response(fd, &r, 3000), 0);
+    cr_assert_eq(r.status, 200);
+    th_resp_free(&r);
+    cr_assert_eq(th_read_response(fd, &r, 3000), 0, "case %zu: the malformed second request got no answer", i);
+    tp_assert_problem(&r, 400, "bad_request");
+    cr_assert(r.closed);
+    th_resp_free(&r);
+    th_close(fd);
+  }
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* The sidecar's own answer to HEAD has no body (RFC 9110 §9.3.2): the client would read
+ * it as the start of the next answer. Found by the differential fuzzer. */
+Test(framing, own_answer_to_head_has_no_body, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_GARBAGE});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
+  int fd = th_connect(p.port);
+  send_str(fd, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+  char head[2048];
+  tp_read_head_only(fd, head, sizeof(head));
+  cr_assert(strncmp(head, "HTTP/1.1 502 ", 13) == 0, "%s", head);
+  cr_assert(strstr(head, "x-outrigger-error: upstream_bad_response\r\n"), "%s", head);
+  cr_assert(strstr(head, "content-length: "), "the length a GET would get is kept: %s", head);
+  /* No body follows: the connection is open and quiet, or closed. */
+  cr_assert_neq(th_wait_closed(fd, 300), 0, "a body followed the answer to HEAD");
+  th_close(fd);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* An error answer to an HTTP/1.0 client says whether the connection stays: closed for
+ * a plain 1.0 client (which the sidecar then does), kept and said so for one that asked
+ * for keep-alive. Found by the differential fuzzer: a plain 1.0 client got an answer
+ * without "connection: close" and a connection left open. */
+Test(framing, own_answer_to_http10_says_what_happens_to_the_connection, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_GARBAGE});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
+  th_resp_t r;
+  int fd = th_connect(p.port);
+  send_str(fd, "GET / HTTP/1.0\r\n\r\n");
+  cr_assert_eq(th_read_response(fd, &r, 3000), 0);
+  tp_assert_problem(&r, 502, "upstream_bad_response");
+  cr_assert_str_eq(th_header(&r, "connection"), "close");
+  th_resp_free(&r);
+  cr_assert_eq(th_wait_closed(fd, 3000), 1);
+  th_close(fd);
+  fd = th_connect(p.port);
+  for (int round = 0; round < 2; round++) {
+    send_str(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    cr_assert_eq(th_read_response(fd, &r, 3000), 0, "round %d", round);
+    tp_assert_problem(&r, 502, "upstream_bad_response");
+    cr_assert_str_eq(th_header(&r, "connection"), "keep-alive");
+    th_resp_free(&r);
+  }
+  th_close(fd);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}

@@ -178,6 +178,11 @@ Test(proxy, dropped_on_reuse_chunked_put_goes_again_with_its_body, .timeout = 30
                                  "chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
                                  200, "hello world");
 }
+/* An empty chunked body goes again as its last chunk: the resend used to send the head
+ * alone, and the upstream waited for a body (found by the differential fuzzer). */
+Test(proxy, dropped_on_reuse_empty_chunked_put_goes_again_whole, .timeout = 30) {
+  check_reused_then_dropped_body(NULL, "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "");
+}
 Test(proxy, dropped_on_reuse_body_over_buffer_limit_is_not_resent, .timeout = 30) {
   check_reused_then_dropped(", retry: { buffer_limit: 8 }",
                             "PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", 502);
