@@ -2,7 +2,7 @@
 
 /* Where the chunked reader is. Each state names what the next byte may be. */
 enum {
-  S_SIZE0,          /* the first hex digit of a chunk size */
+  S_SIZE0 = 0,      /* the first hex digit of a chunk size (px_body_reader_init's 0) */
   S_SIZE,           /* more hex digits, BWS, ";" or CR */
   S_EXT_BWS,        /* BWS after the size or a value: only ";" may follow */
   S_EXT_NAME0,      /* after ";": BWS, then the first byte of a name */
@@ -55,15 +55,6 @@ static const unsigned char cls[256] = {
     [0x80 ... 0xff] = C_QDTEXT | C_FIELD,
 };
 #undef TQF
-
-void px_body_reader_init(px_body_reader_t *r, px_body_mode_t mode, uint64_t length) {
-  r->mode = (uint8_t)mode;
-  r->state = S_SIZE0;
-  r->line = 0;
-  r->left = mode == PX_BODY_LENGTH ? length : 0;
-  r->err = NULL;
-  r->done = mode == PX_BODY_NONE || (mode == PX_BODY_LENGTH && length == 0);
-}
 
 static px_br_result_t fail(px_body_reader_t *r, const char *why) {
   r->err = why;

@@ -47,7 +47,14 @@ typedef enum {
 
 /* Starts reading a body framed as `mode`: PX_BODY_NONE (ends at once), PX_BODY_LENGTH
  * with `length` bytes, PX_BODY_CHUNKED, or PX_BODY_CLOSE (ends at px_body_eof). */
-void px_body_reader_init(px_body_reader_t *r, px_body_mode_t mode, uint64_t length);
+static inline void px_body_reader_init(px_body_reader_t *r, px_body_mode_t mode, uint64_t length) {
+  r->mode = (uint8_t)mode;
+  r->state = 0; /* the first byte of a chunk size */
+  r->line = 0;
+  r->left = mode == PX_BODY_LENGTH ? length : 0;
+  r->err = NULL;
+  r->done = mode == PX_BODY_NONE || (mode == PX_BODY_LENGTH && length == 0);
+}
 
 /* Reads from *p up to end, advancing *p past what it consumed. Call it until it
  * returns something other than PX_BR_DATA. An error is final. */

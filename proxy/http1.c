@@ -52,13 +52,16 @@ int px_hcollect_value(px_hcollect_t *hc, uint32_t off, uint32_t len) {
   return 0;
 }
 
-int px_hcollect_value_done(px_hcollect_t *hc) {
+int px_hcollect_value_done(px_hcollect_t *hc, const char *base) {
   /* llhttp reports ": v" as a field of length 0 (or none at all); a line with an
    * empty name is not forwarded in either direction. */
   if (hc->n == 0 || hc->h[hc->n - 1].name_len == 0) {
     hc->empty_name = 1;
     return -1;
   }
+  const px_hspan_t *h = &hc->h[hc->n - 1];
+  if (PX_UNLIKELY(h->name_len == 17) && px_str_ieq_cstr((px_str_t){base + h->name_off, 17}, "transfer-encoding"))
+    hc->te_lines++;
   hc->last = 3;
   return 0;
 }
@@ -83,6 +86,7 @@ void px_hcollect_reset(px_hcollect_t *hc) {
   hc->n = 0;
   hc->last = 0;
   hc->obs_fold = hc->too_many = hc->empty_name = 0;
+  hc->te_lines = 0;
   hc->url_started = 0;
 }
 
@@ -136,12 +140,6 @@ int px_headscan(px_headscan_t *s, const char *b, size_t len) {
       s->done = 1;
       s->head_end = end + 1;
       return 1;
-    }
-    if (s->nlines == 0 && memmem(b + s->line_start, end - 1 - s->line_start, "  ", 2)) {
-      /* llhttp skips extra spaces between the parts of a request line; RFC 9112 §3
-       * says not to autocorrect one, as it may be crafted to slip past filters. */
-      s->err = "the request line has more than one space between its parts";
-      return -1;
     }
     s->nlines++;
     s->line_start = end + 1;
@@ -214,6 +212,10 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
   if (http_major != 1 || h->http_minor > 1) return "only HTTP/1.0 and HTTP/1.1 requests are served";
   if (upgrade || h->method == HTTP_CONNECT) return "CONNECT and protocol upgrades are not supported";
   px_str_t url = {h->base + h->url_off, h->url_len};
+  /* llhttp skips extra spaces after the method and after the target; the method is a
+   * token and the target holds no space, so the byte on each side tells. RFC 9112 §3:
+   * a request line is not to be autocorrected, it may be crafted to slip past filters. */
+  if (url.p[-2] == ' ' || url.p[url.n + 1] == ' ') return "the request line has more than one space between its parts";
   if (memchr(url.p, '#', url.n)) return "a request target may not hold a fragment ('#')";
   if (url.n == 0 || url.p[0] != '/') { /* not origin-form: absolute-form or OPTIONS * (RFC 9112 §3.2) */
     px_str_t authority, origin;
@@ -304,11 +306,9 @@ int px_http1_host_valid(px_str_t v) {
     if (e == v.n || !ip_literal_valid(v.p + 1, e - 1)) return 0;
     i = e + 1;
   } else { /* reg-name: its characters, and "%" only with two hex digits */
-    while (i < v.n && host_char((unsigned char)v.p[i])) {
-      if (v.p[i] == '%' && !(i + 2 < v.n && hex_char((unsigned char)v.p[i + 1]) && hex_char((unsigned char)v.p[i + 2])))
-        return 0;
-      i += v.p[i] == '%' ? 3 : 1;
-    }
+    while (i < v.n && host_char((unsigned char)v.p[i])) i++;
+    for (const char *pct = memchr(v.p, '%', i); pct; pct = memchr(pct + 1, '%', (size_t)(v.p + i - pct - 1)))
+      if (pct + 2 >= v.p + i || !hex_char((unsigned char)pct[1]) || !hex_char((unsigned char)pct[2])) return 0;
   }
   if (i == v.n) return 1;
   /* A port needs a host before it: an http URI with an empty host is invalid (RFC 9110
@@ -544,12 +544,6 @@ const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigne
   if ((flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(h))
     return "the upstream used a transfer coding other than chunked";
   return NULL;
-}
-
-px_body_mode_t px_http1_response_body(const px_head_t *h, int request_is_head) {
-  if (request_is_head || h->status < 200 || h->status == 204 || h->status == 304) return PX_BODY_NONE;
-  if (h->chunked) return PX_BODY_CHUNKED;
-  return h->content_length >= 0 ? PX_BODY_LENGTH : PX_BODY_CLOSE;
 }
 
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,

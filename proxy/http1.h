@@ -53,6 +53,9 @@ typedef struct {
   size_t n, cap;
   int last; /* 0 none, 1 field, 2 value, 3 value complete */
   int obs_fold, too_many, empty_name;
+  /* Transfer-Encoding lines: llhttp sets no flag for one with an empty value, and a
+   * request with one but no chunked must be refused (RFC 9112 §6.3). */
+  unsigned te_lines;
   uint32_t url_off, url_len; /* requests: the target, once url_started */
   int url_started;
 } px_hcollect_t;
@@ -63,8 +66,9 @@ void px_hcollect_url(px_hcollect_t *hc, uint32_t off, uint32_t len);
 /* Return 0, or -1 (for llhttp: stop) with the reason flag set. */
 int px_hcollect_field(px_hcollect_t *hc, uint32_t off, uint32_t len);
 int px_hcollect_value(px_hcollect_t *hc, uint32_t off, uint32_t len);
-/* The header line is complete; -1 when its name was empty. */
-int px_hcollect_value_done(px_hcollect_t *hc);
+/* The header line is complete; -1 when its name was empty. `base` is the buffer the
+ * offsets are relative to. */
+int px_hcollect_value_done(px_hcollect_t *hc, const char *base);
 /* Why the collector stopped llhttp, or NULL when it did not. */
 const char *px_hcollect_error(const px_hcollect_t *hc);
 /* Forgets the headers and the target (keeps the array for the next head). */
@@ -72,10 +76,9 @@ void px_hcollect_reset(px_hcollect_t *hc);
 void px_hcollect_free(px_hcollect_t *hc);
 
 /* An incremental check of a request head as its bytes arrive, before llhttp sees
- * them. llhttp 8.1 lets four things through that SPEC §4 and RFC 9112 refuse: a bare
- * LF after the request line, a NUL after a header value, obs-folded lines (which it
- * hands over as a second value callback) and extra spaces between the parts of the
- * request line. Blank lines before the request line
+ * them. llhttp 8.1 lets three things through that SPEC §4 refuses: a bare LF after
+ * the request line, a NUL after a header value, and obs-folded lines (which it hands
+ * over as a second value callback). Blank lines before the request line
  * are tolerated (RFC 9112 §2.2). */
 typedef struct {
   size_t pos, line_start; /* offsets into the caller's buffer */
@@ -88,17 +91,17 @@ typedef struct {
 /* Starts scanning a head that begins at offset `start`. */
 void px_headscan_reset(px_headscan_t *s, size_t start);
 /* Scans buf[s->pos, len). Returns 1 once the head is complete (s->head_end set),
- * 0 when more bytes are needed, -1 with s->err on a bare LF, NUL or folded line, or
- * a request line with more than one space between its parts. */
+ * 0 when more bytes are needed, -1 with s->err on a bare LF, NUL or folded line. */
 int px_headscan(px_headscan_t *s, const char *buf, size_t len);
 
 /* Why a parsed request head is refused before it is routed (400, connection
  * closed), or NULL: versions other than HTTP/1.0 and 1.1 (llhttp also takes
  * HTTP/0.9 "GET /" and "HTTP/2.0" request lines), CONNECT and upgrades, and an
  * HTTP/1.1 request without Host. More than one Host, or one that is not a valid
- * host[:port], is refused too (RFC 9112 §3.2), and so are a target holding a fragment
- * ("#") and one in none of the forms a proxy is sent: origin-form, absolute-form with
- * http or https, or "*" for OPTIONS (llhttp takes any scheme). `host_idx` is px_head_find(h, "host"). */
+ * host[:port], is refused too (RFC 9112 §3.2), and so are a request line with more than
+ * one space between its parts, a target holding a fragment ("#") and one in none of
+ * the forms a proxy is sent: origin-form, absolute-form with http or https, or "*" for
+ * OPTIONS (llhttp takes any scheme). `h->base` holds the request line. `host_idx` is px_head_find(h, "host"). */
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx);
 
 /* How a request body is framed (RFC 9112 §6.3), from what llhttp made of the head:
@@ -186,7 +189,11 @@ typedef struct {
 
 /* How an upstream frames a response body (RFC 9112 §6.3): none after HEAD and for 1xx,
  * 204 and 304 whatever their head says; else chunked, sized, or up to the close. */
-px_body_mode_t px_http1_response_body(const px_head_t *h, int request_is_head);
+static inline px_body_mode_t px_http1_response_body(const px_head_t *h, int request_is_head) {
+  if (request_is_head || h->status < 200 || h->status == 204 || h->status == 304) return PX_BODY_NONE;
+  if (h->chunked) return PX_BODY_CHUNKED;
+  return h->content_length >= 0 ? PX_BODY_LENGTH : PX_BODY_CLOSE;
+}
 
 /* Writes the response head for the client and returns how its body is framed. */
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,

@@ -83,7 +83,6 @@ struct px_conn_s {
   px_hcollect_t hc;
   px_headscan_t scan;
   px_body_reader_t body; /* the request body, once its head is in */
-  unsigned te_lines;     /* Transfer-Encoding lines in the head being parsed */
   px_out_t down, upw;
   px_cstate_t state;
   int writing_down, writing_up, reading, closing, close_after, lingering, nhandles;
@@ -313,13 +312,7 @@ static int on_req_value(llhttp_t *p, const char *at, size_t n) {
 }
 static int on_req_value_complete(llhttp_t *p) {
   px_conn_t *c = p->data;
-  if (px_hcollect_value_done(&c->hc) < 0) return -1; /* a later value piece belongs to a new field */
-  /* Transfer-Encoding lines are counted because llhttp sets no flag for one with an
-   * empty value, and a request that has one without chunked is refused (RFC 9112 §6.3). */
-  const px_hspan_t *h = &c->hc.h[c->hc.n - 1];
-  if (PX_UNLIKELY(h->name_len == 17) && px_str_ieq_cstr((px_str_t){c->rbuf + h->name_off, 17}, "transfer-encoding"))
-    c->te_lines++;
-  return 0;
+  return px_hcollect_value_done(&c->hc, c->rbuf); /* a later value piece belongs to a new field */
 }
 /* The parser stops right after every head: conn_process finds the end there. */
 static int on_req_headers_complete(llhttp_t *p) { return HPE_PAUSED; }
@@ -336,7 +329,7 @@ static int on_resp_value(llhttp_t *p, const char *at, size_t n) {
 }
 static int on_resp_value_complete(llhttp_t *p) {
   px_req_t *req = p->data;
-  return px_hcollect_value_done(&req->rh);
+  return px_hcollect_value_done(&req->rh, req->up->rbuf);
 }
 
 /* A response head is in: refuse what cannot be passed on, write the client's head and
@@ -441,7 +434,6 @@ static void req_finish(px_conn_t *c) {
   c->rlen = left;
   c->rpos = 0;
   llhttp_reset(&c->parser);
-  c->te_lines = 0;
   px_headscan_reset(&c->scan, 0);
   px_hcollect_reset(&c->hc);
   req->route = NULL;
@@ -876,7 +868,7 @@ static void req_begin(px_conn_t *c) {
     fail(c, PX_ERR_BAD_REQUEST, refused);
     return;
   }
-  int mode = px_http1_request_body(&h, p->flags, p->content_length, c->te_lines, &refused);
+  int mode = px_http1_request_body(&h, p->flags, p->content_length, c->hc.te_lines, &refused);
   if (mode < 0) {
     fail(c, mode == -501 ? PX_ERR_NOT_IMPLEMENTED : PX_ERR_BAD_REQUEST, refused);
     return;

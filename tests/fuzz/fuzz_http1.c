@@ -29,11 +29,10 @@
 #include "ref_http1.h"
 
 /* What the driver keeps while llhttp parses: the proxy's own header collector
- * (px_hcollect_t, http1.h), and the Transfer-Encoding lines proxy.c counts. */
+ * (px_hcollect_t, http1.h). */
 typedef struct {
   const char *base;
   px_hcollect_t col;
-  unsigned te_lines;
 } collect_t;
 
 static int hc_field(collect_t *hc, const char *at, size_t len) {
@@ -53,10 +52,7 @@ static int on_field(llhttp_t *p, const char *at, size_t n) { return hc_field(p->
 static int on_value(llhttp_t *p, const char *at, size_t n) { return hc_value(p->data, at, n); }
 static int on_value_complete(llhttp_t *p) {
   collect_t *hc = p->data;
-  if (px_hcollect_value_done(&hc->col) < 0) return -1;
-  const px_hspan_t *h = &hc->col.h[hc->col.n - 1];
-  if (px_str_ieq_cstr((px_str_t){hc->base + h->name_off, h->name_len}, "transfer-encoding")) hc->te_lines++;
-  return 0;
+  return px_hcollect_value_done(&hc->col, hc->base);
 }
 /* The proxy stops llhttp at the end of every head, request or response. */
 static int on_headers_complete(llhttp_t *p) { return HPE_PAUSED; }
@@ -446,7 +442,7 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
     check_problem(400, "bad_request", refused, 1, NULL);
     return;
   }
-  int mode = px_http1_request_body(&h, p.flags, p.content_length, hc->te_lines, &refused);
+  int mode = px_http1_request_body(&h, p.flags, p.content_length, hc->col.te_lines, &refused);
   if (mode < 0) {
     PX_FUZZ_CHECK(mode == -400 || mode == -501);
     check_problem(-mode, mode == -400 ? "bad_request" : "not_implemented", refused, 1, NULL);
