@@ -8,6 +8,7 @@
 #   bench/profile.sh [OUTRIGGER_BIN ...]     default: build-release/proxy/outrigger
 #
 # Prints one line per binary: instructions, requests, instructions per request.
+# KEEP_PROFILE=PREFIX keeps each profile as PREFIX.<build dir> for callgrind_annotate.
 # Needs valgrind and wrk (apt-get install -y valgrind wrk).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
