@@ -358,24 +358,6 @@ int px_http1_te_chunked_only(const px_head_t *h) {
   return codings == chunked && chunked <= 1;
 }
 
-int px_http1_resend_safe(const px_head_t *h, int keyed) {
-  switch (h->method) {
-  case HTTP_GET:
-  case HTTP_HEAD:
-  case HTTP_OPTIONS:
-  case HTTP_TRACE:
-  case HTTP_PUT:
-  case HTTP_DELETE:
-    return 1;
-  case HTTP_POST:
-  case HTTP_PATCH: {
-    int k = keyed ? px_head_find(h, "idempotency-key") : -1;
-    return k >= 0 && px_head_value(h, (size_t)k).n > 0;
-  }
-  default:
-    return 0;
-  }
-}
 
 int px_http1_is_hop_by_hop(px_str_t name) {
   px_hkind_t k = classify(name);
@@ -397,6 +379,37 @@ static void conn_tokens_add(px_conn_tokens_t *t, px_str_t v) {
     while (e < v.n && v.p[e] != ',' && v.p[e] != ' ' && v.p[e] != '\t') e++;
     if (e > s) t->tok[t->n++] = (px_str_t){v.p + s, e - s};
     s = e;
+  }
+}
+
+/* Whether a Connection header of `m` names `name`. */
+static int connection_names(const px_head_t *m, px_str_t name) {
+  px_conn_tokens_t ct = {.n = 0};
+  for (size_t i = 0; i < m->nh; i++)
+    if (classify(px_head_name(m, i)) == H_CONNECTION) conn_tokens_add(&ct, px_head_value(m, i));
+  for (size_t t = 0; t < ct.n; t++)
+    if (px_str_ieq(ct.tok[t], name)) return 1;
+  return 0;
+}
+
+int px_http1_resend_safe(const px_head_t *h, int keyed) {
+  switch (h->method) {
+  case HTTP_GET:
+  case HTTP_HEAD:
+  case HTTP_OPTIONS:
+  case HTTP_TRACE:
+  case HTTP_PUT:
+  case HTTP_DELETE:
+    return 1;
+  case HTTP_POST:
+  case HTTP_PATCH: {
+    int k = keyed ? px_head_find(h, "idempotency-key") : -1;
+    /* A key the Connection header names is hop-by-hop: it does not reach the upstream,
+     * which then cannot tell a second run from the first. */
+    return k >= 0 && px_head_value(h, (size_t)k).n > 0 && !connection_names(h, PX_STR("idempotency-key"));
+  }
+  default:
+    return 0;
   }
 }
 

@@ -123,8 +123,8 @@ const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigne
 
 /* 1 when sending a request that reached the upstream once more cannot do its work
  * twice (SPEC §5): GET, HEAD, OPTIONS, TRACE, PUT and DELETE; POST and PATCH only
- * with a non-empty Idempotency-Key, and only when `keyed` (the route's idempotency_key is
- * not off); any other method never. */
+ * with a non-empty Idempotency-Key that goes upstream (not named in Connection), and
+ * only when `keyed` (the route's idempotency_key is not off); any other method never. */
 int px_http1_resend_safe(const px_head_t *h, int keyed);
 
 /* Whether a Host value is uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name

@@ -38,7 +38,7 @@ static void reg_init(void) { uv_mutex_init(&reg_mu); }
 static int slot_of(char **names, int *n, int max, const char *name) {
   for (int i = 0; i < *n; i++)
     if (strcmp(names[i], name) == 0) return i;
-  if (*n == max) return -1;
+  if (*n >= max) return -1;
   names[*n] = px_strdup(name);
   return (*n)++;
 }
@@ -61,7 +61,10 @@ int px_metrics_route_slot(const char *listener, const char *route) {
 int px_metrics_cluster_slot(const char *cluster) {
   uv_once(&reg_once, reg_init);
   uv_mutex_lock(&reg_mu);
-  int slot = slot_of(cluster_names, &nclusters, PX_METRICS_MAX_CLUSTERS, cluster);
+  int slot = slot_of(cluster_names, &nclusters, PX_METRICS_MAX_CLUSTERS - 1, cluster);
+  /* Cluster slots index the hot path's counters unchecked: past the last name the
+   * rest share one series rather than get no slot. */
+  if (slot < 0) slot = slot_of(cluster_names, &nclusters, PX_METRICS_MAX_CLUSTERS, PX_METRICS_OTHER_CLUSTERS);
   uv_mutex_unlock(&reg_mu);
   return slot;
 }

@@ -54,7 +54,10 @@ static inline void px_metric_inc(uint64_t *c, uint64_t by) {
   __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + by, __ATOMIC_RELAXED);
 }
 
-/* Slots for label sets; -1 when the registry is full (the series is then not kept). */
+/* Slots for label sets; -1 when the registry is full (the series is then not kept).
+ * A cluster always gets one: past PX_METRICS_MAX_CLUSTERS - 1 names, the rest share
+ * the slot labelled PX_METRICS_OTHER_CLUSTERS. */
+#define PX_METRICS_OTHER_CLUSTERS "(other clusters)"
 int px_metrics_route_slot(const char *listener, const char *route);
 int px_metrics_cluster_slot(const char *cluster);
 int px_metrics_listener_slot(const char *listener);

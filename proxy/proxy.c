@@ -717,12 +717,13 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
     return;
   }
   if (up->rlen == 0 && up->reused && !c->writing_up && req->body_done && req->resendable &&
-      req->attempt <= req->max_attempts) {
+      req->attempt < req->route->conf->retry.attempts) {
     /* A pooled connection the upstream closed as we reused it, most likely at its
      * keep-alive timeout, before it read the request. "Most likely": an upstream that
      * read the request, did the work and then died looks the same from here, so only
      * a request that may safely run twice goes again, on a fresh connection; and not
-     * once the upstream began to answer. */
+     * once the upstream began to answer, nor past the route's attempts (every try
+     * counts, the first included). */
     drop_upstream(req, 0);
     req->tried = 0; /* the same endpoint is fine: only that connection was stale */
     try_upstream(req);

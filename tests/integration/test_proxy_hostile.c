@@ -203,6 +203,19 @@ Test(proxy, dropped_on_reuse_keyless_post_is_not, .timeout = 30) {
 Test(proxy, dropped_on_reuse_keyed_post_is_sent_again, .timeout = 30) {
   check_reused_then_dropped(NULL, "POST /act HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k-1\"\r\n\r\n", 200);
 }
+/* A key the Connection header names is hop-by-hop: it was dropped on the way up, yet
+ * the request was resent as if the upstream could tell the second run. */
+Test(proxy, dropped_on_reuse_post_whose_key_is_hop_by_hop_is_not, .timeout = 30) {
+  check_reused_then_dropped(NULL,
+                            "POST /act HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k-1\"\r\n"
+                            "Connection: Idempotency-Key\r\n\r\n",
+                            502);
+}
+/* retry.attempts counts every try: with one, the stale-connection resend has none left
+ * (it used to allow one more than the route's attempts). */
+Test(proxy, dropped_on_reuse_get_is_not_resent_past_attempts, .timeout = 30) {
+  check_reused_then_dropped(", retry: { attempts: 1 }", "GET /again HTTP/1.1\r\nHost: x\r\n\r\n", 502);
+}
 Test(proxy, dropped_on_reuse_keyed_post_is_not_under_off, .timeout = 30) {
   check_reused_then_dropped(", retry: { idempotency_key: off }",
                             "POST /act HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k-1\"\r\n\r\n", 502);

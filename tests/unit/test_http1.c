@@ -901,6 +901,15 @@ Test(http1, resend_safe_by_method_and_key) {
   req_init(&t, HTTP_LOCK, "/"); /* WebDAV and other extension methods: not known to be idempotent */
   hadd(&t, "Idempotency-Key", "k");
   cr_expect(!px_http1_resend_safe(&t.m, 1));
+  /* A key named in Connection is hop-by-hop: the upstream never sees it. */
+  req_init(&t, HTTP_POST, "/");
+  hadd(&t, "Idempotency-Key", "k");
+  hadd(&t, "Connection", "keep-alive, Idempotency-KEY");
+  cr_expect(!px_http1_resend_safe(&t.m, 1), "a key that does not go upstream makes nothing safe");
+  req_init(&t, HTTP_POST, "/");
+  hadd(&t, "Connection", "close");
+  hadd(&t, "Idempotency-Key", "k");
+  cr_expect(px_http1_resend_safe(&t.m, 1));
 }
 
 /* ---- Host and Transfer-Encoding: what the router and the upstream must agree on ---- */

@@ -61,6 +61,24 @@ Test(metrics, slots_are_stable_by_name) {
   cr_expect_neq(px_metrics_listener_slot("out"), l1);
 }
 
+/* Cluster slots index counters unchecked on the hot path: past the registry's size
+ * they used to be -1. The rest share one series. */
+Test(metrics, clusters_past_the_registry_share_a_slot) {
+  char name[32];
+  int last = -1;
+  for (int i = 0; i < PX_METRICS_MAX_CLUSTERS + 40; i++) {
+    snprintf(name, sizeof(name), "c%d", i);
+    int s = px_metrics_cluster_slot(name);
+    cr_assert(s >= 0 && s < PX_METRICS_MAX_CLUSTERS, "%s got slot %d", name, s);
+    cr_assert_eq(px_metrics_cluster_slot(name), s);
+    last = s;
+  }
+  cr_expect_eq(last, PX_METRICS_MAX_CLUSTERS - 1);
+  cr_expect_eq(px_metrics_cluster_slot("c0"), 0, "named slots stay");
+  px_metric_inc(&w[0]->upstream[last][1], 3);
+  cr_expect_eq(sample(render(), "outrigger_upstream_responses_total{cluster=\"(other clusters)\",class=\"2xx\"}"), 3);
+}
+
 Test(metrics, render_sums_workers) {
   int ls = px_metrics_listener_slot("in");
   int rs = px_metrics_route_slot("in", "app");

@@ -330,9 +330,8 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
         df_expect_free(&ex);
         FAIL("request %d, which may not run twice, was sent %d times", i, g);
       }
-      /* SPEC §3: the route's 2 attempts. (One more is tolerated for the stale-connection
-       * resend, a known defect taken up with the data path's rebuild.) */
-      if (prev_attempt > 3) {
+      /* SPEC §3: the route's 2 attempts, every try counted. */
+      if (prev_attempt > 2) {
         df_expect_free(&ex);
         FAIL("request %d was tried %d times", i, prev_attempt);
       }
