@@ -29,12 +29,12 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
                           "# TYPE outrigger_upstream_connections_active gauge\n");
   for (size_t i = 0; i < s->cfg->nclusters; i++)
     px_buf_printf(out, "outrigger_upstream_connections_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
-                  atomic_load(&s->clusters[i].connections));
+                  atomic_load(&s->clusters[i].st->connections));
   px_buf_append_cstr(out, "# HELP outrigger_upstream_requests_active Requests in flight to a cluster.\n"
                           "# TYPE outrigger_upstream_requests_active gauge\n");
   for (size_t i = 0; i < s->cfg->nclusters; i++)
     px_buf_printf(out, "outrigger_upstream_requests_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
-                  atomic_load(&s->clusters[i].active_requests));
+                  atomic_load(&s->clusters[i].st->active_requests));
   px_buf_printf(out,
                 "# HELP outrigger_config_reloads_total Configuration reloads, by result.\n"
                 "# TYPE outrigger_config_reloads_total counter\n"
@@ -64,15 +64,15 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
     px_buf_append_cstr(out, "{\"name\":");
     px_buf_json_str(out, c->conf->name, strlen(c->conf->name));
     px_buf_printf(out, ",\"lb\":\"%s\",\"active_requests\":%d,\"connections\":%d,\"endpoints\":[",
-                  lb_names[c->conf->lb], atomic_load(&c->active_requests), atomic_load(&c->connections));
+                  lb_names[c->conf->lb], atomic_load(&c->st->active_requests), atomic_load(&c->st->connections));
     for (size_t e = 0; e < c->neps; e++) {
       px_endpoint_t *ep = &c->eps[e];
       px_buf_printf(out,
                     "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"closed\",\"active_requests\":%d,"
                     "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
-                    e ? "," : "", ep->name, atomic_load(&ep->active_requests), atomic_load(&ep->connections),
-                    (unsigned long long)atomic_load(&ep->requests_total),
-                    (unsigned long long)atomic_load(&ep->failures_total));
+                    e ? "," : "", ep->name, atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
+                    (unsigned long long)atomic_load(&ep->st->requests_total),
+                    (unsigned long long)atomic_load(&ep->st->failures_total));
     }
     px_buf_append_cstr(out, "]}");
   }

@@ -394,11 +394,11 @@ static void settings_init(void) {
 
 static void count_release(px_req_t *req) {
   if (req->counted_ep) {
-    atomic_fetch_sub_explicit(&req->cluster->eps[req->ep].active_requests, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&req->cluster->eps[req->ep].st->active_requests, 1, memory_order_relaxed);
     req->counted_ep = 0;
   }
   if (req->counted_active) {
-    atomic_fetch_sub_explicit(&req->cluster->active_requests, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&req->cluster->st->active_requests, 1, memory_order_relaxed);
     req->counted_active = 0;
   }
 }
@@ -743,7 +743,7 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
   if (status != 0) {
     req->up = NULL;
     px_metric_inc(&c->w->metrics.upstream_fail[req->cluster->metric_slot], 1);
-    atomic_fetch_add_explicit(&req->cluster->eps[req->ep].failures_total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&req->cluster->eps[req->ep].st->failures_total, 1, memory_order_relaxed);
     px_debug("connect to %s failed: %s (attempt %d of %d)", req->cluster->eps[req->ep].name,
              px_strerror(status), req->attempt, req->max_attempts);
     if (req->attempt < req->max_attempts) {
@@ -755,7 +755,7 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
     return;
   }
   req->up = up;
-  atomic_fetch_add_explicit(&req->cluster->eps[req->ep].requests_total, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&req->cluster->eps[req->ep].st->requests_total, 1, memory_order_relaxed);
   llhttp_init(&req->rparser, HTTP_RESPONSE, &resp_settings);
   req->rparser.data = req;
   req->refused = NULL;
@@ -790,14 +790,14 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
 static void try_upstream(px_req_t *req) {
   px_conn_t *c = req->c;
   if (req->counted_ep) {
-    atomic_fetch_sub_explicit(&req->cluster->eps[req->ep].active_requests, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&req->cluster->eps[req->ep].st->active_requests, 1, memory_order_relaxed);
     req->counted_ep = 0;
   }
   req->attempt++;
   int other = req->route->conf->retry.other_endpoint;
   req->ep = px_cluster_pick(req->cluster, c->w->id, other ? req->tried : 0);
   if (req->ep < 64) req->tried |= 1ull << req->ep;
-  atomic_fetch_add_explicit(&req->cluster->eps[req->ep].active_requests, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&req->cluster->eps[req->ep].st->active_requests, 1, memory_order_relaxed);
   req->counted_ep = 1;
   req->up = NULL;
   int r = px_upstream_acquire(c->w, c->ws, req->cluster, req->ep, req, &up_cb, &req->up);
@@ -910,9 +910,9 @@ static void req_begin(px_conn_t *c) {
     fail(c, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint");
     return;
   }
-  if (atomic_fetch_add_explicit(&req->cluster->active_requests, 1, memory_order_relaxed) >=
+  if (atomic_fetch_add_explicit(&req->cluster->st->active_requests, 1, memory_order_relaxed) >=
       req->cluster->conf->max_requests) {
-    atomic_fetch_sub_explicit(&req->cluster->active_requests, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&req->cluster->st->active_requests, 1, memory_order_relaxed);
     fail_with(c, PX_ERR_OVERLOADED, "the cluster's max_requests is reached", "x-outrigger-overloaded: true\r\n");
     return;
   }

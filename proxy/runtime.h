@@ -1,7 +1,8 @@
-/* The running configuration: a loaded px_config_t plus the state that lives as long
- * as it does and is shared by all workers: per-cluster and per-endpoint counters
- * (atomic, so limits are exact across workers, SPEC §6) and per-route split weights
- * that the admin API may change at run time.
+/* The running configuration: a loaded px_config_t plus what lives as long as it does:
+ * per-route split weights that the admin API may change at run time, and per worker
+ * round-robin positions and idle-connection pools. Cluster and endpoint counters
+ * (atomic, so limits are exact across workers, SPEC §6) outlive it: they are kept by
+ * name in cluster_state.h, and a snapshot holds references to them.
  *
  * A snapshot is reference-counted. Each worker holds one reference to the snapshot
  * it serves new requests from, and a request in flight keeps the snapshot it started
@@ -12,6 +13,7 @@
 
 #include <stdatomic.h>
 
+#include "cluster_state.h"
 #include "config.h"
 
 typedef struct px_pool_s px_pool_t;
@@ -19,10 +21,7 @@ typedef struct px_pool_s px_pool_t;
 typedef struct {
   const px_addr_conf_t *conf;
   char name[64];            /* "127.0.0.1:9001" */
-  atomic_int active_requests;
-  atomic_int connections;
-  atomic_ullong requests_total;
-  atomic_ullong failures_total;
+  px_endpoint_state_t *st;  /* its counters, kept across reloads */
 } px_endpoint_t;
 
 typedef struct {
@@ -31,10 +30,7 @@ typedef struct {
   int metric_slot;
   px_endpoint_t *eps;
   size_t neps;
-  atomic_int connections;     /* open upstream connections, all workers */
-  atomic_int pending;         /* requests waiting for a connection slot */
-  atomic_int active_requests;
-  atomic_int active_retries;
+  px_cluster_state_t *st;     /* its counters, kept across reloads */
   /* Per worker: its round-robin position and its idle-connection pools, one per
    * endpoint. A worker touches only its own row, so these need no locking. */
   struct px_cluster_worker_s {

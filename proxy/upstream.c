@@ -33,8 +33,8 @@ static void up_close(px_upconn_t *up) {
     pool_of(up->w, up->cluster, up->ep)->nidle--;
     up->idle = 0;
   }
-  atomic_fetch_sub_explicit(&up->cluster->connections, 1, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&up->cluster->eps[up->ep].connections, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&up->cluster->st->connections, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&up->cluster->eps[up->ep].st->connections, 1, memory_order_relaxed);
   uv_close((uv_handle_t *)&up->tcp, on_handle_closed);
   uv_close((uv_handle_t *)&up->timer, on_handle_closed);
 }
@@ -144,11 +144,11 @@ int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t 
     return 0;
   }
 
-  if (atomic_fetch_add_explicit(&c->connections, 1, memory_order_relaxed) >= c->conf->max_connections) {
-    atomic_fetch_sub_explicit(&c->connections, 1, memory_order_relaxed);
+  if (atomic_fetch_add_explicit(&c->st->connections, 1, memory_order_relaxed) >= c->conf->max_connections) {
+    atomic_fetch_sub_explicit(&c->st->connections, 1, memory_order_relaxed);
     return PX_EOVERFLOW;
   }
-  atomic_fetch_add_explicit(&c->eps[ep].connections, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->eps[ep].st->connections, 1, memory_order_relaxed);
 
   px_upconn_t *up = px_calloc(1, sizeof(*up));
   up->w = w;

@@ -270,6 +270,53 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
   fu_stop(u);
 }
 
+/* A reload that leaves a cluster alone keeps its counts: a request in flight on the old
+ * configuration still holds its max_requests slot, so a new one is refused. Each
+ * snapshot used to start from zero: the limit was counted twice until old requests
+ * ended, and /clusters showed nothing in flight. */
+Test(proxy, cluster_limits_hold_across_a_reload, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 1500});
+  tp_t p;
+#define LIMITS_CFG                                                                                          \
+  "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"                                    \
+  "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"                                       \
+  "      - { name: r, match: { prefix: / }, cluster: r, timeout: 5s }\n%s"                                   \
+  "clusters:\n  - { name: r, endpoints: [%s], limits: { max_requests: 1 } }\n"
+  tp_prepare(&p);
+  tp_launch(&p, LIMITS_CFG, p.admin, p.port, "", tp_ep(u));
+  int a = th_connect(p.port);
+  const char *first = "GET /first HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(a, first, strlen(first)), 0);
+  for (int k = 0; k < 200 && fu_requests(u) == 0; k++) usleep(10000);
+  cr_assert_eq(fu_requests(u), 1, "the first request never reached the upstream");
+  tp_rewrite(&p, LIMITS_CFG, p.admin, p.port, "      - { name: other, match: { prefix: /other }, cluster: r }\n",
+             tp_ep(u));
+  kill(p.pid, SIGHUP);
+  th_resp_t r;
+  for (int k = 0;; k++) { /* until the reload is in */
+    cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+    int done = strstr(r.body, "outrigger_config_reloads_total{result=\"ok\"} 1\n") != NULL;
+    th_resp_free(&r);
+    if (done) break;
+    cr_assert_lt(k, 100, "the reload never applied");
+    usleep(10000);
+  }
+  cr_assert_eq(th_http(p.admin, "GET", "/clusters", NULL, NULL, &r), 0);
+  cr_assert(strstr(r.body, "\"active_requests\":1"), "the request in flight is not counted: %s", r.body);
+  th_resp_free(&r);
+  cr_assert_eq(tp_raw(&p, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  tp_assert_problem(&r, 503, "overloaded");
+  th_resp_free(&r);
+  cr_assert_eq(th_read_response(a, &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  th_close(a);
+  cr_assert_eq(fu_requests(u), 1, "the second request reached the upstream past the limit");
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+#undef LIMITS_CFG
+}
+
 Test(proxy, routes_by_prefix_path_host_method, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   tp_t p;

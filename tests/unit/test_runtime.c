@@ -87,8 +87,8 @@ Test(runtime, snapshot_mirrors_the_config) {
   cr_expect_str_eq(a->eps[0].name, "127.0.0.1:9001");
   cr_expect_str_eq(a->eps[2].name, "127.0.0.1:9003");
   cr_expect_str_eq(c->eps[0].name, "[::1]:9201");
-  cr_expect_eq(atomic_load(&a->connections), 0);
-  cr_expect_eq(atomic_load(&a->eps[1].active_requests), 0);
+  cr_expect_eq(atomic_load(&a->st->connections), 0);
+  cr_expect_eq(atomic_load(&a->eps[1].st->active_requests), 0);
 
   px_listener_rt_t *out = px_snapshot_listener(snap, "out"), *in = px_snapshot_listener(snap, "in");
   cr_assert(out && in);
@@ -261,4 +261,66 @@ Test(runtime, refcount_frees_at_last_unref) {
    * passed, so ask now: nothing of the snapshot or its config may be left. */
   cr_expect_eq(__lsan_do_recoverable_leak_check(), 0, "the last unref leaked (see the report above)");
 #endif
+}
+
+/* ---- cluster and endpoint state across reloads (cluster_state.h) ----------------- */
+
+static px_snapshot_t *snapshot_of(const char *text) {
+  px_errlist_t errs = {0};
+  px_config_t *cfg = px_config_parse("r.yaml", text, strlen(text), &errs);
+  for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "  %s\n", errs.items[i]);
+  px_errlist_free(&errs);
+  cr_assert_not_null(cfg);
+  return px_snapshot_new(cfg, 1, 1);
+}
+
+static px_cluster_t *cluster_in(px_snapshot_t *s, const char *name) {
+  for (size_t i = 0; i < s->cfg->nclusters; i++)
+    if (strcmp(s->clusters[i].conf->name, name) == 0) return &s->clusters[i];
+  return NULL;
+}
+
+#define ROUTE_TO(c) "listeners:\n  - { name: l, address: 127.0.0.1:15001, routes: [{ name: r, cluster: " c " }] }\n"
+#define ONE_ROUTE ROUTE_TO("a")
+
+/* A reload that keeps a cluster keeps its counts: requests in flight on the old
+ * configuration and new ones are counted together, so a limit holds across it. */
+Test(runtime, a_kept_cluster_keeps_its_state) {
+  px_snapshot_t *old = snapshot_of(ONE_ROUTE "clusters:\n  - { name: a, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n");
+  px_cluster_t *a = cluster_in(old, "a");
+  atomic_fetch_add(&a->st->active_requests, 1);
+  atomic_fetch_add(&a->eps[1].st->requests_total, 5);
+  px_snapshot_t *next = snapshot_of(ONE_ROUTE "clusters:\n  - { name: a, endpoints: [127.0.0.1:9002], limits: { max_requests: 7 } }\n"
+                                              "  - { name: b, endpoints: [127.0.0.1:9101] }\n");
+  px_cluster_t *a2 = cluster_in(next, "a");
+  cr_expect_eq(a2->st, a->st, "the same cluster's state");
+  cr_expect_eq(atomic_load(&a2->st->active_requests), 1);
+  cr_expect_eq(a2->eps[0].st, a->eps[1].st, "an endpoint is known by its address");
+  cr_expect_eq(atomic_load(&a2->eps[0].st->requests_total), 5);
+  cr_expect_neq(cluster_in(next, "b")->st, a->st);
+  atomic_fetch_sub(&a->st->active_requests, 1); /* the old request ends on the old snapshot */
+  cr_expect_eq(atomic_load(&a2->st->active_requests), 0);
+  px_snapshot_unref(old);
+  cr_expect_eq(atomic_load(&a2->eps[0].st->requests_total), 5, "outlives the old snapshot");
+  px_snapshot_unref(next);
+}
+
+/* An endpoint a reload removes loses its state with the last snapshot naming it: added
+ * back, it starts afresh. A removed cluster's state goes the same way. */
+Test(runtime, a_removed_endpoint_loses_its_state) {
+  /* Cluster x is only in this test's snapshots (the suite's has a, b and c). */
+  int before = px_cluster_state_count();
+  px_snapshot_t *s1 = snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n"
+                                            "  - { name: gone, endpoints: [127.0.0.1:9301] }\n");
+  cr_expect_eq(px_cluster_state_count(), before + 2);
+  atomic_fetch_add(&cluster_in(s1, "x")->eps[0].st->requests_total, 3);
+  px_snapshot_t *s2 = snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9002] }\n");
+  cr_expect_eq(px_cluster_state_count(), before + 2, "still named by the old snapshot");
+  px_snapshot_unref(s1);
+  cr_expect_eq(px_cluster_state_count(), before + 1, "the removed cluster's state is gone");
+  px_snapshot_t *s3 = snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n");
+  cr_expect_eq(atomic_load(&cluster_in(s3, "x")->eps[0].st->requests_total), 0, "a re-added endpoint starts afresh");
+  px_snapshot_unref(s2);
+  px_snapshot_unref(s3);
+  cr_expect_eq(px_cluster_state_count(), before);
 }

@@ -1,0 +1,86 @@
+#include "cluster_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "core.h"
+
+/* The registry: lists, since clusters are few and are looked up only when a snapshot
+ * is built. */
+static uv_mutex_t mu;
+static uv_once_t once = UV_ONCE_INIT;
+static px_cluster_state_t *clusters;
+static int nclusters;
+
+static void init(void) { uv_mutex_init(&mu); }
+
+px_cluster_state_t *px_cluster_state_get(const char *name) {
+  uv_once(&once, init);
+  uv_mutex_lock(&mu);
+  px_cluster_state_t *c = clusters;
+  while (c && strcmp(c->name, name) != 0) c = c->next;
+  if (!c) {
+    c = px_calloc(1, sizeof(*c));
+    c->name = px_strdup(name);
+    c->next = clusters;
+    clusters = c;
+    nclusters++;
+  }
+  c->refs++;
+  uv_mutex_unlock(&mu);
+  return c;
+}
+
+void px_cluster_state_put(px_cluster_state_t *c) {
+  uv_mutex_lock(&mu);
+  if (--c->refs == 0) {
+    px_cluster_state_t **p = &clusters;
+    while (*p != c) p = &(*p)->next;
+    *p = c->next;
+    nclusters--;
+    while (c->eps) { /* endpoints are put before their cluster; none is left but by a bug */
+      px_endpoint_state_t *e = c->eps;
+      c->eps = e->next;
+      free(e);
+    }
+    free(c->name);
+    free(c);
+  }
+  uv_mutex_unlock(&mu);
+}
+
+px_endpoint_state_t *px_endpoint_state_get(px_cluster_state_t *c, const char *name) {
+  uv_mutex_lock(&mu);
+  px_endpoint_state_t *e = c->eps;
+  while (e && strcmp(e->name, name) != 0) e = e->next;
+  if (!e) {
+    e = px_calloc(1, sizeof(*e));
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->next = c->eps;
+    c->eps = e;
+  }
+  e->refs++;
+  uv_mutex_unlock(&mu);
+  return e;
+}
+
+void px_endpoint_state_put(px_cluster_state_t *c, px_endpoint_state_t *e) {
+  uv_mutex_lock(&mu);
+  if (--e->refs == 0) {
+    px_endpoint_state_t **p = &c->eps;
+    while (*p != e) p = &(*p)->next;
+    *p = e->next;
+    free(e);
+  }
+  uv_mutex_unlock(&mu);
+}
+
+int px_cluster_state_count(void) {
+  uv_once(&once, init);
+  uv_mutex_lock(&mu);
+  int n = nclusters;
+  uv_mutex_unlock(&mu);
+  return n;
+}
