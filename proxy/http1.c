@@ -371,14 +371,20 @@ typedef struct {
   size_t n;
 } px_conn_tokens_t;
 
+/* A comma-separated list (RFC 9110 §5.6.1): elements trimmed of OWS; one with
+ * whitespace inside is no token and names nothing (it used to be split at the space,
+ * so `close," X-Fz` named X-Fz where a strict reading names no such field). */
 static void conn_tokens_add(px_conn_tokens_t *t, px_str_t v) {
   size_t s = 0;
   while (s < v.n && t->n < PX_ARRAY_SIZE(t->tok)) {
-    while (s < v.n && (v.p[s] == ' ' || v.p[s] == '\t' || v.p[s] == ',')) s++;
     size_t e = s;
-    while (e < v.n && v.p[e] != ',' && v.p[e] != ' ' && v.p[e] != '\t') e++;
-    if (e > s) t->tok[t->n++] = (px_str_t){v.p + s, e - s};
-    s = e;
+    while (e < v.n && v.p[e] != ',') e++;
+    size_t a = s, b = e;
+    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
+    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
+    if (b > a && !memchr(v.p + a, ' ', b - a) && !memchr(v.p + a, '\t', b - a))
+      t->tok[t->n++] = (px_str_t){v.p + a, b - a};
+    s = e + 1;
   }
 }
 
