@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,10 @@
 /* Test processes leave what they hold at exit; the binary under test is checked. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "detect_leaks=0"; }
+
+/* SIGINT / SIGTERM: finish the case at hand, then stop as at the end of a run. */
+static volatile sig_atomic_t stop_asked;
+static void on_stop_signal(int sig) { stop_asked = sig; }
 
 static long long mono_ms(void) {
   struct timespec ts;
@@ -112,6 +117,9 @@ static int sidecar_start(sidecar_t *s) {
   s->pid = fork();
   if (s->pid < 0) return -1;
   if (s->pid == 0) {
+    /* Whatever ends the driver (a ctest timeout, ^C) ends the sidecar too. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) _exit(127);
     int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
@@ -378,6 +386,8 @@ int main(int argc, char **argv) {
   }
   if (seconds == 0 && max_cases < 0) max_cases = 0;
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_stop_signal);
+  signal(SIGTERM, on_stop_signal);
   snprintf(s.dir, sizeof(s.dir), "/tmp/difffuzz.XXXXXX");
   if (!mkdtemp(s.dir)) {
     perror("difffuzz: mkdtemp");
@@ -408,6 +418,7 @@ int main(int argc, char **argv) {
   for (unsigned long long n = (unsigned long long)from; rc != 2 && (rc == 0 || keep_going); n++) {
     if (max_cases >= 0 && (long)n - from >= max_cases) break;
     if (seconds > 0 && mono_ms() - start >= seconds * 1000) break;
+    if (stop_asked) break;
     df_case_t c;
     df_case_generate(&c, seed * 1000003ull + n);
     int r = run_case(&s, up, &c, &t, save_dir, quiet);
