@@ -328,9 +328,10 @@ static int replay_path(sidecar_t *s, df_upstream_t *up, const char *path, totals
     if (d) closedir(d);
     qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
     for (int i = 0; i < n; i++) {
-      char full[768];
-      snprintf(full, sizeof(full), "%s/%s", path, names[i]);
-      int r = replay_path(s, up, full, t, save_dir, keep_going, quiet);
+      px_buf_t full = {0};
+      px_buf_printf(&full, "%s/%s", path, names[i]);
+      int r = replay_path(s, up, full.data, t, save_dir, keep_going, quiet);
+      px_buf_free(&full);
       if (r < 0) return r;
       rc |= r;
       if (rc && !keep_going) break;
