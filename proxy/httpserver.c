@@ -48,7 +48,7 @@ typedef struct hconn_s hconn_t;
 
 struct px_hsrv_s {
   uv_loop_t *loop;
-  uv_tcp_t listener;
+  px_tp_listener_t listener;
   uv_timer_t guard; /* closed last by px_hsrv_close so its callback never runs synchronously */
   px_hsrv_opts_t opts;
   llhttp_settings_t settings;
@@ -63,10 +63,9 @@ struct px_hsrv_s {
 };
 
 struct hconn_s {
-  uv_tcp_t tcp;
+  px_transport_t tp;
   uv_timer_t timer;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
+  px_tp_write_t wreq;
   px_hsrv_t *srv;
   hconn_t *prev, *next;
   llhttp_t parser;
@@ -157,8 +156,7 @@ static void set_deadline(hconn_t *c, int kind, uint64_t ms) {
   }
 }
 
-static void on_conn_closed(uv_handle_t *h) {
-  hconn_t *c = h->data;
+static void handle_closed(hconn_t *c) {
   if (--c->handles > 0) return;
   px_hsrv_t *srv = c->srv;
   if (c->prev) c->prev->next = c->next;
@@ -175,37 +173,39 @@ static void on_conn_closed(uv_handle_t *h) {
   free(c);
   srv_maybe_done(srv);
 }
+static void on_timer_closed(uv_handle_t *h) { handle_closed(h->data); }
+static void on_tp_closed(px_transport_t *t) { handle_closed(t->data); }
 
 static void conn_close(hconn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   set_busy(c, 0);
-  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-  uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+  px_tp_close(&c->tp, on_tp_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 static void send_error(hconn_t *c, int status, const char *msg);
 static int send_response(hconn_t *c, int is_head);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(px_transport_t *t, uv_buf_t *buf);
+static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(hconn_t *c) {
   if (c->reading || c->closing) return;
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+  if (px_tp_read_start(&c->tp, on_alloc, on_read) == 0) c->reading = 1;
   else conn_close(c);
 }
 
 static void stop_reading(hconn_t *c) {
   if (!c->reading) return;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  px_tp_read_stop(&c->tp);
   c->reading = 0;
 }
 
 /* After the last response on a connection: send FIN, then read and discard what the
  * client still sends for a moment, so that closing with unread bytes (which makes
  * the kernel send RST) cannot destroy the response before the client has read it. */
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  hconn_t *c = req->data;
+static void on_shutdown(px_transport_t *t, int status) {
+  hconn_t *c = t->data;
   if (status < 0) conn_close(c);
 }
 
@@ -213,8 +213,7 @@ static void conn_linger(hconn_t *c) {
   if (c->closing || c->lingering) return;
   c->lingering = 1;
   set_busy(c, 0);
-  c->sreq.data = c;
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+  if (px_tp_shutdown(&c->tp, on_shutdown) != 0) {
     conn_close(c);
     return;
   }
@@ -250,7 +249,7 @@ static void after_response(hconn_t *c) {
   set_busy(c, 0);
 }
 
-static void on_write(uv_write_t *req, int status) {
+static void on_write(px_tp_write_t *req, int status) {
   hconn_t *c = req->data;
   if (status < 0) {
     conn_close(c);
@@ -306,7 +305,7 @@ static int send_response(hconn_t *c, int is_head) {
   unsigned nbufs = (bodiless || is_head || res->body.len == 0) ? 1 : 2;
   size_t total = c->wbufs[0].len + (nbufs == 2 ? c->wbufs[1].len : 0);
 
-  int n = uv_try_write((uv_stream_t *)&c->tcp, c->wbufs, nbufs);
+  int n = px_tp_try_write(&c->tp, c->wbufs, nbufs);
   if (n == UV_EAGAIN) n = 0;
   if (n < 0) {
     conn_close(c);
@@ -328,7 +327,7 @@ static int send_response(hconn_t *c, int is_head) {
   c->writing = 1;
   c->wreq.data = c;
   stop_reading(c);
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nbufs, on_write) != 0) {
+  if (px_tp_write(&c->tp, &c->wreq, b, nbufs, on_write) != 0) {
     conn_close(c);
     return 0;
   }
@@ -549,7 +548,7 @@ static void conn_process(hconn_t *c) {
         c->expect_continue = 0;
         if (c->head_done && c->body.len == 0) {
           uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
-          if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len) {
+          if (px_tp_try_write(&c->tp, &b, 1) != (int)b.len) {
             conn_close(c);
             return;
           }
@@ -589,8 +588,8 @@ static void conn_process(hconn_t *c) {
   start_reading(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  hconn_t *c = h->data;
+static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
+  hconn_t *c = t->data;
   if (c->lingering) {
     *buf = uv_buf_init(c->srv->discard, sizeof(c->srv->discard));
     return;
@@ -612,8 +611,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  hconn_t *c = s->data;
+static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
+  hconn_t *c = t->data;
   if (nread < 0) {
     /* EOF or error. A half-closed client may still be waiting for a pending
      * answer; otherwise there is nobody left to answer. */
@@ -631,7 +630,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- listener ------------------------------------------------------------------- */
 
-static void on_connection(uv_stream_t *ls, int status) {
+static void on_connection(px_tp_listener_t *ls, int status) {
   px_hsrv_t *srv = ls->data;
   if (status < 0) {
     px_warn("http server: accept failed: %s", uv_strerror(status));
@@ -639,21 +638,18 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   hconn_t *c = px_calloc(1, sizeof(*c));
   c->srv = srv;
-  uv_tcp_init(srv->loop, &c->tcp);
   uv_timer_init(srv->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
+  c->tp.data = c->timer.data = c;
   c->handles = 2;
   c->next = srv->conns;
   if (srv->conns) srv->conns->prev = c;
   srv->conns = c;
   srv->nconns++;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+  if (px_tp_accept(ls, &c->tp) != 0) {
     conn_close(c);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  int len = sizeof(c->peer);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) c->peer.ss_family = AF_UNSPEC;
+  if (px_tp_peer(&c->tp, &c->peer) != 0) c->peer.ss_family = AF_UNSPEC;
   c->rcap = HS_READ_BUF;
   c->rbuf = px_malloc(c->rcap);
   llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
@@ -671,8 +667,8 @@ static void srv_maybe_done(px_hsrv_t *srv) {
   if (cb) cb(data);
 }
 
-static void on_listener_closed(uv_handle_t *h) {
-  px_hsrv_t *srv = h->data;
+static void on_listener_closed(px_tp_listener_t *l) {
+  px_hsrv_t *srv = l->data;
   srv->listening = 0;
   srv_maybe_done(srv);
 }
@@ -703,25 +699,17 @@ int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_op
   srv->settings.on_body = cb_body;
   srv->settings.on_message_complete = cb_message_complete;
 
-  int err = uv_tcp_init(loop, &srv->listener);
-  if (err != 0) {
-    close(fd);
-    free(srv);
-    return err;
-  }
   srv->listener.data = srv;
   srv->listening = 1;
   uv_timer_init(loop, &srv->guard);
   srv->guard.data = srv;
   srv->guarded = 1;
-  int opened = (err = uv_tcp_open(&srv->listener, fd)) == 0;
-  if (err == 0) err = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  int err = px_tp_listen_fd(&srv->listener, loop, fd, 511, on_connection);
   if (err != 0) {
-    /* The handles exist now, so they must go through uv_close; the server frees
-     * itself in the last callback and the caller has nothing to close. */
-    if (!opened) close(fd);
+    /* The handles exist now, so they must be closed; the server frees itself in the
+     * last callback and the caller has nothing to close. */
     srv->closing = 1;
-    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    px_tp_listener_close(&srv->listener, on_listener_closed);
     uv_close((uv_handle_t *)&srv->guard, on_guard_closed);
     return err;
   }
@@ -729,20 +717,13 @@ int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_op
   return 0;
 }
 
-int px_hsrv_port(const px_hsrv_t *srv) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len) != 0) return -1;
-  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return -1;
-}
+int px_hsrv_port(const px_hsrv_t *srv) { return px_tp_listener_port((px_tp_listener_t *)&srv->listener); }
 
 void px_hsrv_drain(px_hsrv_t *srv) {
   if (srv->draining) return;
   srv->draining = 1;
-  if (srv->listening && !uv_is_closing((uv_handle_t *)&srv->listener))
-    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+  if (srv->listening && !px_tp_listener_closing(&srv->listener))
+    px_tp_listener_close(&srv->listener, on_listener_closed);
   for (hconn_t *c = srv->conns; c; c = c->next)
     if (!c->busy && !c->writing && !c->lingering) conn_close(c);
 }
@@ -754,8 +735,8 @@ void px_hsrv_close(px_hsrv_t *srv, void (*cb)(void *data), void *data) {
   srv->close_data = data;
   srv->closing = 1;
   srv->draining = 1;
-  if (srv->listening && !uv_is_closing((uv_handle_t *)&srv->listener))
-    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+  if (srv->listening && !px_tp_listener_closing(&srv->listener))
+    px_tp_listener_close(&srv->listener, on_listener_closed);
   for (hconn_t *c = srv->conns; c; c = c->next) conn_close(c);
   uv_close((uv_handle_t *)&srv->guard, on_guard_closed);
 }

@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "core.h"
+#include "transport.h"
 
 typedef struct {
   px_str_t name, value;

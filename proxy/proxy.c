@@ -69,10 +69,9 @@ typedef struct {
 } px_req_t;
 
 struct px_conn_s {
-  uv_tcp_t tcp;
+  px_transport_t tp;
   uv_timer_t timer;
-  uv_write_t down_wreq, up_wreq, cont_wreq;
-  uv_shutdown_t shut_req;
+  px_tp_write_t down_wreq, up_wreq, cont_wreq;
   px_worker_t *w;
   size_t lidx; /* the listener, in ws->snap->listeners */
   px_queue_t link;
@@ -158,24 +157,6 @@ static unsigned out_iov(px_out_t *o) {
   return (unsigned)o->n;
 }
 
-/* Writes what the socket takes now; the rest, if any, is queued with uv_write and
- * `cb` runs when it is out. Returns 1 when everything went out (no callback will
- * run), 0 when some was queued, or a negative error. Small answers almost always
- * go out at once, which saves a loop turn and keeps reading enabled. */
-static int write_now(uv_stream_t *s, uv_write_t *wr, uv_buf_t *iov, unsigned n, uv_write_cb cb) {
-  int r = uv_try_write(s, iov, n);
-  if (r == UV_EAGAIN) r = 0;
-  if (r < 0) return r;
-  size_t done = (size_t)r;
-  unsigned i = 0;
-  while (i < n && done >= iov[i].len) done -= iov[i++].len;
-  if (i == n) return 1;
-  iov[i].base += done;
-  iov[i].len -= done;
-  r = uv_write(wr, s, iov + i, n - i, cb);
-  return r < 0 ? r : 0;
-}
-
 /* ---- deadlines ------------------------------------------------------------- */
 
 /* One deadline per connection, for the phase it is in. The libuv timer is only
@@ -230,8 +211,8 @@ static void deadline_header(px_conn_t *c) { set_deadline(c, DL_HEADER, lconf(c)-
 
 /* ---- reading from the client ------------------------------------------------- */
 
-static void on_down_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  px_conn_t *c = h->data;
+static void on_down_alloc(px_transport_t *t, uv_buf_t *buf) {
+  px_conn_t *c = t->data;
   if (c->rbuf == NULL) {
     c->rbuf = px__iobuf_get(c->w);
     c->rcap = PX_IOBUF_SIZE;
@@ -254,21 +235,21 @@ static void release_rbuf(px_conn_t *c) {
   c->rcap = c->rlen = c->rpos = 0;
 }
 
-static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_down_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf);
 
 static void read_start(px_conn_t *c) {
   if (c->reading || c->closing) return;
   c->reading = 1;
-  uv_read_start((uv_stream_t *)&c->tcp, on_down_alloc, on_down_read);
+  px_tp_read_start(&c->tp, on_down_alloc, on_down_read);
 }
 static void read_stop(px_conn_t *c) {
   if (!c->reading) return;
   c->reading = 0;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  px_tp_read_stop(&c->tp);
 }
 
-static void on_down_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  px_conn_t *c = s->data;
+static void on_down_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
+  px_conn_t *c = t->data;
   if (nread == 0) return;
   if (c->lingering) { /* everything the client still sends is dropped, until it closes */
     if (nread < 0) conn_close(c);
@@ -464,7 +445,7 @@ static void down_written(px_conn_t *c) {
   }
 }
 
-static void on_down_written(uv_write_t *wr, int status) {
+static void on_down_written(px_tp_write_t *wr, int status) {
   px_conn_t *c = wr->data;
   c->writing_down = 0;
   if (c->closing) return;
@@ -478,7 +459,7 @@ static void on_down_written(uv_write_t *wr, int status) {
 static void flush_down(px_conn_t *c) {
   if (c->down.n == 0 || c->writing_down) return;
   unsigned n = out_iov(&c->down);
-  int r = write_now((uv_stream_t *)&c->tcp, &c->down_wreq, c->down.iov, n, on_down_written);
+  int r = px_tp_write_now(&c->tp, &c->down_wreq, c->down.iov, n, on_down_written);
   if (r < 0) {
     conn_close(c);
   } else if (r == 0) {
@@ -604,7 +585,7 @@ static void up_written(px_conn_t *c) {
   body_process(c);
 }
 
-static void on_up_written(uv_write_t *wr, int status) {
+static void on_up_written(px_tp_write_t *wr, int status) {
   px_conn_t *c = wr->data;
   px_req_t *req = &c->req;
   c->writing_up = 0;
@@ -628,7 +609,7 @@ static void flush_up(px_conn_t *c) {
   px_req_t *req = &c->req;
   if (c->upw.n == 0 || c->writing_up || req->up == NULL) return;
   unsigned n = out_iov(&c->upw);
-  int r = write_now((uv_stream_t *)&req->up->tcp, &c->up_wreq, c->upw.iov, n, on_up_written);
+  int r = px_tp_write_now(&req->up->tp, &c->up_wreq, c->upw.iov, n, on_up_written);
   if (r < 0) {
     out_reset(&c->upw);
     fail(c, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request");
@@ -735,7 +716,7 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
 static void on_up_connect(void *owner, px_upconn_t *up, int status);
 static const px_upconn_cb_t up_cb = {on_up_connect, on_up_read, on_up_eof};
 
-static void on_cont_written(uv_write_t *wr, int status) { (void)wr; (void)status; }
+static void on_cont_written(px_tp_write_t *wr, int status) { (void)wr; (void)status; }
 
 static void on_up_connect(void *owner, px_upconn_t *up, int status) {
   px_req_t *req = owner;
@@ -776,7 +757,7 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
     req->expect_continue = 0;
-    uv_write(&c->cont_wreq, (uv_stream_t *)&c->tcp, &b, 1, on_cont_written);
+    px_tp_write(&c->tp, &c->cont_wreq, &b, 1, on_cont_written);
   }
   c->state = req->body_done ? CS_SENT : CS_BODY;
   px_upstream_read_start(up);
@@ -1009,11 +990,12 @@ static void conn_free(px_conn_t *c) {
   px__worker_conn_closed(w);
 }
 
-static void on_conn_closed(uv_handle_t *h) {
-  px_conn_t *c = h->data;
+static void handle_closed(px_conn_t *c) {
   if (--c->nhandles > 0 || c->writing_up) return;
   conn_free(c);
 }
+static void on_timer_closed(uv_handle_t *h) { handle_closed(h->data); }
+static void on_tp_closed(px_transport_t *t) { handle_closed(t->data); }
 
 static void conn_close(px_conn_t *c) {
   if (c->closing) return;
@@ -1023,12 +1005,12 @@ static void conn_close(px_conn_t *c) {
   px_queue_remove(&c->link);
   c->w->nconns--;
   px_metric_inc(&c->w->metrics.conns_closed, 1);
-  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-  uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+  px_tp_close(&c->tp, on_tp_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
-static void on_linger_shutdown(uv_shutdown_t *sr, int status) {
-  px_conn_t *c = sr->data;
+static void on_linger_shutdown(px_transport_t *t, int status) {
+  px_conn_t *c = t->data;
   if (status < 0) conn_close(c); /* also ECANCELED from a close already under way */
 }
 
@@ -1038,8 +1020,7 @@ static void on_linger_shutdown(uv_shutdown_t *sr, int status) {
 static void conn_linger(px_conn_t *c) {
   if (c->closing || c->lingering) return;
   c->lingering = 1;
-  c->shut_req.data = c;
-  if (uv_shutdown(&c->shut_req, (uv_stream_t *)&c->tcp, on_linger_shutdown) != 0) {
+  if (px_tp_shutdown(&c->tp, on_linger_shutdown) != 0) {
     conn_close(c);
     return;
   }
@@ -1053,24 +1034,21 @@ void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
   px_conn_t *c = px_calloc(1, sizeof(*c));
   c->w = w;
   c->lidx = l->listener_index;
-  uv_tcp_init(&w->loop, &c->tcp);
   uv_timer_init(&w->loop, &c->timer);
   c->nhandles = 2;
-  c->tcp.data = c->timer.data = c;
+  c->tp.data = c->timer.data = c;
   c->down_wreq.data = c->up_wreq.data = c->cont_wreq.data = c;
   c->req.c = c;
   c->ws = px__wsnap_use(w);
   px_queue_insert_tail(&w->conns, &c->link);
   w->nconns++;
   px_metric_inc(&w->metrics.conns_accepted, 1);
-  if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+  if (px_tp_accept(&l->lst, &c->tp) != 0) {
     conn_close(c);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+  if (px_tp_peer(&c->tp, &ss) == 0) {
     px_addr_format((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
     char *colon = strrchr(c->peer, ':'); /* x-forwarded-for carries the address only */
     if (colon) *colon = '\0';

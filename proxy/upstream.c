@@ -17,13 +17,14 @@ static px_pool_t *pool_of(px_worker_t *w, px_cluster_t *c, size_t ep) {
   return &cw->pools[ep];
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  px_upconn_t *up = h->data;
+static void handle_closed(px_upconn_t *up) {
   if (--up->nhandles > 0) return;
   if (up->rbuf) px__iobuf_put(up->w, up->rbuf, up->rcap);
   px__wsnap_release(up->w, up->ws);
   free(up);
 }
+static void on_timer_closed(uv_handle_t *h) { handle_closed(h->data); }
+static void on_tp_closed(px_transport_t *t) { handle_closed(t->data); }
 
 static void up_close(px_upconn_t *up) {
   if (up->closing) return;
@@ -35,12 +36,12 @@ static void up_close(px_upconn_t *up) {
   }
   atomic_fetch_sub_explicit(&up->cluster->st->connections, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&up->cluster->eps[up->ep].st->connections, 1, memory_order_relaxed);
-  uv_close((uv_handle_t *)&up->tcp, on_handle_closed);
-  uv_close((uv_handle_t *)&up->timer, on_handle_closed);
+  px_tp_close(&up->tp, on_tp_closed);
+  uv_close((uv_handle_t *)&up->timer, on_timer_closed);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  px_upconn_t *up = h->data;
+static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
+  px_upconn_t *up = t->data;
   if (up->rbuf == NULL) {
     up->rbuf = px__iobuf_get(up->w);
     up->rcap = PX_IOBUF_SIZE;
@@ -55,8 +56,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = up->rcap - up->rlen;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  px_upconn_t *up = s->data;
+static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
+  px_upconn_t *up = t->data;
   if (nread == 0) return;
   if (up->idle || up->owner == NULL) {
     /* An idle connection that speaks or closes is of no further use. */
@@ -74,13 +75,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 void px_upstream_read_start(px_upconn_t *up) {
   if (up->reading || up->closing) return;
   up->reading = 1;
-  uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_read);
+  px_tp_read_start(&up->tp, on_alloc, on_read);
 }
 
 void px_upstream_read_stop(px_upconn_t *up) {
   if (!up->reading) return;
   up->reading = 0;
-  uv_read_stop((uv_stream_t *)&up->tcp);
+  px_tp_read_stop(&up->tp);
 }
 
 static void fail_connect(px_upconn_t *up, int status) {
@@ -91,8 +92,8 @@ static void fail_connect(px_upconn_t *up, int status) {
   cb->on_connect(owner, up, status);
 }
 
-static void on_connected(uv_connect_t *req, int status) {
-  px_upconn_t *up = req->data;
+static void on_connected(px_transport_t *t, int status) {
+  px_upconn_t *up = t->data;
   if (up->closing) return; /* timed out or abandoned; already reported */
   uv_timer_stop(&up->timer);
   up->armed_at = 0;
@@ -159,12 +160,10 @@ int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t 
   up->owner = owner;
   up->cb = cb;
   px_queue_init(&up->link);
-  uv_tcp_init(&w->loop, &up->tcp);
   uv_timer_init(&w->loop, &up->timer);
-  up->tcp.data = up->timer.data = up->creq.data = up;
+  up->tp.data = up->timer.data = up;
   up->nhandles = 2;
-  uv_tcp_nodelay(&up->tcp, 1);
-  int r = uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&c->eps[ep].conf->sa, on_connected);
+  int r = px_tcp_connect(&up->tp, &w->loop, (const struct sockaddr *)&c->eps[ep].conf->sa, on_connected);
   if (r != 0) {
     up->owner = NULL; /* the callback never runs for a call that failed */
     up_close(up);

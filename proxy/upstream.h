@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "queue.h"
+#include "transport.h"
 #include "worker.h"
 
 typedef struct px_upconn_s px_upconn_t;
@@ -27,8 +28,7 @@ struct px_pool_s {
 };
 
 struct px_upconn_s {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
+  px_transport_t tp;
   uv_timer_t timer;
   px_worker_t *w;
   px_wsnap_t *ws;            /* keeps the cluster alive while the connection lives */

@@ -55,8 +55,8 @@ char *px__iobuf_grow(px_worker_t *w, char *buf, size_t len, size_t cap, size_t n
   return bigger;
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  px_listen_t *l = server->data;
+static void on_connection(px_tp_listener_t *lst, int status) {
+  px_listen_t *l = lst->data;
   if (status < 0) {
     px_warn("accept on worker %d: %s", l->w->id, uv_strerror(status));
     return;
@@ -79,9 +79,9 @@ static void maybe_finish(px_worker_t *w) {
 
 void px__worker_conn_closed(px_worker_t *w) { maybe_finish(w); }
 
-static void on_listen_closed(uv_handle_t *h) { free(h->data); }
+static void on_listen_closed(px_tp_listener_t *lst) { free(lst->data); }
 
-static void listen_close(px_listen_t *l) { uv_close((uv_handle_t *)&l->tcp, on_listen_closed); }
+static void listen_close(px_listen_t *l) { px_tp_listener_close(&l->lst, on_listen_closed); }
 
 static void close_listeners(px_worker_t *w) {
   for (size_t i = 0; i < w->nlistens; i++)
@@ -96,13 +96,8 @@ static px_listen_t *listen_open(px_worker_t *w, size_t index, int fd) {
   l->w = w;
   l->listener_index = index;
   l->addr = w->cur->snap->listeners[index].conf->address.sa;
-  uv_tcp_init(&w->loop, &l->tcp);
-  l->tcp.data = l;
-  int r = uv_tcp_open(&l->tcp, fd);
-  if (r != 0)
-    close(fd); /* the handle did not take it */
-  else
-    r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+  l->lst.data = l;
+  int r = px_tp_listen_fd(&l->lst, &w->loop, fd, 1024, on_connection);
   if (r != 0) {
     px_error("worker %d: listen on %s: %s", w->id, w->cur->snap->listeners[index].conf->address.text,
              uv_strerror(r));

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "queue.h"
 #include "runtime.h"
+#include "transport.h"
 
 /* A worker's handle on a snapshot: `users` counts this worker's connections and
  * requests on it, without atomics; the snapshot reference is dropped when the
@@ -25,7 +26,7 @@ typedef struct px_wsnap_s {
 /* One listening socket of a worker. Reloads may add and remove listeners; a
  * listener whose address stays keeps its socket, found by `addr`. */
 typedef struct {
-  uv_tcp_t tcp;
+  px_tp_listener_t lst;
   size_t listener_index; /* into the worker's current snapshot's listeners */
   struct sockaddr_storage addr;
   struct px_worker_s *w;
