@@ -1,8 +1,9 @@
 /* The configuration loader's machinery: libyaml's document API gives a node tree with
- * positions; a generic walker fills structs from the tables in config_schema.c,
- * collecting every error (sorted by position) instead of stopping at the first one.
- * The same tables drive defaults, freeing and the JSON dump, so a key added to a
- * table is parsed, defaulted, printed and freed without further code. */
+ * positions; a generic walker fills structs from the tables of the schema it is given
+ * (px__schema_t: config_schema.c gives SPEC §3's, and calls this engine), collecting
+ * every error (sorted by position) instead of stopping at the first one. The same
+ * tables drive defaults, freeing and the JSON dump, so a key added to a table is
+ * parsed, defaulted, printed and freed without further code. */
 #include "config.h"
 
 #include <errno.h>
@@ -15,7 +16,6 @@
 
 #include "config_int.h"
 #include "core.h"
-#include "net.h"
 #include "net.h"
 
 /* Alias expansion can make a small file describe a huge tree ("billion laughs");
@@ -93,7 +93,7 @@ static int err_cmp(const void *a, const void *b) {
 /* ---- nodes and positions ------------------------------------------------ */
 
 px_pos_t px__node_pos(px__ctx_t *c, const yaml_node_t *n) {
-  px_pos_t p = {c->cfg->path, 0, 0};
+  px_pos_t p = {c->path, 0, 0};
   if (n) {
     p.line = (int)n->start_mark.line + 1;
     p.col = (int)n->start_mark.column + 1;
@@ -828,25 +828,16 @@ void px__json_map(const px__map_t *map, const void *base, px_buf_t *out) {
   px_buf_append_cstr(out, "}");
 }
 
-void px_config_to_json(const px_config_t *cfg, px_buf_t *out) { px__json_map(&px__root_map, cfg, out); }
-
 /* ---- loading ------------------------------------------------------------ */
 
-int px_config_listener_at(const px_config_t *cfg, const struct sockaddr_storage *sa) {
-  for (size_t i = 0; cfg && i < cfg->nlisteners; i++)
-    if (px_addr_same(&cfg->listeners[i].address.sa, sa)) return (int)i;
-  return -1;
-}
-
-void px_config_free(px_config_t *cfg) {
-  if (!cfg) return;
-  px__free_map(&px__root_map, cfg);
-  free(cfg->path);
-  free(cfg);
+void px__free(const px__schema_t *schema, void *base) {
+  if (!base) return;
+  px__free_map(schema->root, base);
+  free(base);
 }
 
 static void syntax_error(px__ctx_t *c, yaml_parser_t *parser) {
-  px_pos_t pos = {c->cfg->path, 0, 0};
+  px_pos_t pos = {c->path, 0, 0};
   const char *problem = parser->problem ? parser->problem : "unknown error";
   if (parser->error == YAML_READER_ERROR) {
     px__err(c, pos, "cannot read YAML at byte %zu: %s", parser->problem_offset, problem);
@@ -865,11 +856,10 @@ static void syntax_error(px__ctx_t *c, yaml_parser_t *parser) {
     px__err(c, pos, "YAML syntax error: %s", problem);
 }
 
-px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_errlist_t *errs) {
-  px_config_t *cfg = px_calloc(1, sizeof(*cfg));
-  cfg->path = px_strdup(name);
-  px__defaults(&px__root_map, cfg);
-  px__ctx_t c = {.cfg = cfg};
+void *px__parse(const px__schema_t *schema, const char *name, const char *text, size_t len, px_errlist_t *errs) {
+  void *cfg = px_calloc(1, schema->size);
+  px__defaults(schema->root, cfg);
+  px__ctx_t c = {.path = name, .root = cfg};
 
   yaml_parser_t parser;
   yaml_document_t doc;
@@ -884,9 +874,9 @@ px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_
     c.doc = &doc;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root == NULL) {
-      px__err(&c, (px_pos_t){cfg->path, 0, 0}, "the configuration is empty");
+      px__err(&c, (px_pos_t){name, 0, 0}, "the configuration is empty");
     } else {
-      px__parse_map(&c, &px__root_map, root, cfg);
+      px__parse_map(&c, schema->root, root, cfg);
       yaml_document_t next;
       if (!yaml_parser_load(&parser, &next)) {
         syntax_error(&c, &parser);
@@ -895,7 +885,7 @@ px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_
         if (extra) px__err(&c, px__node_pos(&c, extra), "only one YAML document is allowed");
         yaml_document_delete(&next);
       }
-      if (!c.too_large) px__check_config(&c);
+      if (!c.too_large && schema->check) schema->check(&c);
     }
     yaml_document_delete(&doc);
   }
@@ -906,31 +896,8 @@ px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_
   free(c.errs);
   free(c.fpos);
   if (c.nerrs) {
-    px_config_free(cfg);
+    px__free(schema, cfg);
     return NULL;
   }
-  return cfg;
-}
-
-px_config_t *px_config_load(const char *path, px_errlist_t *errs) {
-  px_pos_t pos = {path, 0, 0};
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    px_errlist_add(errs, pos, "cannot read: %s", strerror(errno));
-    return NULL;
-  }
-  px_buf_t b = {0};
-  char chunk[8192];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) px_buf_append(&b, chunk, n);
-  int failed = ferror(f), err = errno;
-  fclose(f);
-  if (failed) {
-    px_errlist_add(errs, pos, "cannot read: %s", strerror(err));
-    px_buf_free(&b);
-    return NULL;
-  }
-  px_config_t *cfg = px_config_parse(path, b.data ? b.data : "", b.len, errs);
-  px_buf_free(&b);
   return cfg;
 }

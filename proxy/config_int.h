@@ -90,7 +90,8 @@ struct px__map_s {
 /* ---- provided by config.c ----------------------------------------------- */
 
 struct px__ctx_s {
-  px_config_t *cfg;
+  const char *path;             /* the file name errors carry */
+  void *root;                   /* the struct the schema's root mapping fills */
   yaml_document_t *doc;
   struct px__err_s *errs;       /* collected, sorted by position at the end */
   size_t nerrs, caperrs;
@@ -129,10 +130,20 @@ const char *px__hint_text(const px__hint_t *h, char *tmp, size_t tmpn);
 void px__fmt_duration(uint64_t ms, char *out, size_t n);
 void px__fmt_size(size_t bytes, char *out, size_t n);
 
-/* ---- provided by config_schema.c ---------------------------------------- */
+/* What a configuration file holds, given to the engine: its top-level mapping, the
+ * size of the struct that mapping fills, and the checks that span the whole file
+ * (names, references, addresses), run once everything parsed. config_schema.c gives
+ * SPEC §3's; the engine knows nothing of it. */
+typedef struct {
+  const px__map_t *root;
+  size_t size;
+  void (*check)(px__ctx_t *c);
+} px__schema_t;
 
-extern const px__map_t px__root_map;
-/* Checks that span the whole file: names, references, addresses. */
-void px__check_config(px__ctx_t *c);
+/* Parses YAML `text` (from file `name`) against `schema` into a new struct, or returns
+ * NULL with every error in `errs`, sorted by position. */
+void *px__parse(const px__schema_t *schema, const char *name, const char *text, size_t len, px_errlist_t *errs);
+/* Frees what px__parse made. */
+void px__free(const px__schema_t *schema, void *base);
 
 #endif

@@ -1,9 +1,11 @@
 /* The schema of the configuration file (SPEC §3) as tables, one row per key, plus the
  * few handlers for values that are not a plain type (workers, access_log, headers,
  * retry status codes, cluster hash) and the checks that relate several keys: within
- * one mapping (the map's `check`), or across the file (px__check_config: names,
- * cluster references, addresses). Defaults live in the rows and must match the
+ * one mapping (the map's `check`), or across the file (check_config: names,
+ * cluster references, addresses). The public loading calls are here too: they hand
+ * this schema to the generic engine of config.c, which knows nothing of it. Defaults live in the rows and must match the
  * comments in config.h and config/REFERENCE.md. */
+#include <errno.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "config_int.h"
 #include "core.h"
 #include "log.h"
+#include "net.h"
 
 #define MS 1.0
 #define SEC 1000.0
@@ -681,7 +684,7 @@ static const px__key_t root_keys[] = {
       .flags = PX__K_REQUIRED, .min = 1),
     K("clusters", PX__T_LIST, px_config_t, clusters, .map = &cluster_map, CNT(px_config_t, nclusters)),
 };
-const px__map_t px__root_map = MAP_OF("top level", root_keys, px_config_t, .extensions = 1);
+static const px__map_t root_map = MAP_OF("top level", root_keys, px_config_t, .extensions = 1);
 
 /* ---- checks across the file -------------------------------------------- */
 
@@ -712,7 +715,7 @@ static void check_unique(px__ctx_t *c, named_t *v, size_t n, const char *what, c
 }
 
 static int find_cluster(px__ctx_t *c, const char *name, px_pos_t pos) {
-  const px_config_t *cfg = c->cfg;
+  const px_config_t *cfg = ((px_config_t *)c->root);
   px__hint_t h = {0};
   for (size_t i = 0; i < cfg->nclusters; i++) {
     if (!cfg->clusters[i].name) continue;
@@ -753,7 +756,7 @@ static int addrs_collide(const struct sockaddr_storage *a, const struct sockaddr
 }
 
 static void check_addresses(px__ctx_t *c) {
-  px_config_t *cfg = c->cfg;
+  px_config_t *cfg = ((px_config_t *)c->root);
   for (size_t i = 0; i < cfg->nlisteners; i++) {
     px_listener_conf_t *l = &cfg->listeners[i];
     if (!l->address.text) continue;
@@ -776,8 +779,8 @@ static void check_addresses(px__ctx_t *c) {
   }
 }
 
-void px__check_config(px__ctx_t *c) {
-  px_config_t *cfg = c->cfg;
+static void check_config(px__ctx_t *c) {
+  px_config_t *cfg = ((px_config_t *)c->root);
   size_t nroutes = 0;
   for (size_t i = 0; i < cfg->nlisteners; i++) nroutes += cfg->listeners[i].nroutes;
   size_t cap = PX_MAX(PX_MAX(cfg->nlisteners, cfg->nclusters), nroutes) + 1;
@@ -814,4 +817,51 @@ void px__check_config(px__ctx_t *c) {
       }
     }
   check_addresses(c);
+}
+
+/* ---- the public calls: this schema, handed to the engine ------------------------- */
+
+static const px__schema_t schema = {&root_map, sizeof(px_config_t), check_config};
+
+px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_errlist_t *errs) {
+  px_config_t *cfg = px__parse(&schema, name, text, len, errs);
+  if (cfg) cfg->path = px_strdup(name);
+  return cfg;
+}
+
+void px_config_free(px_config_t *cfg) {
+  if (!cfg) return;
+  free(cfg->path);
+  px__free(&schema, cfg);
+}
+
+void px_config_to_json(const px_config_t *cfg, px_buf_t *out) { px__json_map(&root_map, cfg, out); }
+
+int px_config_listener_at(const px_config_t *cfg, const struct sockaddr_storage *sa) {
+  for (size_t i = 0; cfg && i < cfg->nlisteners; i++)
+    if (px_addr_same(&cfg->listeners[i].address.sa, sa)) return (int)i;
+  return -1;
+}
+
+px_config_t *px_config_load(const char *path, px_errlist_t *errs) {
+  px_pos_t pos = {path, 0, 0};
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    px_errlist_add(errs, pos, "cannot read: %s", strerror(errno));
+    return NULL;
+  }
+  px_buf_t b = {0};
+  char chunk[8192];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) px_buf_append(&b, chunk, n);
+  int failed = ferror(f), err = errno;
+  fclose(f);
+  if (failed) {
+    px_errlist_add(errs, pos, "cannot read: %s", strerror(err));
+    px_buf_free(&b);
+    return NULL;
+  }
+  px_config_t *cfg = px_config_parse(path, b.data ? b.data : "", b.len, errs);
+  px_buf_free(&b);
+  return cfg;
 }
