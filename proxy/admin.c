@@ -21,7 +21,7 @@ static void problem(px_hres_t *res, int status, const char *detail) {
 static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_metrics_t *ws[256];
   int n = PX_MIN(ctx->nworkers, 256);
-  for (int i = 0; i < n; i++) ws[i] = &ctx->workers[i].metrics;
+  for (int i = 0; i < n; i++) ws[i] = &ctx->workers[i].x.metrics;
   px_metrics_render(ws, n, out);
 
   px_snapshot_t *s = *ctx->current;

@@ -72,7 +72,7 @@ struct px_conn_s {
   px_transport_t tp;
   uv_timer_t timer;
   px_tp_write_t down_wreq, up_wreq, cont_wreq;
-  px_worker_t *w;
+  px_wctx_t *w;
   size_t lidx; /* the listener, in ws->snap->listeners */
   px_queue_t link;
   px_wsnap_t *ws;
@@ -984,10 +984,10 @@ static void conn_free(px_conn_t *c) {
   px_buf_free(&c->req.body);
   out_free(&c->down);
   out_free(&c->upw);
-  px_worker_t *w = c->w;
+  px_wctx_t *w = c->w;
   px__wsnap_release(w, c->ws);
   free(c);
-  px__worker_conn_closed(w);
+  w->conn_closed(w);
 }
 
 static void handle_closed(px_conn_t *c) {
@@ -1029,11 +1029,11 @@ static void conn_linger(px_conn_t *c) {
   read_start(c);
 }
 
-void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
+void px_proxy_accept(px_wctx_t *w, px_tp_listener_t *l, size_t listener_index) {
   uv_once(&settings_once, settings_init);
   px_conn_t *c = px_calloc(1, sizeof(*c));
   c->w = w;
-  c->lidx = l->listener_index;
+  c->lidx = listener_index;
   uv_timer_init(&w->loop, &c->timer);
   c->nhandles = 2;
   c->tp.data = c->timer.data = c;
@@ -1043,7 +1043,7 @@ void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
   px_queue_insert_tail(&w->conns, &c->link);
   w->nconns++;
   px_metric_inc(&w->metrics.conns_accepted, 1);
-  if (px_tp_accept(&l->lst, &c->tp) != 0) {
+  if (px_tp_accept(l, &c->tp) != 0) {
     conn_close(c);
     return;
   }
@@ -1067,7 +1067,7 @@ void px_proxy_accept(px_worker_t *w, px_listen_t *l) {
   read_start(c);
 }
 
-void px_proxy_drain(px_worker_t *w) {
+void px_proxy_drain(px_wctx_t *w) {
   px_queue_t *q = w->conns.next;
   while (q != &w->conns) {
     px_conn_t *c = PX_CONTAINER_OF(q, px_conn_t, link);
@@ -1079,6 +1079,6 @@ void px_proxy_drain(px_worker_t *w) {
   }
 }
 
-void px_proxy_close_all(px_worker_t *w) {
+void px_proxy_close_all(px_wctx_t *w) {
   while (!px_queue_empty(&w->conns)) conn_close(PX_CONTAINER_OF(w->conns.next, px_conn_t, link));
 }

@@ -9,14 +9,15 @@
 #ifndef PX_PROXY_H
 #define PX_PROXY_H
 
-#include "worker.h"
+#include "transport.h"
+#include "wctx.h"
 
-/* Accepts a connection from `server` (a listener of worker `w`). */
-void px_proxy_accept(px_worker_t *w, px_listen_t *l);
+/* Accepts a connection on `l`, listener `listener_index` of w's current snapshot. */
+void px_proxy_accept(px_wctx_t *w, px_tp_listener_t *l, size_t listener_index);
 /* Draining: close idle client connections, mark the others to close after their
  * current response. */
-void px_proxy_drain(px_worker_t *w);
+void px_proxy_drain(px_wctx_t *w);
 /* Stop now: close every client connection. */
-void px_proxy_close_all(px_worker_t *w);
+void px_proxy_close_all(px_wctx_t *w);
 
 #endif

@@ -6,7 +6,7 @@
  *
  * A snapshot is reference-counted. Each worker holds one reference to the snapshot
  * it serves new requests from, and a request in flight keeps the snapshot it started
- * with (through its worker's px_wsnap_t, see worker.h), so a reload never pulls state
+ * with (through its worker's px_wsnap_t, see wctx.h), so a reload never pulls state
  * from under a request. */
 #ifndef PX_RUNTIME_H
 #define PX_RUNTIME_H

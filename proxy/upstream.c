@@ -8,7 +8,7 @@
 /* A response head larger than this is refused as a bad response. */
 #define PX_UPSTREAM_MAX_BUF (64 * 1024)
 
-static px_pool_t *pool_of(px_worker_t *w, px_cluster_t *c, size_t ep) {
+static px_pool_t *pool_of(px_wctx_t *w, px_cluster_t *c, size_t ep) {
   struct px_cluster_worker_s *cw = &c->per_worker[w->id];
   if (PX_UNLIKELY(cw->pools == NULL)) {
     cw->pools = px_calloc(c->neps, sizeof(px_pool_t));
@@ -126,7 +126,7 @@ static void on_timer(uv_timer_t *t) {
   up_close(up);
 }
 
-int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
+int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
                         const px_upconn_cb_t *cb, px_upconn_t **out) {
   px_pool_t *pool = pool_of(w, c, ep);
   if (!px_queue_empty(&pool->idle)) {
@@ -176,7 +176,7 @@ int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t 
 }
 
 void px_upstream_release(px_upconn_t *up, int reusable) {
-  px_worker_t *w = up->w;
+  px_wctx_t *w = up->w;
   up->owner = NULL;
   up->cb = NULL;
   if (up->closing) return;
@@ -203,7 +203,7 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
   px_upstream_read_start(up);
 }
 
-void px_upstream_close_idle(px_worker_t *w, px_snapshot_t *s) {
+void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s) {
   for (size_t i = 0; i < s->cfg->nclusters; i++) {
     px_cluster_t *c = &s->clusters[i];
     if (c->per_worker[w->id].pools == NULL) continue;

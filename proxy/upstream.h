@@ -10,7 +10,7 @@
 
 #include "queue.h"
 #include "transport.h"
-#include "worker.h"
+#include "wctx.h"
 
 typedef struct px_upconn_s px_upconn_t;
 
@@ -30,7 +30,7 @@ struct px_pool_s {
 struct px_upconn_s {
   px_transport_t tp;
   uv_timer_t timer;
-  px_worker_t *w;
+  px_wctx_t *w;
   px_wsnap_t *ws;            /* keeps the cluster alive while the connection lives */
   px_cluster_t *cluster;
   size_t ep;
@@ -49,7 +49,7 @@ struct px_upconn_s {
  * (cb->on_connect runs before this returns, with status 0) or a new one (on_connect
  * runs later). Returns 0, or PX_EOVERFLOW when the cluster's max_connections is
  * reached, or a libuv error; on error no callback runs. */
-int px_upstream_acquire(px_worker_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
+int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
                         const px_upconn_cb_t *cb, px_upconn_t **out);
 /* Starts / stops delivering response bytes to the owner. */
 void px_upstream_read_start(px_upconn_t *up);
@@ -58,6 +58,6 @@ void px_upstream_read_stop(px_upconn_t *up);
  * pool has room, else it is closed. */
 void px_upstream_release(px_upconn_t *up, int reusable);
 /* Closes every idle connection of this worker in snapshot `s` (on reload/drain). */
-void px_upstream_close_idle(px_worker_t *w, px_snapshot_t *s);
+void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s);
 
 #endif

@@ -9,9 +9,6 @@
 #include "proxy.h"
 #include "upstream.h"
 
-/* Enough free buffers to absorb bursts; beyond it they go back to malloc so an
- * idle sidecar shrinks again. */
-#define PX_MAX_FREE_BUFS 256
 
 static px_wsnap_t *wsnap_new(px_snapshot_t *snap) {
   px_wsnap_t *ws = px_calloc(1, sizeof(*ws));
@@ -19,57 +16,21 @@ static px_wsnap_t *wsnap_new(px_snapshot_t *snap) {
   return ws;
 }
 
-px_wsnap_t *px__wsnap_use(px_worker_t *w) {
-  w->cur->users++;
-  return w->cur;
-}
-
-void px__wsnap_release(px_worker_t *w, px_wsnap_t *ws) {
-  if (--ws->users > 0 || ws == w->cur) return;
-  for (px_wsnap_t **p = &w->retired; *p; p = &(*p)->next)
-    if (*p == ws) {
-      *p = ws->next;
-      break;
-    }
-  px_snapshot_unref(ws->snap);
-  free(ws);
-}
-
-char *px__iobuf_get(px_worker_t *w) {
-  if (w->nfree_bufs) return w->free_bufs[--w->nfree_bufs];
-  return px_malloc(PX_IOBUF_SIZE);
-}
-
-void px__iobuf_put(px_worker_t *w, char *buf, size_t cap) {
-  if (cap == PX_IOBUF_SIZE && w->nfree_bufs < PX_MAX_FREE_BUFS) {
-    w->free_bufs[w->nfree_bufs++] = buf;
-    return;
-  }
-  free(buf);
-}
-
-char *px__iobuf_grow(px_worker_t *w, char *buf, size_t len, size_t cap, size_t new_cap) {
-  char *bigger = px_malloc(new_cap);
-  memcpy(bigger, buf, len);
-  px__iobuf_put(w, buf, cap);
-  return bigger;
-}
-
 static void on_connection(px_tp_listener_t *lst, int status) {
   px_listen_t *l = lst->data;
   if (status < 0) {
-    px_warn("accept on worker %d: %s", l->w->id, uv_strerror(status));
+    px_warn("accept on worker %d: %s", l->w->x.id, uv_strerror(status));
     return;
   }
-  px_proxy_accept(l->w, l);
+  px_proxy_accept(&l->w->x, &l->lst, l->listener_index);
 }
 
 /* Finishes a drain once the last client connection is gone: what is left are idle
  * upstream connections and the mailbox, and closing them lets uv_run return. */
 static void maybe_finish(px_worker_t *w) {
-  if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->mailbox)) return;
-  px_upstream_close_idle(w, w->cur->snap);
-  for (px_wsnap_t *ws = w->retired; ws; ws = ws->next) px_upstream_close_idle(w, ws->snap);
+  if (!w->x.draining || w->x.nconns > 0 || uv_is_closing((uv_handle_t *)&w->mailbox)) return;
+  px_upstream_close_idle(&w->x, w->x.cur->snap);
+  for (px_wsnap_t *ws = w->x.retired; ws; ws = ws->next) px_upstream_close_idle(&w->x, ws->snap);
   /* Under the mutex, so the main thread never sends to a closed async handle. */
   uv_mutex_lock(&w->mu);
   w->mailbox_closed = 1;
@@ -77,7 +38,7 @@ static void maybe_finish(px_worker_t *w) {
   uv_mutex_unlock(&w->mu);
 }
 
-void px__worker_conn_closed(px_worker_t *w) { maybe_finish(w); }
+static void on_conn_closed(px_wctx_t *x) { maybe_finish(PX_CONTAINER_OF(x, px_worker_t, x)); }
 
 static void on_listen_closed(px_tp_listener_t *lst) { free(lst->data); }
 
@@ -95,11 +56,11 @@ static px_listen_t *listen_open(px_worker_t *w, size_t index, int fd) {
   px_listen_t *l = px_calloc(1, sizeof(*l));
   l->w = w;
   l->listener_index = index;
-  l->addr = w->cur->snap->listeners[index].conf->address.sa;
+  l->addr = w->x.cur->snap->listeners[index].conf->address.sa;
   l->lst.data = l;
-  int r = px_tp_listen_fd(&l->lst, &w->loop, fd, 1024, on_connection);
+  int r = px_tp_listen_fd(&l->lst, &w->x.loop, fd, 1024, on_connection);
   if (r != 0) {
-    px_error("worker %d: listen on %s: %s", w->id, w->cur->snap->listeners[index].conf->address.text,
+    px_error("worker %d: listen on %s: %s", w->x.id, w->x.cur->snap->listeners[index].conf->address.text,
              uv_strerror(r));
     listen_close(l);
     return NULL;
@@ -110,12 +71,12 @@ static px_listen_t *listen_open(px_worker_t *w, size_t index, int fd) {
 /* After a reload: one listening socket per listener of the new snapshot, kept when
  * its address was there before, opened from `fds` when new; the rest closed. */
 static void relisten(px_worker_t *w, int *fds) {
-  px_snapshot_t *s = w->cur->snap;
+  px_snapshot_t *s = w->x.cur->snap;
   size_t n = s->cfg->nlisteners;
   px_listen_t **next = px_calloc(n ? n : 1, sizeof(*next));
   for (size_t i = 0; i < n; i++) {
     if (fds && fds[i] >= 0) {
-      if (w->draining)
+      if (w->x.draining)
         close(fds[i]); /* a draining worker accepts nothing new */
       else
         next[i] = listen_open(w, i, fds[i]);
@@ -150,40 +111,41 @@ static void on_mailbox(uv_async_t *a) {
   uv_mutex_unlock(&w->mu);
 
   if (snap) {
-    px_wsnap_t *old = w->cur;
-    w->cur = wsnap_new(snap);
+    px_wsnap_t *old = w->x.cur;
+    w->x.cur = wsnap_new(snap);
     /* Idle upstream connections of the old snapshot are not reused (its clusters are
      * gone for new requests); busy ones close when their request ends. */
-    px_upstream_close_idle(w, old->snap);
+    px_upstream_close_idle(&w->x, old->snap);
     if (old->users == 0) {
       px_snapshot_unref(old->snap);
       free(old);
     } else {
-      old->next = w->retired;
-      w->retired = old;
+      old->next = w->x.retired;
+      w->x.retired = old;
     }
     relisten(w, fds);
     free(fds);
   }
-  if ((drain || stop) && !w->draining) {
-    w->draining = 1;
+  if ((drain || stop) && !w->x.draining) {
+    w->x.draining = 1;
     close_listeners(w);
-    px_proxy_drain(w);
+    px_proxy_drain(&w->x);
   }
-  if (stop) px_proxy_close_all(w);
+  if (stop) px_proxy_close_all(&w->x);
   maybe_finish(w);
 }
 
 void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_t nfds) {
   memset(w, 0, sizeof(*w));
-  w->id = id;
-  uv_loop_init(&w->loop);
+  w->x.id = id;
+  uv_loop_init(&w->x.loop);
   uv_mutex_init(&w->mu);
-  uv_async_init(&w->loop, &w->mailbox, on_mailbox);
+  uv_async_init(&w->x.loop, &w->mailbox, on_mailbox);
   w->mailbox.data = w;
-  w->cur = wsnap_new(snap);
-  px_queue_init(&w->conns);
-  w->free_bufs = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
+  w->x.cur = wsnap_new(snap);
+  px_queue_init(&w->x.conns);
+  w->x.free_bufs = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
+  w->x.conn_closed = on_conn_closed;
   w->nlistens = nfds;
   w->listens = px_calloc(nfds ? nfds : 1, sizeof(*w->listens));
   for (size_t i = 0; i < nfds; i++) w->listens[i] = listen_open(w, i, fds[i]);
@@ -191,16 +153,16 @@ void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_
 
 static void worker_main(void *arg) {
   px_worker_t *w = arg;
-  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_run(&w->x.loop, UV_RUN_DEFAULT);
   /* Everything is closed; let the loop see the last close callbacks. */
   close_listeners(w);
-  uv_run(&w->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&w->loop);
-  px_snapshot_unref(w->cur->snap);
-  free(w->cur);
-  w->cur = NULL;
-  while (w->nfree_bufs) free(w->free_bufs[--w->nfree_bufs]);
-  free(w->free_bufs);
+  uv_run(&w->x.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->x.loop);
+  px_snapshot_unref(w->x.cur->snap);
+  free(w->x.cur);
+  w->x.cur = NULL;
+  while (w->x.nfree_bufs) free(w->x.free_bufs[--w->x.nfree_bufs]);
+  free(w->x.free_bufs);
   free(w->listens);
   w->listens = NULL;
 }
@@ -267,4 +229,4 @@ void px_worker_join(px_worker_t *w) {
   uv_mutex_destroy(&w->mu);
 }
 
-size_t px_worker_conns(px_worker_t *w) { return __atomic_load_n(&w->nconns, __ATOMIC_RELAXED); }
+size_t px_worker_conns(px_worker_t *w) { return __atomic_load_n(&w->x.nconns, __ATOMIC_RELAXED); }
