@@ -144,7 +144,7 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
       px_buf_printf(out, "outrigger_upstream_responses_total{cluster=\"%s\",class=\"%s\"} %llu\n",
                     esc(&e1, cluster_names[k]), class_names[c], (unsigned long long)v);
     }
-  px_buf_append_cstr(out, "# HELP outrigger_upstream_failures_total Upstream tries that failed without a response (connect failure, reset, timeout, bad response).\n"
+  px_buf_append_cstr(out, "# HELP outrigger_upstream_failures_total Upstream tries that failed (connect failure, reset, timeout, bad response), each try once.\n"
                           "# TYPE outrigger_upstream_failures_total counter\n");
   for (int k = 0; k < nclusters; k++)
     px_buf_printf(out, "outrigger_upstream_failures_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),

@@ -1,11 +1,6 @@
-/* The proxy's data path: a client connection, the request on it, and the exchange
- * with the upstream that carries it (SPEC §4). One request at a time per client
- * connection; pipelined requests wait in the read buffer and are answered in order.
- *
- * Bytes are forwarded from the buffer they were read into: a read is parsed into
- * pieces (head, body spans, chunk framing), the pieces go out in one uv_write, and
- * that side is not read again until the write completes. That is the back-pressure:
- * a slow reader pauses the other side instead of making either buffer grow. */
+/* The proxy's data path as the worker sees it: accept, drain, close. The pieces
+ * behind it are the client connection (downstream.h), the request and its filters
+ * (request.h, filter.h) and the upstream try (try.h); proxy/README.md draws them. */
 #ifndef PX_PROXY_H
 #define PX_PROXY_H
 

@@ -72,6 +72,20 @@ static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
   up->cb->on_read(up->owner, up, (size_t)nread);
 }
 
+static void on_written(px_tp_write_t *wr, int status) {
+  px_upconn_t *up = wr->data;
+  up->writing = 0;
+  /* A write whose owner released the connection: the connection is closing (never
+   * pooled with a write in flight), and the owner is serving something else now. */
+  if (up->owner && !up->closing) up->cb->on_written(up->owner, up, status);
+}
+
+int px_upstream_write(px_upconn_t *up, uv_buf_t *bufs, unsigned n) {
+  int r = px_tp_write_now(&up->tp, &up->wreq, bufs, n, on_written);
+  if (r == 0) up->writing = 1;
+  return r;
+}
+
 void px_upstream_read_start(px_upconn_t *up) {
   if (up->reading || up->closing) return;
   up->reading = 1;
@@ -161,7 +175,7 @@ int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep
   up->cb = cb;
   px_queue_init(&up->link);
   uv_timer_init(&w->loop, &up->timer);
-  up->tp.data = up->timer.data = up;
+  up->tp.data = up->timer.data = up->wreq.data = up;
   up->nhandles = 2;
   int r = px_tcp_connect(&up->tp, &w->loop, (const struct sockaddr *)&c->eps[ep].conf->sa, on_connected);
   if (r != 0) {
@@ -181,7 +195,7 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
   up->cb = NULL;
   if (up->closing) return;
   px_pool_t *pool = pool_of(w, up->cluster, up->ep);
-  if (!reusable || !up->connected || w->draining || up->ws != w->cur ||
+  if (!reusable || !up->connected || up->writing || w->draining || up->ws != w->cur ||
       pool->nidle >= up->cluster->conf->pool_max_idle_per_endpoint) {
     up_close(up);
     return;

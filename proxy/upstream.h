@@ -20,6 +20,8 @@ typedef struct {
   /* Bytes arrived in up->rbuf[up->rlen - n, up->rlen). */
   void (*on_read)(void *owner, px_upconn_t *up, size_t n);
   void (*on_eof)(void *owner, px_upconn_t *up, int status); /* UV_EOF or an error */
+  /* A write px_upstream_write queued went out (status 0) or failed. */
+  void (*on_written)(void *owner, px_upconn_t *up, int status);
 } px_upconn_cb_t;
 
 struct px_pool_s {
@@ -29,6 +31,7 @@ struct px_pool_s {
 
 struct px_upconn_s {
   px_transport_t tp;
+  px_tp_write_t wreq; /* the connection's, not the owner's: a write may outlive its owner */
   uv_timer_t timer;
   px_wctx_t *w;
   px_wsnap_t *ws;            /* keeps the cluster alive while the connection lives */
@@ -41,7 +44,7 @@ struct px_upconn_s {
   size_t rcap, rlen;
   int reused;                /* came from the pool */
   uint64_t idle_deadline, armed_at; /* loop time, ms; armed_at 0: timer not running */
-  int connected, closing, reading, idle;
+  int connected, closing, reading, idle, writing;
   int nhandles;
 };
 
@@ -51,11 +54,16 @@ struct px_upconn_s {
  * reached, or a libuv error; on error no callback runs. */
 int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
                         const px_upconn_cb_t *cb, px_upconn_t **out);
+/* Writes `bufs` (which may be changed): 1 when all went out, 0 when the rest is queued
+ * (cb->on_written runs once it is out, unless the owner released the connection
+ * first), or a libuv error. The bytes must stay until then. */
+int px_upstream_write(px_upconn_t *up, uv_buf_t *bufs, unsigned n);
 /* Starts / stops delivering response bytes to the owner. */
 void px_upstream_read_start(px_upconn_t *up);
 void px_upstream_read_stop(px_upconn_t *up);
-/* The owner is done: the connection goes back to its pool when `reusable` and the
- * pool has room, else it is closed. */
+/* The owner is done: the connection goes back to its pool when `reusable`, no write is
+ * pending on it (the upstream answered before it read all of the request) and the pool
+ * has room; else it is closed. */
 void px_upstream_release(px_upconn_t *up, int reusable);
 /* Closes every idle connection of this worker in snapshot `s` (on reload/drain). */
 void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s);

@@ -1,5 +1,5 @@
 /* What the data path needs of the worker thread it runs on, kept below the worker so
- * that the client side (proxy.c) and the upstream side (upstream.c) never include it:
+ * that the data path (downstream.c, request.c, try.c, upstream.c) never includes it:
  * the loop, the snapshot handles, the connection list, the drain flag, the counters and
  * the pool of I/O buffers. The worker (worker.h) embeds one and drives it. */
 #ifndef PX_WCTX_H

@@ -1,4 +1,4 @@
-/* Fuzzes the HTTP/1 codec the way the proxy drives it (proxy/proxy.c):
+/* Fuzzes the HTTP/1 codec the way the proxy drives it (proxy/downstream.c, proxy/try.c):
  *
  *   request:  px_headscan over the bytes as they arrive (in two reads, split at a
  *             point taken from the input), then llhttp over the whole buffer once the

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,7 +101,7 @@ static void check_early_answer(size_t answer_len, int upstream_stops_reading_ms)
     shutdown(fd, SHUT_RDWR); /* ends the sender if it still blocks */
     pthread_join(t, NULL);
     cr_assert_eq(rc, 0, "round %d: the early answer was lost (%zu body bytes sent)", round, s.sent);
-    cr_assert_eq(r.status, 413);
+    cr_assert_eq(r.status, 413, "round %d: got %d: %.*s", round, r.status, (int)(r.body_len < 300 ? r.body_len : 300), r.body);
     cr_assert_eq(r.body_len, answer_len ? answer_len : 9, "round %d: the answer was cut short", round);
     th_resp_free(&r);
     th_close(fd);
@@ -457,4 +459,61 @@ Test(proxy, slow_client_pauses_the_upstream, .timeout = 60) {
   th_close(fd);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
+}
+
+/* A body that arrives while the upstream connection is still being made waits for it:
+ * the upstream gets the head first, then the body, never the body alone. The connect
+ * is held up for real: the upstream's accept queue is full (a listen backlog of 0 with
+ * one connection waiting), so the kernel drops the sidecar's SYN until the test makes
+ * room and the SYN is sent again, a second later. */
+Test(proxy, a_body_waits_for_its_upstream_connection, .timeout = 30) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  cr_assert_eq(listen(lfd, 0), 0);
+  socklen_t sl = sizeof(sa);
+  getsockname(lfd, (struct sockaddr *)&sa, &sl);
+  int filler = th_connect(ntohs(sa.sin_port)); /* the one place in the queue */
+  cr_assert_geq(filler, 0);
+  char ep[64];
+  snprintf(ep, sizeof(ep), "127.0.0.1:%d", ntohs(sa.sin_port));
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, ep, ", connect_timeout: 10s");
+  int fd = th_connect(p.port);
+  const char *head = "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+  usleep(200 * 1000);
+  cr_assert_eq(th_send_all(fd, "hello", 5), 0); /* a read of its own, the connect still pending */
+  usleep(200 * 1000);
+  int queued = accept(lfd, NULL, NULL); /* the filler's: room for the sidecar's SYN */
+  cr_assert_geq(queued, 0);
+  close(queued);
+  struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+  cr_assert_eq(poll(&pfd, 1, 10000), 1, "the sidecar never connected");
+  int up = accept(lfd, NULL, NULL);
+  cr_assert_geq(up, 0);
+  char got[1024];
+  size_t n = 0;
+  while (n < sizeof(got) - 1 && !(n > 5 && memmem(got, n, "\r\n\r\n", 4) && memcmp(got + n - 5, "hello", 5) == 0)) {
+    pfd = (struct pollfd){.fd = up, .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 5000), 1, "the upstream got %zu bytes: %.*s", n, (int)n, got);
+    ssize_t k = recv(up, got + n, sizeof(got) - 1 - n, 0);
+    cr_assert_gt(k, 0, "the upstream got %zu bytes: %.*s", n, (int)n, got);
+    n += (size_t)k;
+  }
+  got[n] = '\0';
+  cr_assert(strncmp(got, "PUT /x HTTP/1.1\r\n", 17) == 0, "the upstream got: %s", got);
+  cr_assert(memcmp(strstr(got, "\r\n\r\n") + 4, "hello", 6) == 0, "the upstream got: %s", got);
+  const char *answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  cr_assert_eq(th_send_all(up, answer, strlen(answer)), 0);
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  cr_assert_str_eq(r.body, "ok");
+  th_resp_free(&r);
+  th_close(fd);
+  close(up);
+  th_close(filler);
+  close(lfd);
+  cr_assert_eq(tp_stop(&p), 0);
 }

@@ -551,7 +551,7 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
         "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n",
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
         "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
-        "HTTP/1.1 200 OK\r\nX: a\x01" "b\r\nContent-Length: 0\r\n\r\n",
+        ("HTTP/1.1 200 OK\r\nX: a\x01" "b\r\nContent-Length: 0\r\n\r\n"), /* \x01 then b */
         "HTTP/1.1 200 OK\r\n: empty\r\nContent-Length: 0\r\n\r\n",
     };
     px_buf_append_cstr(out, RPICK(&r, bad));

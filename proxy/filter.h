@@ -1,0 +1,42 @@
+/* Policy filters: what the sidecar does to a request beyond carrying it, one filter per
+ * feature, each in its own file, with its decisions in pure functions of its own
+ * (unit-tested without sockets) and the filter only adapting them to the request.
+ * Modelled on h2o's handlers and Envoy's HTTP filter chain.
+ *
+ * A filter is a small vtable; any hook may be NULL. Filters run in the order of
+ * request.c's chain for on_request, on_try_failed and on_response_head, and in the
+ * reverse order for on_end. A hook that returns PX_FILTER_STOP has taken the request
+ * over (answered it with px_req_fail, or started another try with px_req_retry):
+ * later filters do not run for that event. Per-request state is `state_size` bytes,
+ * zeroed when the request begins (px_req_filter_state). */
+#ifndef PX_FILTER_H
+#define PX_FILTER_H
+
+#include <stddef.h>
+
+#include "metrics.h"
+
+typedef struct px_req_s px_req_t;
+
+typedef enum { PX_FILTER_GO, PX_FILTER_STOP } px_filter_rc_t;
+
+typedef struct px_filter_s {
+  const char *name;
+  size_t state_size;
+  /* The request is routed (its route and cluster are set) and about to go upstream. */
+  px_filter_rc_t (*on_request)(px_req_t *r, void *state);
+  /* A try failed before an answer was committed (`stale`: a pooled connection the
+   * upstream closed unanswered). GO lets the failure reach the client (as `kind`). */
+  px_filter_rc_t (*on_try_failed)(px_req_t *r, void *state, px_errkind_t kind, int stale);
+  /* A response head is held: GO passes it on to the client. */
+  px_filter_rc_t (*on_response_head)(px_req_t *r, void *state);
+  /* The request ended, whatever way: completed, failed, timed out, or its client
+   * went away. Exactly once per request that began. */
+  void (*on_end)(px_req_t *r, void *state);
+} px_filter_t;
+
+/* The filters there are (each in its filter_NAME.c). */
+extern const px_filter_t px_filter_limits; /* cluster max_requests (SPEC §6) */
+extern const px_filter_t px_filter_retry;  /* connect failures and stale pooled connections (SPEC §3, §5) */
+
+#endif

@@ -1,0 +1,402 @@
+#include "request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "router.h"
+
+/* A client connection and the request it serves: one allocation. */
+typedef struct {
+  px_conn_t c;
+  px_req_t r;
+  px_queue_t link; /* in w->conns */
+} px_pconn_t;
+
+static px_req_t *req_of(px_conn_t *c) { return &((px_pconn_t *)c->data)->r; }
+
+/* ---- the filter chain -------------------------------------------------------------- */
+
+static const px_filter_t *const chain[] = {&px_filter_limits, &px_filter_retry};
+#define NFILTERS (sizeof(chain) / sizeof(chain[0]))
+static size_t foff[NFILTERS];
+static uv_once_t chain_once = UV_ONCE_INIT;
+
+static void chain_init(void) {
+  size_t off = 0;
+  for (size_t i = 0; i < NFILTERS; i++) {
+    foff[i] = off;
+    off += (chain[i]->state_size + 15) & ~(size_t)15;
+  }
+  if (off > PX_FILTER_STATE_BYTES) {
+    fprintf(stderr, "outrigger: the filters need %zu bytes of request state, PX_FILTER_STATE_BYTES is %d\n", off,
+            PX_FILTER_STATE_BYTES);
+    abort();
+  }
+}
+
+static void *fstate(px_req_t *r, size_t i) { return r->fstate + foff[i]; }
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static const px_listener_conf_t *lconf(const px_req_t *r) { return r->ws->snap->listeners[r->lidx].conf; }
+static px_listener_rt_t *lrt(const px_req_t *r) { return &r->ws->snap->listeners[r->lidx]; }
+
+static px_conn_limits_t limits_of(const px_listener_conf_t *lc) {
+  return (px_conn_limits_t){.max_header_bytes = lc->limits.max_header_bytes,
+                            .max_body_bytes = lc->limits.max_body_bytes,
+                            .header_timeout_ms = lc->limits.header_timeout_ms,
+                            .idle_timeout_ms = lc->limits.idle_timeout_ms};
+}
+
+/* ---- the end hook ---------------------------------------------------------------------- */
+
+/* The request ended, whatever way: exactly once for a request that began. */
+static void req_end(px_req_t *r) {
+  if (!r->active || r->ended) return;
+  r->ended = 1;
+  if (r->route)
+    for (size_t i = NFILTERS; i-- > 0;)
+      if (chain[i]->on_end) chain[i]->on_end(r, fstate(r, i));
+  px_try_end(&r->t, 1);
+  if (r->status) /* an answer went out (one the client abandoned is not counted) */
+    px_metrics_request(&r->w->metrics, lrt(r)->metric_slot, r->route ? r->route->metric_slot : -1, r->status,
+                       px_now_ns() - r->start_ns);
+  px_buf_free(&r->body);
+  r->active = 0;
+}
+
+/* The answer is written: the end hook, then the connection goes on with the next. */
+static void finish(px_req_t *r) {
+  req_end(r);
+  px_conn_request_done(r->c, 0);
+}
+
+/* Writes what is queued for the client; finishes when that was the whole answer. */
+static void flush(px_req_t *r) {
+  px_conn_t *c = r->c;
+  int fr = px_conn_flush(c);
+  if (fr == 0 && !px_conn_writing(c)) {
+    if (r->resp_done) finish(r); /* nothing was queued: the answer was out already */
+  } else if (fr == 0) {
+    px_try_output_blocked(&r->t);
+  }
+}
+
+/* ---- the one failure path -------------------------------------------------------------- */
+
+void px_req_fail(px_req_t *r, px_errkind_t kind, const char *detail, const char *extra) {
+  px_conn_t *c = r->c;
+  px_metric_inc(&r->w->metrics.errors[kind], 1);
+  px_try_end(&r->t, 0);
+  if (r->resp_started || c->closing) {
+    px_conn_close(c);
+    return;
+  }
+  int status = px_errkind_status(kind);
+  /* Without a head (r->route unset and no method known), the request's fields are
+   * not its own: the connection closes anyway. */
+  int headless = !c->in_request;
+  if (headless || !c->body_done || !r->client_keep_alive || status == 400 || status == 408 || status == 413 ||
+      status == 431 || status == 501)
+    c->close_after = 1;
+  if (r->w->draining) c->close_after = 1;
+  px_debug("%s %s: %s", c->peer, px_errkind_name(kind), detail);
+  px_out_reset(&c->out);
+  char more[64 + 64];
+  /* The tries made before giving up are part of the answer; an HTTP/1.0 client keeps
+   * its connection only when told so. */
+  snprintf(more, sizeof(more), "%s%s", !c->close_after && r->minor == 0 ? "connection: keep-alive\r\n" : "",
+           extra ? extra : "");
+  if (r->attempt > 0 && !headless)
+    snprintf(more + strlen(more), sizeof(more) - strlen(more), "x-outrigger-attempts: %d\r\n", r->attempt);
+  px_http1_problem(&c->out.side, status, px_errkind_name(kind), detail, c->close_after, more);
+  if (!headless && r->is_head) { /* an answer to HEAD has the head alone (RFC 9110 §9.3.2) */
+    const char *e = memmem(c->out.side.data, c->out.side.len, "\r\n\r\n", 4);
+    c->out.side.len = (size_t)(e - c->out.side.data) + 4;
+  }
+  px_out_piece(&c->out, NULL, 0, c->out.side.len);
+  r->resp_started = 1;
+  r->resp_done = 1;
+  r->status = status;
+  px_conn_deadline(c, PX_DL_ROUTE, 0);
+  flush(r);
+}
+
+/* ---- tries --------------------------------------------------------------------------- */
+
+static void on_try_head(px_try_t *t) {
+  px_req_t *r = t->data;
+  px_conn_t *c = r->c;
+  for (size_t i = 0; i < NFILTERS; i++)
+    if (chain[i]->on_response_head && chain[i]->on_response_head(r, fstate(r, i)) == PX_FILTER_STOP) return;
+  /* The client connection closes after this answer when the client asked for it, when
+   * the sidecar drains, or when the request body is not fully read (an upstream may
+   * answer early): the connection then cannot be resynchronised. */
+  if (!r->client_keep_alive || r->w->draining || !c->body_done) c->close_after = 1;
+  px_resp_rewrite_t rw = {.client_minor = r->minor,
+                          .request_is_head = r->is_head,
+                          .close = c->close_after,
+                          .attempts = r->attempt,
+                          .cluster = r->cluster->conf->name};
+  r->resp_started = 1;
+  r->status = px_try_head(t)->status;
+  px_try_commit(t, &rw); /* may finish the request: nothing of r is touched after it */
+}
+
+static void on_try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int stale) {
+  px_req_t *r = t->data;
+  px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
+  px_debug("%s: try %d to %s: %s", r->c->peer, r->attempt, r->cluster->eps[t->ep].name, detail);
+  for (size_t i = 0; i < NFILTERS; i++)
+    if (chain[i]->on_try_failed && chain[i]->on_try_failed(r, fstate(r, i), kind, stale) == PX_FILTER_STOP) return;
+  px_req_fail(r, kind, detail, NULL);
+}
+
+static void on_try_body_run(px_try_t *t, px_str_t d) {
+  px_req_t *r = t->data;
+  r->body_sent += d.n;
+  if (r->resendable) {
+    if (r->body.len + d.n <= r->route->conf->retry.buffer_limit)
+      px_buf_append(&r->body, d.p, d.n);
+    else
+      r->resendable = 0;
+  }
+}
+
+static void on_try_done(px_try_t *t) {
+  px_req_t *r = t->data;
+  r->resp_done = 1;
+  flush(r);
+}
+
+static void on_try_broken(px_try_t *t, px_errkind_t kind, const char *detail) {
+  px_req_t *r = t->data;
+  px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
+  px_req_fail(r, kind, detail, NULL);
+}
+
+static void on_try_output(px_try_t *t) { flush(t->data); }
+
+static const px_try_cb_t try_cb = {on_try_head, on_try_fail, on_try_body_run, on_try_done, on_try_broken, on_try_output};
+
+void px_req_retry(px_req_t *r, int other) {
+  px_conn_t *c = r->c;
+  r->attempt++;
+  size_t ep = px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0);
+  if (ep < 64) r->tried |= 1ull << ep;
+  px_http1_finish_request(&r->uhead, r->uhead_base, r->attempt);
+  /* A resend: the body went out on an earlier try and is all in r->body (else it is not
+   * resent); an empty chunked body goes again as its last chunk. */
+  const px_buf_t *replay = r->attempt > 1 && (r->body_sent > 0 || (r->chunked_in && c->body_done)) ? &r->body : NULL;
+  int rc = px_try_start(&r->t, r->w, r->ws, c, r->cluster, ep, &r->uhead, replay, r->chunked_in, &try_cb, r);
+  if (rc == PX_EOVERFLOW)
+    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections is reached", "x-outrigger-overloaded: true\r\n");
+  else if (rc < 0)
+    on_try_fail(&r->t, PX_ERR_CONNECT_FAILURE, "the upstream refused the connection", 0);
+}
+
+/* ---- a request begins ----------------------------------------------------------------- */
+
+static void req_reset(px_req_t *r) {
+  r->route = NULL;
+  r->cluster = NULL;
+  r->start_ns = px_now_ns();
+  r->method = HTTP_GET;
+  r->minor = 1;
+  r->is_head = 0;
+  r->client_keep_alive = 0;
+  r->chunked_in = 0;
+  r->resendable = 0;
+  r->body.len = 0;
+  r->body_sent = 0;
+  r->attempt = 0;
+  r->max_attempts = 1;
+  r->tried = 0;
+  r->active = 1;
+  r->ended = 0;
+  r->resp_started = r->resp_done = 0;
+  r->status = 0;
+  memset(r->fstate, 0, sizeof(r->fstate));
+}
+
+/* A keep-alive connection picks up a reloaded configuration at its next request,
+ * unless the reload removed its listener: then this request is served by the
+ * configuration the connection started with, and the connection closes after it. */
+static void pick_snapshot(px_req_t *r) {
+  if (r->ws == r->w->cur) return;
+  int k = px_config_listener_at(r->w->cur->snap->cfg, &lconf(r)->address.sa);
+  if (k < 0) {
+    r->c->close_after = 1;
+    return;
+  }
+  px_wsnap_t *old = r->ws;
+  r->ws = px__wsnap_use(r->w);
+  r->lidx = (size_t)k;
+  px__wsnap_release(r->w, old);
+  r->c->lim = limits_of(lconf(r));
+}
+
+static void on_head(px_conn_t *c) {
+  px_req_t *r = req_of(c);
+  req_reset(r);
+  pick_snapshot(r);
+  const px_listener_conf_t *lc = lconf(r);
+  const px_conn_head_t *hd = px_conn_head(c);
+  const px_head_t *h = &hd->h;
+  r->method = h->method;
+  r->minor = h->http_minor;
+  r->is_head = h->method == HTTP_HEAD;
+  r->client_keep_alive = hd->keep_alive;
+  r->chunked_in = hd->body_mode == PX_BODY_CHUNKED;
+
+  int host_idx = px_head_find(h, "host");
+  const char *refused = px_http1_refuse(h, hd->http_major, hd->upgrade, host_idx);
+  if (refused) {
+    px_req_fail(r, PX_ERR_BAD_REQUEST, refused, NULL);
+    return;
+  }
+  if (hd->body_mode < 0) {
+    px_req_fail(r, hd->body_mode == -501 ? PX_ERR_NOT_IMPLEMENTED : PX_ERR_BAD_REQUEST, hd->refused, NULL);
+    return;
+  }
+  if (hd->body_mode == PX_BODY_LENGTH && hd->content_length > lc->limits.max_body_bytes) {
+    px_req_fail(r, PX_ERR_BODY_TOO_LARGE, "the request body is larger than max_body_bytes", NULL);
+    return;
+  }
+  px_str_t url = {h->base + h->url_off, h->url_len};
+  px_str_t authority = {NULL, 0}, origin = {NULL, 0};
+  int absolute = px_http1_absolute_target(url, &authority, &origin);
+  if (absolute < 0) {
+    px_req_fail(r, PX_ERR_BAD_REQUEST, "an absolute-form target needs an authority that is host[:port]", NULL);
+    return;
+  }
+  if (absolute) url = origin;
+  const char *q = memchr(url.p, '?', url.n);
+  px_str_t path = {url.p, q ? (size_t)(q - url.p) : url.n};
+  if (path.n == 0) path = PX_STR("/"); /* "http://host" and "http://host?q" mean the root */
+  px_str_t host = absolute       ? px_router_host(authority)
+                  : host_idx >= 0 ? px_router_host(px_head_value(h, (size_t)host_idx))
+                                  : (px_str_t){"", 0};
+  int ri = px_router_match(lc, r->method, path, host, h);
+  if (ri < 0) {
+    px_req_fail(r, PX_ERR_NO_ROUTE, "no route of this listener matches the request", NULL);
+    return;
+  }
+  r->route = &lrt(r)->routes[ri];
+  const px_route_conf_t *rc = r->route->conf;
+  r->cluster = px_route_pick_cluster(r->ws->snap, r->route, px_rand01());
+  if (r->cluster == NULL || r->cluster->neps == 0) {
+    r->route = NULL; /* no filter has seen it: none is told it ended */
+    px_req_fail(r, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint", NULL);
+    return;
+  }
+  for (size_t i = 0; i < NFILTERS; i++)
+    if (chain[i]->on_request && chain[i]->on_request(r, fstate(r, i)) == PX_FILTER_STOP) return;
+  r->max_attempts = (rc->retry.on & PX_RETRY_ON_CONNECT_FAILURE) ? rc->retry.attempts : 1;
+  /* A body that may never be resent, or is declared larger than the limit, is not
+   * kept: it costs nothing to stream. */
+  r->resendable = px_http1_resend_safe(h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF) &&
+                  (h->content_length < 0 || (uint64_t)h->content_length <= rc->retry.buffer_limit);
+  /* Room for a small body at once; a large one grows only as its bytes really arrive. */
+  if (r->resendable && h->content_length > 0) px_buf_reserve(&r->body, (size_t)PX_MIN(h->content_length, 65536));
+  px_req_rewrite_t rw = {.client_ip = c->peer,
+                         .proto = "http",
+                         .host_fallback = r->cluster->eps[0].name,
+                         .chunked_body = r->chunked_in,
+                         .authority = authority,
+                         .origin = origin};
+  r->uhead.len = 0;
+  px_http1_build_request(h, &rw, &r->uhead, r->rid);
+  r->uhead_base = r->uhead.len;
+  px_conn_deadline(c, PX_DL_ROUTE, rc->timeout_ms);
+  px_req_retry(r, 1);
+}
+
+/* ---- what the client connection tells --------------------------------------------------- */
+
+static void on_body(px_conn_t *c) {
+  px_req_t *r = req_of(c);
+  if (r->active) px_try_body_ready(&r->t);
+}
+
+static void on_written(px_conn_t *c) {
+  px_req_t *r = req_of(c);
+  if (!r->active) return;
+  if (r->resp_done)
+    finish(r);
+  else
+    px_try_output_written(&r->t);
+}
+
+static void on_error(px_conn_t *c, px_errkind_t kind, const char *detail) {
+  px_req_t *r = req_of(c);
+  if (!c->in_request) { /* a head that never came whole, or was refused: answered as the connection's */
+    req_reset(r);
+  } else if (!r->active) {
+    px_conn_close(c);
+    return;
+  }
+  px_req_fail(r, kind, detail, NULL);
+}
+
+static void on_deadline(px_conn_t *c, px_dl_kind_t kind) {
+  px_req_t *r = req_of(c);
+  if (!r->active) return;
+  if (kind != PX_DL_ROUTE) return;
+  if (r->t.active) px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
+  px_req_fail(r, PX_ERR_UPSTREAM_TIMEOUT, "the upstream did not answer within the route timeout", NULL);
+}
+
+static void on_close(px_conn_t *c) {
+  px_pconn_t *pc = c->data;
+  px_req_t *r = &pc->r;
+  if (r->active) req_end(r); /* its client went away, or the connection failed */
+  px_queue_remove(&pc->link);
+  r->w->nconns--;
+  px_metric_inc(&r->w->metrics.conns_closed, 1);
+}
+
+static void on_free(px_conn_t *c) {
+  px_pconn_t *pc = c->data;
+  px_wctx_t *w = pc->r.w;
+  px_buf_free(&pc->r.uhead);
+  px_buf_free(&pc->r.body);
+  px_try_free(&pc->r.t);
+  px__wsnap_release(w, pc->r.ws);
+  free(pc);
+  w->conn_closed(w);
+}
+
+static const px_conn_handler_t handler = {on_head, on_body, on_written, on_error, on_deadline, on_close, on_free};
+
+/* ---- entry points ------------------------------------------------------------------------ */
+
+void px_proxy_accept(px_wctx_t *w, px_tp_listener_t *l, size_t listener_index) {
+  uv_once(&chain_once, chain_init);
+  px_pconn_t *pc = px_calloc(1, sizeof(*pc));
+  px_req_t *r = &pc->r;
+  r->c = &pc->c;
+  r->w = w;
+  r->ws = px__wsnap_use(w);
+  r->lidx = listener_index;
+  px_queue_insert_tail(&w->conns, &pc->link);
+  w->nconns++;
+  px_metric_inc(&w->metrics.conns_accepted, 1);
+  px_conn_limits_t lim = limits_of(lconf(r));
+  px_conn_accept(&pc->c, l, w, &handler, pc, &lim);
+}
+
+void px_proxy_drain(px_wctx_t *w) {
+  px_queue_t *q = w->conns.next;
+  while (q != &w->conns) {
+    px_pconn_t *pc = PX_CONTAINER_OF(q, px_pconn_t, link);
+    q = q->next;
+    px_conn_drain(&pc->c);
+  }
+}
+
+void px_proxy_close_all(px_wctx_t *w) {
+  while (!px_queue_empty(&w->conns)) px_conn_close(&PX_CONTAINER_OF(w->conns.next, px_pconn_t, link)->c);
+}

@@ -1,0 +1,352 @@
+#include "try.h"
+
+#include "log.h"
+
+static llhttp_settings_t settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static void pump(px_try_t *t);
+
+/* ---- the response head ----------------------------------------------------------- */
+
+static int on_field(llhttp_t *p, const char *at, size_t n) {
+  px_try_t *t = p->data;
+  return px_hcollect_field(&t->rh, (uint32_t)(at - t->up->rbuf), (uint32_t)n);
+}
+static int on_value(llhttp_t *p, const char *at, size_t n) {
+  px_try_t *t = p->data;
+  return px_hcollect_value(&t->rh, (uint32_t)(at - t->up->rbuf), (uint32_t)n);
+}
+static int on_value_complete(llhttp_t *p) {
+  px_try_t *t = p->data;
+  return px_hcollect_value_done(&t->rh, t->up->rbuf);
+}
+
+/* A response head is in: refuse what cannot be passed on, skip interim answers, hold
+ * the final one. llhttp stops here (HPE_PAUSED); on_up_read reads on. Returning -1
+ * makes it a bad response, with the reason in t->refused. */
+static int on_headers_complete(llhttp_t *p) {
+  px_try_t *t = p->data;
+  t->resp = (px_head_t){.base = t->up->rbuf,
+                        .h = t->rh.h,
+                        .nh = t->rh.n,
+                        .status = p->status_code,
+                        .http_minor = p->http_minor,
+                        .chunked = (p->flags & F_CHUNKED) != 0,
+                        .content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1};
+  t->refused = px_http1_response_refuse(&t->resp, p->http_major, p->flags, p->content_length);
+  if (t->refused) return -1;
+  if (t->resp.status < 200) {
+    /* Interim responses (100 Continue from an upstream) are not forwarded: the
+     * sidecar answered the client's Expect itself. */
+    t->skip_1xx = 1;
+    px_hcollect_reset(&t->rh);
+  }
+  return HPE_PAUSED;
+}
+
+static void settings_init(void) {
+  llhttp_settings_init(&settings);
+  settings.on_header_field = on_field;
+  settings.on_header_value = on_value;
+  settings.on_header_value_complete = on_value_complete;
+  settings.on_headers_complete = on_headers_complete;
+}
+
+/* ---- failures ---------------------------------------------------------------------- */
+
+/* The try failed before an answer was committed: the upstream connection goes, and
+ * the request decides what next. */
+static void try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int stale) {
+  px_out_reset(&t->upw);
+  px_try_end(t, 0);
+  t->cb->on_fail(t, kind, detail, stale);
+}
+
+/* The committed answer broke. */
+static void try_broken(px_try_t *t, px_errkind_t kind, const char *detail) {
+  px_try_end(t, 0);
+  t->cb->on_broken(t, kind, detail);
+}
+
+/* ---- the response body --------------------------------------------------------------- */
+
+/* Response bytes from p to end, after a committed head: onto the client's output. */
+static void body(px_try_t *t, const char *p, const char *end) {
+  px_out_t *o = &t->conn->out;
+  int chunked = t->mode == PX_BODY_CHUNKED;
+  if (!t->resp_done) {
+    px_str_t d;
+    px_br_result_t r;
+    while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA) px_out_body(o, d.p, d.n, chunked);
+    if (r == PX_BR_ERROR) {
+      /* The head is out already (or queued): the client's connection is closed, so it
+       * cannot take the cut answer for a whole one. */
+      try_broken(t, PX_ERR_BAD_RESPONSE, t->rbody.err);
+      return;
+    }
+    if (r == PX_BR_END) {
+      if (chunked) px_out_last_chunk(o);
+      t->resp_done = 1;
+      t->reusable = llhttp_should_keep_alive(&t->parser);
+    }
+  }
+  /* Bytes after the end of the response: the upstream is out of step. */
+  if (t->resp_done && p != end) t->reusable = 0;
+  if (t->resp_done) {
+    t->cb->on_done(t); /* queued or not, the request flushes and finishes */
+  } else if (o->n) {
+    t->cb->on_output(t);
+  } else {
+    t->up->rlen = 0; /* the head went out already; nothing of this read is kept */
+  }
+}
+
+/* Response bytes arrived: up->rbuf[up->rlen - n, up->rlen). */
+static void on_up_read(void *owner, px_upconn_t *up, size_t n) {
+  px_try_t *t = owner;
+  const char *p = up->rbuf + up->rlen - n, *end = up->rbuf + up->rlen;
+  if (t->committed) {
+    body(t, p, end);
+    return;
+  }
+  if (t->held) return; /* the request has not decided yet: the bytes wait in the buffer */
+  for (;;) {             /* the head, after any interim ones */
+    llhttp_errno_t err = llhttp_execute(&t->parser, p, (size_t)(end - p));
+    if (err == HPE_OK) return; /* the head goes on in the next read */
+    if (err != HPE_PAUSED) {
+      const char *why = t->refused ? t->refused : px_hcollect_error(&t->rh);
+      if (t->rh.too_many || up->rlen == up->rcap) why = "the upstream sent a response head that is too large";
+      try_fail(t, PX_ERR_BAD_RESPONSE, why ? why : "the upstream sent a malformed response", 0);
+      return;
+    }
+    p = llhttp_get_error_pos(&t->parser);
+    if (!t->skip_1xx) break;
+    t->skip_1xx = 0;
+    llhttp_reset(&t->parser);
+  }
+  t->held = 1;
+  t->body_at = (size_t)(p - up->rbuf);
+  px_metric_inc(&t->w->metrics.upstream[t->cluster->metric_slot][t->resp.status / 100 - 1], 1);
+  t->cb->on_head(t);
+}
+
+static void on_up_eof(void *owner, px_upconn_t *up, int status) {
+  px_try_t *t = owner;
+  t->reusable = 0;
+  if (t->resp_done) return; /* answered whole; the connection is closed at the try's end */
+  if (status == UV_ENOBUFS && !t->committed) { /* a head that filled the buffer at its largest (upstream.c) */
+    try_fail(t, PX_ERR_BAD_RESPONSE, "the upstream sent a response head that is too large", 0);
+    return;
+  }
+  if (t->committed || t->held) {
+    if (status == UV_EOF && px_body_eof(&t->rbody) == PX_BR_END && t->committed) {
+      /* A body delimited by the connection's end (RFC 9112 §6.3): it is complete. The
+       * connection is released at the request's end, once the client has the bytes
+       * still queued from its buffer. */
+      if (t->mode == PX_BODY_CHUNKED) px_out_last_chunk(&t->conn->out);
+      t->resp_done = 1;
+      t->cb->on_done(t);
+      return;
+    }
+    if (t->held && !t->committed) { /* ended before the request decided: it sees it at commit */
+      t->held = 2;
+      return;
+    }
+    try_broken(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete");
+    return;
+  }
+  /* Before any answer. On a pooled connection with nothing read back, the upstream may
+   * have closed it (its keep-alive timeout) before it read the request: stale. */
+  int stale = up->rlen == 0 && up->reused && !up->writing && t->body_sent;
+  try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete", stale);
+}
+
+/* ---- the request going up ------------------------------------------------------------ */
+
+static void written(px_try_t *t) {
+  px_out_reset(&t->upw);
+  if (!t->replay) px_conn_body_consumed(t->conn);
+  if (!t->body_sent) pump(t);
+}
+
+static void on_up_written(void *owner, px_upconn_t *up, int status) {
+  px_try_t *t = owner;
+  (void)up;
+  if (status < 0) {
+    /* The upstream stopped taking the request. If it has answered already, that answer
+     * is what the client gets; otherwise it is a reset. */
+    px_out_reset(&t->upw);
+    if (!t->held && !t->committed)
+      try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request", 0);
+    return;
+  }
+  written(t);
+}
+
+static void flush_up(px_try_t *t) {
+  if (t->upw.n == 0 || t->up->writing) return;
+  unsigned n = px_out_iov(&t->upw);
+  int r = px_upstream_write(t->up, t->upw.iov, n);
+  if (r < 0)
+    try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request", 0);
+  else if (r == 1)
+    written(t);
+  /* else the upstream reads slower than the client sends: the client is not read
+   * until this is out (its runs are not consumed yet). */
+}
+
+/* Reads what the client sent of the body and queues it upstream. */
+static void pump(px_try_t *t) {
+  /* Not before the connection is up: the head goes first (on_up_connect). */
+  if (!t->connected || t->up->writing || t->body_sent || t->replay) return;
+  px_str_t d;
+  px_br_result_t r;
+  while ((r = px_conn_body_next(t->conn, &d)) == PX_BR_DATA) {
+    t->cb->on_body_run(t, d);
+    px_out_body(&t->upw, d.p, d.n, t->chunked_in);
+  }
+  if (r == PX_BR_ERROR) { /* the connection told the request, which ends the try */
+    px_out_reset(&t->upw);
+    return;
+  }
+  if (r == PX_BR_END) {
+    if (t->chunked_in) px_out_last_chunk(&t->upw);
+    t->body_sent = 1;
+  }
+  flush_up(t);
+}
+
+void px_try_body_ready(px_try_t *t) {
+  if (t->active) pump(t);
+}
+
+static void on_up_connect(void *owner, px_upconn_t *up, int status) {
+  px_try_t *t = owner;
+  if (status != 0) {
+    t->up = NULL;
+    atomic_fetch_add_explicit(&t->cluster->eps[t->ep].st->failures_total, 1, memory_order_relaxed);
+    px_debug("connect to %s failed: %s", t->cluster->eps[t->ep].name, px_strerror(status));
+    try_fail(t, PX_ERR_CONNECT_FAILURE,
+             status == UV_ETIMEDOUT ? "connecting to the upstream timed out" : "the upstream refused the connection", 0);
+    return;
+  }
+  t->up = up;
+  t->connected = 1;
+  atomic_fetch_add_explicit(&t->cluster->eps[t->ep].st->requests_total, 1, memory_order_relaxed);
+  llhttp_init(&t->parser, HTTP_RESPONSE, &settings);
+  t->parser.data = t;
+  px_hcollect_reset(&t->rh);
+  px_out_reset(&t->upw);
+  px_out_piece(&t->upw, t->head->data, 0, t->head->len);
+  if (t->replay) {
+    /* A resend: the body went out on an earlier try and is all in the copy, since only
+     * then is a request resent. It goes again as one chunk, or as it was under its
+     * Content-Length; an empty chunked body as its last chunk alone. */
+    px_out_body(&t->upw, t->replay->data, t->replay->len, t->chunked_in);
+    if (t->chunked_in) px_out_last_chunk(&t->upw);
+    t->body_sent = 1;
+  }
+  px_conn_continue(t->conn); /* the client may send its body now */
+  px_upstream_read_start(up);
+  if (t->body_sent)
+    flush_up(t);
+  else
+    pump(t);
+}
+
+static const px_upconn_cb_t up_cb = {on_up_connect, on_up_read, on_up_eof, on_up_written};
+
+int px_try_start(px_try_t *t, px_wctx_t *w, px_wsnap_t *ws, px_conn_t *conn, px_cluster_t *cluster, size_t ep,
+                 const px_buf_t *head, const px_buf_t *replay, int chunked_in, const px_try_cb_t *cb, void *data) {
+  uv_once(&settings_once, settings_init);
+  t->cb = cb;
+  t->data = data;
+  t->w = w;
+  t->conn = conn;
+  t->cluster = cluster;
+  t->ep = ep;
+  t->head = head;
+  t->replay = replay;
+  t->chunked_in = chunked_in;
+  t->body_sent = conn->body_done && !replay && conn->head.body_mode <= PX_BODY_NONE;
+  t->refused = NULL;
+  t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = 0;
+  t->up = NULL; /* set by px_upstream_acquire, before the connection is up */
+  t->connected = 0;
+  t->active = 1;
+  atomic_fetch_add_explicit(&cluster->eps[ep].st->active_requests, 1, memory_order_relaxed);
+  t->counted_ep = 1;
+  int r = px_upstream_acquire(w, ws, cluster, ep, t, &up_cb, &t->up);
+  if (r < 0) {
+    t->active = 0;
+    atomic_fetch_sub_explicit(&cluster->eps[ep].st->active_requests, 1, memory_order_relaxed);
+    t->counted_ep = 0;
+  }
+  return r;
+}
+
+void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw) {
+  px_conn_t *c = t->conn;
+  t->mode = px_http1_build_response(&t->resp, rw, &c->out.side);
+  if (t->mode == PX_BODY_CLOSE) c->close_after = 1; /* the client sees the end the same way */
+  px_out_piece(&c->out, NULL, 0, c->out.side.len);
+  px_body_reader_init(&t->rbody, px_http1_response_body(&t->resp, rw->request_is_head),
+                      (uint64_t)PX_MAX(t->resp.content_length, 0));
+  int closed = t->held == 2;
+  t->committed = 1;
+  t->held = 0;
+  px_upconn_t *up = t->up;
+  if (!closed) {
+    body(t, up->rbuf + t->body_at, up->rbuf + up->rlen);
+    return;
+  }
+  /* The upstream closed while the head was held: what it sent is all there is. */
+  const char *p = up->rbuf + t->body_at, *end = up->rbuf + up->rlen;
+  px_str_t d;
+  px_br_result_t r;
+  while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA)
+    px_out_body(&c->out, d.p, d.n, t->mode == PX_BODY_CHUNKED);
+  if (r == PX_BR_ERROR) {
+    try_broken(t, PX_ERR_BAD_RESPONSE, t->rbody.err);
+    return;
+  }
+  if (r == PX_BR_MORE && px_body_eof(&t->rbody) != PX_BR_END) {
+    try_broken(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete");
+    return;
+  }
+  if (t->mode == PX_BODY_CHUNKED) px_out_last_chunk(&c->out);
+  t->resp_done = 1;
+  t->reusable = 0;
+  t->cb->on_done(t);
+}
+
+void px_try_output_written(px_try_t *t) {
+  if (!t->active || !t->connected || t->resp_done) return;
+  t->up->rlen = 0; /* the upstream's read buffer is free again */
+  px_upstream_read_start(t->up);
+}
+
+void px_try_output_blocked(px_try_t *t) {
+  /* The client reads slower than the upstream sends: stop reading the upstream until
+   * this is out, so neither buffer grows. */
+  if (t->active && t->connected) px_upstream_read_stop(t->up);
+}
+
+void px_try_end(px_try_t *t, int reusable) {
+  if (t->counted_ep) {
+    atomic_fetch_sub_explicit(&t->cluster->eps[t->ep].st->active_requests, 1, memory_order_relaxed);
+    t->counted_ep = 0;
+  }
+  if (t->up) {
+    px_upstream_release(t->up, reusable && t->reusable && t->resp_done && t->body_sent);
+    t->up = NULL;
+  }
+  t->connected = 0;
+  t->active = 0;
+}
+
+void px_try_free(px_try_t *t) {
+  px_hcollect_free(&t->rh);
+  px_out_free(&t->upw);
+}
