@@ -72,6 +72,11 @@ void px_buf_json_str(px_buf_t *b, const char *s, size_t n) {
 }
 
 void px_buf_append_u64(px_buf_t *b, unsigned long long v) {
+  if (v < 10) { /* attempt counts, mostly */
+    char d = (char)('0' + v);
+    px_buf_append(b, &d, 1);
+    return;
+  }
   char tmp[24];
   size_t i = sizeof(tmp);
   do {

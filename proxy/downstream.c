@@ -9,9 +9,6 @@
  * dropping them (see conn_linger). */
 #define PX_LINGER_MS 2000
 
-static llhttp_settings_t settings;
-static uv_once_t settings_once = UV_ONCE_INIT;
-
 static void process(px_conn_t *c);
 static void read_start(px_conn_t *c);
 static void read_stop(px_conn_t *c);
@@ -20,19 +17,21 @@ static void read_stop(px_conn_t *c);
 
 static void on_timer(uv_timer_t *t);
 
-static void arm(px_conn_t *c) {
-  uint64_t next = 0;
-  for (int k = 0; k < PX_DL__N; k++)
-    if (c->dl[k] && (next == 0 || c->dl[k] < next)) next = c->dl[k];
-  if (next == 0 || (c->armed_at && c->armed_at <= next)) return; /* fires early and re-arms */
-  uint64_t now = uv_now(c->timer.loop);
-  uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
-  c->armed_at = next;
+static void start_timer(px_conn_t *c, uint64_t at, uint64_t now) {
+  uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
+  c->armed_at = at;
 }
 
+/* A deadline only ever moves the timer earlier; one that fires early finds the
+ * earliest of what is set and re-arms for it. */
 void px_conn_deadline(px_conn_t *c, px_dl_kind_t kind, uint64_t ms) {
-  c->dl[kind] = ms ? uv_now(c->timer.loop) + ms : 0;
-  if (ms) arm(c);
+  if (ms == 0) {
+    c->dl[kind] = 0;
+    return;
+  }
+  uint64_t now = uv_now(c->timer.loop), at = now + ms;
+  c->dl[kind] = at;
+  if (c->armed_at == 0 || at < c->armed_at) start_timer(c, at, now);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -55,7 +54,11 @@ static void on_timer(uv_timer_t *t) {
       break;
     }
   }
-  if (!c->closing) arm(c);
+  if (c->closing) return;
+  uint64_t next = 0;
+  for (int k = 0; k < PX_DL__N; k++)
+    if (c->dl[k] && (next == 0 || c->dl[k] < next)) next = c->dl[k];
+  if (next) start_timer(c, next, now);
 }
 
 /* ---- reading ------------------------------------------------------------------------- */
@@ -146,14 +149,12 @@ static int on_value_complete(llhttp_t *p) {
 /* llhttp parses heads only and stops right after each (bodies are px_body_read's). */
 static int on_headers_complete(llhttp_t *p) { return HPE_PAUSED; }
 
-static void settings_init(void) {
-  llhttp_settings_init(&settings);
-  settings.on_url = on_url;
-  settings.on_header_field = on_field;
-  settings.on_header_value = on_value;
-  settings.on_header_value_complete = on_value_complete;
-  settings.on_headers_complete = on_headers_complete;
-}
+/* llhttp_settings_init only zeroes: the callbacks this parser needs, the rest NULL. */
+static const llhttp_settings_t settings = {.on_url = on_url,
+                                           .on_header_field = on_field,
+                                           .on_header_value = on_value,
+                                           .on_header_value_complete = on_value_complete,
+                                           .on_headers_complete = on_headers_complete};
 
 static void error(px_conn_t *c, px_errkind_t kind, const char *detail) {
   c->close_after = 1;
@@ -417,7 +418,6 @@ void px_conn_drain(px_conn_t *c) {
 
 void px_conn_accept(px_conn_t *c, px_tp_listener_t *l, px_wctx_t *w, const px_conn_handler_t *handler, void *data,
                     const px_conn_limits_t *lim) {
-  uv_once(&settings_once, settings_init);
   c->w = w;
   c->handler = handler;
   c->data = data;

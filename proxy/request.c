@@ -190,7 +190,7 @@ void px_req_retry(px_req_t *r, int other) {
   /* A resend: the body went out on an earlier try and is all in r->body (else it is not
    * resent); an empty chunked body goes again as its last chunk. */
   const px_buf_t *replay = r->attempt > 1 && (r->body_sent > 0 || (r->chunked_in && c->body_done)) ? &r->body : NULL;
-  int rc = px_try_start(&r->t, r->w, r->ws, c, r->cluster, ep, &r->uhead, replay, r->chunked_in, &try_cb, r);
+  int rc = px_try_start(&r->t, r->ws, r->cluster, ep, &r->uhead, replay, r->chunked_in);
   if (rc == PX_EOVERFLOW)
     px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections is reached", "x-outrigger-overloaded: true\r\n");
   else if (rc < 0)
@@ -286,7 +286,7 @@ static void on_head(px_conn_t *c) {
   }
   r->route = &lrt(r)->routes[ri];
   const px_route_conf_t *rc = r->route->conf;
-  r->cluster = px_route_pick_cluster(r->ws->snap, r->route, px_rand01());
+  r->cluster = px_route_pick_cluster(r->ws->snap, r->route, rc->nsplit ? px_rand01() : 0); /* a split draws */
   if (r->cluster == NULL || r->cluster->neps == 0) {
     r->route = NULL; /* no filter has seen it: none is told it ended */
     px_req_fail(r, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint", NULL);
@@ -381,6 +381,7 @@ void px_proxy_accept(px_wctx_t *w, px_tp_listener_t *l, size_t listener_index) {
   r->w = w;
   r->ws = px__wsnap_use(w);
   r->lidx = listener_index;
+  px_try_init(&r->t, w, &pc->c, &try_cb, r);
   px_queue_insert_tail(&w->conns, &pc->link);
   w->nconns++;
   px_metric_inc(&w->metrics.conns_accepted, 1);

@@ -2,9 +2,6 @@
 
 #include "log.h"
 
-static llhttp_settings_t settings;
-static uv_once_t settings_once = UV_ONCE_INIT;
-
 static void pump(px_try_t *t);
 
 /* ---- the response head ----------------------------------------------------------- */
@@ -45,13 +42,10 @@ static int on_headers_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static void settings_init(void) {
-  llhttp_settings_init(&settings);
-  settings.on_header_field = on_field;
-  settings.on_header_value = on_value;
-  settings.on_header_value_complete = on_value_complete;
-  settings.on_headers_complete = on_headers_complete;
-}
+static const llhttp_settings_t settings = {.on_header_field = on_field,
+                                           .on_header_value = on_value,
+                                           .on_header_value_complete = on_value_complete,
+                                           .on_headers_complete = on_headers_complete};
 
 /* ---- failures ---------------------------------------------------------------------- */
 
@@ -257,13 +251,16 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
 
 static const px_upconn_cb_t up_cb = {on_up_connect, on_up_read, on_up_eof, on_up_written};
 
-int px_try_start(px_try_t *t, px_wctx_t *w, px_wsnap_t *ws, px_conn_t *conn, px_cluster_t *cluster, size_t ep,
-                 const px_buf_t *head, const px_buf_t *replay, int chunked_in, const px_try_cb_t *cb, void *data) {
-  uv_once(&settings_once, settings_init);
+void px_try_init(px_try_t *t, px_wctx_t *w, px_conn_t *conn, const px_try_cb_t *cb, void *data) {
   t->cb = cb;
   t->data = data;
   t->w = w;
   t->conn = conn;
+}
+
+int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, const px_buf_t *head,
+                 const px_buf_t *replay, int chunked_in) {
+  px_conn_t *conn = t->conn;
   t->cluster = cluster;
   t->ep = ep;
   t->head = head;
@@ -277,7 +274,7 @@ int px_try_start(px_try_t *t, px_wctx_t *w, px_wsnap_t *ws, px_conn_t *conn, px_
   t->active = 1;
   atomic_fetch_add_explicit(&cluster->eps[ep].st->active_requests, 1, memory_order_relaxed);
   t->counted_ep = 1;
-  int r = px_upstream_acquire(w, ws, cluster, ep, t, &up_cb, &t->up);
+  int r = px_upstream_acquire(t->w, ws, cluster, ep, t, &up_cb, &t->up);
   if (r < 0) {
     t->active = 0;
     atomic_fetch_sub_explicit(&cluster->eps[ep].st->active_requests, 1, memory_order_relaxed);

@@ -63,12 +63,16 @@ struct px_try_s {
   size_t body_at;          /* where the body starts in up->rbuf, while held */
 };
 
-/* Starts try `t` of a request towards endpoint `ep` of `cluster`: sends `head` (and
- * `replay` as the body when set; else the body is read from `conn` as it comes).
- * Returns 0 (the outcome comes through `cb`), PX_EOVERFLOW when the cluster's
- * max_connections is reached, or a libuv error (nothing started, no callback). */
-int px_try_start(px_try_t *t, px_wctx_t *w, px_wsnap_t *ws, px_conn_t *conn, px_cluster_t *cluster, size_t ep,
-                 const px_buf_t *head, const px_buf_t *replay, int chunked_in, const px_try_cb_t *cb, void *data);
+/* Once, for every try of the requests on client connection `conn`: the outcome of each
+ * goes to `cb`, with `data`. */
+void px_try_init(px_try_t *t, px_wctx_t *w, px_conn_t *conn, const px_try_cb_t *cb, void *data);
+/* Starts a try towards endpoint `ep` of `cluster` (of snapshot `ws`): sends `head` (and
+ * `replay` as the body when set; else the body is read from the client connection as
+ * it comes). Returns 0 (the outcome comes through the callbacks), PX_EOVERFLOW when
+ * the cluster's max_connections is reached, or a libuv error (nothing started, no
+ * callback). */
+int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, const px_buf_t *head,
+                 const px_buf_t *replay, int chunked_in);
 
 /* The held head. */
 static inline const px_head_t *px_try_head(const px_try_t *t) { return &t->resp; }

@@ -223,6 +223,75 @@ Test(headscan, blank_lines_before_request_line) {
   cr_expect_eq(sc.head_end, sizeof(h) - 1);
 }
 
+/* The scanner reads sixteen bytes a step; a reading of one line at a time (the rules
+ * as RFC 9112 and SPEC §4 state them) must agree with it on every input, fed whole,
+ * byte by byte and in two parts split anywhere: the same verdict, the same end. */
+static int ref_scan(const char *b, size_t len, size_t *head_end) {
+  size_t pos = 0, line_start = 0;
+  unsigned nlines = 0;
+  while (pos < len) {
+    if (pos == line_start && nlines > 0 && (b[pos] == ' ' || b[pos] == '\t')) return -1;
+    size_t e = pos;
+    while (e < len && b[e] != '\n') e++;
+    for (size_t i = pos; i < e; i++)
+      if (b[i] == '\0') return -1;
+    if (e == len) {
+      for (size_t i = pos; i + 1 < len; i++)
+        if (b[i] == '\r') return -1;
+      return 0;
+    }
+    if (e == line_start || b[e - 1] != '\r') return -1;
+    for (size_t i = pos; i + 1 < e; i++)
+      if (b[i] == '\r') return -1;
+    pos = e + 1;
+    if (e - 1 == line_start) {
+      if (nlines == 0) {
+        line_start = pos;
+        continue;
+      }
+      *head_end = pos;
+      return 1;
+    }
+    nlines++;
+    line_start = pos;
+  }
+  return 0;
+}
+
+Test(headscan, agrees_with_a_line_at_a_time_reading) {
+  static const char alphabet[] = {'a', 'a', 'a', 'a', 'a', ':', ' ', '\t', '\r', '\n', '\r', '\n', '\0'};
+  uint64_t rng = 20261201;
+  char h[96];
+  for (int round = 0; round < 20000; round++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    size_t len = (size_t)(rng >> 33) % sizeof(h);
+    for (size_t i = 0; i < len; i++) {
+      rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+      unsigned r = (unsigned)(rng >> 33);
+      /* mostly well-formed lines of any length, with a rare odd byte */
+      h[i] = r % 7 ? 'a' + (char)(r % 3) : alphabet[(r >> 8) % sizeof(alphabet)];
+    }
+    if (round % 2 && len >= 4) memcpy(h + len - 4, "\r\n\r\n", 4);
+    size_t want_end = 0;
+    int want = ref_scan(h, len, &want_end);
+    px_headscan_t sc;
+    int got = scan_all(h, len, &sc);
+    cr_assert_eq(got, want, "whole: %d, want %d: %.*s", got, want, (int)len, h);
+    if (want == 1) cr_assert_eq(sc.head_end, want_end);
+    size_t at;
+    int bw = scan_bytewise(h, len, &sc, &at);
+    cr_assert_eq(bw, want, "byte by byte: %d, want %d", bw, want);
+    if (want == 1) cr_assert_eq(sc.head_end, want_end);
+    for (size_t cut = 1; cut < len; cut++) {
+      px_headscan_reset(&sc, 0);
+      int r1 = px_headscan(&sc, h, cut);
+      int r2 = r1 ? r1 : px_headscan(&sc, h, len);
+      cr_assert_eq(r2, want, "split at %zu: %d, want %d", cut, r2, want);
+      if (want == 1) cr_assert_eq(sc.head_end, want_end);
+    }
+  }
+}
+
 static void expect_refused(const char *h, size_t len) {
   px_headscan_t sc;
   cr_expect_eq(scan_all(h, len, &sc), -1, "accepted in one call: %.*s", (int)len, h);
