@@ -65,7 +65,7 @@ static void on_timer(uv_timer_t *t) {
 
 static void release_rbuf(px_conn_t *c) {
   if (c->rbuf == NULL) return;
-  px__iobuf_put(c->w, c->rbuf, c->rcap);
+  px_iobuf_put(c->bufs, c->rbuf, c->rcap);
   c->rbuf = NULL;
   c->rcap = c->rlen = c->rpos = 0;
 }
@@ -73,13 +73,13 @@ static void release_rbuf(px_conn_t *c) {
 static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
   px_conn_t *c = t->data;
   if (c->rbuf == NULL) {
-    c->rbuf = px__iobuf_get(c->w);
+    c->rbuf = px_iobuf_get(c->bufs);
     c->rcap = PX_IOBUF_SIZE;
     c->rlen = c->rpos = 0;
   } else if (c->rlen == c->rcap && !c->in_request && c->rcap <= c->lim.max_header_bytes) {
     /* A head larger than the buffer: grow towards max_header_bytes. Header spans are
      * offsets, so moving the buffer is safe. */
-    c->rbuf = px__iobuf_grow(c->w, c->rbuf, c->rlen, c->rcap, c->rcap * 2);
+    c->rbuf = px_iobuf_grow(c->bufs, c->rbuf, c->rlen, c->rcap, c->rcap * 2);
     c->rcap *= 2;
   }
   buf->base = c->rbuf + c->rlen;
@@ -183,7 +183,8 @@ static void head_in(px_conn_t *c) {
   hd->refused = NULL;
   hd->body_mode = px_http1_request_body(&hd->h, p->flags, p->content_length, c->hc.te_lines, &hd->refused);
   int ex = px_head_find(&hd->h, "expect");
-  hd->expect_continue = ex >= 0 && px_str_ieq_cstr(px_head_value(&hd->h, (size_t)ex), "100-continue");
+  /* Not to an HTTP/1.0 client, which would not know what it is (RFC 9110 §10.1.1). */
+  hd->expect_continue = ex >= 0 && hd->h.http_minor >= 1 && px_str_ieq_cstr(px_head_value(&hd->h, (size_t)ex), "100-continue");
   hd->head_bytes = c->rpos;
   px_body_reader_init(&c->body, hd->body_mode < 0 ? PX_BODY_NONE : (px_body_mode_t)hd->body_mode, p->content_length);
   c->body_done = hd->body_mode <= PX_BODY_NONE;
@@ -194,8 +195,25 @@ static void head_in(px_conn_t *c) {
   c->handler->on_head(c);
 }
 
-/* Drives the parser over what is buffered. */
+static void process_once(px_conn_t *c);
+
+/* Drives the parser over what is buffered. A request done from inside a handler
+ * (an answer written at once) asks for the next one here: it is taken by the loop,
+ * not by a nested call, so pipelined requests answered at once cost no stack. */
 static void process(px_conn_t *c) {
+  if (c->in_process) {
+    c->again = 1;
+    return;
+  }
+  c->in_process = 1;
+  do {
+    c->again = 0;
+    process_once(c);
+  } while (c->again && !c->closing);
+  c->in_process = 0;
+}
+
+static void process_once(px_conn_t *c) {
   if (c->closing) return;
   if (c->in_request) {
     if (!c->body_done && !c->body_out && c->rpos < c->rlen) c->handler->on_body(c);
@@ -381,7 +399,7 @@ void px_conn_request_done(px_conn_t *c, int close) {
   if (c->closing) return;
   c->in_request = 0;
   c->dl[PX_DL_ROUTE] = c->dl[PX_DL_TRY] = c->dl[PX_DL_BACKOFF] = 0;
-  if (close || c->close_after || c->w->draining) {
+  if (close || c->close_after) {
     /* The client may still be sending (a body the answer did not wait for, reading
      * paused by back-pressure, pipelined requests): closing now, with its bytes
      * unread, would make the kernel reset the connection and throw away the end of
@@ -416,15 +434,15 @@ void px_conn_drain(px_conn_t *c) {
     c->close_after = 1;
 }
 
-void px_conn_accept(px_conn_t *c, px_tp_listener_t *l, px_wctx_t *w, const px_conn_handler_t *handler, void *data,
-                    const px_conn_limits_t *lim) {
-  c->w = w;
+void px_conn_accept(px_conn_t *c, px_tp_listener_t *l, uv_loop_t *loop, px_iobufs_t *bufs,
+                    const px_conn_handler_t *handler, void *data, const px_conn_limits_t *lim) {
+  c->bufs = bufs;
   c->handler = handler;
   c->data = data;
   c->lim = *lim;
   c->tp.data = c;
   c->wreq.data = c->cont_wreq.data = c;
-  uv_timer_init(&w->loop, &c->timer);
+  uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   c->nhandles = 2;
   if (px_tp_accept(l, &c->tp) != 0) {

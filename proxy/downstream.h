@@ -5,8 +5,9 @@
  * handler's: request.c for the proxy.
  *
  * One request at a time. A head is handed over once complete; its bytes stay put in
- * the read buffer until the request is done (px_conn_request_done), so spans into it
- * stay valid. Pipelined requests wait in the buffer and are answered in order.
+ * the read buffer until its body is read (body runs reuse the buffer once consumed),
+ * so spans into it stay valid until then: a handler that needs the head later keeps
+ * what it needs. Pipelined requests wait in the buffer and are answered in order.
  *
  * Back-pressure both ways: the body is handed out as runs of the read buffer, and the
  * client is not read again until the consumer says it is done with them
@@ -26,8 +27,8 @@
 #include "metrics.h"
 #include "out.h"
 #include "queue.h"
+#include "iobuf.h"
 #include "transport.h"
-#include "wctx.h"
 
 typedef enum {
   PX_DL_IDLE,    /* keep-alive: no request started */
@@ -85,7 +86,7 @@ struct px_conn_s {
   px_transport_t tp;
   uv_timer_t timer;
   px_tp_write_t wreq, cont_wreq;
-  px_wctx_t *w;
+  px_iobufs_t *bufs; /* where its read buffer comes from */
   const px_conn_handler_t *handler;
   void *data; /* the handler's */
   px_queue_t link; /* the handler's list */
@@ -101,6 +102,7 @@ struct px_conn_s {
   px_body_reader_t body;
   uint64_t body_in;
   int in_request, body_done, body_out; /* body_out: runs handed out, not yet consumed */
+  int in_process, again;
 
   px_out_t out;
   int writing, reading, closing, close_after, lingering, nhandles;
@@ -108,11 +110,11 @@ struct px_conn_s {
   uint64_t armed_at;     /* loop time the timer fires at; 0: not running */
 };
 
-/* Accepts a connection from `l` into `c` (zeroed memory the handler owns) and starts
- * reading it. When the accept fails the connection closes at once: on_close and, later,
- * on_free run as for any other. */
-void px_conn_accept(px_conn_t *c, px_tp_listener_t *l, px_wctx_t *w, const px_conn_handler_t *handler, void *data,
-                    const px_conn_limits_t *lim);
+/* Accepts a connection from `l` into `c` (zeroed memory the handler owns), on `loop`
+ * with read buffers from `bufs`, and starts reading it. When the accept fails the
+ * connection closes at once: on_close and, later, on_free run as for any other. */
+void px_conn_accept(px_conn_t *c, px_tp_listener_t *l, uv_loop_t *loop, px_iobufs_t *bufs,
+                    const px_conn_handler_t *handler, void *data, const px_conn_limits_t *lim);
 
 /* The head being served. */
 static inline const px_conn_head_t *px_conn_head(const px_conn_t *c) { return &c->head; }
@@ -138,8 +140,8 @@ void px_conn_continue(px_conn_t *c);
 void px_conn_deadline(px_conn_t *c, px_dl_kind_t kind, uint64_t ms);
 
 /* The request is answered and its answer written: the connection reads the next one,
- * or closes (gently when the client may still be sending) when `close` is set or
- * c->close_after was. */
+ * or closes (gently when the client may still be sending) when `close` is set (the
+ * handler's reasons: draining) or c->close_after was. */
 void px_conn_request_done(px_conn_t *c, int close);
 /* Closes now (what is queued is dropped). */
 void px_conn_close(px_conn_t *c);

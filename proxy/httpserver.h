@@ -1,7 +1,8 @@
 /* A small buffered HTTP/1.1 server for the admin API and the shortener: a whole
  * request (bounded by limits) is read, handed to a synchronous handler, and the
- * handler's response is written. Keep-alive and pipelining (answered in order) are
- * supported. This is not the proxy's data path, which streams. */
+ * handler's response is written. It runs on the proxy's client connection
+ * (downstream.h): the same head checks, deadlines, back-pressure, pipelining (answered
+ * in order) and lingering close; only the buffering is its own. */
 #ifndef PX_HTTPSERVER_H
 #define PX_HTTPSERVER_H
 

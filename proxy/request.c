@@ -70,7 +70,7 @@ static void req_end(px_req_t *r) {
 /* The answer is written: the end hook, then the connection goes on with the next. */
 static void finish(px_req_t *r) {
   req_end(r);
-  px_conn_request_done(r->c, 0);
+  px_conn_request_done(r->c, r->w->draining);
 }
 
 /* Writes what is queued for the client; finishes when that was the whole answer. */
@@ -386,7 +386,7 @@ void px_proxy_accept(px_wctx_t *w, px_tp_listener_t *l, size_t listener_index) {
   w->nconns++;
   px_metric_inc(&w->metrics.conns_accepted, 1);
   px_conn_limits_t lim = limits_of(lconf(r));
-  px_conn_accept(&pc->c, l, w, &handler, pc, &lim);
+  px_conn_accept(&pc->c, l, &w->loop, &w->bufs, &handler, pc, &lim);
 }
 
 void px_proxy_drain(px_wctx_t *w) {

@@ -19,7 +19,7 @@ static px_pool_t *pool_of(px_wctx_t *w, px_cluster_t *c, size_t ep) {
 
 static void handle_closed(px_upconn_t *up) {
   if (--up->nhandles > 0) return;
-  if (up->rbuf) px__iobuf_put(up->w, up->rbuf, up->rcap);
+  if (up->rbuf) px_iobuf_put(&up->w->bufs, up->rbuf, up->rcap);
   px__wsnap_release(up->w, up->ws);
   free(up);
 }
@@ -43,13 +43,13 @@ static void up_close(px_upconn_t *up) {
 static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
   px_upconn_t *up = t->data;
   if (up->rbuf == NULL) {
-    up->rbuf = px__iobuf_get(up->w);
+    up->rbuf = px_iobuf_get(&up->w->bufs);
     up->rcap = PX_IOBUF_SIZE;
     up->rlen = 0;
   } else if (up->rlen == up->rcap && up->rcap < PX_UPSTREAM_MAX_BUF) {
     /* Only a response head that does not fit gets here: the owner resets rlen
      * after each body flush. */
-    up->rbuf = px__iobuf_grow(up->w, up->rbuf, up->rlen, up->rcap, up->rcap * 2);
+    up->rbuf = px_iobuf_grow(&up->w->bufs, up->rbuf, up->rlen, up->rcap, up->rcap * 2);
     up->rcap *= 2;
   }
   buf->base = up->rbuf + up->rlen;
@@ -202,7 +202,7 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
   }
   /* Idle connections hold no buffer; the next owner gets one from the free list. */
   if (up->rbuf) {
-    px__iobuf_put(w, up->rbuf, up->rcap);
+    px_iobuf_put(&w->bufs, up->rbuf, up->rcap);
     up->rbuf = NULL;
     up->rcap = up->rlen = 0;
   }

@@ -1,12 +1,13 @@
 /* What the data path needs of the worker thread it runs on, kept below the worker so
  * that the data path (downstream.c, request.c, try.c, upstream.c) never includes it:
  * the loop, the snapshot handles, the connection list, the drain flag, the counters and
- * the pool of I/O buffers. The worker (worker.h) embeds one and drives it. */
+ * the read buffers. The worker (worker.h) embeds one and drives it. */
 #ifndef PX_WCTX_H
 #define PX_WCTX_H
 
 #include <uv.h>
 
+#include "iobuf.h"
 #include "metrics.h"
 #include "queue.h"
 #include "runtime.h"
@@ -29,28 +30,13 @@ typedef struct px_wctx_s {
   size_t nconns;
   int draining;
   px_metrics_t metrics;
-  /* Free 16 KiB I/O buffers, so connections hold memory only while busy. */
-  char **free_bufs;
-  size_t nfree_bufs;
+  px_iobufs_t bufs; /* read buffers, reused */
   /* The worker's: a connection closed (a draining worker may finish). */
   void (*conn_closed)(struct px_wctx_s *w);
 } px_wctx_t;
 
-#define PX_IOBUF_SIZE (16 * 1024)
-/* Enough free buffers to absorb bursts; beyond it they go back to malloc so an idle
- * sidecar shrinks again. free_bufs has room for this many. */
-#define PX_MAX_FREE_BUFS 256
-
 /* Snapshot handles, on the worker's thread. */
 px_wsnap_t *px__wsnap_use(px_wctx_t *w);
 void px__wsnap_release(px_wctx_t *w, px_wsnap_t *ws);
-
-/* I/O buffers, on the worker's thread. */
-char *px__iobuf_get(px_wctx_t *w);
-/* Gives back a buffer of `cap` bytes: to the free list when it is a standard one. */
-void px__iobuf_put(px_wctx_t *w, char *buf, size_t cap);
-/* Moves the first `len` bytes into a new buffer of `new_cap` bytes (a head that
- * outgrew a standard buffer) and gives the old one back. */
-char *px__iobuf_grow(px_wctx_t *w, char *buf, size_t len, size_t cap, size_t new_cap);
 
 #endif

@@ -144,7 +144,7 @@ void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_
   w->mailbox.data = w;
   w->x.cur = wsnap_new(snap);
   px_queue_init(&w->x.conns);
-  w->x.free_bufs = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
+  px_iobufs_init(&w->x.bufs);
   w->x.conn_closed = on_conn_closed;
   w->nlistens = nfds;
   w->listens = px_calloc(nfds ? nfds : 1, sizeof(*w->listens));
@@ -161,8 +161,7 @@ static void worker_main(void *arg) {
   px_snapshot_unref(w->x.cur->snap);
   free(w->x.cur);
   w->x.cur = NULL;
-  while (w->x.nfree_bufs) free(w->x.free_bufs[--w->x.nfree_bufs]);
-  free(w->x.free_bufs);
+  px_iobufs_free(&w->x.bufs);
   free(w->listens);
   w->listens = NULL;
 }

@@ -2,6 +2,7 @@
  * fake upstreams (SPEC §2, §4, §9): forwarding, bodies, routing, limits, admin,
  * drain, reload, the command line. What bad peers get is in test_proxy_hostile.c. */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -190,6 +191,28 @@ Test(proxy, expect_100_continue, .timeout = 30) {
   cr_assert_eq(r.status, 200);
   cr_assert_str_eq(th_header(&r, "x-body-len"), "5");
   cr_assert_null(strstr(r.body, "Expect"), "the expectation was forwarded: %s", r.body);
+  th_resp_free(&r);
+  th_close(fd);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* An HTTP/1.0 client does not know 100 Continue (RFC 9110 §10.1.1): it gets no interim
+ * answer, only the final one after it sent its body. */
+Test(proxy, no_100_continue_to_http10, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *head = "POST /up HTTP/1.0\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  cr_assert_eq(poll(&pfd, 1, 500), 0, "an HTTP/1.0 client got an answer before its body");
+  cr_assert_eq(th_send_all(fd, "hello", 5), 0);
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  cr_assert_eq(r.status, 200);
+  cr_assert_str_eq(th_header(&r, "x-body-len"), "5");
   th_resp_free(&r);
   th_close(fd);
   cr_assert_eq(tp_stop(&p), 0);

@@ -227,6 +227,31 @@ Test(httpserver, pipelined_big_responses_stay_in_order, .timeout = 30) {
   stop();
 }
 
+/* Many pipelined requests in one send, each answered at once: all answered, in order
+ * (the client connection takes them one after the other in a loop, not by nesting a
+ * call per request). */
+Test(httpserver, many_pipelined_requests_answered_in_order, .timeout = 30) {
+  start(0, 0);
+  rlen = 0;
+  int fd = cconnect();
+  enum { N = 3000 };
+  px_buf_t all = {0};
+  for (int i = 0; i < N; i++) px_buf_printf(&all, "GET /echo?%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+  cr_assert_eq(send(fd, all.data, all.len, MSG_NOSIGNAL), (ssize_t)all.len);
+  px_buf_free(&all);
+  for (int i = 0; i < N; i++) {
+    resp_t r;
+    cr_assert_eq(read_resp(fd, &r), 0, "answer %d", i);
+    cr_assert_eq(r.status, 200);
+    char want[64];
+    snprintf(want, sizeof(want), "GET /echo?%d body=0", i);
+    cr_assert_str_eq(r.body, want);
+    free(r.body);
+  }
+  close(fd);
+  stop();
+}
+
 Test(httpserver, header_timeout_is_408, .timeout = 30) {
   start(200, 5000);
   rlen = 0;

@@ -59,7 +59,7 @@ static void setup(void) {
   memset(&w, 0, sizeof(w));
   uv_loop_init(&w.loop);
   px_queue_init(&w.conns);
-  w.free_bufs = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
+  px_iobufs_init(&w.bufs);
   w.cur = px_calloc(1, sizeof(*w.cur));
   w.cur->snap = snap;
   w.cur->users = 1;
@@ -72,8 +72,7 @@ static void teardown(void) {
   px__wsnap_release(&w, w.cur); /* not retired: the snapshot stays referenced */
   px_snapshot_unref(snap);
   free(w.cur);
-  while (w.nfree_bufs) free(w.free_bufs[--w.nfree_bufs]);
-  free(w.free_bufs);
+  px_iobufs_free(&w.bufs);
   close(lfd);
 }
 

@@ -1,0 +1,30 @@
+/* Read buffers of PX_IOBUF_SIZE bytes, kept on a free list for reuse so connections
+ * hold memory only while busy. One list per thread (a worker's, the admin server's),
+ * no locking. */
+#ifndef PX_IOBUF_H
+#define PX_IOBUF_H
+
+#include <stddef.h>
+
+#define PX_IOBUF_SIZE (16 * 1024)
+/* Enough free buffers to absorb bursts; beyond it they go back to malloc so an idle
+ * process shrinks again. */
+#define PX_MAX_FREE_BUFS 256
+
+typedef struct {
+  char **free; /* room for PX_MAX_FREE_BUFS */
+  size_t n;
+} px_iobufs_t;
+
+void px_iobufs_init(px_iobufs_t *b);
+/* Frees the free list (buffers in use are their owners'). */
+void px_iobufs_free(px_iobufs_t *b);
+
+char *px_iobuf_get(px_iobufs_t *b);
+/* Gives back a buffer of `cap` bytes: to the free list when it is a standard one. */
+void px_iobuf_put(px_iobufs_t *b, char *buf, size_t cap);
+/* Moves the first `len` bytes into a new buffer of `new_cap` bytes (a head that
+ * outgrew a standard buffer) and gives the old one back. */
+char *px_iobuf_grow(px_iobufs_t *b, char *buf, size_t len, size_t cap, size_t new_cap);
+
+#endif
