@@ -102,8 +102,19 @@ static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
         read_stop(c); /* the buffer is full of what follows: read again once this request is done */
       return;
     }
-    /* The client went away (or half-closed, which HTTP/1.1 clients do not do before
-     * reading their answer): whatever is in flight for it is abandoned. */
+    if (nread == UV_EOF && c->in_request) {
+      /* The client's end during a request: a half-close (a client that says it has no
+       * more to send) or a close. A whole request still gets its answer, as HAProxy
+       * gives it; if the client is gone, the write says so. Nothing more is read or
+       * answered after it. A body that needs more bytes than are buffered never
+       * completes: px_conn_body_next closes then. */
+      c->peer_eof = 1;
+      c->close_after = 1;
+      read_stop(c);
+      if (!c->body_done && !c->body_out) c->handler->on_body(c); /* the consumer finds out */
+      return;
+    }
+    /* The client went away mid-request, or between requests: nothing to answer. */
     px_conn_close(c);
     return;
   }
@@ -116,7 +127,7 @@ static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void read_start(px_conn_t *c) {
-  if (c->reading || c->closing) return;
+  if (c->reading || c->closing || c->peer_eof) return;
   c->reading = 1;
   px_tp_read_start(&c->tp, on_alloc, on_read);
 }
@@ -295,6 +306,10 @@ px_br_result_t px_conn_body_next(px_conn_t *c, px_str_t *d) {
   case PX_BR_MORE:
     break;
   }
+  if (c->peer_eof) { /* the rest of the body will never come */
+    px_conn_close(c);
+    return PX_BR_ERROR;
+  }
   if (!c->body_out) {
     c->rlen = c->rpos = 0;
     read_start(c);
@@ -404,7 +419,9 @@ void px_conn_request_done(px_conn_t *c, int close) {
      * paused by back-pressure, pipelined requests): closing now, with its bytes
      * unread, would make the kernel reset the connection and throw away the end of
      * the answer still in the socket buffer. */
-    if (!c->body_done || !c->reading || c->rpos < c->rlen)
+    if (c->peer_eof)
+      px_conn_close(c); /* everything it sent was read: nothing to linger for */
+    else if (!c->body_done || !c->reading || c->rpos < c->rlen)
       conn_linger(c);
     else
       px_conn_close(c);

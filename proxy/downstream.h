@@ -14,6 +14,10 @@
  * (px_conn_body_consumed); the output is not accepted again while a write is pending
  * (px_conn_writing), and the handler hears when it is out (on_written).
  *
+ * A client that ends its side after a whole request (a half-close) still gets that
+ * answer; nothing after it is read or answered, and the connection closes once it is
+ * out. One that ends mid-request is closed as soon as that is known.
+ *
  * Deadlines: several at once (the connection's own and the handler's: the route's
  * timeout, a try's, a backoff), on one libuv timer armed for the earliest; moving a
  * deadline later costs no timer call. */
@@ -106,6 +110,7 @@ struct px_conn_s {
 
   px_out_t out;
   int writing, reading, closing, close_after, lingering, nhandles;
+  int peer_eof; /* the client ended its side after a whole request */
   uint64_t dl[PX_DL__N]; /* loop time, ms; 0: not set */
   uint64_t armed_at;     /* loop time the timer fires at; 0: not running */
 };
@@ -121,7 +126,8 @@ static inline const px_conn_head_t *px_conn_head(const px_conn_t *c) { return &c
 
 /* The next run of the body: PX_BR_DATA with *d (valid until px_conn_body_consumed),
  * PX_BR_MORE (on_body says when there is more), PX_BR_END, or PX_BR_ERROR (on_error
- * has run: a malformed chunk, or the body past max_body_bytes). */
+ * has run: a malformed chunk, or the body past max_body_bytes; or the connection
+ * closed: the client ended its side before the body's end). */
 px_br_result_t px_conn_body_next(px_conn_t *c, px_str_t *d);
 /* The runs handed out so far went where they were going: the buffer may be reused,
  * and the client read again. */

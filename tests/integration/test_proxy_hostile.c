@@ -517,3 +517,35 @@ Test(proxy, a_body_waits_for_its_upstream_connection, .timeout = 30) {
   close(lfd);
   cr_assert_eq(tp_stop(&p), 0);
 }
+
+/* A client that half-closes after its request (it has nothing more to send, as
+ * `nc -N` and some HTTP/1.0 scripts do) still gets its answer, whole, and then the
+ * connection closes; one that ends its side mid-body gets nothing (its request can
+ * never be complete) and the connection closes at once. */
+Test(proxy, half_closed_client_gets_its_answer, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 300});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
+  const char *reqs[] = {"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n",
+                        "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+                        "GET /slow HTTP/1.0\r\n\r\n"};
+  for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+    int fd = th_connect(p.port);
+    cr_assert_eq(th_send_all(fd, reqs[i], strlen(reqs[i])), 0);
+    shutdown(fd, SHUT_WR);
+    th_resp_t r;
+    cr_assert_eq(th_read_response(fd, &r, 5000), 0, "request %zu: no answer after the half-close", i);
+    cr_assert_eq(r.status, 200, "request %zu", i);
+    th_resp_free(&r);
+    cr_assert_eq(th_wait_closed(fd, 3000), 1, "request %zu: the connection stayed open", i);
+    th_close(fd);
+  }
+  int fd = th_connect(p.port);
+  const char *cut = "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc";
+  cr_assert_eq(th_send_all(fd, cut, strlen(cut)), 0);
+  shutdown(fd, SHUT_WR);
+  cr_assert_eq(th_wait_closed(fd, 3000), 1, "a request cut by the client's end got bytes, or hung");
+  th_close(fd);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}

@@ -437,8 +437,10 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
         FAIL("answer %d lacks the sidecar's x-outrigger-attempts: %s / x-outrigger-upstream", i, attempts);
       }
       /* A connection the client and the answer both allow to persist stays open:
-       * closing it would cost the next request a new connection for nothing. */
-      if (r->keep_alive && !a->keep_alive && (ex.length_known || r->minor >= 1)) {
+       * closing it would cost the next request a new connection for nothing. Not after
+       * a client's half-close: it said it sends nothing more, and the sidecar may have
+       * seen that before this answer's head went out. */
+      if (r->keep_alive && !a->keep_alive && (ex.length_known || r->minor >= 1) && !c->half_close) {
         df_expect_free(&ex);
         FAIL("request %d: the connection was closed although both ends could keep it", i);
       }
