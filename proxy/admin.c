@@ -9,7 +9,8 @@
 
 static void problem(px_hres_t *res, int status, const char *detail) {
   px_buf_t b = {0};
-  px_buf_printf(&b, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":", px_http_reason(status), status);
+  px_buf_printf(&b, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":",
+                px_http_reason(status), status);
   px_buf_json_str(&b, detail, strlen(detail));
   px_buf_append(&b, "}\n", 2);
   res->status = status;
@@ -25,11 +26,12 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_metrics_render(ws, n, out);
 
   px_snapshot_t *s = *ctx->current;
-  px_buf_append_cstr(out, "# HELP outrigger_upstream_connections_active Open upstream connections, all workers.\n"
-                          "# TYPE outrigger_upstream_connections_active gauge\n");
+  px_buf_append_cstr(out,
+                     "# HELP outrigger_upstream_connections_active Open upstream connections, all workers.\n"
+                     "# TYPE outrigger_upstream_connections_active gauge\n");
   for (size_t i = 0; i < s->cfg->nclusters; i++)
-    px_buf_printf(out, "outrigger_upstream_connections_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
-                  atomic_load(&s->clusters[i].st->connections));
+    px_buf_printf(out, "outrigger_upstream_connections_active{cluster=\"%s\"} %d\n",
+                  s->clusters[i].conf->name, atomic_load(&s->clusters[i].st->connections));
   px_buf_append_cstr(out, "# HELP outrigger_upstream_requests_active Requests in flight to a cluster.\n"
                           "# TYPE outrigger_upstream_requests_active gauge\n");
   for (size_t i = 0; i < s->cfg->nclusters; i++)
@@ -64,15 +66,17 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
     px_buf_append_cstr(out, "{\"name\":");
     px_buf_json_str(out, c->conf->name, strlen(c->conf->name));
     px_buf_printf(out, ",\"lb\":\"%s\",\"active_requests\":%d,\"connections\":%d,\"endpoints\":[",
-                  lb_names[c->conf->lb], atomic_load(&c->st->active_requests), atomic_load(&c->st->connections));
+                  lb_names[c->conf->lb], atomic_load(&c->st->active_requests),
+                  atomic_load(&c->st->connections));
     for (size_t e = 0; e < c->neps; e++) {
       px_endpoint_t *ep = &c->eps[e];
-      px_buf_printf(out,
-                    "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"closed\",\"active_requests\":%d,"
-                    "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
-                    e ? "," : "", ep->name, atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
-                    (unsigned long long)atomic_load(&ep->st->requests_total),
-                    (unsigned long long)atomic_load(&ep->st->failures_total));
+      px_buf_printf(
+          out,
+          "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"closed\",\"active_requests\":%d,"
+          "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
+          e ? "," : "", ep->name, atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
+          (unsigned long long)atomic_load(&ep->st->requests_total),
+          (unsigned long long)atomic_load(&ep->st->failures_total));
     }
     px_buf_append_cstr(out, "]}");
   }
@@ -120,7 +124,8 @@ static void on_request(void *data, const px_hreq_t *req, px_hres_t *res) {
     px_hres_json(res, 202, "{\"status\":\"draining\"}\n", 22);
     return;
   } else {
-    problem(res, 404, "no such admin endpoint; see GET /healthz, /ready, /metrics, /clusters, /config, POST /drain");
+    problem(res, 404,
+            "no such admin endpoint; see GET /healthz, /ready, /metrics, /clusters, /config, POST /drain");
     return;
   }
   px_hres_json(res, 200, json_ok, strlen(json_ok));

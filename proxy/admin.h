@@ -8,14 +8,14 @@
 #include "worker.h"
 
 typedef struct {
-  px_snapshot_t **current;     /* the main thread's reference to the running snapshot */
+  px_snapshot_t **current; /* the main thread's reference to the running snapshot */
   px_worker_t *workers;
   int nworkers;
   const int *draining;
   const int *ready;
   const uint64_t *reloads_ok;
   const uint64_t *reloads_failed;
-  void (*drain)(void *data);   /* POST /drain */
+  void (*drain)(void *data); /* POST /drain */
   void *data;
 } px_admin_ctx_t;
 

@@ -61,9 +61,7 @@ static px_br_result_t fail(px_body_reader_t *r, const char *why) {
   return PX_BR_ERROR;
 }
 
-static int hexval(unsigned char ch) {
-  return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
-}
+static int hexval(unsigned char ch) { return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10; }
 
 /* The framing bytes of a chunked body, up to the next chunk data or the end. */
 static px_br_result_t chunked_framing(px_body_reader_t *r, const char **pp, const char *end) {
@@ -307,8 +305,7 @@ px_br_result_t px_body_read(px_body_reader_t *r, const char **p, const char *end
       if (res != PX_BR_MORE || r->state != S_DATA) return res;
       return px_body_read(r, p, end, data); /* framing done: the chunk's data */
     }
-  case PX_BODY_NONE:
-    break;
+  case PX_BODY_NONE: break;
   }
   return PX_BR_END;
 }

@@ -25,8 +25,8 @@ typedef struct px_endpoint_state_s {
 
 typedef struct px_cluster_state_s {
   char *name;
-  atomic_int connections;     /* open upstream connections, all workers */
-  atomic_int pending;         /* requests waiting for a connection slot */
+  atomic_int connections; /* open upstream connections, all workers */
+  atomic_int pending;     /* requests waiting for a connection slot */
   atomic_int active_requests;
   atomic_int active_retries;
   int refs; /* under the registry's mutex */

@@ -284,7 +284,7 @@ static int size_parse(const char *s, size_t *out, const char **why) {
     }
   }
   *why = strchr("kKmMgG", *p) && *p ? "sizes use KiB, MiB or GiB (1024-based); KB/MB/GB are not accepted"
-                                     : "expected a size such as 512, 64KiB or 8MiB";
+                                    : "expected a size such as 512, 64KiB or 8MiB";
   return -1;
 toolarge:
   *why = "size too large";
@@ -423,11 +423,13 @@ static void parse_string(px__ctx_t *c, const px__key_t *k, const yaml_node_t *n,
 static void enum_names(const px__enum_t *e, char *out, size_t n) {
   size_t len = 0;
   out[0] = '\0';
-  for (; e->name && len < n; e++) len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", e->name);
+  for (; e->name && len < n; e++)
+    len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", e->name);
 }
 
 /* Looks `n` up in `enums`; reports "must be one of" with a hint when it is not there. */
-static const px__enum_t *lookup_enum(px__ctx_t *c, const char *name, const px__enum_t *enums, const yaml_node_t *n) {
+static const px__enum_t *lookup_enum(px__ctx_t *c, const char *name, const px__enum_t *enums,
+                                     const yaml_node_t *n) {
   const char *s = px__scalar(c, name, n);
   if (!s) return NULL;
   px__hint_t h = {0};
@@ -449,7 +451,8 @@ static void parse_enum(px__ctx_t *c, const px__key_t *k, const yaml_node_t *n, v
 
 static int check_count(px__ctx_t *c, const px__key_t *k, const yaml_node_t *n, size_t count) {
   if ((double)count < k->min) {
-    px__err(c, px__node_pos(c, n), "'%s' needs at least %.0f entr%s", k->name, k->min, k->min == 1 ? "y" : "ies");
+    px__err(c, px__node_pos(c, n), "'%s' needs at least %.0f entr%s", k->name, k->min,
+            k->min == 1 ? "y" : "ies");
     return -1;
   }
   if (k->max > 0 && (double)count > k->max) {
@@ -495,8 +498,10 @@ static int parse_addr_into(px__ctx_t *c, const char *name, const yaml_node_t *n,
   struct sockaddr_storage ss;
   const char *colon = strrchr(s, ':');
   if (px_addr_parse(s, &ss) != 0 || (colon && strtol(colon + 1, NULL, 10) == 0)) {
-    px__err(c, px__node_pos(c, n), "'%s': bad address '%s': expected IPV4:PORT, [IPV6]:PORT or localhost:PORT "
-            "with a port in 1..65535 (names are not resolved)", name, s);
+    px__err(c, px__node_pos(c, n),
+            "'%s': bad address '%s': expected IPV4:PORT, [IPV6]:PORT or localhost:PORT "
+            "with a port in 1..65535 (names are not resolved)",
+            name, s);
     return -1;
   }
   free(a->text);
@@ -536,8 +541,10 @@ static void parse_strings(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void
   for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
     yaml_node_t *item = px__node(c, *it);
     const char *s = px__scalar(c, k->name, item);
-    if (s && *s == '\0') px__err(c, px__node_pos(c, item), "'%s': entries must not be empty", k->name);
-    else if (s) l->items[l->n++] = px_strdup(s);
+    if (s && *s == '\0')
+      px__err(c, px__node_pos(c, item), "'%s': entries must not be empty", k->name);
+    else if (s)
+      l->items[l->n++] = px_strdup(s);
   }
 }
 
@@ -635,7 +642,8 @@ void px__parse_map(px__ctx_t *c, const px__map_t *map, yaml_node_t *node, void *
     }
     if (i == map->nkeys) {
       char tmp[96];
-      px__err(c, px__node_pos(c, kn), "unknown key '%s' in %s%s", name, map->what, px__hint_text(&h, tmp, sizeof(tmp)));
+      px__err(c, px__node_pos(c, kn), "unknown key '%s' in %s%s", name, map->what,
+              px__hint_text(&h, tmp, sizeof(tmp)));
       continue;
     }
     if (seen[i].key) {
@@ -856,7 +864,8 @@ static void syntax_error(px__ctx_t *c, yaml_parser_t *parser) {
     px__err(c, pos, "YAML syntax error: %s", problem);
 }
 
-void *px__parse(const px__schema_t *schema, const char *name, const char *text, size_t len, px_errlist_t *errs) {
+void *px__parse(const px__schema_t *schema, const char *name, const char *text, size_t len,
+                px_errlist_t *errs) {
   void *cfg = px_calloc(1, schema->size);
   px__defaults(schema->root, cfg);
   px__ctx_t c = {.path = name, .root = cfg};

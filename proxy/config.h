@@ -50,18 +50,18 @@ typedef struct {
 } px_tls_listener_conf_t;
 
 typedef struct {
-  size_t max_header_bytes;      /* default 64 KiB */
-  size_t max_body_bytes;        /* default 8 MiB */
-  uint64_t header_timeout_ms;   /* default 10s: whole request head must arrive in it */
-  uint64_t idle_timeout_ms;     /* default 60s: keep-alive connection with no request */
+  size_t max_header_bytes;    /* default 64 KiB */
+  size_t max_body_bytes;      /* default 8 MiB */
+  uint64_t header_timeout_ms; /* default 10s: whole request head must arrive in it */
+  uint64_t idle_timeout_ms;   /* default 60s: keep-alive connection with no request */
 } px_listener_limits_t;
 
 typedef struct {
-  int enabled;          /* default false */
-  unsigned methods;     /* bit (1 << llhttp_method_t); default POST|PATCH */
-  int required;         /* default false */
-  uint64_t ttl_ms;      /* default 24h */
-  size_t max_entries;   /* default 100000 */
+  int enabled;               /* default false */
+  unsigned methods;          /* bit (1 << llhttp_method_t); default POST|PATCH */
+  int required;              /* default false */
+  uint64_t ttl_ms;           /* default 24h */
+  size_t max_entries;        /* default 100000 */
   size_t max_response_bytes; /* default 64 KiB */
 } px_idempotency_conf_t;
 
@@ -70,10 +70,10 @@ typedef struct {
 } px_header_match_t;
 
 typedef struct {
-  char *prefix;        /* NULL when absent; default "/" when neither prefix nor path */
-  char *path;          /* exact path match (query string excluded) */
-  char *host;          /* Host header without port, case-insensitive; NULL = any */
-  unsigned methods;    /* bit (1 << llhttp_method_t); 0 = any */
+  char *prefix;     /* NULL when absent; default "/" when neither prefix nor path */
+  char *path;       /* exact path match (query string excluded) */
+  char *host;       /* Host header without port, case-insensitive; NULL = any */
+  unsigned methods; /* bit (1 << llhttp_method_t); 0 = any */
   px_header_match_t *headers;
   size_t nheaders;
 } px_match_conf_t;
@@ -87,21 +87,25 @@ enum {
   PX_RETRY_ON_RETRIABLE_STATUS = 1 << 5,
 };
 
-typedef enum { PX_IDEMPOTENCY_KEY_GENERATE, PX_IDEMPOTENCY_KEY_PASSTHROUGH, PX_IDEMPOTENCY_KEY_OFF } px_idem_key_mode_t;
+typedef enum {
+  PX_IDEMPOTENCY_KEY_GENERATE,
+  PX_IDEMPOTENCY_KEY_PASSTHROUGH,
+  PX_IDEMPOTENCY_KEY_OFF
+} px_idem_key_mode_t;
 
 typedef struct {
-  int attempts;                 /* total tries, first included; default 2 */
-  unsigned on;                  /* PX_RETRY_ON_*; default connect-failure */
-  int *status;                  /* for retriable-status */
+  int attempts; /* total tries, first included; default 2 */
+  unsigned on;  /* PX_RETRY_ON_*; default connect-failure */
+  int *status;  /* for retriable-status */
   size_t nstatus;
-  uint64_t per_try_timeout_ms;  /* 0 = only the route timeout applies (default) */
-  uint64_t backoff_base_ms;     /* default 25ms */
-  uint64_t backoff_max_ms;      /* default 250ms */
-  double budget_ratio;          /* default 0.2 */
-  int budget_min_concurrency;   /* default 3 */
-  int other_endpoint;           /* default true */
+  uint64_t per_try_timeout_ms;        /* 0 = only the route timeout applies (default) */
+  uint64_t backoff_base_ms;           /* default 25ms */
+  uint64_t backoff_max_ms;            /* default 250ms */
+  double budget_ratio;                /* default 0.2 */
+  int budget_min_concurrency;         /* default 3 */
+  int other_endpoint;                 /* default true */
   px_idem_key_mode_t idempotency_key; /* default passthrough */
-  size_t buffer_limit;          /* default 64 KiB */
+  size_t buffer_limit;                /* default 64 KiB */
 } px_retry_conf_t;
 
 typedef struct {
@@ -113,34 +117,34 @@ typedef struct {
 } px_split_conf_t;
 
 typedef struct {
-  int enabled;               /* a `canary:` block was given */
-  char *override_header;     /* default "x-canary" */
-  char *sticky_header;       /* NULL when not sticky by header */
-  char *sticky_cookie;       /* NULL when not sticky by cookie */
+  int enabled;           /* a `canary:` block was given */
+  char *override_header; /* default "x-canary" */
+  char *sticky_header;   /* NULL when not sticky by header */
+  char *sticky_cookie;   /* NULL when not sticky by cookie */
   int has_analysis;
-  uint64_t interval_ms;      /* default 10s */
-  int min_requests;          /* default 50 */
-  double max_error_rate;     /* default 0.05 */
+  uint64_t interval_ms;        /* default 10s */
+  int min_requests;            /* default 50 */
+  double max_error_rate;       /* default 0.05 */
   double max_error_rate_delta; /* default 0.02 */
-  double max_latency_ratio;  /* default 1.5 */
-  int on_fail_rollback;      /* on_fail: rollback (default) | none */
+  double max_latency_ratio;    /* default 1.5 */
+  int on_fail_rollback;        /* on_fail: rollback (default) | none */
 } px_canary_conf_t;
 
 typedef struct {
-  int abort_status;          /* 0 = no abort */
+  int abort_status; /* 0 = no abort */
   double abort_percent;
-  uint64_t delay_ms;         /* 0 = no delay */
+  uint64_t delay_ms; /* 0 = no delay */
   double delay_percent;
-  double drop_percent;       /* 0 = no drop */
+  double drop_percent; /* 0 = no drop */
 } px_fault_conf_t;
 
 typedef struct {
   char *name;
   px_match_conf_t match;
-  char *cluster;             /* NULL when `split` is used */
-  int cluster_index;         /* resolved; -1 with split */
-  uint64_t timeout_ms;       /* whole upstream exchange; default 15s; 0 = none */
-  px_retry_conf_t retry;     /* defaults when `retry` is absent (see SPEC §3) */
+  char *cluster;         /* NULL when `split` is used */
+  int cluster_index;     /* resolved; -1 with split */
+  uint64_t timeout_ms;   /* whole upstream exchange; default 15s; 0 = none */
+  px_retry_conf_t retry; /* defaults when `retry` is absent (see SPEC §3) */
   int has_retry;
   px_split_conf_t *split;
   size_t nsplit;
@@ -164,26 +168,32 @@ typedef struct {
 
 /* ---- clusters ----------------------------------------------------------- */
 
-typedef enum { PX_LB_ROUND_ROBIN, PX_LB_LEAST_REQUEST, PX_LB_RANDOM, PX_LB_RING_HASH, PX_LB_MAGLEV } px_lb_kind_t;
+typedef enum {
+  PX_LB_ROUND_ROBIN,
+  PX_LB_LEAST_REQUEST,
+  PX_LB_RANDOM,
+  PX_LB_RING_HASH,
+  PX_LB_MAGLEV
+} px_lb_kind_t;
 typedef enum { PX_HASH_NONE, PX_HASH_HEADER, PX_HASH_COOKIE, PX_HASH_PATH, PX_HASH_SOURCE_IP } px_hash_kind_t;
 
 typedef struct {
-  int consecutive_failures;   /* default 5 */
-  double rate_threshold;      /* default 0.5 */
-  uint64_t rate_window_ms;    /* default 10s */
-  int rate_min_requests;      /* default 20 */
-  uint64_t open_duration_ms;  /* default 30s */
+  int consecutive_failures;      /* default 5 */
+  double rate_threshold;         /* default 0.5 */
+  uint64_t rate_window_ms;       /* default 10s */
+  int rate_min_requests;         /* default 20 */
+  uint64_t open_duration_ms;     /* default 30s */
   uint64_t max_open_duration_ms; /* default 5m */
-  int half_open_requests;     /* default 1 */
-  int max_open_percent;       /* default 50 */
+  int half_open_requests;        /* default 1 */
+  int max_open_percent;          /* default 50 */
 } px_breaker_conf_t;
 
 typedef struct {
-  char *path;                 /* default "/healthz" */
-  uint64_t interval_ms;       /* default 5s */
-  uint64_t timeout_ms;        /* default 1s */
-  int unhealthy_threshold;    /* default 3 */
-  int healthy_threshold;      /* default 2 */
+  char *path;              /* default "/healthz" */
+  uint64_t interval_ms;    /* default 5s */
+  uint64_t timeout_ms;     /* default 1s */
+  int unhealthy_threshold; /* default 3 */
+  int healthy_threshold;   /* default 2 */
 } px_health_conf_t;
 
 typedef struct {
@@ -194,16 +204,16 @@ typedef struct {
   char *name;
   px_addr_conf_t *endpoints;
   size_t nendpoints;
-  px_lb_kind_t lb;                 /* default round_robin */
-  px_hash_kind_t hash;             /* default none (ring_hash/maglev need one) */
-  char *hash_name;                 /* header or cookie name */
-  uint64_t connect_timeout_ms;     /* default 1s */
-  int pool_max_idle_per_endpoint;  /* default 64 */
-  uint64_t pool_idle_timeout_ms;   /* default 30s */
-  int max_connections;             /* default 1024 */
-  int max_pending;                 /* default 1024 */
-  int max_requests;                /* default 1024 */
-  int max_retries;                 /* default 3 */
+  px_lb_kind_t lb;                /* default round_robin */
+  px_hash_kind_t hash;            /* default none (ring_hash/maglev need one) */
+  char *hash_name;                /* header or cookie name */
+  uint64_t connect_timeout_ms;    /* default 1s */
+  int pool_max_idle_per_endpoint; /* default 64 */
+  uint64_t pool_idle_timeout_ms;  /* default 30s */
+  int max_connections;            /* default 1024 */
+  int max_pending;                /* default 1024 */
+  int max_requests;               /* default 1024 */
+  int max_retries;                /* default 3 */
   int has_breaker;
   px_breaker_conf_t breaker;
   int has_health_check;
@@ -216,22 +226,22 @@ typedef struct {
 /* ---- the whole file ----------------------------------------------------- */
 
 typedef struct {
-  char *service_name;       /* default "outrigger" */
-  unsigned propagation;     /* bit 0 w3c, bit 1 b3; default both */
-  double sample_rate;       /* default 1.0 */
-  char *zipkin;             /* NULL = no export */
-  int enabled;              /* a `tracing:` block was given */
+  char *service_name;   /* default "outrigger" */
+  unsigned propagation; /* bit 0 w3c, bit 1 b3; default both */
+  double sample_rate;   /* default 1.0 */
+  char *zipkin;         /* NULL = no export */
+  int enabled;          /* a `tracing:` block was given */
 } px_tracing_conf_t;
 
 typedef struct px_config_s {
-  char *path;                     /* file name as given, used in error positions */
-  int workers;                    /* 0 = auto (default) */
-  uint64_t drain_timeout_ms;      /* default 10s */
-  px_addr_conf_t admin_address;   /* default 127.0.0.1:15000 */
-  int has_admin;                  /* an `admin:` block was given */
-  int log_level;                  /* px_log_level_t; default info */
-  int log_json;                   /* format: json */
-  char *access_log;               /* NULL = off (default), "stdout", or a path */
+  char *path;                   /* file name as given, used in error positions */
+  int workers;                  /* 0 = auto (default) */
+  uint64_t drain_timeout_ms;    /* default 10s */
+  px_addr_conf_t admin_address; /* default 127.0.0.1:15000 */
+  int has_admin;                /* an `admin:` block was given */
+  int log_level;                /* px_log_level_t; default info */
+  int log_json;                 /* format: json */
+  char *access_log;             /* NULL = off (default), "stdout", or a path */
   px_tracing_conf_t tracing;
   px_listener_conf_t *listeners;
   size_t nlisteners;
@@ -252,7 +262,7 @@ int px_config_listener_at(const px_config_t *cfg, const struct sockaddr_storage 
 void px_config_to_json(const px_config_t *cfg, px_buf_t *out);
 
 /* Value parsers shared with the command line and tests. Return 0 or -1. */
-int px_parse_duration_ms(const char *s, uint64_t *out);  /* "250ms" "2s" "5m" "24h" */
-int px_parse_size(const char *s, size_t *out);           /* "512", "64KiB", "8MiB", "1GiB" */
+int px_parse_duration_ms(const char *s, uint64_t *out); /* "250ms" "2s" "5m" "24h" */
+int px_parse_size(const char *s, size_t *out);          /* "512", "64KiB", "8MiB", "1GiB" */
 
 #endif

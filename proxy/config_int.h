@@ -35,14 +35,14 @@ typedef enum {
 
 enum {
   PX__K_REQUIRED = 1 << 0,
-  PX__K_SECRET = 1 << 1,      /* shown as "[redacted]" by px_config_to_json */
+  PX__K_SECRET = 1 << 1,         /* shown as "[redacted]" by px_config_to_json */
   PX__K_NULL_IF_ABSENT = 1 << 2, /* MAP with has_off: JSON null when the block was not given */
 };
 
 typedef struct {
   const char *name;
-  int value; /* enum value, or bit number for FLAGS */
-} px__enum_t;  /* tables end with {NULL, 0} */
+  int value;  /* enum value, or bit number for FLAGS */
+} px__enum_t; /* tables end with {NULL, 0} */
 
 typedef struct px__ctx_s px__ctx_t;
 typedef struct px__key_s px__key_t;
@@ -57,16 +57,16 @@ typedef struct {
 struct px__key_s {
   const char *name;
   px__type_t type;
-  unsigned flags;               /* PX__K_* */
-  size_t off;                   /* field offset from the mapping's struct */
-  size_t cnt_off;               /* ADDRS, LIST: offset of the size_t count */
-  size_t has_off;               /* MAP: offset + 1 of an int set to 1 when given; 0 = none */
-  double min, max;              /* numbers, durations, sizes; lists: number of items (max 0 = any) */
-  double def;                   /* default of numeric, bool, enum and flags fields */
-  const char *defs;             /* default of STRING and ADDR fields */
-  const px__enum_t *enums;      /* ENUM, FLAGS */
-  const px__map_t *map;         /* MAP, LIST */
-  const px__custom_t *custom;   /* CUSTOM */
+  unsigned flags;             /* PX__K_* */
+  size_t off;                 /* field offset from the mapping's struct */
+  size_t cnt_off;             /* ADDRS, LIST: offset of the size_t count */
+  size_t has_off;             /* MAP: offset + 1 of an int set to 1 when given; 0 = none */
+  double min, max;            /* numbers, durations, sizes; lists: number of items (max 0 = any) */
+  double def;                 /* default of numeric, bool, enum and flags fields */
+  const char *defs;           /* default of STRING and ADDR fields */
+  const px__enum_t *enums;    /* ENUM, FLAGS */
+  const px__map_t *map;       /* MAP, LIST */
+  const px__custom_t *custom; /* CUSTOM */
 };
 
 /* Which keys of a mapping were given: key and value nodes, indexed like map->keys. */
@@ -75,12 +75,12 @@ typedef struct {
 } px__seen_t;
 
 struct px__map_s {
-  const char *what;             /* "listener", "route": for messages */
+  const char *what; /* "listener", "route": for messages */
   const px__key_t *keys;
   size_t nkeys;
-  size_t size;                  /* struct size, for LIST items */
-  size_t pos_off;               /* offset + 1 of a px_pos_t set to the mapping's position; 0 = none */
-  int extensions;               /* keys starting with "x-" are ignored (a home for YAML anchors) */
+  size_t size;    /* struct size, for LIST items */
+  size_t pos_off; /* offset + 1 of a px_pos_t set to the mapping's position; 0 = none */
+  int extensions; /* keys starting with "x-" are ignored (a home for YAML anchors) */
   /* Checks between keys of one mapping, run after its keys were parsed. */
   void (*check)(px__ctx_t *c, void *base, yaml_node_t *node, const px__seen_t *seen);
 };
@@ -90,15 +90,15 @@ struct px__map_s {
 /* ---- provided by config.c ----------------------------------------------- */
 
 struct px__ctx_s {
-  const char *path;             /* the file name errors carry */
-  void *root;                   /* the struct the schema's root mapping fills */
+  const char *path; /* the file name errors carry */
+  void *root;       /* the struct the schema's root mapping fills */
   yaml_document_t *doc;
-  struct px__err_s *errs;       /* collected, sorted by position at the end */
+  struct px__err_s *errs; /* collected, sorted by position at the end */
   size_t nerrs, caperrs;
-  struct px__fpos_s *fpos;      /* where each field's value was written */
+  struct px__fpos_s *fpos; /* where each field's value was written */
   size_t nfpos, capfpos;
   int fpos_sorted;
-  size_t visits;                /* nodes walked: bounds alias expansion */
+  size_t visits; /* nodes walked: bounds alias expansion */
   int too_large;
 };
 
@@ -142,7 +142,8 @@ typedef struct {
 
 /* Parses YAML `text` (from file `name`) against `schema` into a new struct, or returns
  * NULL with every error in `errs`, sorted by position. */
-void *px__parse(const px__schema_t *schema, const char *name, const char *text, size_t len, px_errlist_t *errs);
+void *px__parse(const px__schema_t *schema, const char *name, const char *text, size_t len,
+                px_errlist_t *errs);
 /* Frees what px__parse made. */
 void px__free(const px__schema_t *schema, void *base);
 

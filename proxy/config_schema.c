@@ -3,8 +3,8 @@
  * retry status codes, cluster hash) and the checks that relate several keys: within
  * one mapping (the map's `check`), or across the file (check_config: names,
  * cluster references, addresses). The public loading calls are here too: they hand
- * this schema to the generic engine of config.c, which knows nothing of it. Defaults live in the rows and must match the
- * comments in config.h and config/REFERENCE.md. */
+ * this schema to the generic engine of config.c, which knows nothing of it. Defaults live in the rows and
+ * must match the comments in config.h and config/REFERENCE.md. */
 #include <errno.h>
 #include <llhttp.h>
 #include <netinet/in.h>
@@ -27,18 +27,23 @@
 #define GIB (1024 * MIB)
 
 /* One table row: name, type, struct, field, then designated initializers. */
-#define K(nm, ty, st, fld, ...) {.name = (nm), .type = (ty), .off = offsetof(st, fld), __VA_ARGS__}
+#define K(nm, ty, st, fld, ...)                                                                              \
+  { .name = (nm), .type = (ty), .off = offsetof(st, fld), __VA_ARGS__ }
 /* A nested mapping whose keys fill fields of the enclosing struct (retry.backoff). */
-#define INLINE(nm, map_, ...) {.name = (nm), .type = PX__T_MAP, .off = 0, .map = (map_), __VA_ARGS__}
+#define INLINE(nm, map_, ...)                                                                                \
+  { .name = (nm), .type = PX__T_MAP, .off = 0, .map = (map_), __VA_ARGS__ }
 #define HAS(st, fld) .has_off = offsetof(st, fld) + 1
 #define CNT(st, fld) .cnt_off = offsetof(st, fld)
-#define MAP_OF(nm, keys_, st, ...) \
-  {.what = (nm), .keys = (keys_), .nkeys = PX_ARRAY_SIZE(keys_), .size = sizeof(st), __VA_ARGS__}
+#define MAP_OF(nm, keys_, st, ...)                                                                           \
+  { .what = (nm), .keys = (keys_), .nkeys = PX_ARRAY_SIZE(keys_), .size = sizeof(st), __VA_ARGS__ }
 
 /* ---- enumerations ------------------------------------------------------- */
 
-static const px__enum_t log_levels[] = {
-    {"debug", PX_LOG_DEBUG}, {"info", PX_LOG_INFO}, {"warn", PX_LOG_WARN}, {"error", PX_LOG_ERROR}, {NULL, 0}};
+static const px__enum_t log_levels[] = {{"debug", PX_LOG_DEBUG},
+                                        {"info", PX_LOG_INFO},
+                                        {"warn", PX_LOG_WARN},
+                                        {"error", PX_LOG_ERROR},
+                                        {NULL, 0}};
 static const px__enum_t log_formats[] = {{"text", 0}, {"json", 1}, {NULL, 0}};
 static const px__enum_t propagations[] = {{"w3c", 0}, {"b3", 1}, {NULL, 0}};
 /* Bit numbers are llhttp_method_t values; those >= 32 are refused by the FLAGS parser. */
@@ -48,8 +53,8 @@ static const px__enum_t methods[] = {
 #undef XX
         {NULL, 0}};
 static const px__enum_t retry_ons[] = {
-    {"connect-failure", 0}, {"reset", 1}, {"timeout", 2}, {"gateway-error", 3}, {"5xx", 4}, {"retriable-status", 5},
-    {NULL, 0}};
+    {"connect-failure", 0},  {"reset", 1}, {"timeout", 2}, {"gateway-error", 3}, {"5xx", 4},
+    {"retriable-status", 5}, {NULL, 0}};
 static const px__enum_t idem_key_modes[] = {{"generate", PX_IDEMPOTENCY_KEY_GENERATE},
                                             {"passthrough", PX_IDEMPOTENCY_KEY_PASSTHROUGH},
                                             {"off", PX_IDEMPOTENCY_KEY_OFF},
@@ -123,7 +128,8 @@ static void headers_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void
   px_match_conf_t *m = base;
   if (n->type != YAML_MAPPING_NODE) {
     char tmp[64];
-    px__err(c, px__node_pos(c, n), "'headers': expected a mapping, got %s", px__describe(n, tmp, sizeof(tmp)));
+    px__err(c, px__node_pos(c, n), "'headers': expected a mapping, got %s",
+            px__describe(n, tmp, sizeof(tmp)));
     return;
   }
   size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
@@ -193,7 +199,8 @@ static void status_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void 
     long v = strtol(s, &end, 10);
     if (end == s || *end != '\0') {
       char tmp[64];
-      px__err(c, px__node_pos(c, in), "'status': expected an integer, got %s", px__describe(in, tmp, sizeof(tmp)));
+      px__err(c, px__node_pos(c, in), "'status': expected an integer, got %s",
+              px__describe(in, tmp, sizeof(tmp)));
       continue;
     }
     if (v < 100 || v > 599) {
@@ -234,7 +241,7 @@ static void hash_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void *b
     yaml_node_t *kn = px__node(c, n->data.mapping.pairs.start->key);
     yaml_node_t *vn = px__node(c, n->data.mapping.pairs.start->value);
     const char *kind = kn->type == YAML_SCALAR_NODE ? (const char *)kn->data.scalar.value : "";
-    px_hash_kind_t hk = strcmp(kind, "header") == 0 ? PX_HASH_HEADER
+    px_hash_kind_t hk = strcmp(kind, "header") == 0   ? PX_HASH_HEADER
                         : strcmp(kind, "cookie") == 0 ? PX_HASH_COOKIE
                                                       : PX_HASH_NONE;
     if (hk != PX_HASH_NONE) {
@@ -327,12 +334,14 @@ static void retry_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen
     px__err(c, px__field_pos(c, &r->on, px__node_pos(c, n)),
             "'retriable-status' needs 'status', the list of codes to retry");
   if (!(r->on & PX_RETRY_ON_RETRIABLE_STATUS) && r->nstatus > 0)
-    px__err(c, seen_pos(c, &retry_map, seen, "status", n), "'status' only applies when 'on' lists 'retriable-status'");
+    px__err(c, seen_pos(c, &retry_map, seen, "status", n),
+            "'status' only applies when 'on' lists 'retriable-status'");
   if (r->backoff_base_ms > r->backoff_max_ms) {
     char a[32], b[32];
     px__fmt_duration(r->backoff_base_ms, a, sizeof(a));
     px__fmt_duration(r->backoff_max_ms, b, sizeof(b));
-    px__err(c, seen_pos(c, &retry_map, seen, "backoff", n), "backoff 'base' (%s) must not exceed 'max' (%s)", a, b);
+    px__err(c, seen_pos(c, &retry_map, seen, "backoff", n), "backoff 'base' (%s) must not exceed 'max' (%s)",
+            a, b);
   }
 }
 
@@ -373,7 +382,8 @@ static void route_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen
       px__err(c, px__field_pos(c, &s->canary, s->pos), "only one split entry may be marked 'canary: true'");
     for (size_t j = 0; j < i && s->cluster; j++)
       if (r->split[j].cluster && strcmp(r->split[j].cluster, s->cluster) == 0) {
-        px__err(c, px__field_pos(c, &s->cluster, s->pos), "cluster '%s' appears twice in 'split'", s->cluster);
+        px__err(c, px__field_pos(c, &s->cluster, s->pos), "cluster '%s' appears twice in 'split'",
+                s->cluster);
         break;
       }
   }
@@ -404,7 +414,9 @@ static void cluster_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__se
 static void breaker_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
   px_breaker_conf_t *b = base;
   if (b->open_duration_ms > b->max_open_duration_ms)
-    px__err(c, px__field_pos(c, &b->max_open_duration_ms, px__field_pos(c, &b->open_duration_ms, px__node_pos(c, n))),
+    px__err(c,
+            px__field_pos(c, &b->max_open_duration_ms,
+                          px__field_pos(c, &b->open_duration_ms, px__node_pos(c, n))),
             "'max_open_duration' must not be shorter than 'open_duration'");
 }
 
@@ -420,13 +432,15 @@ static void health_check_check(px__ctx_t *c, void *base, yaml_node_t *n, const p
 static void cluster_tls_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
   px_tls_cluster_conf_t *t = base;
   if (!t->cert != !t->key)
-    px__err(c, px__node_pos(c, n), "cluster 'tls': 'cert' and 'key' go together (client certificate for mTLS)");
+    px__err(c, px__node_pos(c, n),
+            "cluster 'tls': 'cert' and 'key' go together (client certificate for mTLS)");
 }
 
 static void tracing_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
   px_tracing_conf_t *t = base;
   if (t->zipkin && strncmp(t->zipkin, "http://", 7) != 0 && strncmp(t->zipkin, "https://", 8) != 0)
-    px__err(c, px__field_pos(c, &t->zipkin, px__node_pos(c, n)), "'zipkin' must be an http:// or https:// URL");
+    px__err(c, px__field_pos(c, &t->zipkin, px__node_pos(c, n)),
+            "'zipkin' must be an http:// or https:// URL");
 }
 
 /* ---- tables ------------------------------------------------------------- */
@@ -449,7 +463,8 @@ static const px__key_t tracing_keys[] = {
     K("sample_rate", PX__T_DOUBLE, px_tracing_conf_t, sample_rate, .min = 0, .max = 1, .def = 1.0),
     K("zipkin", PX__T_STRING, px_tracing_conf_t, zipkin),
 };
-static const px__map_t tracing_map = MAP_OF("tracing", tracing_keys, px_tracing_conf_t, .check = tracing_check);
+static const px__map_t tracing_map =
+    MAP_OF("tracing", tracing_keys, px_tracing_conf_t, .check = tracing_check);
 
 static const px__key_t listener_tls_keys[] = {
     K("cert", PX__T_STRING, px_tls_listener_conf_t, cert, .flags = PX__K_REQUIRED),
@@ -461,7 +476,8 @@ static const px__map_t listener_tls_map =
     MAP_OF("listener tls", listener_tls_keys, px_tls_listener_conf_t, .check = listener_tls_check);
 
 static const px__key_t listener_limits_keys[] = {
-    K("max_header_bytes", PX__T_SIZE, px_listener_limits_t, max_header_bytes, .min = KIB, .max = MIB, .def = 64 * KIB),
+    K("max_header_bytes", PX__T_SIZE, px_listener_limits_t, max_header_bytes, .min = KIB, .max = MIB,
+      .def = 64 * KIB),
     K("max_body_bytes", PX__T_SIZE, px_listener_limits_t, max_body_bytes, .min = 0, .max = 1024 * GIB,
       .def = 8 * MIB),
     K("header_timeout", PX__T_DURATION, px_listener_limits_t, header_timeout_ms, .min = MS, .max = HOUR,
@@ -469,15 +485,18 @@ static const px__key_t listener_limits_keys[] = {
     K("idle_timeout", PX__T_DURATION, px_listener_limits_t, idle_timeout_ms, .min = MS, .max = 24 * HOUR,
       .def = 60 * SEC),
 };
-static const px__map_t listener_limits_map = MAP_OF("listener limits", listener_limits_keys, px_listener_limits_t);
+static const px__map_t listener_limits_map =
+    MAP_OF("listener limits", listener_limits_keys, px_listener_limits_t);
 
 static const px__key_t idempotency_keys[] = {
     K("enabled", PX__T_BOOL, px_idempotency_conf_t, enabled, .def = 0),
     K("methods", PX__T_FLAGS, px_idempotency_conf_t, methods, .enums = methods,
       .def = (1u << HTTP_POST) | (1u << HTTP_PATCH)),
     K("required", PX__T_BOOL, px_idempotency_conf_t, required, .def = 0),
-    K("ttl", PX__T_DURATION, px_idempotency_conf_t, ttl_ms, .min = SEC, .max = 30 * 24 * HOUR, .def = 24 * HOUR),
-    K("max_entries", PX__T_COUNT, px_idempotency_conf_t, max_entries, .min = 1, .max = 100000000, .def = 100000),
+    K("ttl", PX__T_DURATION, px_idempotency_conf_t, ttl_ms, .min = SEC, .max = 30 * 24 * HOUR,
+      .def = 24 * HOUR),
+    K("max_entries", PX__T_COUNT, px_idempotency_conf_t, max_entries, .min = 1, .max = 100000000,
+      .def = 100000),
     K("max_response_bytes", PX__T_SIZE, px_idempotency_conf_t, max_response_bytes, .min = 0, .max = 64 * MIB,
       .def = 64 * KIB),
 };
@@ -500,15 +519,18 @@ static const px__map_t backoff_map = MAP_OF("backoff", backoff_keys, px_retry_co
 
 static const px__key_t budget_keys[] = {
     K("ratio", PX__T_DOUBLE, px_retry_conf_t, budget_ratio, .min = 0, .max = 1, .def = 0.2),
-    K("min_concurrency", PX__T_INT, px_retry_conf_t, budget_min_concurrency, .min = 0, .max = 1000000, .def = 3),
+    K("min_concurrency", PX__T_INT, px_retry_conf_t, budget_min_concurrency, .min = 0, .max = 1000000,
+      .def = 3),
 };
 static const px__map_t budget_map = MAP_OF("budget", budget_keys, px_retry_conf_t);
 
 static const px__key_t retry_keys[] = {
     K("attempts", PX__T_INT, px_retry_conf_t, attempts, .min = 1, .max = 10, .def = 2),
-    K("on", PX__T_FLAGS, px_retry_conf_t, on, .enums = retry_ons, .min = 1, .def = PX_RETRY_ON_CONNECT_FAILURE),
+    K("on", PX__T_FLAGS, px_retry_conf_t, on, .enums = retry_ons, .min = 1,
+      .def = PX_RETRY_ON_CONNECT_FAILURE),
     K("status", PX__T_CUSTOM, px_retry_conf_t, status, .custom = &status_type),
-    K("per_try_timeout", PX__T_DURATION, px_retry_conf_t, per_try_timeout_ms, .min = 0, .max = 24 * HOUR, .def = 0),
+    K("per_try_timeout", PX__T_DURATION, px_retry_conf_t, per_try_timeout_ms, .min = 0, .max = 24 * HOUR,
+      .def = 0),
     INLINE("backoff", &backoff_map),
     INLINE("budget", &budget_map),
     K("other_endpoint", PX__T_BOOL, px_retry_conf_t, other_endpoint, .def = 1),
@@ -533,11 +555,14 @@ static const px__key_t sticky_keys[] = {
 static const px__map_t sticky_map = MAP_OF("sticky", sticky_keys, px_canary_conf_t, .check = sticky_check);
 
 static const px__key_t analysis_keys[] = {
-    K("interval", PX__T_DURATION, px_canary_conf_t, interval_ms, .min = SEC, .max = 24 * HOUR, .def = 10 * SEC),
+    K("interval", PX__T_DURATION, px_canary_conf_t, interval_ms, .min = SEC, .max = 24 * HOUR,
+      .def = 10 * SEC),
     K("min_requests", PX__T_INT, px_canary_conf_t, min_requests, .min = 1, .max = 1000000000, .def = 50),
     K("max_error_rate", PX__T_DOUBLE, px_canary_conf_t, max_error_rate, .min = 0, .max = 1, .def = 0.05),
-    K("max_error_rate_delta", PX__T_DOUBLE, px_canary_conf_t, max_error_rate_delta, .min = 0, .max = 1, .def = 0.02),
-    K("max_latency_ratio", PX__T_DOUBLE, px_canary_conf_t, max_latency_ratio, .min = 1, .max = 100, .def = 1.5),
+    K("max_error_rate_delta", PX__T_DOUBLE, px_canary_conf_t, max_error_rate_delta, .min = 0, .max = 1,
+      .def = 0.02),
+    K("max_latency_ratio", PX__T_DOUBLE, px_canary_conf_t, max_latency_ratio, .min = 1, .max = 100,
+      .def = 1.5),
     K("on_fail", PX__T_ENUM, px_canary_conf_t, on_fail_rollback, .enums = on_fails, .def = 1),
 };
 static const px__map_t analysis_map = MAP_OF("analysis", analysis_keys, px_canary_conf_t);
@@ -545,8 +570,7 @@ static const px__map_t analysis_map = MAP_OF("analysis", analysis_keys, px_canar
 static const px__key_t canary_keys[] = {
     K("override_header", PX__T_STRING, px_canary_conf_t, override_header, .defs = "x-canary"),
     INLINE("sticky", &sticky_map),
-    INLINE("analysis", &analysis_map,
-      HAS(px_canary_conf_t, has_analysis), .flags = PX__K_NULL_IF_ABSENT),
+    INLINE("analysis", &analysis_map, HAS(px_canary_conf_t, has_analysis), .flags = PX__K_NULL_IF_ABSENT),
 };
 static const px__map_t canary_map = MAP_OF("canary", canary_keys, px_canary_conf_t);
 
@@ -577,14 +601,16 @@ static const px__key_t route_keys[] = {
     K("cluster", PX__T_STRING, px_route_conf_t, cluster),
     K("timeout", PX__T_DURATION, px_route_conf_t, timeout_ms, .min = 0, .max = 24 * HOUR, .def = 15 * SEC),
     K("retry", PX__T_MAP, px_route_conf_t, retry, .map = &retry_map, HAS(px_route_conf_t, has_retry)),
-    K("split", PX__T_LIST, px_route_conf_t, split, .map = &split_map, CNT(px_route_conf_t, nsplit), .min = 1, .max = 64),
+    K("split", PX__T_LIST, px_route_conf_t, split, .map = &split_map, CNT(px_route_conf_t, nsplit), .min = 1,
+      .max = 64),
     K("canary", PX__T_MAP, px_route_conf_t, canary, .map = &canary_map, HAS(px_route_conf_t, canary.enabled),
       .flags = PX__K_NULL_IF_ABSENT),
     K("fault", PX__T_MAP, px_route_conf_t, fault, .map = &fault_map, HAS(px_route_conf_t, has_fault),
       .flags = PX__K_NULL_IF_ABSENT),
 };
-static const px__map_t route_map = MAP_OF("route", route_keys, px_route_conf_t,
-                                          .pos_off = offsetof(px_route_conf_t, pos) + 1, .check = route_check);
+static const px__map_t route_map =
+    MAP_OF("route", route_keys, px_route_conf_t, .pos_off = offsetof(px_route_conf_t, pos) + 1,
+           .check = route_check);
 
 static const px__key_t listener_keys[] = {
     K("name", PX__T_STRING, px_listener_conf_t, name, .flags = PX__K_REQUIRED),
@@ -600,15 +626,16 @@ static const px__map_t listener_map =
     MAP_OF("listener", listener_keys, px_listener_conf_t, .pos_off = offsetof(px_listener_conf_t, pos) + 1);
 
 static const px__key_t pool_keys[] = {
-    K("max_idle_per_endpoint", PX__T_INT, px_cluster_conf_t, pool_max_idle_per_endpoint, .min = 0, .max = 100000,
-      .def = 64),
+    K("max_idle_per_endpoint", PX__T_INT, px_cluster_conf_t, pool_max_idle_per_endpoint, .min = 0,
+      .max = 100000, .def = 64),
     K("idle_timeout", PX__T_DURATION, px_cluster_conf_t, pool_idle_timeout_ms, .min = MS, .max = 24 * HOUR,
       .def = 30 * SEC),
 };
 static const px__map_t pool_map = MAP_OF("pool", pool_keys, px_cluster_conf_t);
 
 static const px__key_t cluster_limits_keys[] = {
-    K("max_connections", PX__T_INT, px_cluster_conf_t, max_connections, .min = 1, .max = 1000000, .def = 1024),
+    K("max_connections", PX__T_INT, px_cluster_conf_t, max_connections, .min = 1, .max = 1000000,
+      .def = 1024),
     K("max_pending", PX__T_INT, px_cluster_conf_t, max_pending, .min = 0, .max = 1000000, .def = 1024),
     K("max_requests", PX__T_INT, px_cluster_conf_t, max_requests, .min = 1, .max = 1000000, .def = 1024),
     K("max_retries", PX__T_INT, px_cluster_conf_t, max_retries, .min = 0, .max = 1000000, .def = 3),
@@ -628,21 +655,25 @@ static const px__key_t breaker_keys[] = {
     INLINE("failure_rate", &failure_rate_map),
     K("open_duration", PX__T_DURATION, px_breaker_conf_t, open_duration_ms, .min = MS, .max = 24 * HOUR,
       .def = 30 * SEC),
-    K("max_open_duration", PX__T_DURATION, px_breaker_conf_t, max_open_duration_ms, .min = MS, .max = 24 * HOUR,
-      .def = 5 * MIN),
-    K("half_open_requests", PX__T_INT, px_breaker_conf_t, half_open_requests, .min = 1, .max = 1000, .def = 1),
+    K("max_open_duration", PX__T_DURATION, px_breaker_conf_t, max_open_duration_ms, .min = MS,
+      .max = 24 * HOUR, .def = 5 * MIN),
+    K("half_open_requests", PX__T_INT, px_breaker_conf_t, half_open_requests, .min = 1, .max = 1000,
+      .def = 1),
     K("max_open_percent", PX__T_INT, px_breaker_conf_t, max_open_percent, .min = 0, .max = 100, .def = 50),
 };
-static const px__map_t breaker_map = MAP_OF("circuit_breaker", breaker_keys, px_breaker_conf_t, .check = breaker_check);
+static const px__map_t breaker_map =
+    MAP_OF("circuit_breaker", breaker_keys, px_breaker_conf_t, .check = breaker_check);
 
 static const px__key_t health_keys[] = {
     K("path", PX__T_STRING, px_health_conf_t, path, .defs = "/healthz"),
     K("interval", PX__T_DURATION, px_health_conf_t, interval_ms, .min = MS, .max = 24 * HOUR, .def = 5 * SEC),
     K("timeout", PX__T_DURATION, px_health_conf_t, timeout_ms, .min = MS, .max = HOUR, .def = SEC),
-    K("unhealthy_threshold", PX__T_INT, px_health_conf_t, unhealthy_threshold, .min = 1, .max = 1000, .def = 3),
+    K("unhealthy_threshold", PX__T_INT, px_health_conf_t, unhealthy_threshold, .min = 1, .max = 1000,
+      .def = 3),
     K("healthy_threshold", PX__T_INT, px_health_conf_t, healthy_threshold, .min = 1, .max = 1000, .def = 2),
 };
-static const px__map_t health_map = MAP_OF("health_check", health_keys, px_health_conf_t, .check = health_check_check);
+static const px__map_t health_map =
+    MAP_OF("health_check", health_keys, px_health_conf_t, .check = health_check_check);
 
 static const px__key_t cluster_tls_keys[] = {
     K("ca", PX__T_STRING, px_tls_cluster_conf_t, ca),
@@ -670,12 +701,14 @@ static const px__key_t cluster_keys[] = {
     K("tls", PX__T_MAP, px_cluster_conf_t, tls, .map = &cluster_tls_map, HAS(px_cluster_conf_t, has_tls),
       .flags = PX__K_NULL_IF_ABSENT),
 };
-static const px__map_t cluster_map = MAP_OF("cluster", cluster_keys, px_cluster_conf_t,
-                                            .pos_off = offsetof(px_cluster_conf_t, pos) + 1, .check = cluster_check);
+static const px__map_t cluster_map =
+    MAP_OF("cluster", cluster_keys, px_cluster_conf_t, .pos_off = offsetof(px_cluster_conf_t, pos) + 1,
+           .check = cluster_check);
 
 static const px__key_t root_keys[] = {
     K("workers", PX__T_CUSTOM, px_config_t, workers, .custom = &workers_type),
-    K("drain_timeout", PX__T_DURATION, px_config_t, drain_timeout_ms, .min = 0, .max = 24 * HOUR, .def = 10 * SEC),
+    K("drain_timeout", PX__T_DURATION, px_config_t, drain_timeout_ms, .min = 0, .max = 24 * HOUR,
+      .def = 10 * SEC),
     INLINE("admin", &admin_map, HAS(px_config_t, has_admin)),
     INLINE("log", &log_map),
     K("tracing", PX__T_MAP, px_config_t, tracing, .map = &tracing_map, HAS(px_config_t, tracing.enabled),
@@ -709,8 +742,8 @@ static void check_unique(px__ctx_t *c, named_t *v, size_t n, const char *what, c
       first = i;
       continue;
     }
-    px__err(c, v[i].pos, "duplicate %s name '%s' (first defined at line %d)%s", what, v[i].name, v[first].pos.line,
-            why);
+    px__err(c, v[i].pos, "duplicate %s name '%s' (first defined at line %d)%s", what, v[i].name,
+            v[first].pos.line, why);
   }
 }
 
@@ -750,7 +783,8 @@ static int addrs_collide(const struct sockaddr_storage *a, const struct sockaddr
     return (wa && a->ss_family == AF_INET6) || (wb && b->ss_family == AF_INET6);
   if (wa || wb) return 1;
   if (a->ss_family == AF_INET)
-    return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)b)->sin_addr.s_addr;
   return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
                 sizeof(struct in6_addr)) == 0;
 }
@@ -762,17 +796,19 @@ static void check_addresses(px__ctx_t *c) {
     if (!l->address.text) continue;
     if (cfg->admin_address.text && addrs_collide(&l->address.sa, &cfg->admin_address.sa)) {
       if (cfg->admin_address.pos.line > 0)
-        px__err(c, l->address.pos, "address '%s' collides with the admin address '%s' (line %d)", l->address.text,
-                cfg->admin_address.text, cfg->admin_address.pos.line);
+        px__err(c, l->address.pos, "address '%s' collides with the admin address '%s' (line %d)",
+                l->address.text, cfg->admin_address.text, cfg->admin_address.pos.line);
       else
-        px__err(c, l->address.pos, "address '%s' collides with the admin listener's default address '%s'; "
-                "set admin.address", l->address.text, cfg->admin_address.text);
+        px__err(c, l->address.pos,
+                "address '%s' collides with the admin listener's default address '%s'; "
+                "set admin.address",
+                l->address.text, cfg->admin_address.text);
     }
     for (size_t j = 0; j < i; j++) {
       px_listener_conf_t *o = &cfg->listeners[j];
       if (o->address.text && addrs_collide(&l->address.sa, &o->address.sa)) {
-        px__err(c, l->address.pos, "address '%s' collides with listener '%s' at '%s' (line %d)", l->address.text,
-                o->name ? o->name : "?", o->address.text, o->address.pos.line);
+        px__err(c, l->address.pos, "address '%s' collides with listener '%s' at '%s' (line %d)",
+                l->address.text, o->name ? o->name : "?", o->address.text, o->address.pos.line);
         break;
       }
     }
@@ -813,7 +849,8 @@ static void check_config(px__ctx_t *c) {
       r->cluster_index = r->cluster ? find_cluster(c, r->cluster, px__field_pos(c, &r->cluster, r->pos)) : -1;
       for (size_t k = 0; k < r->nsplit; k++) {
         px_split_conf_t *s = &r->split[k];
-        s->cluster_index = s->cluster ? find_cluster(c, s->cluster, px__field_pos(c, &s->cluster, s->pos)) : -1;
+        s->cluster_index =
+            s->cluster ? find_cluster(c, s->cluster, px__field_pos(c, &s->cluster, s->pos)) : -1;
       }
     }
   check_addresses(c);

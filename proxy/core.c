@@ -8,25 +8,21 @@
 
 const char *px_strerror(int err) {
   switch (err) {
-#define XX(name, msg) \
-  case PX_E##name:    \
-    return msg;
+#define XX(name, msg)                                                                                        \
+  case PX_E##name: return msg;
     PX_ERRNO_MAP(XX)
 #undef XX
-  default:
-    return uv_strerror(err);
+  default: return uv_strerror(err);
   }
 }
 
 const char *px_err_name(int err) {
   switch (err) {
-#define XX(name, msg) \
-  case PX_E##name:    \
-    return "E" #name;
+#define XX(name, msg)                                                                                        \
+  case PX_E##name: return "E" #name;
     PX_ERRNO_MAP(XX)
 #undef XX
-  default:
-    return uv_err_name(err);
+  default: return uv_err_name(err);
   }
 }
 
@@ -73,9 +69,7 @@ int px_str_ieq(px_str_t a, px_str_t b) {
   return 1;
 }
 
-int px_str_ieq_cstr(px_str_t a, const char *s) {
-  return px_str_ieq(a, (px_str_t){s, strlen(s)});
-}
+int px_str_ieq_cstr(px_str_t a, const char *s) { return px_str_ieq(a, (px_str_t){s, strlen(s)}); }
 
 uint64_t px_now_ns(void) {
   struct timespec ts;

@@ -18,16 +18,16 @@
 
 /* Outrigger's own error codes, negative like libuv's (which pass through unchanged;
  * ours start far below libuv's range so the two never collide). */
-#define PX_ERRNO_MAP(XX)                                                    \
-  XX(CONFIG, "configuration error")                                       \
-  XX(USAGE, "usage error")                                                \
-  XX(PARSE, "malformed input")                                            \
-  XX(TOOLARGE, "input too large")                                         \
-  XX(NOROUTE, "no route matched")                                         \
-  XX(NOENDPOINT, "no usable endpoint")                                    \
-  XX(OVERFLOW, "limit reached")                                           \
-  XX(TIMEOUT, "timed out")                                                \
-  XX(UPSTREAM, "upstream failure")                                        \
+#define PX_ERRNO_MAP(XX)                                                                                     \
+  XX(CONFIG, "configuration error")                                                                          \
+  XX(USAGE, "usage error")                                                                                   \
+  XX(PARSE, "malformed input")                                                                               \
+  XX(TOOLARGE, "input too large")                                                                            \
+  XX(NOROUTE, "no route matched")                                                                            \
+  XX(NOENDPOINT, "no usable endpoint")                                                                       \
+  XX(OVERFLOW, "limit reached")                                                                              \
+  XX(TIMEOUT, "timed out")                                                                                   \
+  XX(UPSTREAM, "upstream failure")                                                                           \
   XX(NOTFOUND, "not found")
 
 typedef enum {
@@ -35,7 +35,7 @@ typedef enum {
 #define XX(name, msg) PX_E##name,
   PX_ERRNO_MAP(XX)
 #undef XX
-  PX__ELAST
+      PX__ELAST
 } px_errno_t;
 
 /* Message for a PX_E* or libuv error code. */
@@ -59,9 +59,7 @@ typedef struct {
 
 #define PX_STR(lit) ((px_str_t){(lit), sizeof(lit) - 1})
 
-static inline int px_str_eq(px_str_t a, px_str_t b) {
-  return a.n == b.n && memcmp(a.p, b.p, a.n) == 0;
-}
+static inline int px_str_eq(px_str_t a, px_str_t b) { return a.n == b.n && memcmp(a.p, b.p, a.n) == 0; }
 /* ASCII case-insensitive comparison (header names, tokens). */
 int px_str_ieq(px_str_t a, px_str_t b);
 int px_str_ieq_cstr(px_str_t a, const char *s);

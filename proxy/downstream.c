@@ -43,15 +43,14 @@ static void on_timer(uv_timer_t *t) {
     c->dl[k] = 0;
     switch ((px_dl_kind_t)k) {
     case PX_DL_HEADER:
-      c->handler->on_error(c, PX_ERR_REQUEST_TIMEOUT, "the request head did not arrive within header_timeout");
+      c->handler->on_error(c, PX_ERR_REQUEST_TIMEOUT,
+                           "the request head did not arrive within header_timeout");
       break;
     case PX_DL_IDLE:
     case PX_DL_LINGER:
       px_conn_close(c); /* an idle keep-alive connection, or the end of a lingering close */
       break;
-    default:
-      c->handler->on_deadline(c, (px_dl_kind_t)k);
-      break;
+    default: c->handler->on_deadline(c, (px_dl_kind_t)k); break;
     }
   }
   if (c->closing) return;
@@ -195,9 +194,11 @@ static void head_in(px_conn_t *c) {
   hd->body_mode = px_http1_request_body(&hd->h, p->flags, p->content_length, c->hc.te_lines, &hd->refused);
   int ex = px_head_find(&hd->h, "expect");
   /* Not to an HTTP/1.0 client, which would not know what it is (RFC 9110 §10.1.1). */
-  hd->expect_continue = ex >= 0 && hd->h.http_minor >= 1 && px_str_ieq_cstr(px_head_value(&hd->h, (size_t)ex), "100-continue");
+  hd->expect_continue =
+      ex >= 0 && hd->h.http_minor >= 1 && px_str_ieq_cstr(px_head_value(&hd->h, (size_t)ex), "100-continue");
   hd->head_bytes = c->rpos;
-  px_body_reader_init(&c->body, hd->body_mode < 0 ? PX_BODY_NONE : (px_body_mode_t)hd->body_mode, p->content_length);
+  px_body_reader_init(&c->body, hd->body_mode < 0 ? PX_BODY_NONE : (px_body_mode_t)hd->body_mode,
+                      p->content_length);
   c->body_done = hd->body_mode <= PX_BODY_NONE;
   c->body_in = 0;
   c->body_out = 0;
@@ -295,16 +296,13 @@ px_br_result_t px_conn_body_next(px_conn_t *c, px_str_t *d) {
     }
     c->body_out = 1;
     return PX_BR_DATA;
-  case PX_BR_END:
-    c->body_done = 1;
-    return PX_BR_END;
+  case PX_BR_END: c->body_done = 1; return PX_BR_END;
   case PX_BR_ERROR:
     /* A bad chunk while streaming: the consumer drops the upstream connection before
      * the body's end, so the upstream never sees a complete request. */
     error(c, PX_ERR_BAD_REQUEST, c->body.err);
     return PX_BR_ERROR;
-  case PX_BR_MORE:
-    break;
+  case PX_BR_MORE: break;
   }
   if (c->peer_eof) { /* the rest of the body will never come */
     px_conn_close(c);
@@ -359,7 +357,10 @@ int px_conn_flush(px_conn_t *c) {
   return 1;
 }
 
-static void on_continue_written(px_tp_write_t *wr, int status) { (void)wr; (void)status; }
+static void on_continue_written(px_tp_write_t *wr, int status) {
+  (void)wr;
+  (void)status;
+}
 
 void px_conn_continue(px_conn_t *c) {
   static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";

@@ -75,15 +75,15 @@ typedef struct {
 
 /* What the connection knows of the head it handed over. */
 typedef struct {
-  px_head_t h;           /* spans into the read buffer */
+  px_head_t h; /* spans into the read buffer */
   int http_major;
-  int upgrade;           /* llhttp's: Upgrade with Connection: upgrade, or CONNECT */
-  int keep_alive;        /* the client allows another request after this one */
-  int body_mode;         /* px_body_mode_t: NONE, LENGTH or CHUNKED; < 0: refused (see refused) */
-  const char *refused;   /* why the framing is refused; px_http1_request_body's -400 / -501 */
+  int upgrade;         /* llhttp's: Upgrade with Connection: upgrade, or CONNECT */
+  int keep_alive;      /* the client allows another request after this one */
+  int body_mode;       /* px_body_mode_t: NONE, LENGTH or CHUNKED; < 0: refused (see refused) */
+  const char *refused; /* why the framing is refused; px_http1_request_body's -400 / -501 */
   uint64_t content_length;
-  int expect_continue;   /* Expect: 100-continue */
-  size_t head_bytes;     /* the head's length, blank lines before it included */
+  int expect_continue; /* Expect: 100-continue */
+  size_t head_bytes;   /* the head's length, blank lines before it included */
 } px_conn_head_t;
 
 struct px_conn_s {
@@ -92,7 +92,7 @@ struct px_conn_s {
   px_tp_write_t wreq, cont_wreq;
   px_iobufs_t *bufs; /* where its read buffer comes from */
   const px_conn_handler_t *handler;
-  void *data; /* the handler's */
+  void *data;      /* the handler's */
   px_queue_t link; /* the handler's list */
   px_conn_limits_t lim;
   char peer[48]; /* the client's address, without port or brackets */
@@ -110,7 +110,7 @@ struct px_conn_s {
 
   px_out_t out;
   int writing, reading, closing, close_after, lingering, nhandles;
-  int peer_eof; /* the client ended its side after a whole request */
+  int peer_eof;          /* the client ended its side after a whole request */
   uint64_t dl[PX_DL__N]; /* loop time, ms; 0: not set */
   uint64_t armed_at;     /* loop time the timer fires at; 0: not running */
 };

@@ -12,7 +12,8 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
   px_cluster_t *c = r->cluster;
   if (atomic_fetch_add_explicit(&c->st->active_requests, 1, memory_order_relaxed) >= c->conf->max_requests) {
     atomic_fetch_sub_explicit(&c->st->active_requests, 1, memory_order_relaxed);
-    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_requests is reached", "x-outrigger-overloaded: true\r\n");
+    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_requests is reached",
+                "x-outrigger-overloaded: true\r\n");
     return PX_FILTER_STOP;
   }
   s->counted = 1;

@@ -15,15 +15,12 @@ static px_filter_rc_t on_try_failed(px_req_t *r, void *state, px_errkind_t kind,
                       .resendable = r->resendable,
                       .body_done = r->c->body_done};
   switch (px_retry_decide(&in)) {
-  case PX_RETRY_OTHER:
-    px_req_retry(r, 1);
-    return PX_FILTER_STOP;
+  case PX_RETRY_OTHER: px_req_retry(r, 1); return PX_FILTER_STOP;
   case PX_RETRY_SAME:
     r->tried = 0; /* the same endpoint is fine: only that connection was stale */
     px_req_retry(r, 0);
     return PX_FILTER_STOP;
-  case PX_RETRY_NO:
-    break;
+  case PX_RETRY_NO: break;
   }
   return PX_FILTER_GO;
 }

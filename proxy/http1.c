@@ -63,7 +63,8 @@ int px_hcollect_value_done(px_hcollect_t *hc, const char *base) {
     return -1;
   }
   const px_hspan_t *h = &hc->h[hc->n - 1];
-  if (PX_UNLIKELY(h->name_len == 17) && px_str_ieq_cstr((px_str_t){base + h->name_off, 17}, "transfer-encoding"))
+  if (PX_UNLIKELY(h->name_len == 17) &&
+      px_str_ieq_cstr((px_str_t){base + h->name_off, 17}, "transfer-encoding"))
     hc->te_lines++;
   hc->last = 3;
   return 0;
@@ -114,7 +115,8 @@ static inline size_t next_special(const char *b, size_t i, size_t len) {
   const __m128i lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'), nul = _mm_setzero_si128();
   for (; i + 16 <= len; i += 16) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
-    __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)), _mm_cmpeq_epi8(v, nul));
+    __m128i m =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)), _mm_cmpeq_epi8(v, nul));
     unsigned mask = (unsigned)_mm_movemask_epi8(m);
     if (mask) return i + (size_t)__builtin_ctz(mask);
   }
@@ -227,7 +229,8 @@ static px_hkind_t classify(px_str_t n) {
     return name_is(n, "x-forwarded-proto") ? H_XFP : H_OTHER;
   case 19: return name_is(n, "x-outrigger-attempt") ? H_ATTEMPT : H_OTHER;
   case 20:
-    return name_is(n, "x-outrigger-attempts") || name_is(n, "x-outrigger-upstream") ? H_OWN_RESPONSE : H_OTHER;
+    return name_is(n, "x-outrigger-attempts") || name_is(n, "x-outrigger-upstream") ? H_OWN_RESPONSE
+                                                                                    : H_OTHER;
   default: return H_OTHER;
   }
 }
@@ -239,17 +242,20 @@ const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int
   /* llhttp skips extra spaces after the method and after the target; the method is a
    * token and the target holds no space, so the byte on each side tells. RFC 9112 §3:
    * a request line is not to be autocorrected, it may be crafted to slip past filters. */
-  if (url.p[-2] == ' ' || url.p[url.n + 1] == ' ') return "the request line has more than one space between its parts";
+  if (url.p[-2] == ' ' || url.p[url.n + 1] == ' ')
+    return "the request line has more than one space between its parts";
   if (memchr(url.p, '#', url.n)) return "a request target may not hold a fragment ('#')";
   if (url.n == 0 || url.p[0] != '/') { /* not origin-form: absolute-form or OPTIONS * (RFC 9112 §3.2) */
     px_str_t authority, origin;
-    if (!(h->method == HTTP_OPTIONS && url.n == 1 && url.p[0] == '*') && px_http1_absolute_target(url, &authority, &origin) == 0)
+    if (!(h->method == HTTP_OPTIONS && url.n == 1 && url.p[0] == '*') &&
+        px_http1_absolute_target(url, &authority, &origin) == 0)
       return "the request target is in none of origin, absolute (http or https) or asterisk form";
   }
   if (host_idx < 0) return h->http_minor >= 1 ? "HTTP/1.1 requests need a Host header" : NULL;
   for (size_t i = (size_t)host_idx + 1; i < h->nh; i++)
     if (px_str_ieq(px_head_name(h, i), PX_STR("host"))) return "a request may have only one Host header";
-  if (!px_http1_host_valid(px_head_value(h, (size_t)host_idx))) return "the Host header is not a valid host[:port]";
+  if (!px_http1_host_valid(px_head_value(h, (size_t)host_idx)))
+    return "the Host header is not a valid host[:port]";
   return NULL;
 }
 
@@ -286,12 +292,14 @@ not_chunked: /* RFC 9112 §6.3: the length of the body cannot be known */
  * the upstream cannot read one Host two ways. An empty value is allowed (a target
  * without authority). */
 static const unsigned char host_chars[256] = {
-    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1,  ['.'] = 1, ['_'] = 1, ['~'] = 1,
     ['!'] = 1,         ['$'] = 1,         ['&'] = 1,         ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
-    ['+'] = 1,         [','] = 1,         [';'] = 1,         ['='] = 1, ['%'] = 1};
+    ['+'] = 1,         [','] = 1,         [';'] = 1,         ['='] = 1,  ['%'] = 1};
 static int host_char(unsigned char ch) { return host_chars[ch]; }
 
-static int hex_char(unsigned char ch) { return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f'); }
+static int hex_char(unsigned char ch) {
+  return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+}
 
 /* The inside of "[...]": an IPv6 address by its alphabet (hex digits, ':' and '.'), with
  * a zone or not, or IPvFuture, "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ). */
@@ -332,7 +340,8 @@ int px_http1_host_valid(px_str_t v) {
   } else { /* reg-name: its characters, and "%" only with two hex digits */
     while (i < v.n && host_char((unsigned char)v.p[i])) i++;
     for (const char *pct = memchr(v.p, '%', i); pct; pct = memchr(pct + 1, '%', (size_t)(v.p + i - pct - 1)))
-      if (pct + 2 >= v.p + i || !hex_char((unsigned char)pct[1]) || !hex_char((unsigned char)pct[2])) return 0;
+      if (pct + 2 >= v.p + i || !hex_char((unsigned char)pct[1]) || !hex_char((unsigned char)pct[2]))
+        return 0;
   }
   if (i == v.n) return 1;
   /* A port needs a host before it: an http URI with an empty host is invalid (RFC 9110
@@ -382,7 +391,6 @@ int px_http1_te_chunked_only(const px_head_t *h) {
   return codings == chunked && chunked <= 1;
 }
 
-
 int px_http1_is_hop_by_hop(px_str_t name) {
   px_hkind_t k = classify(name);
   return k == H_HOP || k == H_CONNECTION;
@@ -429,8 +437,7 @@ int px_http1_resend_safe(const px_head_t *h, int keyed) {
   case HTTP_OPTIONS:
   case HTTP_TRACE:
   case HTTP_PUT:
-  case HTTP_DELETE:
-    return 1;
+  case HTTP_DELETE: return 1;
   case HTTP_POST:
   case HTTP_PATCH: {
     int k = keyed ? px_head_find(h, "idempotency-key") : -1;
@@ -438,8 +445,7 @@ int px_http1_resend_safe(const px_head_t *h, int keyed) {
      * which then cannot tell a second run from the first. */
     return k >= 0 && px_head_value(h, (size_t)k).n > 0 && !connection_names(h, PX_STR("idempotency-key"));
   }
-  default:
-    return 0;
+  default: return 0;
   }
 }
 
@@ -522,8 +528,7 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
     case H_CONNECTION:
     case H_EXPECT: /* Expect: 100-continue is answered by the sidecar itself */
     case H_XFP:
-    case H_ATTEMPT:
-      continue;
+    case H_ATTEMPT: continue;
     case H_HOST:
       if (rw->authority.p) continue; /* the target's authority wins (RFC 9112 §3.2.2) */
       seen_host = 1;
@@ -537,8 +542,7 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
     case H_XFF:
       if (xff_first < 0) xff_first = (int)i;
       continue;
-    default:
-      break;
+    default: break;
     }
     append_header(out, px_head_name(req, i), value);
   }
@@ -584,14 +588,14 @@ const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigne
   if (http_major != 1 || h->http_minor > 1) return "the upstream's answer is not HTTP/1.x";
   if (h->status < 100 || h->status > 599) return "the upstream's answer has a status outside 100..599";
   if (h->status == 101) return "the upstream switched protocols, which nothing asked for";
-  if ((flags & F_CONTENT_LENGTH) && length > INT64_MAX) return "the upstream's Content-Length does not fit in 63 bits";
+  if ((flags & F_CONTENT_LENGTH) && length > INT64_MAX)
+    return "the upstream's Content-Length does not fit in 63 bits";
   if ((flags & F_TRANSFER_ENCODING) && !px_http1_te_chunked_only(h))
     return "the upstream used a transfer coding other than chunked";
   return NULL;
 }
 
-px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,
-                                       px_buf_t *out) {
+px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw, px_buf_t *out) {
   unsigned char kinds[PX_HTTP1_MAX_HEADERS];
   classify_all(resp, kinds);
 
@@ -618,16 +622,14 @@ px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewr
     switch ((px_hkind_t)kinds[i]) {
     case H_HOP:
     case H_CONNECTION:
-    case H_OWN_RESPONSE: /* set below; an inner hop's values are not passed through */
-      continue;
+    case H_OWN_RESPONSE: /* set below; an inner hop's values are not passed through */ continue;
     case H_CONTENT_LENGTH:
       /* Kept where it still describes the body: sized, or HEAD and 304 (the size of
        * what a GET would get); never on a 204 (RFC 9110 §8.6). */
       if (mode != PX_BODY_LENGTH && mode != PX_BODY_NONE) continue;
       if (resp->status == 204) continue;
       break;
-    default:
-      break;
+    default: break;
     }
     append_header(out, px_head_name(resp, i), px_head_value(resp, i));
   }
@@ -682,8 +684,8 @@ const char *px_http_reason(int status) {
   }
 }
 
-void px_http1_problem(px_buf_t *out, int status, const char *kind, const char *detail,
-                      int close, const char *extra_headers) {
+void px_http1_problem(px_buf_t *out, int status, const char *kind, const char *detail, int close,
+                      const char *extra_headers) {
   const char *title = px_http_reason(status);
   px_buf_t body = {0};
   px_buf_append_cstr(&body, "{\"type\":\"urn:outrigger:error:");

@@ -22,7 +22,7 @@ typedef struct {
 
 /* What the proxy needs to know about a parsed head, apart from the header list. */
 typedef struct {
-  const char *base;          /* the buffer the spans are relative to */
+  const char *base; /* the buffer the spans are relative to */
   px_hspan_t *h;
   size_t nh;
   int method;                /* llhttp_method_t (requests) */
@@ -84,7 +84,7 @@ typedef struct {
   size_t pos, line_start; /* offsets into the caller's buffer */
   unsigned nlines;
   int done;
-  size_t head_end;        /* offset just past the blank line, once done */
+  size_t head_end; /* offset just past the blank line, once done */
   const char *err;
 } px_headscan_t;
 
@@ -101,7 +101,8 @@ int px_headscan(px_headscan_t *s, const char *buf, size_t len);
  * host[:port], is refused too (RFC 9112 §3.2), and so are a request line with more than
  * one space between its parts, a target holding a fragment ("#") and one in none of
  * the forms a proxy is sent: origin-form, absolute-form with http or https, or "*" for
- * OPTIONS (llhttp takes any scheme). `h->base` holds the request line. `host_idx` is px_head_find(h, "host"). */
+ * OPTIONS (llhttp takes any scheme). `h->base` holds the request line. `host_idx` is px_head_find(h, "host").
+ */
 const char *px_http1_refuse(const px_head_t *h, int http_major, int upgrade, int host_idx);
 
 /* How a request body is framed (RFC 9112 §6.3), from what llhttp made of the head:
@@ -152,11 +153,11 @@ int px_http1_is_hop_by_hop(px_str_t name);
 void px_uuid4(char id[37]);
 
 typedef struct {
-  const char *client_ip;      /* appended to x-forwarded-for */
-  const char *proto;          /* x-forwarded-proto: "http" or "https" */
-  const char *host_fallback;  /* Host for HTTP/1.0 requests that sent none */
-  const char *request_id;     /* NULL: keep the client's x-request-id or make one */
-  int chunked_body;           /* send the body chunked (length unknown) */
+  const char *client_ip;     /* appended to x-forwarded-for */
+  const char *proto;         /* x-forwarded-proto: "http" or "https" */
+  const char *host_fallback; /* Host for HTTP/1.0 requests that sent none */
+  const char *request_id;    /* NULL: keep the client's x-request-id or make one */
+  int chunked_body;          /* send the body chunked (length unknown) */
   /* An absolute-form target (px_http1_absolute_target): its authority replaces the
    * client's Host and its origin-form part is sent upstream. {NULL, 0}: neither. */
   px_str_t authority, origin;
@@ -173,18 +174,18 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
 void px_http1_finish_request(px_buf_t *out, size_t base_len, int attempt);
 
 typedef enum {
-  PX_BODY_NONE,     /* no body (HEAD, 204, 304, 1xx) */
-  PX_BODY_LENGTH,   /* Content-Length forwarded as is */
-  PX_BODY_CHUNKED,  /* re-chunked towards the client */
-  PX_BODY_CLOSE,    /* delimited by closing the connection (HTTP/1.0 clients) */
+  PX_BODY_NONE,    /* no body (HEAD, 204, 304, 1xx) */
+  PX_BODY_LENGTH,  /* Content-Length forwarded as is */
+  PX_BODY_CHUNKED, /* re-chunked towards the client */
+  PX_BODY_CLOSE,   /* delimited by closing the connection (HTTP/1.0 clients) */
 } px_body_mode_t;
 
 typedef struct {
-  int client_minor;          /* client's HTTP/1.x minor version */
+  int client_minor; /* client's HTTP/1.x minor version */
   int request_is_head;
-  int close;                 /* the client connection closes after this response */
-  int attempts;              /* x-outrigger-attempts */
-  const char *cluster;       /* x-outrigger-upstream */
+  int close;           /* the client connection closes after this response */
+  int attempts;        /* x-outrigger-attempts */
+  const char *cluster; /* x-outrigger-upstream */
 } px_resp_rewrite_t;
 
 /* How an upstream frames a response body (RFC 9112 §6.3): none after HEAD and for 1xx,
@@ -196,8 +197,7 @@ static inline px_body_mode_t px_http1_response_body(const px_head_t *h, int requ
 }
 
 /* Writes the response head for the client and returns how its body is framed. */
-px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw,
-                                       px_buf_t *out);
+px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw, px_buf_t *out);
 
 /* Standard reason phrase for a status code ("OK", "Bad Gateway"), "" when unknown. */
 const char *px_http_reason(int status);
@@ -205,7 +205,7 @@ const char *px_http_reason(int status);
 /* A complete problem+json response (SPEC §4) for an error the sidecar makes itself.
  * `kind` goes into x-outrigger-error; `extra_headers` (CRLF-terminated lines or
  * NULL) is appended to the head. */
-void px_http1_problem(px_buf_t *out, int status, const char *kind, const char *detail,
-                      int close, const char *extra_headers);
+void px_http1_problem(px_buf_t *out, int status, const char *kind, const char *detail, int close,
+                      const char *extra_headers);
 
 #endif

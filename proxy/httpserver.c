@@ -47,8 +47,8 @@ struct hconn_s {
   px_hsrv_t *srv;
   hconn_t *prev, *next;
   /* the request */
-  px_head_t req;       /* its head; base is the read buffer or `headcopy` */
-  px_buf_t headcopy;   /* the head's bytes, kept while its body is read */
+  px_head_t req;     /* its head; base is the read buffer or `headcopy` */
+  px_buf_t headcopy; /* the head's bytes, kept while its body is read */
   px_header_t *hdrs;
   size_t hdrs_cap;
   px_buf_t body;
@@ -305,7 +305,8 @@ static void on_free(px_conn_t *c) {
   srv_maybe_done(srv);
 }
 
-static const px_conn_handler_t handler = {on_head, on_body, on_written, on_error, on_deadline, on_close, on_free};
+static const px_conn_handler_t handler = {on_head,     on_body,  on_written, on_error,
+                                          on_deadline, on_close, on_free};
 
 /* ---- listener ------------------------------------------------------------------- */
 
@@ -347,8 +348,7 @@ static void on_guard_closed(uv_handle_t *h) {
   srv_maybe_done(srv);
 }
 
-int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_opts_t *opts,
-                  px_hsrv_t **out) {
+int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_opts_t *opts, px_hsrv_t **out) {
   int fd = px_listen_fd(addr, 0, 511);
   if (fd < 0) return fd;
   px_hsrv_t *srv = px_calloc(1, sizeof(*srv));

@@ -19,11 +19,11 @@ typedef struct {
 } px_header_t;
 
 typedef struct {
-  int method;            /* llhttp_method_t */
-  px_str_t method_name;  /* "GET" */
-  px_str_t target;       /* as sent: "/api/links?x=1" */
-  px_str_t path;         /* target up to '?' */
-  px_str_t query;        /* after '?', empty when none */
+  int method;           /* llhttp_method_t */
+  px_str_t method_name; /* "GET" */
+  px_str_t target;      /* as sent: "/api/links?x=1" */
+  px_str_t path;        /* target up to '?' */
+  px_str_t query;       /* after '?', empty when none */
   px_header_t *headers;
   size_t nheaders;
   px_str_t body;
@@ -35,10 +35,10 @@ typedef struct {
 const px_str_t *px_hreq_header(const px_hreq_t *req, const char *name);
 
 typedef struct {
-  int status;        /* default 200 */
-  px_buf_t headers;  /* extra header lines, "Name: value\r\n" each */
+  int status;       /* default 200 */
+  px_buf_t headers; /* extra header lines, "Name: value\r\n" each */
   px_buf_t body;
-  int close;         /* set to close the connection after this response */
+  int close; /* set to close the connection after this response */
 } px_hres_t;
 
 /* Adds a response header. Content-Length, Date and Connection are added by the server. */
@@ -49,10 +49,10 @@ void px_hres_json(px_hres_t *res, int status, const char *json, size_t n);
 typedef void (*px_hsrv_handler_cb)(void *data, const px_hreq_t *req, px_hres_t *res);
 
 typedef struct {
-  size_t max_header_bytes;     /* 0 = 64 KiB; more -> 431 */
-  size_t max_body_bytes;       /* 0 = 1 MiB; more -> 413 */
-  uint64_t header_timeout_ms;  /* 0 = 10 s; slower -> 408 */
-  uint64_t idle_timeout_ms;    /* 0 = 60 s */
+  size_t max_header_bytes;    /* 0 = 64 KiB; more -> 431 */
+  size_t max_body_bytes;      /* 0 = 1 MiB; more -> 413 */
+  uint64_t header_timeout_ms; /* 0 = 10 s; slower -> 408 */
+  uint64_t idle_timeout_ms;   /* 0 = 60 s */
   px_hsrv_handler_cb handler;
   void *data;
   /* Raw header lines ("Name: value\r\n" each) added to every response, the
@@ -64,8 +64,7 @@ typedef struct px_hsrv_s px_hsrv_t;
 
 /* Binds and listens on `addr`; returns 0 or a negative libuv error (then no server
  * exists and nothing needs closing). */
-int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_opts_t *opts,
-                  px_hsrv_t **out);
+int px_hsrv_start(uv_loop_t *loop, const struct sockaddr *addr, const px_hsrv_opts_t *opts, px_hsrv_t **out);
 /* The bound port (useful after binding port 0); -1 once the listener is closed. */
 int px_hsrv_port(const px_hsrv_t *srv);
 /* Stops accepting; requests in progress finish, idle keep-alive connections close,

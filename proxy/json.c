@@ -74,8 +74,7 @@ static void fail(parser_t *ps, const char *fmt, ...) {
 }
 
 static void skip_ws(parser_t *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-    ps->p++;
+  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r')) ps->p++;
 }
 
 static int hexval(char c) {
@@ -125,15 +124,24 @@ static size_t utf8_seq(const unsigned char *q, const unsigned char *end) {
   unsigned char c = q[0];
   size_t n;
   unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c == 0xE0) n = 3, lo = 0xA0;
-  else if (c >= 0xE1 && c <= 0xEC) n = 3;
-  else if (c == 0xED) n = 3, hi = 0x9F; /* no UTF-16 surrogates */
-  else if (c >= 0xEE && c <= 0xEF) n = 3;
-  else if (c == 0xF0) n = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3) n = 4;
-  else if (c == 0xF4) n = 4, hi = 0x8F;
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2;
+  else if (c == 0xE0)
+    n = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEC)
+    n = 3;
+  else if (c == 0xED)
+    n = 3, hi = 0x9F; /* no UTF-16 surrogates */
+  else if (c >= 0xEE && c <= 0xEF)
+    n = 3;
+  else if (c == 0xF0)
+    n = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3)
+    n = 4;
+  else if (c == 0xF4)
+    n = 4, hi = 0x8F;
+  else
+    return 0;
   if ((size_t)(end - q) < n) return 0;
   if (q[1] < lo || q[1] > hi) return 0;
   for (size_t i = 2; i < n; i++)
@@ -181,8 +189,8 @@ static char *parse_string(parser_t *ps, size_t *len) {
           return NULL;
         }
         if (cp >= 0xD800 && cp <= 0xDBFF) {
-          if (e - q < 6 || q[0] != '\\' || q[1] != 'u' || read_hex4(ps, q + 2, &lo) != 0 ||
-              lo < 0xDC00 || lo > 0xDFFF) {
+          if (e - q < 6 || q[0] != '\\' || q[1] != 'u' || read_hex4(ps, q + 2, &lo) != 0 || lo < 0xDC00 ||
+              lo > 0xDFFF) {
             ps->p = q;
             fail(ps, "high surrogate not followed by a low surrogate");
             return NULL;
@@ -305,8 +313,10 @@ static int parse_array(parser_t *ps, px_json_t *v, int depth) {
     px_json_t *c = arena_alloc(ps->doc, sizeof(*c));
     memset(c, 0, sizeof(*c));
     if (parse_value(ps, c, depth + 1) != 0) return -1;
-    if (last) last->next = c;
-    else first = c;
+    if (last)
+      last->next = c;
+    else
+      first = c;
     last = c;
     v->n++;
     skip_ws(ps);
@@ -363,8 +373,10 @@ static int parse_object(parser_t *ps, px_json_t *v, int depth) {
     if (parse_value(ps, c, depth + 1) != 0) return -1;
     c->key = key;
     c->klen = klen;
-    if (last) last->next = c;
-    else first = c;
+    if (last)
+      last->next = c;
+    else
+      first = c;
     last = c;
     v->n++;
     skip_ws(ps);
@@ -409,9 +421,7 @@ static int parse_value(parser_t *ps, px_json_t *v, int depth) {
     v->type = PX_JSON_BOOL;
     v->u.b = 0;
     return match_lit(ps, "false");
-  case 'n':
-    v->type = PX_JSON_NULL;
-    return match_lit(ps, "null");
+  case 'n': v->type = PX_JSON_NULL; return match_lit(ps, "null");
   default:
     if (*ps->p == '-' || is_digit(*ps->p)) return parse_number(ps, v);
     fail(ps, "unexpected character");

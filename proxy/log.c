@@ -46,12 +46,12 @@ void px_log(px_log_level_t level, const char *fmt, ...) {
   gmtime_r(&tv.tv_sec, &tm);
   /* Sized for any int fields, so the compiler can prove nothing is cut. */
   char ts[96];
-  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 
   if (log_json) {
-    px_buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"program\":\"%s\",\"msg\":", ts,
-                  level_names[level], log_program);
+    px_buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"program\":\"%s\",\"msg\":", ts, level_names[level],
+                  log_program);
     px_buf_json_str(&b, msg.data ? msg.data : "", msg.len);
     px_buf_append(&b, "}\n", 2);
   } else {

@@ -12,8 +12,10 @@ const char *px_log_level_name(px_log_level_t level);
 int px_log_enabled(px_log_level_t level);
 void px_log(px_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define px_debug(...) \
-  do { if (px_log_enabled(PX_LOG_DEBUG)) px_log(PX_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define px_debug(...)                                                                                        \
+  do {                                                                                                       \
+    if (px_log_enabled(PX_LOG_DEBUG)) px_log(PX_LOG_DEBUG, __VA_ARGS__);                                     \
+  } while (0)
 #define px_info(...) px_log(PX_LOG_INFO, __VA_ARGS__)
 #define px_warn(...) px_log(PX_LOG_WARN, __VA_ARGS__)
 #define px_error(...) px_log(PX_LOG_ERROR, __VA_ARGS__)

@@ -131,7 +131,8 @@ static void on_poll(uv_timer_t *t) {
   px_main_t *m = t->data;
   size_t conns = 0;
   for (int i = 0; i < m->nworkers; i++) conns += px_worker_conns(&m->workers[i]);
-  if (conns == 0 && __atomic_load_n(&m->finished_workers, __ATOMIC_ACQUIRE) == m->nworkers) close_main_handles(m);
+  if (conns == 0 && __atomic_load_n(&m->finished_workers, __ATOMIC_ACQUIRE) == m->nworkers)
+    close_main_handles(m);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {
@@ -190,8 +191,8 @@ static int open_listeners(px_main_t *m, const px_config_t *cfg, const px_config_
       if (px_config_listener_at(old, &cfg->listeners[l].address.sa) >= 0) continue;
       int fd = px_listen_fd((const struct sockaddr *)&cfg->listeners[l].address.sa, 1, 1024);
       if (fd < 0) {
-        px_error("listener %s: cannot listen on %s: %s", cfg->listeners[l].name, cfg->listeners[l].address.text,
-                 uv_strerror(fd));
+        px_error("listener %s: cannot listen on %s: %s", cfg->listeners[l].name,
+                 cfg->listeners[l].address.text, uv_strerror(fd));
         close_fds(fds, m->nworkers, cfg->nlisteners);
         return -1;
       }
@@ -263,7 +264,9 @@ int main(int argc, char **argv) {
             "can be proxied at once (raise it with ulimit -Hn or systemd's LimitNOFILE=)",
             (unsigned long long)nofile, (unsigned long long)nofile / 2);
 
-  m.nworkers = m.workers_cli > 0 ? m.workers_cli : cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
+  m.nworkers = m.workers_cli > 0  ? m.workers_cli
+               : cfg->workers > 0 ? cfg->workers
+                                  : (int)uv_available_parallelism();
   m.generation = 1;
   m.current = px_snapshot_new(cfg, m.nworkers, m.generation);
   m.loop = uv_default_loop();
@@ -320,7 +323,6 @@ int main(int argc, char **argv) {
     }
   }
   uv_thread_create(&m.joiner, worker_watch, &m);
-
 
   for (size_t l = 0; l < cfg->nlisteners; l++)
     px_info("listener %s on %s (%zu routes)", cfg->listeners[l].name, cfg->listeners[l].address.text,

@@ -108,14 +108,14 @@ static const char *esc(px_buf_t *tmp, const char *v) {
 
 static uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
-#define SUM(expr)                                             \
-  ({                                                          \
-    uint64_t s_ = 0;                                          \
-    for (int w_ = 0; w_ < nworkers; w_++) {                   \
-      const px_metrics_t *m = workers[w_];                    \
-      s_ += load(&(expr));                                    \
-    }                                                         \
-    s_;                                                       \
+#define SUM(expr)                                                                                            \
+  ({                                                                                                         \
+    uint64_t s_ = 0;                                                                                         \
+    for (int w_ = 0; w_ < nworkers; w_++) {                                                                  \
+      const px_metrics_t *m = workers[w_];                                                                   \
+      s_ += load(&(expr));                                                                                   \
+    }                                                                                                        \
+    s_;                                                                                                      \
   })
 
 static const char *const class_names[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -125,18 +125,21 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
   uv_mutex_lock(&reg_mu);
   px_buf_t e1 = {0}, e2 = {0};
 
-  px_buf_append_cstr(out, "# HELP outrigger_requests_total Requests answered, by listener, route and status class.\n"
-                          "# TYPE outrigger_requests_total counter\n");
+  px_buf_append_cstr(
+      out, "# HELP outrigger_requests_total Requests answered, by listener, route and status class.\n"
+           "# TYPE outrigger_requests_total counter\n");
   for (int r = 0; r < nroutes; r++)
     for (int c = 0; c < 5; c++) {
       uint64_t v = SUM(m->requests[r][c]);
       if (v == 0) continue;
       px_buf_printf(out, "outrigger_requests_total{listener=\"%s\",route=\"%s\",class=\"%s\"} %llu\n",
-                    esc(&e1, route_names[r][0]), esc(&e2, route_names[r][1]), class_names[c], (unsigned long long)v);
+                    esc(&e1, route_names[r][0]), esc(&e2, route_names[r][1]), class_names[c],
+                    (unsigned long long)v);
     }
 
-  px_buf_append_cstr(out, "# HELP outrigger_upstream_responses_total Upstream responses, by cluster and status class.\n"
-                          "# TYPE outrigger_upstream_responses_total counter\n");
+  px_buf_append_cstr(
+      out, "# HELP outrigger_upstream_responses_total Upstream responses, by cluster and status class.\n"
+           "# TYPE outrigger_upstream_responses_total counter\n");
   for (int k = 0; k < nclusters; k++)
     for (int c = 0; c < 5; c++) {
       uint64_t v = SUM(m->upstream[k][c]);
@@ -144,28 +147,32 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
       px_buf_printf(out, "outrigger_upstream_responses_total{cluster=\"%s\",class=\"%s\"} %llu\n",
                     esc(&e1, cluster_names[k]), class_names[c], (unsigned long long)v);
     }
-  px_buf_append_cstr(out, "# HELP outrigger_upstream_failures_total Upstream tries that failed (connect failure, reset, timeout, bad response), each try once.\n"
-                          "# TYPE outrigger_upstream_failures_total counter\n");
+  px_buf_append_cstr(
+      out,
+      "# HELP outrigger_upstream_failures_total Upstream tries that failed (connect failure, reset, timeout, bad response), each try once.\n"
+      "# TYPE outrigger_upstream_failures_total counter\n");
   for (int k = 0; k < nclusters; k++)
     px_buf_printf(out, "outrigger_upstream_failures_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
                   (unsigned long long)SUM(m->upstream_fail[k]));
 
-  px_buf_append_cstr(out, "# HELP outrigger_errors_total Answers the sidecar made itself, by x-outrigger-error kind.\n"
-                          "# TYPE outrigger_errors_total counter\n");
+  px_buf_append_cstr(
+      out, "# HELP outrigger_errors_total Answers the sidecar made itself, by x-outrigger-error kind.\n"
+           "# TYPE outrigger_errors_total counter\n");
   for (int e = 0; e < PX_ERR__N; e++)
     px_buf_printf(out, "outrigger_errors_total{kind=\"%s\"} %llu\n", errkind_names[e],
                   (unsigned long long)SUM(m->errors[e]));
 
-  px_buf_append_cstr(out, "# HELP outrigger_request_duration_seconds Time from request head to the end of the response.\n"
-                          "# TYPE outrigger_request_duration_seconds histogram\n");
+  px_buf_append_cstr(
+      out, "# HELP outrigger_request_duration_seconds Time from request head to the end of the response.\n"
+           "# TYPE outrigger_request_duration_seconds histogram\n");
   for (int l = 0; l < nlisteners; l++) {
     uint64_t cum = 0;
     const char *ln = esc(&e1, listener_names[l]);
     for (int b = 0; b <= PX_HIST_NBUCKETS; b++) {
       cum += SUM(m->hist[l][b]);
       if (b < PX_HIST_NBUCKETS)
-        px_buf_printf(out, "outrigger_request_duration_seconds_bucket{listener=\"%s\",le=\"%g\"} %llu\n",
-                      ln, (double)hist_bounds_us[b] / 1e6, (unsigned long long)cum);
+        px_buf_printf(out, "outrigger_request_duration_seconds_bucket{listener=\"%s\",le=\"%g\"} %llu\n", ln,
+                      (double)hist_bounds_us[b] / 1e6, (unsigned long long)cum);
       else
         px_buf_printf(out, "outrigger_request_duration_seconds_bucket{listener=\"%s\",le=\"+Inf\"} %llu\n",
                       ln, (unsigned long long)cum);

@@ -15,33 +15,33 @@
 #define PX_HIST_NBUCKETS 14
 
 /* The errors the sidecar answers itself (SPEC §4): x-outrigger-error values. */
-#define PX_ERRKIND_MAP(XX)                                                  \
-  XX(BAD_REQUEST, "bad_request", 400)                                      \
-  XX(NO_ROUTE, "no_route", 404)                                            \
-  XX(REQUEST_TIMEOUT, "request_timeout", 408)                              \
-  XX(BODY_TOO_LARGE, "body_too_large", 413)                                \
-  XX(HEADERS_TOO_LARGE, "headers_too_large", 431)                          \
-  XX(NOT_IMPLEMENTED, "not_implemented", 501)                              \
-  XX(CONNECT_FAILURE, "upstream_connect_failure", 502)                     \
-  XX(UPSTREAM_RESET, "upstream_reset", 502)                                \
-  XX(BAD_RESPONSE, "upstream_bad_response", 502)                           \
-  XX(NO_ENDPOINT, "no_healthy_endpoint", 503)                              \
-  XX(OVERLOADED, "overloaded", 503)                                        \
+#define PX_ERRKIND_MAP(XX)                                                                                   \
+  XX(BAD_REQUEST, "bad_request", 400)                                                                        \
+  XX(NO_ROUTE, "no_route", 404)                                                                              \
+  XX(REQUEST_TIMEOUT, "request_timeout", 408)                                                                \
+  XX(BODY_TOO_LARGE, "body_too_large", 413)                                                                  \
+  XX(HEADERS_TOO_LARGE, "headers_too_large", 431)                                                            \
+  XX(NOT_IMPLEMENTED, "not_implemented", 501)                                                                \
+  XX(CONNECT_FAILURE, "upstream_connect_failure", 502)                                                       \
+  XX(UPSTREAM_RESET, "upstream_reset", 502)                                                                  \
+  XX(BAD_RESPONSE, "upstream_bad_response", 502)                                                             \
+  XX(NO_ENDPOINT, "no_healthy_endpoint", 503)                                                                \
+  XX(OVERLOADED, "overloaded", 503)                                                                          \
   XX(UPSTREAM_TIMEOUT, "upstream_timeout", 504)
 
 typedef enum {
 #define XX(e, name, status) PX_ERR_##e,
   PX_ERRKIND_MAP(XX)
 #undef XX
-  PX_ERR__N
+      PX_ERR__N
 } px_errkind_t;
 
 const char *px_errkind_name(px_errkind_t k);
 int px_errkind_status(px_errkind_t k);
 
 typedef struct {
-  uint64_t requests[PX_METRICS_MAX_ROUTES][5];   /* by route slot and status class */
-  uint64_t upstream[PX_METRICS_MAX_CLUSTERS][5]; /* upstream responses by class */
+  uint64_t requests[PX_METRICS_MAX_ROUTES][5];     /* by route slot and status class */
+  uint64_t upstream[PX_METRICS_MAX_CLUSTERS][5];   /* upstream responses by class */
   uint64_t upstream_fail[PX_METRICS_MAX_CLUSTERS]; /* connect failure, reset, timeout, bad response */
   uint64_t errors[PX_ERR__N];
   uint64_t hist[PX_METRICS_MAX_LISTENERS][PX_HIST_NBUCKETS + 1];
@@ -63,8 +63,7 @@ int px_metrics_cluster_slot(const char *cluster);
 int px_metrics_listener_slot(const char *listener);
 
 /* One finished request: status and duration go to route, listener and class series. */
-void px_metrics_request(px_metrics_t *m, int listener_slot, int route_slot, int status,
-                        uint64_t duration_ns);
+void px_metrics_request(px_metrics_t *m, int listener_slot, int route_slot, int status, uint64_t duration_ns);
 
 /* Extra gauges the caller knows (reloads, per-cluster connections...), printed as-is. */
 typedef void (*px_metrics_extra_cb)(void *data, px_buf_t *out);

@@ -30,8 +30,8 @@ static void chain_init(void) {
     off += (chain[i]->state_size + 15) & ~(size_t)15;
   }
   if (off > PX_FILTER_STATE_BYTES) {
-    fprintf(stderr, "outrigger: the filters need %zu bytes of request state, PX_FILTER_STATE_BYTES is %d\n", off,
-            PX_FILTER_STATE_BYTES);
+    fprintf(stderr, "outrigger: the filters need %zu bytes of request state, PX_FILTER_STATE_BYTES is %d\n",
+            off, PX_FILTER_STATE_BYTES);
     abort();
   }
 }
@@ -150,7 +150,8 @@ static void on_try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int 
   px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   px_debug("%s: try %d to %s: %s", r->c->peer, r->attempt, r->cluster->eps[t->ep].name, detail);
   for (size_t i = 0; i < NFILTERS; i++)
-    if (chain[i]->on_try_failed && chain[i]->on_try_failed(r, fstate(r, i), kind, stale) == PX_FILTER_STOP) return;
+    if (chain[i]->on_try_failed && chain[i]->on_try_failed(r, fstate(r, i), kind, stale) == PX_FILTER_STOP)
+      return;
   px_req_fail(r, kind, detail, NULL);
 }
 
@@ -179,20 +180,24 @@ static void on_try_broken(px_try_t *t, px_errkind_t kind, const char *detail) {
 
 static void on_try_output(px_try_t *t) { flush(t->data); }
 
-static const px_try_cb_t try_cb = {on_try_head, on_try_fail, on_try_body_run, on_try_done, on_try_broken, on_try_output};
+static const px_try_cb_t try_cb = {on_try_head, on_try_fail,   on_try_body_run,
+                                   on_try_done, on_try_broken, on_try_output};
 
 void px_req_retry(px_req_t *r, int other) {
   px_conn_t *c = r->c;
   r->attempt++;
-  size_t ep = px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0);
+  size_t ep =
+      px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0);
   if (ep < 64) r->tried |= 1ull << ep;
   px_http1_finish_request(&r->uhead, r->uhead_base, r->attempt);
   /* A resend: the body went out on an earlier try and is all in r->body (else it is not
    * resent); an empty chunked body goes again as its last chunk. */
-  const px_buf_t *replay = r->attempt > 1 && (r->body_sent > 0 || (r->chunked_in && c->body_done)) ? &r->body : NULL;
+  const px_buf_t *replay =
+      r->attempt > 1 && (r->body_sent > 0 || (r->chunked_in && c->body_done)) ? &r->body : NULL;
   int rc = px_try_start(&r->t, r->ws, r->cluster, ep, &r->uhead, replay, r->chunked_in);
   if (rc == PX_EOVERFLOW)
-    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections is reached", "x-outrigger-overloaded: true\r\n");
+    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections is reached",
+                "x-outrigger-overloaded: true\r\n");
   else if (rc < 0)
     on_try_fail(&r->t, PX_ERR_CONNECT_FAILURE, "the upstream refused the connection", 0);
 }
@@ -269,14 +274,15 @@ static void on_head(px_conn_t *c) {
   px_str_t authority = {NULL, 0}, origin = {NULL, 0};
   int absolute = px_http1_absolute_target(url, &authority, &origin);
   if (absolute < 0) {
-    px_req_fail(r, PX_ERR_BAD_REQUEST, "an absolute-form target needs an authority that is host[:port]", NULL);
+    px_req_fail(r, PX_ERR_BAD_REQUEST, "an absolute-form target needs an authority that is host[:port]",
+                NULL);
     return;
   }
   if (absolute) url = origin;
   const char *q = memchr(url.p, '?', url.n);
   px_str_t path = {url.p, q ? (size_t)(q - url.p) : url.n};
   if (path.n == 0) path = PX_STR("/"); /* "http://host" and "http://host?q" mean the root */
-  px_str_t host = absolute       ? px_router_host(authority)
+  px_str_t host = absolute        ? px_router_host(authority)
                   : host_idx >= 0 ? px_router_host(px_head_value(h, (size_t)host_idx))
                                   : (px_str_t){"", 0};
   int ri = px_router_match(lc, r->method, path, host, h);
@@ -300,7 +306,8 @@ static void on_head(px_conn_t *c) {
   r->resendable = px_http1_resend_safe(h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF) &&
                   (h->content_length < 0 || (uint64_t)h->content_length <= rc->retry.buffer_limit);
   /* Room for a small body at once; a large one grows only as its bytes really arrive. */
-  if (r->resendable && h->content_length > 0) px_buf_reserve(&r->body, (size_t)PX_MIN(h->content_length, 65536));
+  if (r->resendable && h->content_length > 0)
+    px_buf_reserve(&r->body, (size_t)PX_MIN(h->content_length, 65536));
   px_req_rewrite_t rw = {.client_ip = c->peer,
                          .proto = "http",
                          .host_fallback = r->cluster->eps[0].name,
@@ -369,7 +376,8 @@ static void on_free(px_conn_t *c) {
   w->conn_closed(w);
 }
 
-static const px_conn_handler_t handler = {on_head, on_body, on_written, on_error, on_deadline, on_close, on_free};
+static const px_conn_handler_t handler = {on_head,     on_body,  on_written, on_error,
+                                          on_deadline, on_close, on_free};
 
 /* ---- entry points ------------------------------------------------------------------------ */
 

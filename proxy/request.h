@@ -21,8 +21,8 @@
 struct px_req_s {
   px_conn_t *c;
   px_wctx_t *w;
-  px_wsnap_t *ws;  /* the snapshot the connection serves from (the newest at each begin) */
-  size_t lidx;     /* its listener, in ws->snap->listeners */
+  px_wsnap_t *ws; /* the snapshot the connection serves from (the newest at each begin) */
+  size_t lidx;    /* its listener, in ws->snap->listeners */
   px_route_rt_t *route;
   px_cluster_t *cluster;
   /* the request as it goes upstream */

@@ -16,13 +16,13 @@ typedef enum {
 } px_retry_t;
 
 typedef struct {
-  px_errkind_t kind; /* how the try failed */
-  int stale;         /* on a pooled connection the upstream closed unanswered */
-  int attempt;       /* tries made so far, the failed one included */
-  int attempts;      /* the route's retry.attempts */
+  px_errkind_t kind;      /* how the try failed */
+  int stale;              /* on a pooled connection the upstream closed unanswered */
+  int attempt;            /* tries made so far, the failed one included */
+  int attempts;           /* the route's retry.attempts */
   int on_connect_failure; /* retry.on has connect-failure */
-  int resendable;    /* may run twice, its whole body kept (px_http1_resend_safe) */
-  int body_done;     /* the client sent all of its body */
+  int resendable;         /* may run twice, its whole body kept (px_http1_resend_safe) */
+  int body_done;          /* the client sent all of its body */
 } px_retry_in_t;
 
 px_retry_t px_retry_decide(const px_retry_in_t *in);

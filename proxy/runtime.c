@@ -23,8 +23,7 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
     c->eps = px_calloc(c->neps, sizeof(*c->eps));
     for (size_t e = 0; e < c->neps; e++) {
       c->eps[e].conf = &c->conf->endpoints[e];
-      px_addr_format((const struct sockaddr *)&c->eps[e].conf->sa, c->eps[e].name,
-                     sizeof(c->eps[e].name));
+      px_addr_format((const struct sockaddr *)&c->eps[e].conf->sa, c->eps[e].name, sizeof(c->eps[e].name));
       c->eps[e].st = px_endpoint_state_get(c->st, c->eps[e].name);
     }
     c->per_worker = px_calloc((size_t)nworkers, sizeof(*c->per_worker));
@@ -42,8 +41,7 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       rt->metric_slot = px_metrics_route_slot(lr->conf->name, rt->conf->name);
       if (rt->conf->nsplit) {
         rt->weights = px_calloc(rt->conf->nsplit, sizeof(*rt->weights));
-        for (size_t k = 0; k < rt->conf->nsplit; k++)
-          atomic_init(&rt->weights[k], rt->conf->split[k].weight);
+        for (size_t k = 0; k < rt->conf->nsplit; k++) atomic_init(&rt->weights[k], rt->conf->split[k].weight);
       }
     }
   }
@@ -57,7 +55,8 @@ void px_snapshot_unref(px_snapshot_t *s) {
   for (size_t i = 0; i < s->cfg->nclusters; i++) {
     for (int w = 0; w < s->nworkers; w++) free(s->clusters[i].per_worker[w].pools);
     free(s->clusters[i].per_worker);
-    for (size_t e = 0; e < s->clusters[i].neps; e++) px_endpoint_state_put(s->clusters[i].st, s->clusters[i].eps[e].st);
+    for (size_t e = 0; e < s->clusters[i].neps; e++)
+      px_endpoint_state_put(s->clusters[i].st, s->clusters[i].eps[e].st);
     px_cluster_state_put(s->clusters[i].st);
     free(s->clusters[i].eps);
   }

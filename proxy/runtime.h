@@ -20,8 +20,8 @@ typedef struct px_pool_s px_pool_t;
 
 typedef struct {
   const px_addr_conf_t *conf;
-  char name[64];            /* "127.0.0.1:9001" */
-  px_endpoint_state_t *st;  /* its counters, kept across reloads */
+  char name[64];           /* "127.0.0.1:9001" */
+  px_endpoint_state_t *st; /* its counters, kept across reloads */
 } px_endpoint_t;
 
 typedef struct {
@@ -30,20 +30,20 @@ typedef struct {
   int metric_slot;
   px_endpoint_t *eps;
   size_t neps;
-  px_cluster_state_t *st;     /* its counters, kept across reloads */
+  px_cluster_state_t *st; /* its counters, kept across reloads */
   /* Per worker: its round-robin position and its idle-connection pools, one per
    * endpoint. A worker touches only its own row, so these need no locking. */
   struct px_cluster_worker_s {
     unsigned rr;
-    px_pool_t *pools;         /* neps entries, allocated by the worker (see upstream.c) */
+    px_pool_t *pools; /* neps entries, allocated by the worker (see upstream.c) */
     char pad[64 - sizeof(unsigned) - sizeof(void *)];
-  } *per_worker;
+  } * per_worker;
 } px_cluster_t;
 
 typedef struct {
   const px_route_conf_t *conf;
   int metric_slot;
-  atomic_int *weights;        /* one per split entry; admin may change them */
+  atomic_int *weights; /* one per split entry; admin may change them */
 } px_route_rt_t;
 
 typedef struct {

@@ -35,7 +35,8 @@ static void tcp_on_write(uv_write_t *w, int status) {
   req->cb(req, status);
 }
 
-static int tcp_write(px_transport_t *t, px_tp_write_t *req, const uv_buf_t *bufs, unsigned n, px_tp_write_cb cb) {
+static int tcp_write(px_transport_t *t, px_tp_write_t *req, const uv_buf_t *bufs, unsigned n,
+                     px_tp_write_cb cb) {
   req->t = t;
   req->cb = cb;
   return uv_write(&req->uv, (uv_stream_t *)&t->tcp, bufs, n, tcp_on_write);

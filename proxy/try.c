@@ -105,7 +105,7 @@ static void on_up_read(void *owner, px_upconn_t *up, size_t n) {
     return;
   }
   if (t->held) return; /* the request has not decided yet: the bytes wait in the buffer */
-  for (;;) {             /* the head, after any interim ones */
+  for (;;) {           /* the head, after any interim ones */
     llhttp_errno_t err = llhttp_execute(&t->parser, p, (size_t)(end - p));
     if (err == HPE_OK) return; /* the head goes on in the next read */
     if (err != HPE_PAUSED) {
@@ -128,7 +128,7 @@ static void on_up_read(void *owner, px_upconn_t *up, size_t n) {
 static void on_up_eof(void *owner, px_upconn_t *up, int status) {
   px_try_t *t = owner;
   t->reusable = 0;
-  if (t->resp_done) return; /* answered whole; the connection is closed at the try's end */
+  if (t->resp_done) return;                    /* answered whole; the connection is closed at the try's end */
   if (status == UV_ENOBUFS && !t->committed) { /* a head that filled the buffer at its largest (upstream.c) */
     try_fail(t, PX_ERR_BAD_RESPONSE, "the upstream sent a response head that is too large", 0);
     return;
@@ -147,13 +147,15 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
       t->held = 2;
       return;
     }
-    try_broken(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete");
+    try_broken(t, PX_ERR_UPSTREAM_RESET,
+               "the upstream closed the connection before the response was complete");
     return;
   }
   /* Before any answer. On a pooled connection with nothing read back, the upstream may
    * have closed it (its keep-alive timeout) before it read the request: stale. */
   int stale = up->rlen == 0 && up->reused && !up->writing && t->body_sent;
-  try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete", stale);
+  try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete",
+           stale);
 }
 
 /* ---- the request going up ------------------------------------------------------------ */
@@ -222,7 +224,9 @@ static void on_up_connect(void *owner, px_upconn_t *up, int status) {
     atomic_fetch_add_explicit(&t->cluster->eps[t->ep].st->failures_total, 1, memory_order_relaxed);
     px_debug("connect to %s failed: %s", t->cluster->eps[t->ep].name, px_strerror(status));
     try_fail(t, PX_ERR_CONNECT_FAILURE,
-             status == UV_ETIMEDOUT ? "connecting to the upstream timed out" : "the upstream refused the connection", 0);
+             status == UV_ETIMEDOUT ? "connecting to the upstream timed out"
+                                    : "the upstream refused the connection",
+             0);
     return;
   }
   t->up = up;
@@ -309,7 +313,8 @@ void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw) {
     return;
   }
   if (r == PX_BR_MORE && px_body_eof(&t->rbody) != PX_BR_END) {
-    try_broken(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete");
+    try_broken(t, PX_ERR_UPSTREAM_RESET,
+               "the upstream closed the connection before the response was complete");
     return;
   }
   if (t->mode == PX_BODY_CHUNKED) px_out_last_chunk(&c->out);

@@ -56,11 +56,11 @@ struct px_try_s {
   llhttp_t parser;
   px_hcollect_t rh;
   px_body_reader_t rbody;
-  px_head_t resp;          /* the held head, spans into up->rbuf */
-  const char *refused;     /* why the head cannot be passed on */
-  px_body_mode_t mode;     /* how the client gets the body */
+  px_head_t resp;      /* the held head, spans into up->rbuf */
+  const char *refused; /* why the head cannot be passed on */
+  px_body_mode_t mode; /* how the client gets the body */
   int skip_1xx, held, committed, resp_done, reusable;
-  size_t body_at;          /* where the body starts in up->rbuf, while held */
+  size_t body_at; /* where the body starts in up->rbuf, while held */
 };
 
 /* Once, for every try of the requests on client connection `conn`: the outcome of each

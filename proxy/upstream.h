@@ -34,15 +34,15 @@ struct px_upconn_s {
   px_tp_write_t wreq; /* the connection's, not the owner's: a write may outlive its owner */
   uv_timer_t timer;
   px_wctx_t *w;
-  px_wsnap_t *ws;            /* keeps the cluster alive while the connection lives */
+  px_wsnap_t *ws; /* keeps the cluster alive while the connection lives */
   px_cluster_t *cluster;
   size_t ep;
-  px_queue_t link;           /* in the pool's idle list */
+  px_queue_t link; /* in the pool's idle list */
   void *owner;
   const px_upconn_cb_t *cb;
   char *rbuf;
   size_t rcap, rlen;
-  int reused;                /* came from the pool */
+  int reused;                       /* came from the pool */
   uint64_t idle_deadline, armed_at; /* loop time, ms; armed_at 0: timer not running */
   int connected, closing, reading, idle, writing;
   int nhandles;

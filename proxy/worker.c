@@ -9,7 +9,6 @@
 #include "proxy.h"
 #include "upstream.h"
 
-
 static px_wsnap_t *wsnap_new(px_snapshot_t *snap) {
   px_wsnap_t *ws = px_calloc(1, sizeof(*ws));
   ws->snap = snap;

@@ -37,7 +37,6 @@ typedef struct px_worker_s {
   size_t nlistens;
 } px_worker_t;
 
-
 /* Creates the worker (not started). `fds` holds one listening fd per listener. */
 void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_t nfds);
 int px_worker_start(px_worker_t *w);

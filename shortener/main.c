@@ -81,9 +81,12 @@ static int valid_label(const char *s) {
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {
-      {"listen", required_argument, NULL, 'l'}, {"db", required_argument, NULL, 'd'},
-      {"base-url", required_argument, NULL, 'b'}, {"label", required_argument, NULL, 'L'},
-      {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+      {"listen", required_argument, NULL, 'l'},
+      {"db", required_argument, NULL, 'd'},
+      {"base-url", required_argument, NULL, 'b'},
+      {"label", required_argument, NULL, 'L'},
+      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *listen = NULL, *db = NULL, *base = NULL, *label = NULL;

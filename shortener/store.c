@@ -61,8 +61,8 @@ shr_store_t *shr_store_open(const char *path, char *err, size_t errlen) {
       " url TEXT NOT NULL,"
       " created_at INTEGER NOT NULL)",
   };
-  int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           NULL);
+  int rc =
+      sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     set_err(st, "open");
     goto fail;
@@ -99,8 +99,7 @@ void shr_store_close(shr_store_t *st) {
 
 const char *shr_store_error(shr_store_t *st) { return st->err; }
 
-int shr_store_insert(shr_store_t *st, const char *code, const char *url, size_t url_len,
-                     int64_t created_at) {
+int shr_store_insert(shr_store_t *st, const char *code, const char *url, size_t url_len, int64_t created_at) {
   sqlite3_stmt *s = st->insert;
   sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
   sqlite3_bind_text(s, 2, url, (int)url_len, SQLITE_STATIC);

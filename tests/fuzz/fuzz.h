@@ -11,12 +11,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define PX_FUZZ_CHECK(cond)                                                                  \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);          \
-      abort();                                                                               \
-    }                                                                                        \
+#define PX_FUZZ_CHECK(cond)                                                                                  \
+  do {                                                                                                       \
+    if (!(cond)) {                                                                                           \
+      fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);                           \
+      abort();                                                                                               \
+    }                                                                                                        \
   } while (0)
 
 #endif

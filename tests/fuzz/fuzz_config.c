@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     PX_FUZZ_CHECK(errs.n > 0);
     for (size_t i = 0; i < errs.n; i++) {
-      if (strncmp(errs.items[i], "fuzz.yaml:", 10) != 0) fprintf(stderr, "error without position: %s\n", errs.items[i]);
+      if (strncmp(errs.items[i], "fuzz.yaml:", 10) != 0)
+        fprintf(stderr, "error without position: %s\n", errs.items[i]);
       PX_FUZZ_CHECK(strncmp(errs.items[i], "fuzz.yaml:", 10) == 0);
     }
   }

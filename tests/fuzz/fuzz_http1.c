@@ -71,8 +71,8 @@ static void collect_settings(llhttp_settings_t *s) {
 
 typedef struct {
   px_br_result_t res;
-  size_t end;      /* PX_BR_END: where the body ended */
-  uint64_t sum;    /* FNV-1a over the data */
+  size_t end;   /* PX_BR_END: where the body ended */
+  uint64_t sum; /* FNV-1a over the data */
   size_t data_len;
 } body_outcome_t;
 
@@ -82,8 +82,8 @@ static uint64_t fnv(uint64_t h, const char *p, size_t n) {
 }
 
 /* Reads buf[from, size) as a body framed `mode`, in reads split at `split`. */
-static body_outcome_t read_body(px_body_mode_t mode, uint64_t length, const char *buf, size_t from, size_t size,
-                                size_t split) {
+static body_outcome_t read_body(px_body_mode_t mode, uint64_t length, const char *buf, size_t from,
+                                size_t size, size_t split) {
   body_outcome_t o = {.res = PX_BR_MORE, .sum = 0xcbf29ce484222325ull};
   px_body_reader_t r;
   px_body_reader_init(&r, mode, length);
@@ -112,8 +112,8 @@ static body_outcome_t read_body(px_body_mode_t mode, uint64_t length, const char
 }
 
 /* The body read whole and split must agree on everything. */
-static body_outcome_t check_body(px_body_mode_t mode, uint64_t length, const char *buf, size_t from, size_t size,
-                                 size_t split) {
+static body_outcome_t check_body(px_body_mode_t mode, uint64_t length, const char *buf, size_t from,
+                                 size_t size, size_t split) {
   body_outcome_t whole = read_body(mode, length, buf, from, size, size);
   body_outcome_t parts = read_body(mode, length, buf, from, size, split);
   PX_FUZZ_CHECK(whole.res == parts.res);
@@ -136,12 +136,41 @@ static void check_head_bytes(const char *p, size_t n) {
 }
 
 /* Header names of interest, counted in a built head (case-insensitively). */
-enum { N_TE, N_CL, N_CONN, N_KEEPALIVE, N_TE2, N_TRAILER, N_UPGRADE, N_PROXYCONN, N_EXPECT,
-       N_XFF, N_XFP, N_RID, N_ATTEMPT, N_ATTEMPTS, N_UPSTREAM, N_HOST, N_COUNT };
-static const char *const counted[N_COUNT] = {
-    "transfer-encoding", "content-length", "connection", "keep-alive", "te", "trailer", "upgrade",
-    "proxy-connection", "expect", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
-    "x-outrigger-attempt", "x-outrigger-attempts", "x-outrigger-upstream", "host"};
+enum {
+  N_TE,
+  N_CL,
+  N_CONN,
+  N_KEEPALIVE,
+  N_TE2,
+  N_TRAILER,
+  N_UPGRADE,
+  N_PROXYCONN,
+  N_EXPECT,
+  N_XFF,
+  N_XFP,
+  N_RID,
+  N_ATTEMPT,
+  N_ATTEMPTS,
+  N_UPSTREAM,
+  N_HOST,
+  N_COUNT
+};
+static const char *const counted[N_COUNT] = {"transfer-encoding",
+                                             "content-length",
+                                             "connection",
+                                             "keep-alive",
+                                             "te",
+                                             "trailer",
+                                             "upgrade",
+                                             "proxy-connection",
+                                             "expect",
+                                             "x-forwarded-for",
+                                             "x-forwarded-proto",
+                                             "x-request-id",
+                                             "x-outrigger-attempt",
+                                             "x-outrigger-attempts",
+                                             "x-outrigger-upstream",
+                                             "host"};
 
 typedef struct {
   int n[N_COUNT];
@@ -247,7 +276,8 @@ static void check_response(const px_head_t *h, const px_resp_rewrite_t *rw, px_b
   PX_FUZZ_CHECK(c.n[N_CONN] <= 1 && c.n[N_KEEPALIVE] == 0 && c.n[N_TE2] == 0);
   PX_FUZZ_CHECK(c.n[N_TRAILER] == 0 && c.n[N_UPGRADE] == 0 && c.n[N_PROXYCONN] == 0);
   PX_FUZZ_CHECK(c.n[N_ATTEMPTS] == 1 && c.n[N_UPSTREAM] == 1);
-  if (mode == PX_BODY_CLOSE || rw->close) PX_FUZZ_CHECK(c.n[N_CONN] == 1 && px_str_ieq_cstr(c.value[N_CONN], "close"));
+  if (mode == PX_BODY_CLOSE || rw->close)
+    PX_FUZZ_CHECK(c.n[N_CONN] == 1 && px_str_ieq_cstr(c.value[N_CONN], "close"));
 
   llhttp_t parser;
   reparse_t r;
@@ -286,7 +316,8 @@ static void check_problem(int status, const char *kind, const char *detail, int 
 static ref_msg_t oracle;
 
 /* The codec passed a request head on, and its body read `b`: the oracle must agree. */
-static void check_request_against_oracle(const char *buf, size_t size, const px_head_t *h, const body_outcome_t *b) {
+static void check_request_against_oracle(const char *buf, size_t size, const px_head_t *h,
+                                         const body_outcome_t *b) {
   ref_result_t rr = ref_parse_request(buf, size, &oracle);
   if (rr == REF_INVALID) fprintf(stderr, "oracle: invalid at %zu: %s\n", oracle.error_off, oracle.error);
   PX_FUZZ_CHECK(rr != REF_INVALID);
@@ -308,12 +339,14 @@ static void check_response_against_oracle(const char *buf, size_t size, int is_h
                                           const body_outcome_t *b) {
   size_t off = 0;
   ref_result_t rr;
-  while ((rr = ref_parse_response(buf + off, size - off, is_head ? "HEAD" : "GET", 1, &oracle)) == REF_COMPLETE &&
+  while ((rr = ref_parse_response(buf + off, size - off, is_head ? "HEAD" : "GET", 1, &oracle)) ==
+             REF_COMPLETE &&
          oracle.status < 200) {
     off += oracle.wire_len;
     ref_msg_free(&oracle);
   }
-  if (rr != REF_COMPLETE) return; /* laxer than the oracle, or the oracle wants more: nothing forwarded as whole */
+  if (rr != REF_COMPLETE)
+    return; /* laxer than the oracle, or the oracle wants more: nothing forwarded as whole */
   size_t end = in == PX_BODY_CLOSE ? size : b->res == PX_BR_END ? b->end : 0;
   if (end != off + oracle.wire_len)
     fprintf(stderr, "oracle: the response ends at %zu, the codec says %zu\n", off + oracle.wire_len, end);
@@ -372,8 +405,8 @@ static void fuzz_response(const char *buf, size_t size, uint32_t knobs) {
     if (in == PX_BODY_NONE) PX_FUZZ_CHECK(mode == PX_BODY_NONE);
     if (mode == PX_BODY_LENGTH) PX_FUZZ_CHECK(in == PX_BODY_LENGTH);
     size_t from = (size_t)(at - buf);
-    body_outcome_t b =
-        check_body(in, (uint64_t)PX_MAX(h.content_length, 0), buf, from, size, from + (knobs >> 16) % (size - from + 1));
+    body_outcome_t b = check_body(in, (uint64_t)PX_MAX(h.content_length, 0), buf, from, size,
+                                  from + (knobs >> 16) % (size - from + 1));
     if (b.res != PX_BR_ERROR) check_response_against_oracle(buf, size, rw.request_is_head, in, &b);
     goto out;
   }
@@ -429,8 +462,13 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
     check_problem(hc->col.too_many ? 431 : 400, "bad_request", why ? why : "", (knobs >> 13) & 1, NULL);
     return;
   }
-  px_head_t h = {.base = buf, .h = hc->col.h, .nh = hc->col.n, .method = llhttp_get_method(&p),
-                 .http_minor = llhttp_get_http_minor(&p), .url_off = hc->col.url_off, .url_len = hc->col.url_len,
+  px_head_t h = {.base = buf,
+                 .h = hc->col.h,
+                 .nh = hc->col.n,
+                 .method = llhttp_get_method(&p),
+                 .http_minor = llhttp_get_http_minor(&p),
+                 .url_off = hc->col.url_off,
+                 .url_len = hc->col.url_len,
                  .chunked = (p.flags & F_CHUNKED) != 0,
                  .content_length = (p.flags & F_CONTENT_LENGTH) ? (int64_t)p.content_length : -1};
   /* The proxy refuses these before building anything, and closes the connection. An
@@ -452,7 +490,8 @@ static void fuzz_parsed_request(const char *buf, size_t size, size_t he, uint32_
   px_str_t authority = {NULL, 0}, origin = {NULL, 0};
   int absolute = px_http1_absolute_target((px_str_t){buf + h.url_off, h.url_len}, &authority, &origin);
   if (absolute < 0) {
-    check_problem(400, "bad_request", "an absolute-form target needs an authority that is host[:port]", 1, NULL);
+    check_problem(400, "bad_request", "an absolute-form target needs an authority that is host[:port]", 1,
+                  NULL);
     return;
   }
   if (absolute) PX_FUZZ_CHECK(px_http1_host_valid(authority) && authority.n > 0);

@@ -202,12 +202,14 @@ static void *conn_main(void *arg) {
     }
     llhttp_resume(&p);
     if (u->o.mode == FU_STALL) {
-      while (!u->stopping && recv(c->fd, buf, sizeof(buf), 0) > 0) {}
+      while (!u->stopping && recv(c->fd, buf, sizeof(buf), 0) > 0) {
+      }
       goto done;
     }
     if (u->o.mode == FU_DROP_SECOND && c->answered == 1) goto done;
     if (u->o.mode == FU_TE_GZIP) {
-      static const char te[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+      static const char te[] =
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
       send_all(c->fd, te, sizeof(te) - 1);
       continue;
     }

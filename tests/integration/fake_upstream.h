@@ -9,19 +9,19 @@
 #include <stdint.h>
 
 typedef enum {
-  FU_ECHO,     /* 200; body = the request head as received; x-body-len/x-body-sum of the body */
-  FU_BIG,      /* 200 with `big_len` bytes of a fixed pattern (chunked when `chunked`) */
-  FU_STALL,    /* reads the request, never answers */
-  FU_RESET,    /* reads the request head, then resets the connection */
-  FU_GARBAGE,  /* answers bytes that are not HTTP */
-  FU_SLOW,     /* like FU_ECHO after `delay_ms` */
-  FU_ONE_SHOT, /* like FU_ECHO, then closes although it promised keep-alive */
+  FU_ECHO,      /* 200; body = the request head as received; x-body-len/x-body-sum of the body */
+  FU_BIG,       /* 200 with `big_len` bytes of a fixed pattern (chunked when `chunked`) */
+  FU_STALL,     /* reads the request, never answers */
+  FU_RESET,     /* reads the request head, then resets the connection */
+  FU_GARBAGE,   /* answers bytes that are not HTTP */
+  FU_SLOW,      /* like FU_ECHO after `delay_ms` */
+  FU_ONE_SHOT,  /* like FU_ECHO, then closes although it promised keep-alive */
   FU_HEAD_BODY, /* like FU_ECHO, but lies to HEAD: its answer carries the echo body too, in the same send */
   FU_SHORT,     /* promises 1000 body bytes (Content-Length, or chunked when `chunked`), sends 100, closes */
-  FU_EARLY_413,   /* answers 413 as soon as a head is in, without reading the body (body "too
-                    large", or `big_len` bytes of 'x'), then half-closes and discards what still
-                    comes (as a careful server does) */
-  FU_TE_GZIP,     /* answers with Transfer-Encoding: gzip, chunked (a coding a proxy cannot pass on) */
+  FU_EARLY_413, /* answers 413 as soon as a head is in, without reading the body (body "too
+                  large", or `big_len` bytes of 'x'), then half-closes and discards what still
+                  comes (as a careful server does) */
+  FU_TE_GZIP,   /* answers with Transfer-Encoding: gzip, chunked (a coding a proxy cannot pass on) */
   FU_DROP_SECOND, /* like FU_ECHO for a connection's first request; reads the second whole, then closes
                     without an answer (did the work, then died) */
   FU_RAW,         /* answers every request with the bytes `raw`, then closes when `close_after` */

@@ -106,8 +106,8 @@ static int64_t now_ms(void) { return (int64_t)(px_now_ns() / 1000000u); }
 static int try_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
     close(fd);
     return -1;
@@ -346,8 +346,10 @@ int th_read_response(int fd, th_resp_t *out, int timeout_ms) {
       char *dst = px_buf_reserve(&in, 16384);
       ssize_t got = recv_until(fd, dst, 16384, deadline);
       if (got < 0) goto fail_ctx;
-      if (got == 0) eof = 1;
-      else in.len += (size_t)got;
+      if (got == 0)
+        eof = 1;
+      else
+        in.len += (size_t)got;
     }
     int status = parser.status_code;
     size_t hl = head_end(in.data, fed);

@@ -85,9 +85,7 @@ char *tp_ep(const fu_t *u) {
   return buf[i];
 }
 
-int tp_raw(tp_t *p, const char *req, th_resp_t *r) {
-  return th_request(p->port, req, strlen(req), r, 5000);
-}
+int tp_raw(tp_t *p, const char *req, th_resp_t *r) { return th_request(p->port, req, strlen(req), r, 5000); }
 
 /* Reads one answer's head, byte by byte up to its blank line, into buf (NUL
  * terminated): for HEAD answers, which a generic reader would expect a body for. */

@@ -54,8 +54,8 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   for (int i = 1; i <= 3; i++) {
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port_of(9000 + i));
     snprintf(logp, sizeof(logp), "%s/shortener-%d.log", dir, i);
-    const char *argv[] = {th_bin("shortener"), "--listen", listen, "--db", db, "--base-url", base,
-                          "--label", i == 3 ? "v2" : "v1", NULL};
+    const char *argv[] = {th_bin("shortener"), "--listen",           listen, "--db", db, "--base-url", base,
+                          "--label",           i == 3 ? "v2" : "v1", NULL};
     pids[np++] = th_spawn(argv, logp);
     cr_assert_eq(th_wait_port_pid(pids[np - 1], port_of(9000 + i), 5000), 0);
   }
@@ -66,7 +66,8 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
     snprintf(logp, sizeof(logp), "%s/%s.log", dir, files[i]);
     const char *argv[] = {th_bin("outrigger"), "-c", cfg, NULL};
     pids[np++] = th_spawn(argv, logp);
-    cr_assert_eq(th_wait_port_pid(pids[np - 1], port_of(listen_ports[i]), 5000), 0, "%s did not start", files[i]);
+    cr_assert_eq(th_wait_port_pid(pids[np - 1], port_of(listen_ports[i]), 5000), 0, "%s did not start",
+                 files[i]);
   }
 
   int edge = port_of(8080);
@@ -105,6 +106,7 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   /* 90/10 over 200 requests: v2 between 2 and 45 is a very loose but certain band. */
   cr_assert(v2 >= 2 && v2 <= 45, "split 90/10 gave v1=%d v2=%d", v1, v2);
 
-  for (int i = np - 1; i >= 0; i--) cr_assert_eq(th_stop(pids[i], 10000), 0, "process %d did not exit cleanly", i);
+  for (int i = np - 1; i >= 0; i--)
+    cr_assert_eq(th_stop(pids[i], 10000), 0, "process %d did not exit cleanly", i);
   th_tmpdir_remove(dir);
 }

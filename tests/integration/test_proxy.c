@@ -25,10 +25,10 @@ Test(proxy, forwards_and_rewrites_headers, .timeout = 30) {
   tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
   th_resp_t r;
   cr_assert_eq(tp_raw(&p,
-                   "GET /path?q=1 HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Secret\r\n"
-                   "X-Secret: hop\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Connection: x\r\n"
-                   "X-Forwarded-For: 10.1.1.1\r\nX-Outrigger-Attempt: 9\r\nX-Keep: yes\r\n\r\n",
-                   &r),
+                      "GET /path?q=1 HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Secret\r\n"
+                      "X-Secret: hop\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Connection: x\r\n"
+                      "X-Forwarded-For: 10.1.1.1\r\nX-Outrigger-Attempt: 9\r\nX-Keep: yes\r\n\r\n",
+                      &r),
                0);
   cr_assert_eq(r.status, 200);
   cr_assert_str_eq(th_header(&r, "x-outrigger-attempts"), "1");
@@ -68,8 +68,7 @@ Test(proxy, forwards_and_rewrites_headers, .timeout = 30) {
 
 static void check_body_roundtrip(tp_t *p, size_t len, int chunked) {
   char *body = malloc(len);
-  for (size_t i = 0; i < len; i++)
-    body[i] = (char)fu_pattern(i * 3 + 1);
+  for (size_t i = 0; i < len; i++) body[i] = (char)fu_pattern(i * 3 + 1);
   uint64_t sum = fu_fnv1a(FU_FNV_INIT, body, len);
   int fd = th_connect(p->port);
   cr_assert(fd >= 0);
@@ -120,7 +119,8 @@ static void check_big_response(size_t len, int chunked, int http10) {
   tp_t p;
   tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
   th_resp_t r;
-  cr_assert_eq(tp_raw(&p, http10 ? "GET /big HTTP/1.0\r\n\r\n" : "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  cr_assert_eq(tp_raw(&p, http10 ? "GET /big HTTP/1.0\r\n\r\n" : "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", &r),
+               0);
   cr_assert_eq(r.status, 200);
   cr_assert_eq(r.body_len, len);
   for (size_t i = 0; i < len; i++)
@@ -130,12 +130,8 @@ static void check_big_response(size_t len, int chunked, int http10) {
   fu_stop(u);
 }
 
-Test(proxy, streams_large_responses_sized, .timeout = 60) {
-  check_big_response(5 * 1024 * 1024 + 3, 0, 0);
-}
-Test(proxy, streams_large_responses_chunked, .timeout = 60) {
-  check_big_response(5 * 1024 * 1024 + 3, 1, 0);
-}
+Test(proxy, streams_large_responses_sized, .timeout = 60) { check_big_response(5 * 1024 * 1024 + 3, 0, 0); }
+Test(proxy, streams_large_responses_chunked, .timeout = 60) { check_big_response(5 * 1024 * 1024 + 3, 1, 0); }
 Test(proxy, chunked_response_to_http10_client_is_close_delimited, .timeout = 60) {
   check_big_response(300000, 1, 1);
 }
@@ -266,8 +262,7 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
     int a = th_connect(p.port);
     int n = snprintf(req, sizeof(req), "GET %s/first HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
     cr_assert_eq(th_send_all(a, req, (size_t)n), 0);
-    for (int k = 0; k < 200 && fu_requests(u) == seen; k++)
-      usleep(10000);
+    for (int k = 0; k < 200 && fu_requests(u) == seen; k++) usleep(10000);
     cr_assert_gt(fu_requests(u), seen, "the first request never reached the upstream");
     n = snprintf(req, sizeof(req), "GET %s/second HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
     cr_assert_eq(th_request(p.port, req, (size_t)n, &r, 5000), 0);
@@ -300,9 +295,9 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
 Test(proxy, cluster_limits_hold_across_a_reload, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 1500});
   tp_t p;
-#define LIMITS_CFG                                                                                          \
-  "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"                                    \
-  "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"                                       \
+#define LIMITS_CFG                                                                                           \
+  "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"                                     \
+  "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"                                        \
   "      - { name: r, match: { prefix: / }, cluster: r, timeout: 5s }\n%s"                                   \
   "clusters:\n  - { name: r, endpoints: [%s], limits: { max_requests: 1 } }\n"
   tp_prepare(&p);
@@ -312,8 +307,8 @@ Test(proxy, cluster_limits_hold_across_a_reload, .timeout = 30) {
   cr_assert_eq(th_send_all(a, first, strlen(first)), 0);
   for (int k = 0; k < 200 && fu_requests(u) == 0; k++) usleep(10000);
   cr_assert_eq(fu_requests(u), 1, "the first request never reached the upstream");
-  tp_rewrite(&p, LIMITS_CFG, p.admin, p.port, "      - { name: other, match: { prefix: /other }, cluster: r }\n",
-             tp_ep(u));
+  tp_rewrite(&p, LIMITS_CFG, p.admin, p.port,
+             "      - { name: other, match: { prefix: /other }, cluster: r }\n", tp_ep(u));
   kill(p.pid, SIGHUP);
   th_resp_t r;
   for (int k = 0;; k++) { /* until the reload is in */
@@ -757,8 +752,7 @@ Test(proxy, raises_the_open_file_limit, .timeout = 30) {
 
   enum { N = 100 }; /* more than the 64 it was started with */
   int fds[N];
-  for (int i = 0; i < N; i++)
-    cr_assert((fds[i] = th_connect(p.port)) >= 0);
+  for (int i = 0; i < N; i++) cr_assert((fds[i] = th_connect(p.port)) >= 0);
   for (int i = 0; i < N; i += 33) {
     const char *req = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
     cr_assert_eq(th_send_all(fds[i], req, strlen(req)), 0);
@@ -767,8 +761,7 @@ Test(proxy, raises_the_open_file_limit, .timeout = 30) {
     cr_assert_eq(r.status, 200);
     th_resp_free(&r);
   }
-  for (int i = 0; i < N; i++)
-    th_close(fds[i]);
+  for (int i = 0; i < N; i++) th_close(fds[i]);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }

@@ -36,8 +36,9 @@ typedef struct {
 
 static const answer_t answers[] = {
     {"sized", "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world", 0, 0, 1},
-    {"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n", 0,
-     0, 0},
+    {"chunked",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n",
+     0, 0, 0},
     {"close-delimited", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello world", 1, 1, 0},
     {"close-delimited 1.0", "HTTP/1.0 200 OK\r\n\r\nhello world", 1, 1, 0},
 };
@@ -82,7 +83,8 @@ Test(framing, every_upstream_framing_reaches_every_client_whole, .timeout = 60) 
           cr_assert_str_eq(th_header(&r, "transfer-encoding"), "chunked");
         th_resp_free(&r);
       }
-      if (!stays_open) cr_assert_eq(th_wait_closed(fd, 3000), 1, "%s to %s: left open", answers[a].name, cl->name);
+      if (!stays_open)
+        cr_assert_eq(th_wait_closed(fd, 3000), 1, "%s to %s: left open", answers[a].name, cl->name);
       th_close(fd);
     }
     cr_assert_eq(tp_stop(&p), 0);
@@ -110,8 +112,10 @@ static void check_bodiless(const char *raw, int want_status, const char *want_le
     cr_assert_eq(r.status, want_status);
     cr_assert_eq(r.body_len, 0);
     const char *cl = th_header(&r, "content-length");
-    if (want_length) cr_assert(cl && strcmp(cl, want_length) == 0, "content-length %s", cl ? cl : "(none)");
-    else cr_assert_null(cl, "content-length %s on a %d", cl, want_status);
+    if (want_length)
+      cr_assert(cl && strcmp(cl, want_length) == 0, "content-length %s", cl ? cl : "(none)");
+    else
+      cr_assert_null(cl, "content-length %s on a %d", cl, want_status);
     cr_assert_eq(r.closed, 0);
     cr_assert_lt(took, 1000, "round %d took %lld ms: the connection stalled", round, took);
     th_resp_free(&r);
@@ -129,8 +133,9 @@ Test(framing, no_content_with_a_length_does_not_stall, .timeout = 30) {
 }
 Test(framing, interim_answer_with_a_length_is_skipped, .timeout = 30) {
   tp_t p;
-  fu_t *u = start_raw(&p, "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                      0);
+  fu_t *u = start_raw(
+      &p, "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+      0);
   int fd = th_connect(p.port);
   for (int round = 0; round < 2; round++) {
     send_str(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -171,7 +176,8 @@ static void check_refused(const bad_t *cases, size_t n, int heads_seen) {
     th_resp_free(&r);
     th_close(fd);
     cr_assert_eq(fu_complete_requests(u), 0, "%s reached the upstream", cases[i].what);
-    cr_assert_leq(fu_requests(u), heads_seen ? (int)i + 1 : 0, "%s: its head reached the upstream", cases[i].what);
+    cr_assert_leq(fu_requests(u), heads_seen ? (int)i + 1 : 0, "%s: its head reached the upstream",
+                  cases[i].what);
   }
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
@@ -196,7 +202,8 @@ Test(framing, header_name_with_whitespace_is_refused, .timeout = 30) {
 Test(framing, malformed_chunk_framing_is_refused, .timeout = 30) {
   static const bad_t cases[] = {
       {"an extension without a name", POST_CHUNKED "5;=b\r\nhello\r\n0\r\n\r\n" SMUGGLED, 400, "bad_request"},
-      {"an extension without a value", POST_CHUNKED "5;a=\r\nhello\r\n0\r\n\r\n" SMUGGLED, 400, "bad_request"},
+      {"an extension without a value", POST_CHUNKED "5;a=\r\nhello\r\n0\r\n\r\n" SMUGGLED, 400,
+       "bad_request"},
       {"a bare ';'", POST_CHUNKED "5;\r\nhello\r\n0\r\n\r\n" SMUGGLED, 400, "bad_request"},
       {"whitespace after the size", POST_CHUNKED "5 \r\nhello\r\n0\r\n\r\n" SMUGGLED, 400, "bad_request"},
       {"a space inside a value", POST_CHUNKED "5;a=b c\r\nhello\r\n0\r\n\r\n" SMUGGLED, 400, "bad_request"},
@@ -206,8 +213,10 @@ Test(framing, malformed_chunk_framing_is_refused, .timeout = 30) {
       {"a bare LF ending the body", POST_CHUNKED "5\r\nhello\r\n0\r\n\n" SMUGGLED, 400, "bad_request"},
       {"a bare LF ending a trailer section", POST_CHUNKED "5\r\nhello\r\n0\r\nT: v\r\n\n" SMUGGLED, 400,
        "bad_request"},
-      {"an obs-folded trailer", POST_CHUNKED "5\r\nhello\r\n0\r\nT: v\r\n w\r\n\r\n" SMUGGLED, 400, "bad_request"},
-      {"a trailer name with a space", POST_CHUNKED "5\r\nhello\r\n0\r\nT x: v\r\n\r\n" SMUGGLED, 400, "bad_request"},
+      {"an obs-folded trailer", POST_CHUNKED "5\r\nhello\r\n0\r\nT: v\r\n w\r\n\r\n" SMUGGLED, 400,
+       "bad_request"},
+      {"a trailer name with a space", POST_CHUNKED "5\r\nhello\r\n0\r\nT x: v\r\n\r\n" SMUGGLED, 400,
+       "bad_request"},
       {"a chunk size past 63 bits", POST_CHUNKED "8000000000000000\r\nhello\r\n0\r\n\r\n" SMUGGLED, 400,
        "bad_request"},
   };
@@ -249,9 +258,15 @@ Test(framing, valid_chunk_framing_passes, .timeout = 30) {
  * fragment; and RFC 9112 §3: a request line is not to be autocorrected. */
 Test(framing, bad_request_targets_are_refused, .timeout = 30) {
   static const bad_t cases[] = {
-      {"a form feed", "GET /a\x0c" "b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"},
+      {"a form feed",
+       "GET /a\x0c"
+       "b HTTP/1.1\r\nHost: x\r\n\r\n",
+       400, "bad_request"},
       {"a tab", "GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"},
-      {"a byte above 0x7e", "GET /a\x80" "b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"},
+      {"a byte above 0x7e",
+       "GET /a\x80"
+       "b HTTP/1.1\r\nHost: x\r\n\r\n",
+       400, "bad_request"},
       {"a fragment", "GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"},
       {"two spaces before the target", "GET  /a HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"},
       {"two spaces before the version", "GET /a  HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"},
@@ -264,24 +279,24 @@ Test(framing, bad_request_targets_are_refused, .timeout = 30) {
  * too large; and Transfer-Encoding that cannot frame a request is refused. */
 Test(framing, unusable_request_framing_is_refused, .timeout = 30) {
   static const bad_t cases[] = {
-      {"Content-Length 2^63", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775808\r\n\r\n", 400,
-       "bad_request"},
-      {"Content-Length 2^64-1", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n", 400,
-       "bad_request"},
-      {"Content-Length 2^64", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", 400,
-       "bad_request"},
-      {"Content-Length 2^63-1", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775807\r\n\r\n", 413,
-       "body_too_large"},
+      {"Content-Length 2^63", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775808\r\n\r\n",
+       400, "bad_request"},
+      {"Content-Length 2^64-1", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n",
+       400, "bad_request"},
+      {"Content-Length 2^64", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n",
+       400, "bad_request"},
+      {"Content-Length 2^63-1", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775807\r\n\r\n",
+       413, "body_too_large"},
       {"Content-Length 100 MB", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n", 413,
        "body_too_large"},
       {"a signed Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", 400,
        "bad_request"},
-      {"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-       400, "bad_request"},
-      {"an empty Transfer-Encoding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-       400, "bad_request"},
-      {"Transfer-Encoding without chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
-       400, "bad_request"},
+      {"Transfer-Encoding in HTTP/1.0",
+       "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, "bad_request"},
+      {"an empty Transfer-Encoding",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, "bad_request"},
+      {"Transfer-Encoding without chunked",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello", 400, "bad_request"},
   };
   check_refused(cases, PX_ARRAY_SIZE(cases), 0);
 }
@@ -306,7 +321,8 @@ Test(framing, unusable_upstream_answers_get_502, .timeout = 60) {
   check_bad_answer("a two-digit status", "HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok");
   check_bad_answer("status 600", "HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok");
   check_bad_answer("status 099", "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok");
-  check_bad_answer("101 unasked", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n");
+  check_bad_answer("101 unasked",
+                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n");
   /* A head larger than the sidecar reads: a bad answer, not a reset to resend. */
   static char big[80 * 1024];
   size_t n = (size_t)snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\nX-Big: ");
@@ -339,7 +355,8 @@ Test(framing, malformed_request_after_a_good_one_gets_400, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   tp_t p;
   tp_start_simple(&p, NULL, NULL, tp_ep(u), NULL);
-  static const char *const second[] = {"OST / HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+  static const char *const second[] = {"OST / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                       "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
                                        "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n"};
   for (size_t i = 0; i < PX_ARRAY_SIZE(second); i++) {
     int fd = th_connect(p.port);
@@ -349,7 +366,8 @@ Test(framing, malformed_request_after_a_good_one_gets_400, .timeout = 30) {
     cr_assert_eq(th_read_response(fd, &r, 3000), 0);
     cr_assert_eq(r.status, 200);
     th_resp_free(&r);
-    cr_assert_eq(th_read_response(fd, &r, 3000), 0, "case %zu: the malformed second request got no answer", i);
+    cr_assert_eq(th_read_response(fd, &r, 3000), 0, "case %zu: the malformed second request got no answer",
+                 i);
     tp_assert_problem(&r, 400, "bad_request");
     cr_assert(r.closed);
     th_resp_free(&r);

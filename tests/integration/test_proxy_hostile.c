@@ -101,7 +101,8 @@ static void check_early_answer(size_t answer_len, int upstream_stops_reading_ms)
     shutdown(fd, SHUT_RDWR); /* ends the sender if it still blocks */
     pthread_join(t, NULL);
     cr_assert_eq(rc, 0, "round %d: the early answer was lost (%zu body bytes sent)", round, s.sent);
-    cr_assert_eq(r.status, 413, "round %d: got %d: %.*s", round, r.status, (int)(r.body_len < 300 ? r.body_len : 300), r.body);
+    cr_assert_eq(r.status, 413, "round %d: got %d: %.*s", round, r.status,
+                 (int)(r.body_len < 300 ? r.body_len : 300), r.body);
     cr_assert_eq(r.body_len, answer_len ? answer_len : 9, "round %d: the answer was cut short", round);
     th_resp_free(&r);
     th_close(fd);
@@ -110,9 +111,7 @@ static void check_early_answer(size_t answer_len, int upstream_stops_reading_ms)
   fu_stop(u);
 }
 
-Test(proxy, early_answer_reaches_a_client_still_sending, .timeout = 60) {
-  check_early_answer(0, 0);
-}
+Test(proxy, early_answer_reaches_a_client_still_sending, .timeout = 60) { check_early_answer(0, 0); }
 /* A large answer is still in the sidecar's socket buffer when it is done writing:
  * closing with the client's bytes unread would throw it away with a reset. */
 Test(proxy, early_large_answer_reaches_a_client_still_sending, .timeout = 60) {
@@ -183,7 +182,8 @@ Test(proxy, dropped_on_reuse_chunked_put_goes_again_with_its_body, .timeout = 30
 /* An empty chunked body goes again as its last chunk: the resend used to send the head
  * alone, and the upstream waited for a body (found by the differential fuzzer). */
 Test(proxy, dropped_on_reuse_empty_chunked_put_goes_again_whole, .timeout = 30) {
-  check_reused_then_dropped_body(NULL, "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "");
+  check_reused_then_dropped_body(
+      NULL, "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "");
 }
 Test(proxy, dropped_on_reuse_body_over_buffer_limit_is_not_resent, .timeout = 30) {
   check_reused_then_dropped(", retry: { buffer_limit: 8 }",
@@ -193,7 +193,8 @@ Test(proxy, dropped_on_reuse_body_over_buffer_limit_is_not_resent, .timeout = 30
 Test(proxy, dropped_on_reuse_chunked_body_over_buffer_limit_is_not_resent, .timeout = 30) {
   check_reused_then_dropped(
       ", retry: { buffer_limit: 8 }",
-      "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 502);
+      "PUT /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+      502);
 }
 
 Test(proxy, dropped_on_reuse_get_is_sent_again, .timeout = 30) {
@@ -270,8 +271,9 @@ Test(proxy, upstream_stall_reset_garbage, .timeout = 30) {
 Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   tp_t p;
-  tp_start_simple(&p, "    limits: { max_header_bytes: 8KiB, max_body_bytes: 64KiB, header_timeout: 300ms }\n",
-               NULL, tp_ep(u), NULL);
+  tp_start_simple(&p,
+                  "    limits: { max_header_bytes: 8KiB, max_body_bytes: 64KiB, header_timeout: 300ms }\n",
+                  NULL, tp_ep(u), NULL);
   static const char big_te[] = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   static const char nul_req[] = "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n";
   struct {
@@ -348,8 +350,7 @@ Test(proxy, hostile_requests_are_refused_before_the_upstream, .timeout = 60) {
   memset(chunk, 'z', sizeof(chunk));
   memcpy(chunk, "2000\r\n", 6);
   memcpy(chunk + 6 + 8192, "\r\n", 2);
-  for (int i = 0; i < 10; i++)
-    th_send_all(fd, chunk, 6 + 8192 + 2);
+  for (int i = 0; i < 10; i++) th_send_all(fd, chunk, 6 + 8192 + 2);
   cr_assert_eq(th_read_response(fd, &r, 5000), 0);
   tp_assert_problem(&r, 413, "body_too_large");
   th_resp_free(&r);
@@ -394,12 +395,8 @@ static void check_short_body(int chunked) {
   fu_stop(u);
 }
 
-Test(proxy, upstream_dies_mid_body_sized, .timeout = 30) {
-  check_short_body(0);
-}
-Test(proxy, upstream_dies_mid_body_chunked, .timeout = 30) {
-  check_short_body(1);
-}
+Test(proxy, upstream_dies_mid_body_sized, .timeout = 30) { check_short_body(0); }
+Test(proxy, upstream_dies_mid_body_chunked, .timeout = 30) { check_short_body(1); }
 
 /* ---- back-pressure ------------------------------------------------------------- */
 
@@ -494,7 +491,8 @@ Test(proxy, a_body_waits_for_its_upstream_connection, .timeout = 30) {
   cr_assert_geq(up, 0);
   char got[1024];
   size_t n = 0;
-  while (n < sizeof(got) - 1 && !(n > 5 && memmem(got, n, "\r\n\r\n", 4) && memcmp(got + n - 5, "hello", 5) == 0)) {
+  while (n < sizeof(got) - 1 &&
+         !(n > 5 && memmem(got, n, "\r\n\r\n", 4) && memcmp(got + n - 5, "hello", 5) == 0)) {
     pfd = (struct pollfd){.fd = up, .events = POLLIN};
     cr_assert_eq(poll(&pfd, 1, 5000), 1, "the upstream got %zu bytes: %.*s", n, (int)n, got);
     ssize_t k = recv(up, got + n, sizeof(got) - 1 - n, 0);

@@ -85,8 +85,10 @@ static void expect_error(const char *raw, size_t len, int status, const char *wh
 
 static void expect_post_400(const char *body, const char *why) {
   px_buf_t b = {0};
-  px_buf_printf(&b, "POST /api/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", strlen(body), body);
+  px_buf_printf(&b,
+                "POST /api/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                strlen(body), body);
   expect_error(b.data, b.len, 400, why);
   px_buf_free(&b);
 }
@@ -106,7 +108,8 @@ Test(shortener, create_redirect_lookup) {
   cr_assert(p);
   memcpy(code, p + 9, 7);
   code[7] = '\0';
-  for (int i = 0; i < 7; i++) cr_expect(strchr("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", code[i]));
+  for (int i = 0; i < 7; i++)
+    cr_expect(strchr("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", code[i]));
   char want[256];
   snprintf(want, sizeof(want), "\"short_url\": \"http://127.0.0.1:%d/%s\"", g_port, code);
   cr_expect(strstr(r.body, want), "body %s lacks %s", r.body, want);
@@ -146,8 +149,8 @@ Test(shortener, http_scheme_any_case_accepted) {
 }
 
 Test(shortener, unknown_is_404) {
-  const char *paths[] = {"/aaaaaaa", "/api/links/aaaaaaa", "/api/links/short", "/nope/deeper", "/",
-                         "/api/links/aaaaaaa/extra"};
+  const char *paths[] = {"/aaaaaaa", "/api/links/aaaaaaa",      "/api/links/short", "/nope/deeper",
+                         "/",        "/api/links/aaaaaaa/extra"};
   for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
     th_resp_t r;
     cr_assert_eq(th_http(g_port, "GET", paths[i], NULL, NULL, &r), 0);
@@ -411,7 +414,8 @@ Test(shortener, exit_codes) {
   cr_expect_eq(run_exit((const char *[]){sh, "--bogus", NULL}), 2);
   cr_expect_eq(run_exit((const char *[]){sh, "--listen", "nonsense", "--db", g_db, NULL}), 2);
   cr_expect_eq(run_exit((const char *[]){sh, "--listen", listen, "--db", g_db, "extra", NULL}), 2);
-  cr_expect_eq(run_exit((const char *[]){sh, "--listen", listen, "--db", "/nonexistent-dir/x/links.db", NULL}), 3);
+  cr_expect_eq(
+      run_exit((const char *[]){sh, "--listen", listen, "--db", "/nonexistent-dir/x/links.db", NULL}), 3);
   /* the fixture's shortener holds g_port */
   char busy[64];
   snprintf(busy, sizeof(busy), "127.0.0.1:%d", g_port);

@@ -83,7 +83,7 @@ Test(body, chunked_bodies_that_follow_the_grammar) {
   } ok[] = {
       {"5\r\nhello\r\n0\r\n\r\n", "hello"},
       {"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", "hello"},
-      {"005\r\nhello\r\n000\r\n\r\n", "hello"},      /* leading zeros: 1*HEXDIG */
+      {"005\r\nhello\r\n000\r\n\r\n", "hello"},       /* leading zeros: 1*HEXDIG */
       {"A\r\n0123456789\r\n0\r\n\r\n", "0123456789"}, /* upper-case hex */
       {"a\r\n0123456789\r\n0\r\n\r\n", "0123456789"},
       {"5;a\r\nhello\r\n0\r\n\r\n", "hello"},
@@ -112,11 +112,11 @@ Test(body, chunked_bodies_that_follow_the_grammar) {
 
 Test(body, chunked_framing_outside_the_grammar_is_refused) {
   static const char *const bad[] = {
-      "5;=b\r\nhello\r\n0\r\n\r\n",   /* an extension without a name */
-      "5;a=\r\nhello\r\n0\r\n\r\n",   /* without a value */
-      "5;\r\nhello\r\n0\r\n\r\n",     /* a bare ';' */
+      "5;=b\r\nhello\r\n0\r\n\r\n", /* an extension without a name */
+      "5;a=\r\nhello\r\n0\r\n\r\n", /* without a value */
+      "5;\r\nhello\r\n0\r\n\r\n",   /* a bare ';' */
       "5;;a\r\nhello\r\n0\r\n\r\n",
-      "5 \r\nhello\r\n0\r\n\r\n",     /* whitespace before CRLF */
+      "5 \r\nhello\r\n0\r\n\r\n", /* whitespace before CRLF */
       "5\t\r\nhello\r\n0\r\n\r\n",
       " 5\r\nhello\r\n0\r\n\r\n",     /* before the size */
       "5;a \r\nhello\r\n0\r\n\r\n",   /* after a name, before CRLF */
@@ -124,32 +124,32 @@ Test(body, chunked_framing_outside_the_grammar_is_refused) {
       "5;a=b c\r\nhello\r\n0\r\n\r\n",
       "5;a=b=c\r\nhello\r\n0\r\n\r\n",
       "5;a\"=b\r\nhello\r\n0\r\n\r\n",
-      "5;a=\"x\r\nhello\r\n0\r\n\r\n",  /* an unterminated quoted-string */
+      "5;a=\"x\r\nhello\r\n0\r\n\r\n", /* an unterminated quoted-string */
       "5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
       "5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
       "5;a=\x01\r\nhello\r\n0\r\n\r\n",
       "+5\r\nhello\r\n0\r\n\r\n",
       "0x5\r\nhello\r\n0\r\n\r\n",
-      "\r\nhello\r\n0\r\n\r\n",      /* no size */
-      "5\nhello\r\n0\r\n\r\n",       /* bare LF after the size */
-      "5\rhello\r\n0\r\n\r\n",       /* bare CR */
-      "5\r\nhello\nX0\r\n\r\n",      /* bare LF after the data */
-      "5\r\nhello\rX0\r\n\r\n",      /* bare CR after the data */
-      "5\r\nhelloXY0\r\n\r\n",       /* no CRLF after the data */
-      "5\r\nhello\r\n0\r\n\n",       /* a bare LF ending the body */
+      "\r\nhello\r\n0\r\n\r\n", /* no size */
+      "5\nhello\r\n0\r\n\r\n",  /* bare LF after the size */
+      "5\rhello\r\n0\r\n\r\n",  /* bare CR */
+      "5\r\nhello\nX0\r\n\r\n", /* bare LF after the data */
+      "5\r\nhello\rX0\r\n\r\n", /* bare CR after the data */
+      "5\r\nhelloXY0\r\n\r\n",  /* no CRLF after the data */
+      "5\r\nhello\r\n0\r\n\n",  /* a bare LF ending the body */
       "5\r\nhello\r\n0\n\r\n",
       "5\r\nhello\r\n0\r\nT: v\r\n\n", /* ending the trailer section */
       "5\r\nhello\r\n0\r\nT: v\n\r\n",
       "5\r\nhello\r\n0\r\nT: v\r\n w\r\n\r\n", /* an obs-folded trailer */
       "5\r\nhello\r\n0\r\n T: v\r\n\r\n",
-      "5\r\nhello\r\n0\r\nT x: v\r\n\r\n",      /* a trailer name with a space */
+      "5\r\nhello\r\n0\r\nT x: v\r\n\r\n", /* a trailer name with a space */
       "5\r\nhello\r\n0\r\nT : v\r\n\r\n",
-      "5\r\nhello\r\n0\r\n: v\r\n\r\n",         /* with no name */
-      "5\r\nhello\r\n0\r\nT\r\n\r\n",           /* with no colon */
+      "5\r\nhello\r\n0\r\n: v\r\n\r\n", /* with no name */
+      "5\r\nhello\r\n0\r\nT\r\n\r\n",   /* with no colon */
       "5\r\nhello\r\n0\r\nT: a\rb\r\n\r\n",
       "5\r\nhello\r\n0\r\nT: \x7f\r\n\r\n",
       "5\r\nhello\r\n0\r\n\rX",
-      "8000000000000000\r\n",                   /* 2^63 */
+      "8000000000000000\r\n", /* 2^63 */
       "fffffffffffffffff\r\n",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -192,8 +192,15 @@ Test(body, chunk_line_and_trailer_limits) {
 }
 
 Test(body, an_incomplete_chunked_body_asks_for_more_and_is_cut_at_eof) {
-  static const char *const partial[] = {"5", "5\r", "5\r\nhel", "5\r\nhello", "5\r\nhello\r", "5\r\nhello\r\n0",
-                                        "5\r\nhello\r\n0\r\n", "5\r\nhello\r\n0\r\nT: v", "5;a=\"x"};
+  static const char *const partial[] = {"5",
+                                        "5\r",
+                                        "5\r\nhel",
+                                        "5\r\nhello",
+                                        "5\r\nhello\r",
+                                        "5\r\nhello\r\n0",
+                                        "5\r\nhello\r\n0\r\n",
+                                        "5\r\nhello\r\n0\r\nT: v",
+                                        "5;a=\"x"};
   for (size_t i = 0; i < sizeof(partial) / sizeof(partial[0]); i++) {
     outcome_t o = chunked(partial[i]);
     cr_assert_eq(o.res, PX_BR_MORE, "[%s]: %d", partial[i], o.res);

@@ -40,13 +40,13 @@ static void expect_error(int line, int col, const char *sub) {
 }
 
 /* A valid listener/cluster pair to put the key under test next to. */
-#define BASE                                              \
-  "listeners:\n"                                          \
-  "  - name: in\n"                                        \
-  "    address: 127.0.0.1:8001\n"                         \
-  "    routes:\n"                                         \
-  "      - { name: r1, cluster: c1 }\n"                   \
-  "clusters:\n"                                           \
+#define BASE                                                                                                 \
+  "listeners:\n"                                                                                             \
+  "  - name: in\n"                                                                                           \
+  "    address: 127.0.0.1:8001\n"                                                                            \
+  "    routes:\n"                                                                                            \
+  "      - { name: r1, cluster: c1 }\n"                                                                      \
+  "clusters:\n"                                                                                              \
   "  - { name: c1, endpoints: [127.0.0.1:9001] }\n"
 
 static const char spec_example[] =
@@ -367,22 +367,25 @@ Test(config, out_of_range) {
 }
 
 Test(config, bad_enum_values) {
-  parse("log: { level: verbose, format: xml }\n"
-        "listeners:\n"
-        "  - name: in\n"
-        "    address: 127.0.0.1:8001\n"
-        "    routes: [{ name: r1, cluster: c1, match: { methods: [GET, get, FETCH] }, retry: { on: [5XX] } }]\n"
-        "clusters: [{ name: c1, endpoints: [127.0.0.1:9001], lb: round-robin }]\n");
+  parse(
+      "log: { level: verbose, format: xml }\n"
+      "listeners:\n"
+      "  - name: in\n"
+      "    address: 127.0.0.1:8001\n"
+      "    routes: [{ name: r1, cluster: c1, match: { methods: [GET, get, FETCH] }, retry: { on: [5XX] } }]\n"
+      "clusters: [{ name: c1, endpoints: [127.0.0.1:9001], lb: round-robin }]\n");
   cr_assert_null(cfg);
   expect_error(1, 15, "'level': unknown value 'verbose'; expected one of: debug, info, warn, error");
   expect_error(1, 32, "'format': unknown value 'xml'; expected one of: text, json");
   expect_error(5, 63, "'methods': unknown value 'get'; expected one of: DELETE, GET,");
   expect_error(5, 63, "did you mean 'GET'?");
   expect_error(5, 68, "'methods': unknown value 'FETCH'");
-  expect_error(5, 92, "'on': unknown value '5XX'; expected one of: connect-failure, reset, timeout, gateway-error, "
-                      "5xx, retriable-status; did you mean '5xx'?");
-  expect_error(6, 57, "'lb': unknown value 'round-robin'; expected one of: round_robin, least_request, random, "
-                      "ring_hash, maglev; did you mean 'round_robin'?");
+  expect_error(5, 92,
+               "'on': unknown value '5XX'; expected one of: connect-failure, reset, timeout, gateway-error, "
+               "5xx, retriable-status; did you mean '5xx'?");
+  expect_error(6, 57,
+               "'lb': unknown value 'round-robin'; expected one of: round_robin, least_request, random, "
+               "ring_hash, maglev; did you mean 'round_robin'?");
   cr_assert_eq(errs.n, 6);
 }
 
@@ -415,7 +418,8 @@ Test(config, duplicate_route_name_across_listeners) {
         "        cluster: c1\n"
         "clusters: [{ name: c1, endpoints: [127.0.0.1:9001] }]\n");
   cr_assert_null(cfg);
-  expect_error(8, 15, "duplicate route name 'r1' (first defined at line 4); route names are unique across all");
+  expect_error(8, 15,
+               "duplicate route name 'r1' (first defined at line 4); route names are unique across all");
   cr_assert_eq(errs.n, 1);
 }
 
@@ -603,7 +607,9 @@ Test(config, yaml_syntax_error_position) {
         "   routes: []\n");
   cr_assert_null(cfg);
   cr_assert_eq(errs.n, 1);
-  expect_error(4, 4, "YAML syntax error: did not find expected '-' indicator (while parsing a block collection started at line 2, column 3)");
+  expect_error(
+      4, 4,
+      "YAML syntax error: did not find expected '-' indicator (while parsing a block collection started at line 2, column 3)");
   teardown();
   parse("log: { level: info\n");
   cr_assert_null(cfg);
@@ -616,16 +622,16 @@ Test(config, yaml_syntax_error_position) {
 }
 
 Test(config, many_errors_in_one_pass) {
-  parse("workers: zero\n"                                   /* 1 */
-        "drain_timeout: 5\n"                               /* 2 */
-        "log: { level: loud }\n"                           /* 3 */
+  parse("workers: zero\n"        /* 1 */
+        "drain_timeout: 5\n"     /* 2 */
+        "log: { level: loud }\n" /* 3 */
         "listeners:\n"
         "  - name: in\n"
-        "    address: nowhere\n"                           /* 4 */
-        "    limits: { max_body_bytes: 1MB }\n"            /* 5 */
+        "    address: nowhere\n"                /* 4 */
+        "    limits: { max_body_bytes: 1MB }\n" /* 5 */
         "    routes:\n"
-        "      - { name: r1, cluster: c2, timout: 1s }\n"  /* 6, 7 */
-        "      - { name: r1, cluster: c1 }\n"              /* 8 */
+        "      - { name: r1, cluster: c2, timout: 1s }\n" /* 6, 7 */
+        "      - { name: r1, cluster: c1 }\n"             /* 8 */
         "clusters:\n"
         "  - { name: c1, endpoints: [127.0.0.1:9001], lb: fastest }\n"); /* 9 */
   cr_assert_null(cfg);
@@ -739,7 +745,8 @@ Test(config, sizes) {
   cr_assert_eq(n, 8u << 20);
   cr_assert_eq(px_parse_size("1GiB", &n), 0);
   cr_assert_eq(n, 1u << 30);
-  const char *bad[] = {"", "64KB", "64kb", "8M", "1.5MiB", "-1", "KiB", "64 KiB", "1TiB", "99999999999999999999"};
+  const char *bad[] = {"",   "64KB", "64kb",   "8M",   "1.5MiB",
+                       "-1", "KiB",  "64 KiB", "1TiB", "99999999999999999999"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     cr_assert_eq(px_parse_size(bad[i], &n), -1, "%s accepted", bad[i]);
 }

@@ -302,10 +302,10 @@ static void expect_refused(const char *h, size_t len) {
 }
 
 Test(headscan, bare_lf_refused) {
-  expect_refused(S("GET / HTTP/1.1\nHost: a\r\n\r\n"));   /* after the request line */
+  expect_refused(S("GET / HTTP/1.1\nHost: a\r\n\r\n"));         /* after the request line */
   expect_refused(S("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n")); /* in a header */
-  expect_refused(S("GET / HTTP/1.1\r\nHost: a\r\n\n"));   /* as the blank line */
-  expect_refused(S("\nGET / HTTP/1.1\r\n\r\n"));           /* before the request line */
+  expect_refused(S("GET / HTTP/1.1\r\nHost: a\r\n\n"));         /* as the blank line */
+  expect_refused(S("\nGET / HTTP/1.1\r\n\r\n"));                /* before the request line */
 }
 
 Test(headscan, nul_refused) {
@@ -322,7 +322,6 @@ Test(headscan, obs_fold_refused) {
   expect_refused(S("GET / HTTP/1.1\r\nX-A: one\r\n\ttwo\r\n\r\n"));
   expect_refused(S("GET / HTTP/1.1\r\n X-A: one\r\n\r\n"));
 }
-
 
 /* ---- px_http1_build_request ------------------------------------------------ */
 
@@ -374,9 +373,10 @@ Test(build_request, hop_by_hop_removed) {
   px_buf_t out = {0};
   char rid[201];
   const char *s = build_req(&t, &rw_default, &out, rid);
-  static const char *gone[] = {"connection", "keep-alive", "proxy-connection", "te",
-                               "trailer",    "transfer-encoding", "upgrade", "expect"};
-  for (size_t i = 0; i < PX_ARRAY_SIZE(gone); i++) cr_expect_eq(hcount(s, gone[i]), 0, "%s forwarded:\n%s", gone[i], s);
+  static const char *gone[] = {"connection", "keep-alive",        "proxy-connection", "te",
+                               "trailer",    "transfer-encoding", "upgrade",          "expect"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(gone); i++)
+    cr_expect_eq(hcount(s, gone[i]), 0, "%s forwarded:\n%s", gone[i], s);
   cr_expect_eq(hcount(s, "x-kept"), 1);
   cr_expect_eq(hcount(s, "host"), 1);
   px_buf_free(&out);
@@ -390,9 +390,9 @@ Test(build_request, headers_named_in_connection_removed) {
   hadd(&t, "Connection", "close, X-FOO");
   hadd(&t, "x-bar", "2");
   hadd(&t, "X-Baz", "3");
-  hadd(&t, "connection", "x-bar,x-baz");  /* a second Connection header, no spaces */
-  hadd(&t, "X-Foo-Bar", "4");             /* shares a prefix with a named one: kept */
-  hadd(&t, "X-Fo", "5");                  /* is a prefix of a named one: kept */
+  hadd(&t, "connection", "x-bar,x-baz"); /* a second Connection header, no spaces */
+  hadd(&t, "X-Foo-Bar", "4");            /* shares a prefix with a named one: kept */
+  hadd(&t, "X-Fo", "5");                 /* is a prefix of a named one: kept */
   hadd(&t, "X-Qux", "6");
   px_buf_t out = {0};
   char rid[201];
@@ -743,7 +743,8 @@ Test(build_response, hop_by_hop_removed) {
   const char *s = cstr(&out);
   static const char *gone[] = {"connection", "keep-alive", "proxy-connection", "upgrade",
                                "trailer",    "te",         "x-internal"};
-  for (size_t i = 0; i < PX_ARRAY_SIZE(gone); i++) cr_expect_eq(hcount(s, gone[i]), 0, "%s forwarded:\n%s", gone[i], s);
+  for (size_t i = 0; i < PX_ARRAY_SIZE(gone); i++)
+    cr_expect_eq(hcount(s, gone[i]), 0, "%s forwarded:\n%s", gone[i], s);
   cr_expect_eq(hcount(s, "x-public"), 1);
   px_buf_free(&out);
 }
@@ -866,7 +867,8 @@ Test(uuid4, format_and_uniqueness) {
     cr_assert(is_uuid4(ids[i]), "not a UUIDv4: %s", ids[i]);
     variants[strchr(vs, ids[i][19]) - vs]++;
   }
-  for (int v = 0; v < 4; v++) cr_expect(variants[v] > N / 8, "variant nibble %d drawn %d times", v, variants[v]);
+  for (int v = 0; v < 4; v++)
+    cr_expect(variants[v] > N / 8, "variant nibble %d drawn %d times", v, variants[v]);
   qsort(ids, N, sizeof(*ids), cmp_id);
   for (int i = 1; i < N; i++) cr_assert(strcmp(ids[i - 1], ids[i]) != 0, "duplicate %s", ids[i]);
   free(ids);
@@ -941,8 +943,10 @@ Test(hcollect, target_in_pieces_and_reasons) {
 Test(http1, refuse_versions_connect_upgrade_and_missing_host) {
   static const char base[] = "hostx/ HTTP/1.1";
   px_hspan_t host = {0, 4, 4, 1};
-  px_head_t with_host = {.base = base, .h = &host, .nh = 1, .method = HTTP_GET, .http_minor = 1, .url_off = 5, .url_len = 1};
-  px_head_t no_host = {.base = base, .h = NULL, .nh = 0, .method = HTTP_GET, .http_minor = 1, .url_off = 5, .url_len = 1};
+  px_head_t with_host = {
+      .base = base, .h = &host, .nh = 1, .method = HTTP_GET, .http_minor = 1, .url_off = 5, .url_len = 1};
+  px_head_t no_host = {
+      .base = base, .h = NULL, .nh = 0, .method = HTTP_GET, .http_minor = 1, .url_off = 5, .url_len = 1};
   cr_expect_null(px_http1_refuse(&with_host, 1, 0, 0));
   cr_expect_str_eq(px_http1_refuse(&no_host, 1, 0, -1), "HTTP/1.1 requests need a Host header");
   no_host.http_minor = 0; /* HTTP/1.0 may omit Host */
@@ -1013,9 +1017,10 @@ Test(http1, host_values) {
                                "[fe80::1%25en%30]"};
   for (size_t i = 0; i < PX_ARRAY_SIZE(good); i++)
     cr_expect(px_http1_host_valid((px_str_t){good[i], strlen(good[i])}), "'%s' must be valid", good[i]);
-  static const char *bad[] = {":80", ":", "a%", "a%2", "a%zz", "[a!b]", "[v1]", "[v.x]", "[::1%25]", "[::1%eth0]",
-                              "a b",     "a/b",  "a@b",  "a:8x", "a:80:90", "[::1",   "[]",  "[::1]x",
-                              "[::1]:x", "a\"b", "a\\b", "a?b",  "a#b",     "[::1 ]", "a\tb"};
+  static const char *bad[] = {":80",     ":",        "a%",         "a%2",    "a%zz",    "[a!b]", "[v1]",
+                              "[v.x]",   "[::1%25]", "[::1%eth0]", "a b",    "a/b",     "a@b",   "a:8x",
+                              "a:80:90", "[::1",     "[]",         "[::1]x", "[::1]:x", "a\"b",  "a\\b",
+                              "a?b",     "a#b",      "[::1 ]",     "a\tb"};
   for (size_t i = 0; i < PX_ARRAY_SIZE(bad); i++)
     cr_expect(!px_http1_host_valid((px_str_t){bad[i], strlen(bad[i])}), "'%s' must be refused", bad[i]);
 
@@ -1157,11 +1162,18 @@ Test(http1, extra_spaces_in_the_request_line_refused) {
   for (size_t i = 0; i < PX_ARRAY_SIZE(cases); i++) {
     const char *line = cases[i].line, *url = strchr(line, '/');
     px_hspan_t host = {0, 0, 0, 0};
-    px_head_t h = {.base = line, .h = &host, .nh = 0, .method = HTTP_GET, .http_minor = 0,
-                   .url_off = (uint32_t)(url - line), .url_len = (uint32_t)strcspn(url, " ")};
+    px_head_t h = {.base = line,
+                   .h = &host,
+                   .nh = 0,
+                   .method = HTTP_GET,
+                   .http_minor = 0,
+                   .url_off = (uint32_t)(url - line),
+                   .url_len = (uint32_t)strcspn(url, " ")};
     const char *why = px_http1_refuse(&h, 1, 0, -1);
-    if (cases[i].ok) cr_expect_null(why, "%s: %s", line, why);
-    else cr_expect_str_eq(why, "the request line has more than one space between its parts", "%s", line);
+    if (cases[i].ok)
+      cr_expect_null(why, "%s: %s", line, why);
+    else
+      cr_expect_str_eq(why, "the request line has more than one space between its parts", "%s", line);
   }
 }
 
@@ -1177,16 +1189,20 @@ Test(http1, targets_in_no_form_refused) {
       {HTTP_GET, "HTTPS://a", NULL},
       {HTTP_OPTIONS, "*", NULL},
       {HTTP_GET, "*", "the request target is in none of origin, absolute (http or https) or asterisk form"},
-      {HTTP_GET, "httq://a/b", "the request target is in none of origin, absolute (http or https) or asterisk form"},
-      {HTTP_GET, "ftp://a/b", "the request target is in none of origin, absolute (http or https) or asterisk form"},
+      {HTTP_GET, "httq://a/b",
+       "the request target is in none of origin, absolute (http or https) or asterisk form"},
+      {HTTP_GET, "ftp://a/b",
+       "the request target is in none of origin, absolute (http or https) or asterisk form"},
   };
   for (size_t i = 0; i < PX_ARRAY_SIZE(cases); i++) {
     thead_t t;
     req_init(&t, cases[i].method, cases[i].target);
     hadd(&t, "Host", "a");
     const char *why = px_http1_refuse(&t.m, 1, 0, 0);
-    if (cases[i].why) cr_expect_str_eq(why, cases[i].why, "%s", cases[i].target);
-    else cr_expect_null(why, "%s: %s", cases[i].target, why);
+    if (cases[i].why)
+      cr_expect_str_eq(why, cases[i].why, "%s", cases[i].target);
+    else
+      cr_expect_null(why, "%s: %s", cases[i].target, why);
   }
 }
 

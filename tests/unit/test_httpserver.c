@@ -76,8 +76,12 @@ static void start(uint64_t header_ms, uint64_t idle_ms) {
   env.cmd.data = &env;
   struct sockaddr_in a;
   uv_ip4_addr("127.0.0.1", 0, &a);
-  px_hsrv_opts_t o = {.max_header_bytes = 4096, .max_body_bytes = 1000, .header_timeout_ms = header_ms,
-                      .idle_timeout_ms = idle_ms, .handler = handler, .extra_headers = "X-Extra: yes\r\n"};
+  px_hsrv_opts_t o = {.max_header_bytes = 4096,
+                      .max_body_bytes = 1000,
+                      .header_timeout_ms = header_ms,
+                      .idle_timeout_ms = idle_ms,
+                      .handler = handler,
+                      .extra_headers = "X-Extra: yes\r\n"};
   cr_assert_eq(px_hsrv_start(&env.loop, (struct sockaddr *)&a, &o, &env.srv), 0);
   env.port = px_hsrv_port(env.srv);
   cr_assert(env.port > 0);
@@ -102,7 +106,8 @@ static void stop(void) {
 
 static int cconnect(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)env.port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)env.port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
     close(fd);
@@ -113,7 +118,9 @@ static int cconnect(void) {
   return fd;
 }
 
-static void csend(int fd, const char *s) { cr_assert_eq(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s)); }
+static void csend(int fd, const char *s) {
+  cr_assert_eq(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
 
 /* Minimal response reader: head up to CRLFCRLF, then Content-Length bytes. Keeps
  * leftovers in a static buffer (one connection at a time). */
@@ -169,7 +176,8 @@ Test(httpserver, basic_request_and_headers, .timeout = 30) {
   start(0, 0);
   rlen = 0;
   int fd = cconnect();
-  csend(fd, "POST /echo?q=1 HTTP/1.1\r\nHost: x\r\nX-Test:   padded value  \r\nContent-Length: 5\r\n\r\nhello");
+  csend(fd,
+        "POST /echo?q=1 HTTP/1.1\r\nHost: x\r\nX-Test:   padded value  \r\nContent-Length: 5\r\n\r\nhello");
   resp_t r;
   cr_assert_eq(read_resp(fd, &r), 0);
   cr_expect_eq(r.status, 200);

@@ -9,18 +9,38 @@ static int ok(const char *u) {
 }
 
 Test(links, accepts_http_and_https) {
-  const char *good[] = {"http://example.com", "https://example.com/", "HTTPS://EXAMPLE.COM/a?b=c#d",
-                        "http://user:pw@host:8080/x", "https://[::1]:8443/", "http://h:/",
-                        "https://xn--bcher-kva.example/%C3%A9", "http://127.0.0.1"};
+  const char *good[] = {"http://example.com",
+                        "https://example.com/",
+                        "HTTPS://EXAMPLE.COM/a?b=c#d",
+                        "http://user:pw@host:8080/x",
+                        "https://[::1]:8443/",
+                        "http://h:/",
+                        "https://xn--bcher-kva.example/%C3%A9",
+                        "http://127.0.0.1"};
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) cr_expect(ok(good[i]), "%s", good[i]);
 }
 
 Test(links, rejects_bad_urls) {
-  const char *bad[] = {"", "ftp://example.com/", "javascript:alert(1)", "mailto:a@b", "http:/x",
-                       "https:example.com", "http://", "https:///path", "http://user@/x",
-                       "http://h:99999/", "http://h:8a/", "http://[]/", "http://[::1/",
-                       "http://h/a b", "http://h/\t", "http://h/\x7f", "http://h/\xc3\xa9",
-                       " http://h/", "data:text/html,x", "//example.com"};
+  const char *bad[] = {"",
+                       "ftp://example.com/",
+                       "javascript:alert(1)",
+                       "mailto:a@b",
+                       "http:/x",
+                       "https:example.com",
+                       "http://",
+                       "https:///path",
+                       "http://user@/x",
+                       "http://h:99999/",
+                       "http://h:8a/",
+                       "http://[]/",
+                       "http://[::1/",
+                       "http://h/a b",
+                       "http://h/\t",
+                       "http://h/\x7f",
+                       "http://h/\xc3\xa9",
+                       " http://h/",
+                       "data:text/html,x",
+                       "//example.com"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     const char *why = NULL;
     cr_expect_neq(shr_url_check(bad[i], strlen(bad[i]), &why), 0, "accepted %s", bad[i]);
@@ -41,9 +61,7 @@ Test(links, length_limit) {
   cr_expect(strstr(why, "2048") != NULL);
 }
 
-static int b62(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
+static int b62(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
 
 Test(links, codes_are_base62_unique_and_spread) {
   enum { N = 20000 };

@@ -76,7 +76,8 @@ Test(metrics, clusters_past_the_registry_share_a_slot) {
   cr_expect_eq(last, PX_METRICS_MAX_CLUSTERS - 1);
   cr_expect_eq(px_metrics_cluster_slot("c0"), 0, "named slots stay");
   px_metric_inc(&w[0]->upstream[last][1], 3);
-  cr_expect_eq(sample(render(), "outrigger_upstream_responses_total{cluster=\"(other clusters)\",class=\"2xx\"}"), 3);
+  cr_expect_eq(
+      sample(render(), "outrigger_upstream_responses_total{cluster=\"(other clusters)\",class=\"2xx\"}"), 3);
 }
 
 Test(metrics, render_sums_workers) {
@@ -87,8 +88,10 @@ Test(metrics, render_sums_workers) {
   px_metrics_request(w[1], ls, rs, 204, 1 * MS);
   px_metrics_request(w[1], ls, rs, 503, 1 * MS);
   const char *t = render();
-  cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"2xx\"}"), 5, "%s", t);
-  cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"5xx\"}"), 1, "%s", t);
+  cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"2xx\"}"), 5, "%s",
+               t);
+  cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"5xx\"}"), 1, "%s",
+               t);
   cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"4xx\"}"), -1,
                "classes never seen are left out");
   cr_expect_eq(sample(t, "outrigger_request_duration_seconds_count{listener=\"in\"}"), 6, "%s", t);
@@ -131,7 +134,7 @@ Test(metrics, histogram_buckets_cumulative) {
   int ls = px_metrics_listener_slot("in");
   int rs = px_metrics_route_slot("in", "app");
   px_metrics_request(w[0], ls, rs, 200, 50 * US);
-  px_metrics_request(w[1], ls, rs, 200, 100 * US);   /* on a bound: le is inclusive */
+  px_metrics_request(w[1], ls, rs, 200, 100 * US); /* on a bound: le is inclusive */
   px_metrics_request(w[0], ls, rs, 200, 101 * US);
   px_metrics_request(w[1], ls, rs, 200, 3 * MS);
   px_metrics_request(w[0], ls, rs, 200, 10000 * MS); /* beyond the last bound */
@@ -247,14 +250,16 @@ Test(metrics, prometheus_text_syntax) {
   cr_expect_eq(t[out.len - 1], '\n', "the exposition ends with a newline");
 
   regex_t sample_re, help_re, type_re;
-  cr_assert_eq(regcomp(&sample_re,
-                       "^([a-zA-Z_:][a-zA-Z0-9_:]*)"
-                       "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"\\\\\n]*\"(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"\\\\\n]*\")*\\})?"
-                       " (-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|-Inf|NaN)$",
-                       REG_EXTENDED),
-               0);
+  cr_assert_eq(
+      regcomp(&sample_re,
+              "^([a-zA-Z_:][a-zA-Z0-9_:]*)"
+              "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"\\\\\n]*\"(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"\\\\\n]*\")*\\})?"
+              " (-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|-Inf|NaN)$",
+              REG_EXTENDED),
+      0);
   cr_assert_eq(regcomp(&help_re, "^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^\n]+$", REG_EXTENDED), 0);
-  cr_assert_eq(regcomp(&type_re, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$",
+  cr_assert_eq(regcomp(&type_re,
+                       "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$",
                        REG_EXTENDED),
                0);
 

@@ -17,9 +17,7 @@
 static ref_msg_t *msg; /* 33 KB: kept off the stack */
 static char *held;     /* the copy msg's pointers point into */
 
-static void setup(void) {
-  msg = calloc(1, sizeof(*msg));
-}
+static void setup(void) { msg = calloc(1, sizeof(*msg)); }
 static void teardown(void) {
   ref_msg_free(msg);
   free(msg);
@@ -59,13 +57,9 @@ static ref_result_t parse(how_t h, const char *s, size_t n) {
   return run(h, held, n, msg);
 }
 
-static ref_result_t req(const char *s) {
-  return parse(REQ, s, strlen(s));
-}
+static ref_result_t req(const char *s) { return parse(REQ, s, strlen(s)); }
 
-static const char *why(const ref_msg_t *m) {
-  return m->error ? m->error : "-";
-}
+static const char *why(const ref_msg_t *m) { return m->error ? m->error : "-"; }
 
 /* The prefix property: every proper prefix shorter than `upto` may still become the message. */
 static void expect_prefixes_need_more(const char *name, how_t h, const char *s, size_t upto) {
@@ -284,8 +278,7 @@ static void check_req_ok(const req_ok_t *c) {
 }
 
 Test(ref_req, valid_table) {
-  for (size_t i = 0; i < sizeof(req_ok) / sizeof(req_ok[0]); i++)
-    check_req_ok(&req_ok[i]);
+  for (size_t i = 0; i < sizeof(req_ok) / sizeof(req_ok[0]); i++) check_req_ok(&req_ok[i]);
 }
 
 /* ---- requests: invalid ------------------------------------------------------ */
@@ -652,8 +645,7 @@ Test(ref_req, too_many_fields) {
   char *buf = malloc(cap * 2);
   for (int extra = 0; extra < 2; extra++) {
     size_t n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nHost: a\r\n");
-    for (int i = 1; i < REF_MAX_FIELDS + extra; i++)
-      n += (size_t)sprintf(buf + n, "X: %d\r\n", i % 10);
+    for (int i = 1; i < REF_MAX_FIELDS + extra; i++) n += (size_t)sprintf(buf + n, "X: %d\r\n", i % 10);
     n += (size_t)sprintf(buf + n, "\r\n");
     ref_result_t r = parse(REQ, buf, n);
     cr_expect_eq(r, extra ? REF_INVALID : REF_COMPLETE, "%d fields: %d", REF_MAX_FIELDS + extra, r);
@@ -663,8 +655,7 @@ Test(ref_req, too_many_fields) {
       cr_expect_eq(msg->nfields, REF_MAX_FIELDS);
 
     n = (size_t)sprintf(buf, CHUNKED_HEAD "0\r\n");
-    for (int i = 0; i < REF_MAX_FIELDS + extra; i++)
-      n += (size_t)sprintf(buf + n, "T: %d\r\n", i % 10);
+    for (int i = 0; i < REF_MAX_FIELDS + extra; i++) n += (size_t)sprintf(buf + n, "T: %d\r\n", i % 10);
     n += (size_t)sprintf(buf + n, "\r\n");
     r = parse(REQ, buf, n);
     cr_expect_eq(r, extra ? REF_INVALID : REF_COMPLETE, "%d trailers: %d", REF_MAX_FIELDS + extra, r);
@@ -810,8 +801,7 @@ static void check_resp_ok(const resp_ok_t *c) {
 }
 
 Test(ref_resp, valid_table) {
-  for (size_t i = 0; i < sizeof(resp_ok) / sizeof(resp_ok[0]); i++)
-    check_resp_ok(&resp_ok[i]);
+  for (size_t i = 0; i < sizeof(resp_ok) / sizeof(resp_ok[0]); i++) check_resp_ok(&resp_ok[i]);
 }
 
 /* ---- responses: invalid -------------------------------------------------------- */

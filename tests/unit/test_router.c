@@ -160,14 +160,15 @@ Test(router, host_strips_port) {
   };
   for (size_t i = 0; i < PX_ARRAY_SIZE(cases); i++) {
     px_str_t got = px_router_host(str(cases[i].in));
-    cr_expect(px_str_eq(got, str(cases[i].out)), "px_router_host(\"%s\") = \"%.*s\", want \"%s\"", cases[i].in,
-              (int)got.n, got.p, cases[i].out);
+    cr_expect(px_str_eq(got, str(cases[i].out)), "px_router_host(\"%s\") = \"%.*s\", want \"%s\"",
+              cases[i].in, (int)got.n, got.p, cases[i].out);
   }
 }
 
 Test(router, methods_mask) {
-  const px_listener_conf_t *l = listener("      - { name: rw, match: { methods: [GET, POST] }, cluster: c1 }\n"
-                                         "      - { name: del, match: { methods: [DELETE] }, cluster: c1 }\n");
+  const px_listener_conf_t *l =
+      listener("      - { name: rw, match: { methods: [GET, POST] }, cluster: c1 }\n"
+               "      - { name: del, match: { methods: [DELETE] }, cluster: c1 }\n");
   cr_expect_eq(match(l, HTTP_GET, "/", ""), 0);
   cr_expect_eq(match(l, HTTP_POST, "/", ""), 0);
   cr_expect_eq(match(l, HTTP_DELETE, "/", ""), 1, "DELETE is method 0: bit 0");
@@ -183,8 +184,10 @@ Test(router, methods_mask) {
 
 Test(router, no_methods_means_any) {
   const px_listener_conf_t *l = listener("      - { name: any, match: { prefix: / }, cluster: c1 }\n");
-  static const int ms[] = {HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_DELETE, HTTP_OPTIONS, HTTP_UNLINK, HTTP_SOURCE};
-  for (size_t i = 0; i < PX_ARRAY_SIZE(ms); i++) cr_expect_eq(match(l, ms[i], "/", ""), 0, "method %d", ms[i]);
+  static const int ms[] = {HTTP_GET,     HTTP_HEAD,   HTTP_POST,  HTTP_DELETE,
+                           HTTP_OPTIONS, HTTP_UNLINK, HTTP_SOURCE};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(ms); i++)
+    cr_expect_eq(match(l, ms[i], "/", ""), 0, "method %d", ms[i]);
 }
 
 Test(router, header_match) {
@@ -194,8 +197,8 @@ Test(router, header_match) {
   px_str_t p = str("/"), h = str("");
   cr_expect_eq(px_router_match(l, HTTP_GET, p, h, head("X-DEBUG", "1", "x-team", "Blue", NULL)), 0,
                "names are case-insensitive");
-  cr_expect_eq(px_router_match(l, HTTP_GET, p, h, head("Host", "a", "x-team", "Blue", "X-Debug", "1", NULL)), 0,
-               "order does not matter");
+  cr_expect_eq(px_router_match(l, HTTP_GET, p, h, head("Host", "a", "x-team", "Blue", "X-Debug", "1", NULL)),
+               0, "order does not matter");
   cr_expect_eq(px_router_match(l, HTTP_GET, p, h, head("x-debug", "1", "x-team", "blue", NULL)), 1,
                "values are exact");
   cr_expect_eq(px_router_match(l, HTTP_GET, p, h, head("x-debug", "10", "x-team", "Blue", NULL)), 1);
@@ -205,11 +208,11 @@ Test(router, header_match) {
 }
 
 Test(router, all_conditions_together) {
-  const px_listener_conf_t *l = listener(
-      "      - name: strict\n"
-      "        match: { prefix: /v1/, host: svc, methods: [POST], headers: { x-canary: always } }\n"
-      "        cluster: c1\n"
-      "      - { name: fallback, match: { prefix: /v1/ }, cluster: c1 }\n");
+  const px_listener_conf_t *l =
+      listener("      - name: strict\n"
+               "        match: { prefix: /v1/, host: svc, methods: [POST], headers: { x-canary: always } }\n"
+               "        cluster: c1\n"
+               "      - { name: fallback, match: { prefix: /v1/ }, cluster: c1 }\n");
   const px_head_t *hd = head("x-canary", "always", NULL);
   cr_expect_eq(px_router_match(l, HTTP_POST, str("/v1/x"), str("svc"), hd), 0);
   hd = head("x-canary", "always", NULL);
@@ -221,8 +224,9 @@ Test(router, all_conditions_together) {
 }
 
 Test(router, no_match) {
-  const px_listener_conf_t *l = listener("      - { name: only, match: { path: /only }, cluster: c1 }\n"
-                                         "      - { name: post, match: { prefix: /p, methods: [POST] }, cluster: c1 }\n");
+  const px_listener_conf_t *l =
+      listener("      - { name: only, match: { path: /only }, cluster: c1 }\n"
+               "      - { name: post, match: { prefix: /p, methods: [POST] }, cluster: c1 }\n");
   cr_expect_eq(match(l, HTTP_GET, "/other", ""), -1);
   cr_expect_eq(match(l, HTTP_GET, "/p", ""), -1);
   cr_expect_eq(match(l, HTTP_GET, "", ""), -1);

@@ -14,36 +14,35 @@
 #include "core.h"
 #include "runtime.h"
 
-static const char yaml[] =
-    "listeners:\n"
-    "  - name: out\n"
-    "    address: 127.0.0.1:15001\n"
-    "    routes:\n"
-    "      - { name: plain, match: { path: /plain }, cluster: a }\n"
-    "      - name: canary\n"
-    "        match: { path: /canary }\n"
-    "        split:\n"
-    "          - { cluster: a, weight: 90 }\n"
-    "          - { cluster: b, weight: 10, canary: true }\n"
-    "        canary: { override_header: x-canary }\n"
-    "      - name: three\n"
-    "        match: { path: /three }\n"
-    "        split:\n"
-    "          - { cluster: a, weight: 50 }\n"
-    "          - { cluster: b, weight: 0 }\n"
-    "          - { cluster: c, weight: 50 }\n"
-    "      - name: zero-last\n"
-    "        split:\n"
-    "          - { cluster: a, weight: 1 }\n"
-    "          - { cluster: c, weight: 0 }\n"
-    "  - name: in\n"
-    "    address: 127.0.0.1:8001\n"
-    "    routes:\n"
-    "      - { name: app, cluster: c }\n"
-    "clusters:\n"
-    "  - { name: a, endpoints: [127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003] }\n"
-    "  - { name: b, endpoints: [127.0.0.1:9101] }\n"
-    "  - { name: c, endpoints: ['[::1]:9201', 127.0.0.1:9202] }\n";
+static const char yaml[] = "listeners:\n"
+                           "  - name: out\n"
+                           "    address: 127.0.0.1:15001\n"
+                           "    routes:\n"
+                           "      - { name: plain, match: { path: /plain }, cluster: a }\n"
+                           "      - name: canary\n"
+                           "        match: { path: /canary }\n"
+                           "        split:\n"
+                           "          - { cluster: a, weight: 90 }\n"
+                           "          - { cluster: b, weight: 10, canary: true }\n"
+                           "        canary: { override_header: x-canary }\n"
+                           "      - name: three\n"
+                           "        match: { path: /three }\n"
+                           "        split:\n"
+                           "          - { cluster: a, weight: 50 }\n"
+                           "          - { cluster: b, weight: 0 }\n"
+                           "          - { cluster: c, weight: 50 }\n"
+                           "      - name: zero-last\n"
+                           "        split:\n"
+                           "          - { cluster: a, weight: 1 }\n"
+                           "          - { cluster: c, weight: 0 }\n"
+                           "  - name: in\n"
+                           "    address: 127.0.0.1:8001\n"
+                           "    routes:\n"
+                           "      - { name: app, cluster: c }\n"
+                           "clusters:\n"
+                           "  - { name: a, endpoints: [127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003] }\n"
+                           "  - { name: b, endpoints: [127.0.0.1:9101] }\n"
+                           "  - { name: c, endpoints: ['[::1]:9201', 127.0.0.1:9202] }\n";
 
 static px_snapshot_t *snap;
 
@@ -145,7 +144,8 @@ Test(runtime, zero_weight_never_picked) {
   cr_expect_eq(na + nc, 100000);
   cr_expect(fabs(na / 100000.0 - 0.5) <= 0.02, "a got %d", na);
   /* Deterministic draws over the whole range, including the edges. */
-  for (int i = 0; i < 1000; i++) cr_assert_neq(px_route_pick_cluster(snap, rt, i / 1000.0), b, "r=%g", i / 1000.0);
+  for (int i = 0; i < 1000; i++)
+    cr_assert_neq(px_route_pick_cluster(snap, rt, i / 1000.0), b, "r=%g", i / 1000.0);
   cr_expect_neq(px_route_pick_cluster(snap, rt, nextafter(1.0, 0.0)), b);
   cr_expect_eq(px_route_pick_cluster(snap, rt, 0.5), cluster("c"));
 
@@ -280,18 +280,21 @@ static px_cluster_t *cluster_in(px_snapshot_t *s, const char *name) {
   return NULL;
 }
 
-#define ROUTE_TO(c) "listeners:\n  - { name: l, address: 127.0.0.1:15001, routes: [{ name: r, cluster: " c " }] }\n"
+#define ROUTE_TO(c)                                                                                          \
+  "listeners:\n  - { name: l, address: 127.0.0.1:15001, routes: [{ name: r, cluster: " c " }] }\n"
 #define ONE_ROUTE ROUTE_TO("a")
 
 /* A reload that keeps a cluster keeps its counts: requests in flight on the old
  * configuration and new ones are counted together, so a limit holds across it. */
 Test(runtime, a_kept_cluster_keeps_its_state) {
-  px_snapshot_t *old = snapshot_of(ONE_ROUTE "clusters:\n  - { name: a, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n");
+  px_snapshot_t *old =
+      snapshot_of(ONE_ROUTE "clusters:\n  - { name: a, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n");
   px_cluster_t *a = cluster_in(old, "a");
   atomic_fetch_add(&a->st->active_requests, 1);
   atomic_fetch_add(&a->eps[1].st->requests_total, 5);
-  px_snapshot_t *next = snapshot_of(ONE_ROUTE "clusters:\n  - { name: a, endpoints: [127.0.0.1:9002], limits: { max_requests: 7 } }\n"
-                                              "  - { name: b, endpoints: [127.0.0.1:9101] }\n");
+  px_snapshot_t *next = snapshot_of(
+      ONE_ROUTE "clusters:\n  - { name: a, endpoints: [127.0.0.1:9002], limits: { max_requests: 7 } }\n"
+                "  - { name: b, endpoints: [127.0.0.1:9101] }\n");
   px_cluster_t *a2 = cluster_in(next, "a");
   cr_expect_eq(a2->st, a->st, "the same cluster's state");
   cr_expect_eq(atomic_load(&a2->st->active_requests), 1);
@@ -310,16 +313,19 @@ Test(runtime, a_kept_cluster_keeps_its_state) {
 Test(runtime, a_removed_endpoint_loses_its_state) {
   /* Cluster x is only in this test's snapshots (the suite's has a, b and c). */
   int before = px_cluster_state_count();
-  px_snapshot_t *s1 = snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n"
-                                            "  - { name: gone, endpoints: [127.0.0.1:9301] }\n");
+  px_snapshot_t *s1 =
+      snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n"
+                                "  - { name: gone, endpoints: [127.0.0.1:9301] }\n");
   cr_expect_eq(px_cluster_state_count(), before + 2);
   atomic_fetch_add(&cluster_in(s1, "x")->eps[0].st->requests_total, 3);
   px_snapshot_t *s2 = snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9002] }\n");
   cr_expect_eq(px_cluster_state_count(), before + 2, "still named by the old snapshot");
   px_snapshot_unref(s1);
   cr_expect_eq(px_cluster_state_count(), before + 1, "the removed cluster's state is gone");
-  px_snapshot_t *s3 = snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n");
-  cr_expect_eq(atomic_load(&cluster_in(s3, "x")->eps[0].st->requests_total), 0, "a re-added endpoint starts afresh");
+  px_snapshot_t *s3 =
+      snapshot_of(ROUTE_TO("x") "clusters:\n  - { name: x, endpoints: [127.0.0.1:9001, 127.0.0.1:9002] }\n");
+  cr_expect_eq(atomic_load(&cluster_in(s3, "x")->eps[0].st->requests_total), 0,
+               "a re-added endpoint starts afresh");
   px_snapshot_unref(s2);
   px_snapshot_unref(s3);
   cr_expect_eq(px_cluster_state_count(), before);

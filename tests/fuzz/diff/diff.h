@@ -55,9 +55,9 @@ typedef enum {
 typedef struct {
   df_expect_kind_t kind;
   int status;
-  px_buf_t body;        /* EX_WHOLE: the body the client must get (none for HEAD, 204, 304) */
-  int length_known;     /* EX_WHOLE: the answer is sized (an HTTP/1.0 client can keep its connection) */
-  int upstream_closes;  /* the upstream closes its connection after this answer */
+  px_buf_t body;       /* EX_WHOLE: the body the client must get (none for HEAD, 204, 304) */
+  int length_known;    /* EX_WHOLE: the answer is sized (an HTTP/1.0 client can keep its connection) */
+  int upstream_closes; /* the upstream closes its connection after this answer */
 } df_expect_t;
 
 typedef struct {
@@ -101,10 +101,10 @@ void df_escape(px_buf_t *out, const void *p, size_t n);
 
 /* One request as the upstream read it: a strictly valid request, whole. */
 typedef struct {
-  int conn;         /* which upstream connection (numbered from 1 in the run) */
+  int conn;           /* which upstream connection (numbered from 1 in the run) */
   unsigned char *raw; /* its bytes as received */
   size_t raw_len;
-  int answer;       /* the script index of the answer it got */
+  int answer; /* the script index of the answer it got */
 } df_upreq_t;
 
 typedef struct df_upstream_s df_upstream_t;

@@ -65,8 +65,8 @@ static int free_port(void) {
 
 static int connect_to(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
     close(fd);
     return -1;
@@ -96,7 +96,8 @@ static int log_has_report(const sidecar_t *s) {
   char line[1024];
   int found = 0;
   while (!found && fgets(line, sizeof(line), f))
-    found = strstr(line, "AddressSanitizer") || strstr(line, "runtime error:") || strstr(line, "LeakSanitizer");
+    found =
+        strstr(line, "AddressSanitizer") || strstr(line, "runtime error:") || strstr(line, "LeakSanitizer");
   fclose(f);
   return found;
 }
@@ -164,7 +165,8 @@ static int expected_answers(const df_case_t *c, char methods[][16], int max, int
       if (r == REF_INVALID && n < max) snprintf(methods[n++], 16, "GET"); /* the tail's refusal */
       break;
     }
-    if (n < max) snprintf(methods[n++], 16, "%.*s", (int)(m->method_len < 15 ? m->method_len : 15), m->method);
+    if (n < max)
+      snprintf(methods[n++], 16, "%.*s", (int)(m->method_len < 15 ? m->method_len : 15), m->method);
     off += m->wire_len;
     ref_msg_free(m);
   }
@@ -289,8 +291,9 @@ static int run_case(sidecar_t *s, df_upstream_t *up, const df_case_t *c, totals_
     df_case_describe(c, &desc);
     fprintf(stderr, "\nFAIL %s\n%.*s", verdict, (int)desc.len, desc.data);
     if (violation) fprintf(stderr, "  upstream violation: %s\n", violation);
-    fprintf(stderr, "  detail: %.*s\n  the client got (%zu bytes%s): \"", (int)detail.len, detail.data ? detail.data : "",
-            got.len, eof ? ", then the connection ended" : ", the connection still open");
+    fprintf(stderr, "  detail: %.*s\n  the client got (%zu bytes%s): \"", (int)detail.len,
+            detail.data ? detail.data : "", got.len,
+            eof ? ", then the connection ended" : ", the connection still open");
     px_buf_t e = {0};
     df_escape(&e, got.data, got.len > 4096 ? 4096 : got.len);
     fprintf(stderr, "%.*s\"\n  the upstream got %d request(s)\n", (int)e.len, e.data ? e.data : "", nup);
@@ -324,7 +327,8 @@ static int replay_path(sidecar_t *s, df_upstream_t *up, const char *path, totals
     char names[512][256];
     int n = 0;
     while (d && (e = readdir(d)) && n < 512)
-      if (e->d_name[0] != '.' && strstr(e->d_name, ".case")) snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+      if (e->d_name[0] != '.' && strstr(e->d_name, ".case"))
+        snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
     if (d) closedir(d);
     qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
     for (int i = 0; i < n; i++) {
@@ -367,15 +371,24 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--outrigger") && v) s.bin = argv[++i];
-    else if (!strcmp(a, "--seed") && v) seed = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(a, "--seconds") && v) seconds = strtol(argv[++i], NULL, 10);
-    else if (!strcmp(a, "--cases") && v) max_cases = strtol(argv[++i], NULL, 10);
-    else if (!strcmp(a, "--from") && v) from = strtol(argv[++i], NULL, 10);
-    else if (!strcmp(a, "--replay") && v && nreplays < 64) replays[nreplays++] = argv[++i];
-    else if (!strcmp(a, "--save") && v) save_dir = argv[++i];
-    else if (!strcmp(a, "--keep-going")) keep_going = 1;
-    else if (!strcmp(a, "--quiet")) quiet = 1;
+    if (!strcmp(a, "--outrigger") && v)
+      s.bin = argv[++i];
+    else if (!strcmp(a, "--seed") && v)
+      seed = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--seconds") && v)
+      seconds = strtol(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--cases") && v)
+      max_cases = strtol(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--from") && v)
+      from = strtol(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--replay") && v && nreplays < 64)
+      replays[nreplays++] = argv[++i];
+    else if (!strcmp(a, "--save") && v)
+      save_dir = argv[++i];
+    else if (!strcmp(a, "--keep-going"))
+      keep_going = 1;
+    else if (!strcmp(a, "--quiet"))
+      quiet = 1;
     else {
       usage();
       return 2;
@@ -438,12 +451,13 @@ int main(int argc, char **argv) {
     }
   }
   double secs = (double)(mono_ms() - start) / 1000.0;
-  fprintf(stderr,
-          "difffuzz: seed %llu: %ld cases (%ld replayed) in %.0f s, %.0f/s: %ld failures\n"
-          "  %ld requests valid by the oracle, %ld answered by the upstream, %ld refused by the sidecar, %ld resent;\n"
-          "  %ld cases mutated; tails: %ld none, %ld incomplete, %ld invalid\n",
-          seed, t.cases, replayed, secs, secs > 0 ? (double)t.cases / secs : 0.0, t.failures, t.requests, t.answered,
-          t.refused_valid, t.resends, t.mutated, t.tails[0], t.tails[1], t.tails[2]);
+  fprintf(
+      stderr,
+      "difffuzz: seed %llu: %ld cases (%ld replayed) in %.0f s, %.0f/s: %ld failures\n"
+      "  %ld requests valid by the oracle, %ld answered by the upstream, %ld refused by the sidecar, %ld resent;\n"
+      "  %ld cases mutated; tails: %ld none, %ld incomplete, %ld invalid\n",
+      seed, t.cases, replayed, secs, secs > 0 ? (double)t.cases / secs : 0.0, t.failures, t.requests,
+      t.answered, t.refused_valid, t.resends, t.mutated, t.tails[0], t.tails[1], t.tails[2]);
   for (int i = 0; i < t.nrefusals; i++)
     fprintf(stderr, "  refused although valid: %ld x %s\n", t.refusal_count[i], t.refusals[i]);
   sidecar_stop(&s);

@@ -65,7 +65,8 @@ static void edit(stream_t *s, size_t off, size_t del, const char *ins, size_t in
   memcpy(s->b.data + off, ins, ins_len);
   s->b.len = s->b.len - del + ins_len;
   for (int i = 0; i < s->nspots; i++) {
-    if (s->spot[i].off > off) s->spot[i].off = s->spot[i].off + ins_len >= del ? s->spot[i].off + ins_len - del : off;
+    if (s->spot[i].off > off)
+      s->spot[i].off = s->spot[i].off + ins_len >= del ? s->spot[i].off + ins_len - del : off;
   }
 }
 
@@ -101,7 +102,10 @@ static void rvalue(rng_t *r, char *v, size_t cap) {
   size_t n = 1 + rbelow(r, (uint32_t)(cap < 40 ? cap - 1 : 39));
   for (size_t i = 0; i < n; i++) {
     int k = (int)rbelow(r, 100);
-    v[i] = k < 85 ? (char)(0x21 + rbelow(r, 94)) : k < 92 ? ' ' : k < 95 ? '\t' : (char)(0x80 + rbelow(r, 128));
+    v[i] = k < 85   ? (char)(0x21 + rbelow(r, 94))
+           : k < 92 ? ' '
+           : k < 95 ? '\t'
+                    : (char)(0x80 + rbelow(r, 128));
   }
   while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--; /* OWS is trimmed: keep values comparable */
   if (n == 0) v[n++] = 'v';
@@ -123,12 +127,14 @@ static void rtarget(rng_t *r, char *t, size_t cap, int *absolute) {
   for (int i = 0; i < segs && n + 24 < cap; i++) {
     t[n++] = '/';
     int len = (int)rbelow(r, 12);
-    for (int k = 0; k < len; k++) t[n++] = rchance(r, 92) ? safe[rbelow(r, sizeof(safe) - 1)] : odd[rbelow(r, sizeof(odd) - 1)];
+    for (int k = 0; k < len; k++)
+      t[n++] = rchance(r, 92) ? safe[rbelow(r, sizeof(safe) - 1)] : odd[rbelow(r, sizeof(odd) - 1)];
   }
   if (rchance(r, 30) && n + 20 < cap) {
     t[n++] = '?';
     int len = (int)rbelow(r, 16);
-    for (int k = 0; k < len; k++) t[n++] = rchance(r, 85) ? safe[rbelow(r, sizeof(safe) - 1)] : "/?=&%"[rbelow(r, 5)];
+    for (int k = 0; k < len; k++)
+      t[n++] = rchance(r, 85) ? safe[rbelow(r, sizeof(safe) - 1)] : "/?=&%"[rbelow(r, 5)];
   }
   t[n] = '\0';
 }
@@ -158,11 +164,12 @@ static void chunked_body(stream_t *s, rng_t *r, uint32_t len) {
 }
 
 static void request(stream_t *s, rng_t *r, uint64_t id, int idx) {
-  static const char *const methods[] = {"GET", "GET", "GET", "GET", "POST", "POST", "POST", "HEAD",
-                                        "PUT", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"};
+  static const char *const methods[] = {"GET",  "GET", "GET", "GET",    "POST",    "POST",  "POST",
+                                        "HEAD", "PUT", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"};
   static const char *const hosts[] = {"svc", "svc:8080", "127.0.0.1:1234", "[::1]:80", "a.b.c", ""};
-  static const char *const names[] = {"Accept", "User-Agent", "Cookie", "X-Forwarded-For", "Idempotency-Key",
-                                      "Cache-Control", "X-Fz", "x-fz-2", "Authorization", "If-None-Match"};
+  static const char *const names[] = {"Accept",          "User-Agent",    "Cookie", "X-Forwarded-For",
+                                      "Idempotency-Key", "Cache-Control", "X-Fz",   "x-fz-2",
+                                      "Authorization",   "If-None-Match"};
   const char *method = RPICK(r, methods);
   int minor = rchance(r, 85) ? 1 : 0;
   char target[256];
@@ -196,8 +203,9 @@ static void request(stream_t *s, rng_t *r, uint64_t id, int idx) {
   }
   if (rchance(r, 5)) header(s, "Keep-Alive", "timeout=5");
   if (rchance(r, 5)) header(s, "TE", "trailers");
-  int has_body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH") ? rchance(r, 80)
-                                                                                            : rchance(r, 8);
+  int has_body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")
+                     ? rchance(r, 80)
+                     : rchance(r, 8);
   if (!has_body) {
     add(s, "\r\n");
     return;
@@ -280,7 +288,8 @@ static int mutate(stream_t *s, rng_t *r, char *what, size_t cap) {
     return 0;
   }
   case 7: { /* a chunk line edited */
-    static const char *const ins[] = {"0", " ", "\t", ";", ";=x", ";x=", "; x = y", "g", "+", "\r\n", ";\"a\"", "1"};
+    static const char *const ins[] = {
+        "0", " ", "\t", ";", ";=x", ";x=", "; x = y", "g", "+", "\r\n", ";\"a\"", "1"};
     if (!find_spot(s, r, SP_CHUNK, &off)) return 0;
     const char *e = memchr(s->b.data + off, '\r', s->b.len - off);
     size_t at = rchance(r, 50) || !e ? off : (size_t)(e - s->b.data);
@@ -290,8 +299,8 @@ static int mutate(stream_t *s, rng_t *r, char *what, size_t cap) {
     return 1;
   }
   case 8: { /* a length edited, doubled, or joined by chunked */
-    static const char *const vals[] = {"+5", "5, 5", "5 5", "-1", "0x10", "99999999999999999999",
-                                       "9223372036854775808", "00", " 7"};
+    static const char *const vals[] = {
+        "+5", "5, 5", "5 5", "-1", "0x10", "99999999999999999999", "9223372036854775808", "00", " 7"};
     if (!find_spot(s, r, SP_LENGTH, &off)) return 0;
     int how = (int)rbelow(r, 3);
     if (how == 0) {
@@ -309,8 +318,9 @@ static int mutate(stream_t *s, rng_t *r, char *what, size_t cap) {
     return 1;
   }
   case 9: { /* Transfer-Encoding edited */
-    static const char *const vals[] = {"chunked, gzip", "gzip, chunked", "xchunked", "", "CHUNKED",
-                                       "chunked, chunked", "identity", ",chunked", "chunked;q=1"};
+    static const char *const vals[] = {"chunked, gzip", "gzip, chunked",    "xchunked", "",
+                                       "CHUNKED",       "chunked, chunked", "identity", ",chunked",
+                                       "chunked;q=1"};
     if (!find_spot(s, r, SP_TE, &off)) return 0;
     const char *v = memchr(s->b.data + off, ':', s->b.len - off);
     const char *e = v ? memmem(v, s->b.len - (size_t)(v - s->b.data), "\r\n", 2) : NULL;
@@ -364,9 +374,9 @@ static int mutate(stream_t *s, rng_t *r, char *what, size_t cap) {
 
 /* ---- the upstream's script -------------------------------------------------------- */
 
-static const char *const ub_names[UB__COUNT] = {"sized",  "chunked", "close", "nobody",  "interim",
-                                                "http10", "short",   "bad-chunk", "garbage", "reset",
-                                                "extra",  "bad-head"};
+static const char *const ub_names[UB__COUNT] = {"sized",   "chunked", "close", "nobody",
+                                                "interim", "http10",  "short", "bad-chunk",
+                                                "garbage", "reset",   "extra", "bad-head"};
 
 const char *df_ub_name(df_ub_t kind) { return kind < UB__COUNT ? ub_names[kind] : "?"; }
 
@@ -470,16 +480,18 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
   case UB_EXTRA:
   case UB_HTTP10:
     body_bytes(&body, a->seed, a->body_len);
-    px_buf_printf(out, "HTTP/1.%d %d %s\r\nX-Fz-Answer: %s\r\nContent-Length: %u\r\n\r\n", a->kind == UB_HTTP10 ? 0 : 1,
-                  a->status, reason(a->status), df_ub_name(a->kind), a->body_len);
+    px_buf_printf(out, "HTTP/1.%d %d %s\r\nX-Fz-Answer: %s\r\nContent-Length: %u\r\n\r\n",
+                  a->kind == UB_HTTP10 ? 0 : 1, a->status, reason(a->status), df_ub_name(a->kind),
+                  a->body_len);
     if (!head) px_buf_append(out, body.data, body.len);
-    if (a->kind == UB_EXTRA) px_buf_append_cstr(out, "HTTP/1.1 299 Poison\r\nContent-Length: 6\r\n\r\npoison");
+    if (a->kind == UB_EXTRA)
+      px_buf_append_cstr(out, "HTTP/1.1 299 Poison\r\nContent-Length: 6\r\n\r\npoison");
     ex->upstream_closes = a->kind == UB_HTTP10;
     break;
   case UB_CHUNKED: {
     body_bytes(&body, a->seed, a->body_len);
-    px_buf_printf(out, "HTTP/1.1 %d %s\r\nTransfer-Encoding: chunked\r\nX-Fz-Answer: chunked\r\n\r\n", a->status,
-                  reason(a->status));
+    px_buf_printf(out, "HTTP/1.1 %d %s\r\nTransfer-Encoding: chunked\r\nX-Fz-Answer: chunked\r\n\r\n",
+                  a->status, reason(a->status));
     if (head) break;
     for (size_t off = 0; off < body.len;) {
       size_t n = 1 + rbelow(&r, (uint32_t)(body.len - off));
@@ -501,7 +513,8 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
     break;
   case UB_NOBODY:
     if (a->status == 304)
-      px_buf_printf(out, "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\nContent-Length: %u\r\n\r\n", a->body_len);
+      px_buf_printf(out, "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\nContent-Length: %u\r\n\r\n",
+                    a->body_len);
     else
       px_buf_append_cstr(out, "HTTP/1.1 204 No Content\r\nX-Fz-Answer: nobody\r\n\r\n");
     break;
@@ -518,7 +531,8 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
     break;
   }
   case UB_BAD_CHUNK: {
-    static const char *const bad[] = {"5\r\nhello\nX", "zz\r\n", "5;=x\r\nhello\r\n", "3\r\nabcde\r\n",
+    static const char *const bad[] = {"5\r\nhello\nX",         "zz\r\n",
+                                      "5;=x\r\nhello\r\n",     "3\r\nabcde\r\n",
                                       "5\r\nhello\r\n0\r\n\n", "5 \r\nhello\r\n"};
     px_buf_printf(out, "HTTP/1.1 %d %s\r\nTransfer-Encoding: chunked\r\n\r\n", a->status, reason(a->status));
     if (!head) {
@@ -530,7 +544,8 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
     break;
   }
   case UB_GARBAGE:
-    px_buf_append_cstr(out, rchance(&r, 50) ? "SSH-2.0-OpenSSH\r\n\x01\x02\x03\r\n\r\n" : "\x16\x03\x01\x02\x00\x01");
+    px_buf_append_cstr(out, rchance(&r, 50) ? "SSH-2.0-OpenSSH\r\n\x01\x02\x03\r\n\r\n"
+                                            : "\x16\x03\x01\x02\x00\x01");
     ex->kind = EX_BAD;
     ex->upstream_closes = 1;
     break;
@@ -551,7 +566,8 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
         "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n",
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
         "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
-        ("HTTP/1.1 200 OK\r\nX: a\x01" "b\r\nContent-Length: 0\r\n\r\n"), /* \x01 then b */
+        ("HTTP/1.1 200 OK\r\nX: a\x01"
+         "b\r\nContent-Length: 0\r\n\r\n"), /* \x01 then b */
         "HTTP/1.1 200 OK\r\n: empty\r\nContent-Length: 0\r\n\r\n",
     };
     px_buf_append_cstr(out, RPICK(&r, bad));
@@ -559,12 +575,13 @@ void df_answer_bytes(const df_answer_t *a, const char *method, size_t method_len
     ex->upstream_closes = 1;
     break;
   }
-  case UB__COUNT:
-    break;
+  case UB__COUNT: break;
   }
   int bodiless = head || ex->status == 204 || ex->status == 304;
-  if (ex->kind == EX_WHOLE && !bodiless) ex->body = body;
-  else px_buf_free(&body);
+  if (ex->kind == EX_WHOLE && !bodiless)
+    ex->body = body;
+  else
+    px_buf_free(&body);
   if (bodiless) ex->length_known = 1;
 }
 
@@ -576,22 +593,31 @@ void df_escape(px_buf_t *out, const void *p, size_t n) {
   const unsigned char *b = p;
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = b[i];
-    if (ch == '\r') px_buf_append_cstr(out, "\\r");
-    else if (ch == '\n') px_buf_append_cstr(out, "\\n");
-    else if (ch == '\t') px_buf_append_cstr(out, "\\t");
-    else if (ch == '\\') px_buf_append_cstr(out, "\\\\");
-    else if (ch == '"') px_buf_append_cstr(out, "\\\"");
-    else if (ch < 0x20 || ch >= 0x7f) px_buf_printf(out, "\\x%02x", ch);
-    else px_buf_append(out, &ch, 1);
+    if (ch == '\r')
+      px_buf_append_cstr(out, "\\r");
+    else if (ch == '\n')
+      px_buf_append_cstr(out, "\\n");
+    else if (ch == '\t')
+      px_buf_append_cstr(out, "\\t");
+    else if (ch == '\\')
+      px_buf_append_cstr(out, "\\\\");
+    else if (ch == '"')
+      px_buf_append_cstr(out, "\\\"");
+    else if (ch < 0x20 || ch >= 0x7f)
+      px_buf_printf(out, "\\x%02x", ch);
+    else
+      px_buf_append(out, &ch, 1);
   }
 }
 
 void df_case_describe(const df_case_t *c, px_buf_t *out) {
-  px_buf_printf(out, "case %llu: %s\n  delivery: %d split(s)", (unsigned long long)c->id, c->what, c->nsplits);
+  px_buf_printf(out, "case %llu: %s\n  delivery: %d split(s)", (unsigned long long)c->id, c->what,
+                c->nsplits);
   for (int i = 0; i < c->nsplits; i++) px_buf_printf(out, " %zu", c->splits[i]);
   px_buf_printf(out, "%s\n  upstream script:", c->half_close ? ", then half-closed" : "");
   for (int i = 0; i < c->nscript; i++)
-    px_buf_printf(out, " %s/%d/%u", df_ub_name(c->script[i].kind), c->script[i].status, c->script[i].body_len);
+    px_buf_printf(out, " %s/%d/%u", df_ub_name(c->script[i].kind), c->script[i].status,
+                  c->script[i].body_len);
   px_buf_printf(out, "\n  client bytes (%zu): \"", c->client_len);
   df_escape(out, c->client, c->client_len > 4096 ? 4096 : c->client_len);
   px_buf_append_cstr(out, c->client_len > 4096 ? "\"...\n" : "\"\n");
@@ -607,8 +633,8 @@ int df_case_save(const df_case_t *c, const char *path) {
   for (int i = 0; i < c->nsplits; i++) fprintf(f, " %zu", c->splits[i]);
   fprintf(f, "\nscript %d\n", c->nscript);
   for (int i = 0; i < c->nscript; i++)
-    fprintf(f, "answer %s %d %u %u\n", df_ub_name(c->script[i].kind), c->script[i].status, c->script[i].body_len,
-            c->script[i].seed);
+    fprintf(f, "answer %s %d %u %u\n", df_ub_name(c->script[i].kind), c->script[i].status,
+            c->script[i].body_len, c->script[i].seed);
   fprintf(f, "client %zu\n", c->client_len);
   fwrite(c->client, 1, c->client_len, f);
   return fclose(f) == 0 ? 0 : -1;

@@ -52,9 +52,18 @@ static int named_in_connection(const ref_msg_t *r, const ref_field_t *f) {
 
 /* Fields of the client's request that the sidecar passes on as they are. */
 static int end_to_end(const ref_msg_t *r, const ref_field_t *f) {
-  static const char *const hop[] = {"connection",        "keep-alive",       "proxy-connection", "te",
-                                    "trailer",           "transfer-encoding", "upgrade",          "expect",
-                                    "host",              "x-forwarded-for",   "x-forwarded-proto", "x-request-id",
+  static const char *const hop[] = {"connection",
+                                    "keep-alive",
+                                    "proxy-connection",
+                                    "te",
+                                    "trailer",
+                                    "transfer-encoding",
+                                    "upgrade",
+                                    "expect",
+                                    "host",
+                                    "x-forwarded-for",
+                                    "x-forwarded-proto",
+                                    "x-request-id",
                                     "x-outrigger-attempt"};
   for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
     if (field_is(f, hop[i])) return 0;
@@ -62,14 +71,16 @@ static int end_to_end(const ref_msg_t *r, const ref_field_t *f) {
 }
 /* Fields of what the upstream got that the client's request does not account for. */
 static int added_by_sidecar(const ref_field_t *f) {
-  static const char *const own[] = {"host", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
-                                    "x-outrigger-attempt", "transfer-encoding"};
+  static const char *const own[] = {"host",         "x-forwarded-for",     "x-forwarded-proto",
+                                    "x-request-id", "x-outrigger-attempt", "transfer-encoding"};
   for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
     if (field_is(f, own[i])) return 1;
   return 0;
 }
 
-static int is_absolute(const ref_msg_t *r) { return r->target_len > 0 && r->target[0] != '/' && r->target[0] != '*'; }
+static int is_absolute(const ref_msg_t *r) {
+  return r->target_len > 0 && r->target[0] != '/' && r->target[0] != '*';
+}
 
 /* The authority and origin-form part of an absolute-form target. */
 static void split_absolute(const ref_msg_t *r, const char **auth, size_t *auth_len, const char **orig,
@@ -93,7 +104,8 @@ static int valid_request_id(const ref_field_t *f) {
 /* Does the upstream's `u` carry the client's `r` faithfully? NULL, or what differs.
  * *attempt gets its x-outrigger-attempt. */
 static const char *same_request(const ref_msg_t *r, const ref_msg_t *u, int *attempt, px_buf_t *d) {
-  if (u->method_len != r->method_len || memcmp(u->method, r->method, r->method_len) != 0) return "another method";
+  if (u->method_len != r->method_len || memcmp(u->method, r->method, r->method_len) != 0)
+    return "another method";
   if (u->major != 1 || u->minor != 1) return "not sent as HTTP/1.1";
   const char *host = NULL;
   size_t host_len = 0;
@@ -119,7 +131,8 @@ static const char *same_request(const ref_msg_t *r, const ref_msg_t *u, int *att
   const ref_field_t *uh = ref_field(u, "host");
   if (host && (uh->value_len != host_len || memcmp(uh->value, host, host_len) != 0)) return "another Host";
   if (u->framing != r->framing) return "the body framed another way";
-  if (u->body_len != r->body_len || (u->body_len && memcmp(u->body, r->body, u->body_len) != 0)) return "another body";
+  if (u->body_len != r->body_len || (u->body_len && memcmp(u->body, r->body, u->body_len) != 0))
+    return "another body";
   /* The end-to-end fields, in order. */
   size_t i = 0, j = 0;
   for (;;) {
@@ -129,19 +142,25 @@ static const char *same_request(const ref_msg_t *r, const ref_msg_t *u, int *att
     const ref_field_t *a = &r->fields[i], *b = &u->fields[j];
     int same_name = a->name_len == b->name_len && ieq_n(a->name, b->name, a->name_len);
     if (!same_name || a->value_len != b->value_len || memcmp(a->value, b->value, a->value_len) != 0) {
-      if (d) px_buf_printf(d, "client field \"%.*s: %.*s\", upstream field \"%.*s: %.*s\"\n", (int)a->name_len, a->name,
-                    (int)a->value_len, a->value, (int)b->name_len, b->name, (int)b->value_len, b->value);
+      if (d)
+        px_buf_printf(d, "client field \"%.*s: %.*s\", upstream field \"%.*s: %.*s\"\n", (int)a->name_len,
+                      a->name, (int)a->value_len, a->value, (int)b->name_len, b->name, (int)b->value_len,
+                      b->value);
       return "an end-to-end field changed";
     }
     i++;
     j++;
   }
   if (i < r->nfields) {
-    if (d) px_buf_printf(d, "client field \"%.*s\" missing upstream\n", (int)r->fields[i].name_len, r->fields[i].name);
+    if (d)
+      px_buf_printf(d, "client field \"%.*s\" missing upstream\n", (int)r->fields[i].name_len,
+                    r->fields[i].name);
     return "an end-to-end field was dropped";
   }
   if (j < u->nfields) {
-    if (d) px_buf_printf(d, "upstream field \"%.*s\" not from the client\n", (int)u->fields[j].name_len, u->fields[j].name);
+    if (d)
+      px_buf_printf(d, "upstream field \"%.*s\" not from the client\n", (int)u->fields[j].name_len,
+                    u->fields[j].name);
     return "a field was added or a hop-by-hop one passed on";
   }
   /* The sidecar's own fields. */
@@ -163,7 +182,8 @@ static const char *same_request(const ref_msg_t *r, const ref_msg_t *u, int *att
   for (size_t k = 0; k < r->nfields; k++)
     if (field_is(&r->fields[k], "x-request-id") && valid_request_id(&r->fields[k])) {
       const ref_field_t *ur = ref_field(u, "x-request-id");
-      if (ur->value_len != r->fields[k].value_len || memcmp(ur->value, r->fields[k].value, ur->value_len) != 0)
+      if (ur->value_len != r->fields[k].value_len ||
+          memcmp(ur->value, r->fields[k].value, ur->value_len) != 0)
         return "the client's valid x-request-id was not kept";
       break;
     }
@@ -208,12 +228,12 @@ typedef struct {
   px_buf_t *d;
 } judge_t;
 
-#define FAIL(...)                                                                                           \
-  do {                                                                                                     \
-    px_buf_printf(j->d, __VA_ARGS__);                                                                      \
-    px_buf_append_cstr(j->d, "\n");                                                                        \
-    verdict = "see detail";                                                                                \
-    goto out;                                                                                              \
+#define FAIL(...)                                                                                            \
+  do {                                                                                                       \
+    px_buf_printf(j->d, __VA_ARGS__);                                                                        \
+    px_buf_append_cstr(j->d, "\n");                                                                          \
+    verdict = "see detail";                                                                                  \
+    goto out;                                                                                                \
   } while (0)
 
 const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_len, int eof,
@@ -246,12 +266,12 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
     j->nup++;
   }
 
-  size_t pos = 0; /* in what the client got */
-  int u = 0;      /* in what the upstream got */
+  size_t pos = 0;          /* in what the client got */
+  int u = 0;               /* in what the upstream got */
   int closed = 0;          /* an answer ended the connection */
   int upstream_closed = 0; /* an answer so far ended its upstream connection */
   int i;
-  int abandoned = 0;       /* the client half-closed: the rest is abandoned, sent upstream or not */
+  int abandoned = 0; /* the client half-closed: the rest is abandoned, sent upstream or not */
   for (i = 0; i < j->nreq && !closed; i++) {
     const ref_msg_t *r = j->req[i];
     char method[32];
@@ -280,7 +300,8 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
       }
       if (diff) break;
       if (g > 0) { /* a resend must carry the first try's request id */
-        const ref_field_t *a = ref_field(&j->up[u], "x-request-id"), *b = ref_field(&j->up[u + g], "x-request-id");
+        const ref_field_t *a = ref_field(&j->up[u], "x-request-id"),
+                          *b = ref_field(&j->up[u + g], "x-request-id");
         if (a->value_len != b->value_len || memcmp(a->value, b->value, a->value_len) != 0) break;
       }
       prev_attempt = attempt;
@@ -296,7 +317,8 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
     for (;;) {
       rr = ref_parse_response((const char *)got + pos, got_len - pos, method, eof, &j->resp);
       if (rr != REF_COMPLETE || j->resp.status >= 200) break;
-      if (j->resp.status != 100 || !ref_field(r, "expect")) FAIL("an interim %d answer for request %d", j->resp.status, i);
+      if (j->resp.status != 100 || !ref_field(r, "expect"))
+        FAIL("an interim %d answer for request %d", j->resp.status, i);
       pos += j->resp.wire_len;
       ref_msg_free(&j->resp);
     }
@@ -346,7 +368,8 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
         px_buf_append_cstr(j->d, "answer bytes: \"");
         df_escape(j->d, got + pos, got_len - pos > 2048 ? 2048 : got_len - pos);
         px_buf_append_cstr(j->d, "\"");
-        FAIL("the answer to request %d was cut short (%s)", i, g ? df_ub_name(df_case_answer(c, up[u + g - 1].answer)->kind) : "no upstream try");
+        FAIL("the answer to request %d was cut short (%s)", i,
+             g ? df_ub_name(df_case_answer(c, up[u + g - 1].answer)->kind) : "no upstream try");
       }
       if (g > 0 && !eof && kind != EX_WHOLE)
         FAIL("the upstream failed request %d (%s), and the client connection was left hanging", i,
@@ -389,11 +412,14 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
         st->refused_valid++;
         st->refusal = strncmp(err, "bad_request", 11) == 0 ? "bad_request" : err;
         const char *dj = a->body ? memmem(a->body, a->body_len, "\"detail\":\"", 10) : NULL;
-        const char *de = dj ? memchr(dj + 10, '"', a->body_len - (size_t)(dj + 10 - (const char *)a->body)) : NULL;
-        snprintf(st->refusal_detail, sizeof(st->refusal_detail), "%s: %.*s", err, de ? (int)(de - dj - 10) : 0,
-                 de ? dj + 10 : "");
+        const char *de =
+            dj ? memchr(dj + 10, '"', a->body_len - (size_t)(dj + 10 - (const char *)a->body)) : NULL;
+        snprintf(st->refusal_detail, sizeof(st->refusal_detail), "%s: %.*s", err,
+                 de ? (int)(de - dj - 10) : 0, de ? dj + 10 : "");
       } else {
-        int want = strcmp(err, "upstream_reset") == 0 ? EX_RESET : strcmp(err, "upstream_bad_response") == 0 ? EX_BAD : -1;
+        int want = strcmp(err, "upstream_reset") == 0          ? EX_RESET
+                   : strcmp(err, "upstream_bad_response") == 0 ? EX_BAD
+                                                               : -1;
         /* A pooled connection the upstream closed after an earlier answer, picked before
          * its close was seen: the request may have run, so one that may not run twice
          * gets 502 without a try the upstream saw. */
@@ -405,7 +431,8 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
           FAIL("request %d got %s, but its last try was %s (%d)", i, err,
                g ? df_ub_name(df_case_answer(c, up[u + g - 1].answer)->kind) : "never sent", k);
         }
-        if (!stale && (!fvalue(a, "x-outrigger-attempts") || strcmp(fvalue(a, "x-outrigger-attempts"), attempts) != 0)) {
+        if (!stale && (!fvalue(a, "x-outrigger-attempts") ||
+                       strcmp(fvalue(a, "x-outrigger-attempts"), attempts) != 0)) {
           df_expect_free(&ex);
           FAIL("the error answer to request %d does not count its %d tries", i, g);
         }
@@ -462,12 +489,14 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
     while (tail < (const char *)c->client + c->client_len && (*tail == '\r' || *tail == '\n')) tail++;
     int head = (size_t)((const char *)c->client + c->client_len - tail) > 5 && memcmp(tail, "HEAD ", 5) == 0;
     ref_result_t rr;
-    while ((rr = ref_parse_response((const char *)got + pos, got_len - pos, "GET", eof, &j->resp)) == REF_COMPLETE &&
+    while ((rr = ref_parse_response((const char *)got + pos, got_len - pos, "GET", eof, &j->resp)) ==
+               REF_COMPLETE &&
            j->resp.status == 100) { /* the tail's Expect was answered before its body broke */
       pos += j->resp.wire_len;
       ref_msg_free(&j->resp);
     }
-    if (head && rr != REF_COMPLETE) rr = ref_parse_response((const char *)got + pos, got_len - pos, "HEAD", eof, &j->resp);
+    if (head && rr != REF_COMPLETE)
+      rr = ref_parse_response((const char *)got + pos, got_len - pos, "HEAD", eof, &j->resp);
     if (pos == got_len) goto done; /* only a 100 Continue: the body is awaited */
     if (rr != REF_COMPLETE) {
       px_buf_append_cstr(j->d, "bytes: \"");
@@ -477,7 +506,8 @@ const char *df_judge(const df_case_t *c, const unsigned char *got, size_t got_le
     }
     const char *err = fvalue(&j->resp, "x-outrigger-error");
     if (st->tail == 0 || !err || strncmp(err, "upstream_", 9) == 0)
-      FAIL("an answer (%d %s) to a request the client never completed", j->resp.status, err ? err : "from upstream");
+      FAIL("an answer (%d %s) to a request the client never completed", j->resp.status,
+           err ? err : "from upstream");
     pos += j->resp.wire_len;
     closed = !j->resp.keep_alive;
     ref_msg_free(&j->resp);
@@ -489,8 +519,9 @@ done:
     px_buf_printf(j->d, "the extra one: \"");
     df_escape(j->d, up[u].raw, up[u].raw_len);
     px_buf_append_cstr(j->d, "\"\n");
-    FAIL("the upstream got %d requests; the client's bytes hold %d valid ones, %d of them answered (smuggled?)",
-         j->nup, j->nreq, i);
+    FAIL(
+        "the upstream got %d requests; the client's bytes hold %d valid ones, %d of them answered (smuggled?)",
+        j->nup, j->nreq, i);
   }
   if (closed && !eof) FAIL("the connection stayed open after an answer that closes it");
 

@@ -35,37 +35,17 @@ typedef struct {
 
 /* ---- character classes (RFC 5234 App. B, RFC 9110 §5.5 and §5.6.2, RFC 3986 §2) ---- */
 
-static int ref_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
-static int ref_alpha(unsigned char c) {
-  return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
-}
-static int ref_hexdig(unsigned char c) {
-  return ref_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
-}
-static int ref_hexval(unsigned char c) {
-  return ref_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
-}
-static int ref_ows(unsigned char c) {
-  return c == ' ' || c == '\t';
-}
-static int ref_in(unsigned char c, const char *set) {
-  return c != 0 && strchr(set, c) != NULL;
-}
-static int ref_tchar(unsigned char c) {
-  return ref_digit(c) || ref_alpha(c) || ref_in(c, "!#$%&'*+-.^_`|~");
-}
+static int ref_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int ref_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static int ref_hexdig(unsigned char c) { return ref_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+static int ref_hexval(unsigned char c) { return ref_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
+static int ref_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+static int ref_in(unsigned char c, const char *set) { return c != 0 && strchr(set, c) != NULL; }
+static int ref_tchar(unsigned char c) { return ref_digit(c) || ref_alpha(c) || ref_in(c, "!#$%&'*+-.^_`|~"); }
 /* VCHAR / obs-text: every byte that is neither a control nor SP. */
-static int ref_vchar_obs(unsigned char c) {
-  return (c >= 0x21 && c <= 0x7E) || c >= 0x80;
-}
-static int ref_unreserved(unsigned char c) {
-  return ref_alpha(c) || ref_digit(c) || ref_in(c, "-._~");
-}
-static int ref_subdelim(unsigned char c) {
-  return ref_in(c, "!$&'()*+,;=");
-}
+static int ref_vchar_obs(unsigned char c) { return (c >= 0x21 && c <= 0x7E) || c >= 0x80; }
+static int ref_unreserved(unsigned char c) { return ref_alpha(c) || ref_digit(c) || ref_in(c, "-._~"); }
+static int ref_subdelim(unsigned char c) { return ref_in(c, "!$&'()*+,;="); }
 static unsigned char ref_lower(unsigned char c) {
   return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
 }
@@ -79,9 +59,7 @@ static int ref_ieq(const char *a, size_t n, const char *b) {
 }
 
 /* The same, case-sensitively: methods are case-sensitive (RFC 9110 §9.1). */
-static int ref_eq(const char *a, size_t n, const char *b) {
-  return strlen(b) == n && memcmp(a, b, n) == 0;
-}
+static int ref_eq(const char *a, size_t n, const char *b) { return strlen(b) == n && memcmp(a, b, n) == 0; }
 
 /* ---- primitives: each reads at the cursor and moves it past what it read ---- */
 
@@ -91,9 +69,7 @@ static ref_result_t ref_fail(ref_rd_t *rd, size_t off, const char *why) {
   return REF_INVALID;
 }
 
-static unsigned char ref_at(const ref_rd_t *rd) {
-  return (unsigned char)rd->buf[rd->pos];
-}
+static unsigned char ref_at(const ref_rd_t *rd) { return (unsigned char)rd->buf[rd->pos]; }
 
 /* One expected byte. */
 static ref_result_t ref_expect(ref_rd_t *rd, char c, const char *why) {
@@ -121,8 +97,7 @@ static ref_result_t ref_crlf(ref_rd_t *rd, const char *why) {
  * only ever sees a token together with the byte that ended it. */
 static ref_result_t ref_token(ref_rd_t *rd, size_t *n) {
   size_t start = rd->pos;
-  while (rd->pos < rd->len && ref_tchar(ref_at(rd)))
-    rd->pos++;
+  while (rd->pos < rd->len && ref_tchar(ref_at(rd))) rd->pos++;
   *n = rd->pos - start;
   return rd->pos < rd->len ? REF_COMPLETE : REF_NEED_MORE;
 }
@@ -130,8 +105,7 @@ static ref_result_t ref_token(ref_rd_t *rd, size_t *n) {
 /* OWS / BWS = *( SP / HTAB ); *n says how much there was. */
 static ref_result_t ref_skip_ows(ref_rd_t *rd, size_t *n) {
   size_t start = rd->pos;
-  while (rd->pos < rd->len && ref_ows(ref_at(rd)))
-    rd->pos++;
+  while (rd->pos < rd->len && ref_ows(ref_at(rd))) rd->pos++;
   *n = rd->pos - start;
   return rd->pos < rd->len ? REF_COMPLETE : REF_NEED_MORE;
 }
@@ -139,8 +113,7 @@ static ref_result_t ref_skip_ows(ref_rd_t *rd, size_t *n) {
 /* HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive (RFC 9112 §2.3). Only major 1 is
  * this protocol; a 1.x with x > 1 is read as 1.1 would be (RFC 9110 §2.5). */
 static ref_result_t ref_version(ref_rd_t *rd) {
-  for (const char *p = "HTTP/"; *p; p++)
-    REF_TRY(ref_expect(rd, *p, "bad HTTP-version"));
+  for (const char *p = "HTTP/"; *p; p++) REF_TRY(ref_expect(rd, *p, "bad HTTP-version"));
   if (rd->pos >= rd->len) return REF_NEED_MORE;
   if (!ref_digit(ref_at(rd))) return ref_fail(rd, rd->pos, "bad HTTP-version");
   if (ref_at(rd) != '1') return ref_fail(rd, rd->pos, "HTTP major version is not 1");
@@ -176,14 +149,11 @@ static ref_result_t ref_fields(ref_rd_t *rd, ref_field_t *out, size_t *n) {
     /* field-value = *field-content: VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5); CR, LF and
      * NUL must be refused there, and the other controls are not in the grammar either. */
     size_t v = rd->pos;
-    while (rd->pos < rd->len && (ref_vchar_obs(ref_at(rd)) || ref_ows(ref_at(rd))))
-      rd->pos++;
+    while (rd->pos < rd->len && (ref_vchar_obs(ref_at(rd)) || ref_ows(ref_at(rd)))) rd->pos++;
     size_t v_end = rd->pos;
     REF_TRY(ref_crlf(rd, "control byte in a field value"));
-    while (v < v_end && ref_ows((unsigned char)rd->buf[v]))
-      v++;
-    while (v_end > v && ref_ows((unsigned char)rd->buf[v_end - 1]))
-      v_end--;
+    while (v < v_end && ref_ows((unsigned char)rd->buf[v])) v++;
+    while (v_end > v && ref_ows((unsigned char)rd->buf[v_end - 1])) v_end--;
     out[*n] = (ref_field_t){rd->buf + name, name_len, rd->buf + v, v_end - v};
     (*n)++;
   }
@@ -194,14 +164,11 @@ static ref_result_t ref_fields(ref_rd_t *rd, ref_field_t *out, size_t *n) {
 static int ref_list_next(const char *v, size_t n, size_t *i, const char **el, size_t *el_len) {
   while (*i < n) {
     size_t s = *i;
-    while (*i < n && v[*i] != ',')
-      (*i)++;
+    while (*i < n && v[*i] != ',') (*i)++;
     size_t e = *i;
     if (*i < n) (*i)++;
-    while (s < e && ref_ows((unsigned char)v[s]))
-      s++;
-    while (e > s && ref_ows((unsigned char)v[e - 1]))
-      e--;
+    while (s < e && ref_ows((unsigned char)v[s])) s++;
+    while (e > s && ref_ows((unsigned char)v[e - 1])) e--;
     if (e > s) {
       *el = v + s;
       *el_len = e - s;
@@ -252,8 +219,7 @@ static size_t ref_ip_literal(const char *s, size_t n) {
   if (i < n && (s[i] == 'v' || s[i] == 'V')) {
     /* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
     size_t h = ++i;
-    while (i < n && ref_hexdig((unsigned char)s[i]))
-      i++;
+    while (i < n && ref_hexdig((unsigned char)s[i])) i++;
     if (i == h || i >= n || s[i] != '.') return 0;
     size_t r = ++i;
     while (i < n && (ref_unreserved((unsigned char)s[i]) || ref_subdelim((unsigned char)s[i]) || s[i] == ':'))
@@ -261,15 +227,15 @@ static size_t ref_ip_literal(const char *s, size_t n) {
     if (i == r) return 0;
   } else {
     size_t r = i;
-    while (i < n && (ref_hexdig((unsigned char)s[i]) || s[i] == ':' || s[i] == '.'))
-      i++;
+    while (i < n && (ref_hexdig((unsigned char)s[i]) || s[i] == ':' || s[i] == '.')) i++;
     if (i == r) return 0;
     /* IPv6addrz (RFC 6874 §2): a zone, "%25" then 1*( unreserved / pct-encoded ). */
     if (i + 2 < n && s[i] == '%' && s[i + 1] == '2' && s[i + 2] == '5') {
       size_t z = i += 3;
       while (i < n && s[i] != ']') {
         if (s[i] == '%') {
-          if (i + 2 >= n || !ref_hexdig((unsigned char)s[i + 1]) || !ref_hexdig((unsigned char)s[i + 2])) return 0;
+          if (i + 2 >= n || !ref_hexdig((unsigned char)s[i + 1]) || !ref_hexdig((unsigned char)s[i + 2]))
+            return 0;
           i += 3;
         } else if (ref_unreserved((unsigned char)s[i])) {
           i++;
@@ -332,14 +298,12 @@ static const char *ref_target_check(const ref_msg_t *m) {
     return ref_eq(m->method, m->method_len, "OPTIONS") ? NULL : "asterisk-form without OPTIONS";
   /* absolute-form (RFC 9112 §3.2.2), for the two schemes a proxy serves. */
   size_t scheme = 0;
-  while (scheme < n && t[scheme] != ':')
-    scheme++;
+  while (scheme < n && t[scheme] != ':') scheme++;
   if (!ref_ieq(t, scheme, "http") && !ref_ieq(t, scheme, "https"))
     return "request-target is in no allowed form";
   if (n - scheme < 3 || memcmp(t + scheme, "://", 3) != 0) return "request-target is in no allowed form";
   size_t a = scheme + 3, a_end = a;
-  while (a_end < n && t[a_end] != '/' && t[a_end] != '?')
-    a_end++;
+  while (a_end < n && t[a_end] != '/' && t[a_end] != '?') a_end++;
   return ref_host_ok(t + a, a_end - a, REF_HOST_URI) ? NULL : "bad authority in absolute-form";
 }
 
@@ -390,8 +354,7 @@ static ref_result_t ref_status_line(ref_rd_t *rd) {
   rd->m->status = status;
   REF_TRY(ref_expect(rd, ' ', "status-code not followed by SP"));
   /* reason-phrase = *( HTAB / SP / VCHAR / obs-text ) */
-  while (rd->pos < rd->len && (ref_vchar_obs(ref_at(rd)) || ref_ows(ref_at(rd))))
-    rd->pos++;
+  while (rd->pos < rd->len && (ref_vchar_obs(ref_at(rd)) || ref_ows(ref_at(rd)))) rd->pos++;
   return ref_crlf(rd, "control byte in the reason-phrase");
 }
 
@@ -411,11 +374,9 @@ static const char *ref_te_scan(const ref_msg_t *m, int *chunked) {
     size_t el_len, i = 0;
     while (ref_list_next(m->fields[f].value, m->fields[f].value_len, &i, &el, &el_len)) {
       size_t k = 0;
-      while (k < el_len && ref_tchar((unsigned char)el[k]))
-        k++;
+      while (k < el_len && ref_tchar((unsigned char)el[k])) k++;
       size_t p = k;
-      while (p < el_len && ref_ows((unsigned char)el[p]))
-        p++;
+      while (p < el_len && ref_ows((unsigned char)el[p])) p++;
       if (k == 0 || (p < el_len && el[p] != ';')) return "bad transfer-coding";
       last = ref_ieq(el, el_len, "chunked");
       n_chunked += (size_t)last;
@@ -557,8 +518,7 @@ static void ref_body_append(ref_msg_t *m, size_t *cap, const char *p, size_t n) 
   if (n == 0) return;
   if (m->body_len + n > *cap) {
     size_t want = *cap ? *cap : 64;
-    while (want < m->body_len + n)
-      want *= 2;
+    while (want < m->body_len + n) want *= 2;
     m->body = ref_xrealloc(m->body, want);
     *cap = want;
   }
@@ -687,8 +647,7 @@ static ref_result_t ref_body(ref_rd_t *rd, int eof) {
 static ref_result_t ref_request(ref_rd_t *rd) {
   /* RFC 9112 §2.2: a server should ignore at least one empty line (CRLF) before the
    * request-line; the oracle allows any number. */
-  while (rd->pos < rd->len && rd->buf[rd->pos] == '\r')
-    REF_TRY(ref_crlf(rd, "bad empty line"));
+  while (rd->pos < rd->len && rd->buf[rd->pos] == '\r') REF_TRY(ref_crlf(rd, "bad empty line"));
   if (rd->pos < rd->len && rd->buf[rd->pos] == '\n') return ref_fail(rd, rd->pos, "bare LF");
   rd->m->skipped = rd->pos;
   REF_TRY(ref_request_line(rd));

@@ -53,8 +53,8 @@ typedef struct {
   ref_field_t trailers[REF_MAX_FIELDS]; /* chunked bodies' trailer section */
   size_t ntrailers;
   ref_framing_t framing;
-  uint64_t content_length;              /* REF_BODY_LENGTH */
-  unsigned char *body;                  /* the decoded body (malloc'd), NULL when empty */
+  uint64_t content_length; /* REF_BODY_LENGTH */
+  unsigned char *body;     /* the decoded body (malloc'd), NULL when empty */
   size_t body_len;
   size_t skipped;  /* requests: empty lines (CRLF) before the request line */
   size_t head_len; /* start line, field lines and the empty line, after `skipped` */
@@ -76,8 +76,7 @@ ref_result_t ref_parse_request(const char *buf, size_t len, ref_msg_t *m);
  * peer closed the connection right after buf, which completes a close-delimited body
  * (without it such a body is REF_NEED_MORE). Interim (1xx) responses are returned as
  * messages of their own, with no body. */
-ref_result_t ref_parse_response(const char *buf, size_t len, const char *req_method, int eof,
-                                ref_msg_t *m);
+ref_result_t ref_parse_response(const char *buf, size_t len, const char *req_method, int eof, ref_msg_t *m);
 
 void ref_msg_free(ref_msg_t *m);
 

@@ -78,7 +78,8 @@ static int conn_process(df_upstream_t *u, int i) {
     if (r == REF_INVALID) {
       if (!u->violation) {
         u->violation = u->msg.error;
-        px_buf_printf(&u->violation_detail, "upstream connection %d, at byte %zu of: \"", c->id, u->msg.error_off);
+        px_buf_printf(&u->violation_detail, "upstream connection %d, at byte %zu of: \"", c->id,
+                      u->msg.error_off);
         df_escape(&u->violation_detail, c->in.data, c->in.len > 4096 ? 4096 : c->in.len);
         px_buf_append_cstr(&u->violation_detail, "\"");
       }
