@@ -312,7 +312,7 @@ int main(int argc, char **argv) {
 
   for (int i = 0; i < m.nworkers; i++) {
     px_snapshot_ref(m.current);
-    px_worker_init(&m.workers[i], i, m.current, fds[i], cfg->nlisteners);
+    px_worker_init(&m.workers[i], i, m.workers, m.nworkers, m.current, fds[i], cfg->nlisteners);
     free(fds[i]);
   }
   free(fds);
@@ -332,6 +332,7 @@ int main(int argc, char **argv) {
 
   uv_run(m.loop, UV_RUN_DEFAULT);
   uv_thread_join(&m.joiner);
+  for (int i = 0; i < m.nworkers; i++) px_worker_free(&m.workers[i]);
   uv_loop_close(m.loop);
   px_snapshot_unref(m.current);
   free(m.workers);

@@ -15,6 +15,7 @@
 
 #include "cluster_state.h"
 #include "config.h"
+#include "queue.h"
 
 typedef struct px_pool_s px_pool_t;
 
@@ -31,12 +32,15 @@ typedef struct {
   px_endpoint_t *eps;
   size_t neps;
   px_cluster_state_t *st; /* its counters, kept across reloads */
-  /* Per worker: its round-robin position and its idle-connection pools, one per
-   * endpoint. A worker touches only its own row, so these need no locking. */
+  /* Per worker: its round-robin position, its idle-connection pools (one per
+   * endpoint) and the requests waiting for a connection (limits.max_pending). A worker
+   * touches only its own row, so these need no locking. */
   struct px_cluster_worker_s {
     unsigned rr;
-    px_pool_t *pools; /* neps entries, allocated by the worker (see upstream.c) */
-    char pad[64 - sizeof(unsigned) - sizeof(void *)];
+    int nwaiters;
+    px_pool_t *pools;   /* neps entries, allocated by the worker (see upstream.c) */
+    px_queue_t waiters; /* px_upwait_t, oldest first; set up with the pools */
+    char pad[64 - 2 * sizeof(int) - sizeof(void *) - sizeof(px_queue_t)];
   } * per_worker;
 } px_cluster_t;
 

@@ -278,7 +278,7 @@ int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, 
   t->active = 1;
   atomic_fetch_add_explicit(&cluster->eps[ep].st->active_requests, 1, memory_order_relaxed);
   t->counted_ep = 1;
-  int r = px_upstream_acquire(t->w, ws, cluster, ep, t, &up_cb, &t->up);
+  int r = px_upstream_acquire(t->w, ws, cluster, ep, t, &up_cb, &t->up, &t->wait);
   if (r < 0) {
     t->active = 0;
     atomic_fetch_sub_explicit(&cluster->eps[ep].st->active_requests, 1, memory_order_relaxed);
@@ -336,6 +336,7 @@ void px_try_output_blocked(px_try_t *t) {
 }
 
 void px_try_end(px_try_t *t, int reusable) {
+  px_upstream_cancel(t->w, &t->wait); /* when it still waits for a connection */
   if (t->counted_ep) {
     atomic_fetch_sub_explicit(&t->cluster->eps[t->ep].st->active_requests, 1, memory_order_relaxed);
     t->counted_ep = 0;

@@ -45,7 +45,8 @@ struct px_try_s {
   px_conn_t *conn;
   px_cluster_t *cluster;
   size_t ep;
-  px_upconn_t *up; /* from px_upstream_acquire on; `connected` once it is up */
+  px_upconn_t *up;  /* from px_upstream_acquire on; `connected` once it is up */
+  px_upwait_t wait; /* while it waits for a connection (limits.max_pending) */
   int active, connected, counted_ep;
   /* the request going up */
   const px_buf_t *head;   /* the request head, ready to send */
@@ -68,9 +69,10 @@ struct px_try_s {
 void px_try_init(px_try_t *t, px_wctx_t *w, px_conn_t *conn, const px_try_cb_t *cb, void *data);
 /* Starts a try towards endpoint `ep` of `cluster` (of snapshot `ws`): sends `head` (and
  * `replay` as the body when set; else the body is read from the client connection as
- * it comes). Returns 0 (the outcome comes through the callbacks), PX_EOVERFLOW when
- * the cluster's max_connections is reached, or a libuv error (nothing started, no
- * callback). */
+ * it comes). At the cluster's max_connections it waits for a connection while
+ * max_pending allows (bounded by the request's deadlines). Returns 0 (the outcome comes
+ * through the callbacks), PX_EOVERFLOW when both limits are reached, or a libuv error
+ * (nothing started, no callback). */
 int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, const px_buf_t *head,
                  const px_buf_t *replay, int chunked_in);
 

@@ -8,14 +8,17 @@
 /* A response head larger than this is refused as a bad response. */
 #define PX_UPSTREAM_MAX_BUF (64 * 1024)
 
-static px_pool_t *pool_of(px_wctx_t *w, px_cluster_t *c, size_t ep) {
+static struct px_cluster_worker_s *row_of(px_wctx_t *w, px_cluster_t *c) {
   struct px_cluster_worker_s *cw = &c->per_worker[w->id];
   if (PX_UNLIKELY(cw->pools == NULL)) {
     cw->pools = px_calloc(c->neps, sizeof(px_pool_t));
     for (size_t i = 0; i < c->neps; i++) px_queue_init(&cw->pools[i].idle);
+    px_queue_init(&cw->waiters);
   }
-  return &cw->pools[ep];
+  return cw;
 }
+
+static px_pool_t *pool_of(px_wctx_t *w, px_cluster_t *c, size_t ep) { return &row_of(w, c)->pools[ep]; }
 
 static void handle_closed(px_upconn_t *up) {
   if (--up->nhandles > 0) return;
@@ -38,6 +41,10 @@ static void up_close(px_upconn_t *up) {
   atomic_fetch_sub_explicit(&up->cluster->eps[up->ep].st->connections, 1, memory_order_relaxed);
   px_tp_close(&up->tp, on_tp_closed);
   uv_close((uv_handle_t *)&up->timer, on_timer_closed);
+  /* A slot came free: a request waiting for one, on any worker, may take it. */
+  if (PX_UNLIKELY(atomic_load_explicit(&up->cluster->st->pending, memory_order_relaxed) > 0) &&
+      up->w->wake_all)
+    up->w->wake_all(up->w);
 }
 
 static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
@@ -140,31 +147,42 @@ static void on_timer(uv_timer_t *t) {
   up_close(up);
 }
 
-int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
-                        const px_upconn_cb_t *cb, px_upconn_t **out) {
+/* The newest idle connection to endpoint `ep`, taken from its pool; NULL when none. */
+static px_upconn_t *pool_take(px_wctx_t *w, px_cluster_t *c, size_t ep) {
   px_pool_t *pool = pool_of(w, c, ep);
-  if (!px_queue_empty(&pool->idle)) {
-    px_upconn_t *up = PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link);
-    px_queue_remove(&up->link);
-    pool->nidle--;
-    up->idle = 0;
-    /* It keeps reading: an idle connection reads to notice the upstream closing it,
-     * and toggling that per request would cost two epoll_ctl calls. */
-    up->owner = owner;
-    up->cb = cb;
-    up->reused = 1;
-    up->rlen = 0;
-    *out = up;
-    cb->on_connect(owner, up, 0);
-    return 0;
-  }
+  if (px_queue_empty(&pool->idle)) return NULL;
+  px_upconn_t *up = PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link);
+  px_queue_remove(&up->link);
+  pool->nidle--;
+  up->idle = 0;
+  return up;
+}
 
-  if (atomic_fetch_add_explicit(&c->st->connections, 1, memory_order_relaxed) >= c->conf->max_connections) {
-    atomic_fetch_sub_explicit(&c->st->connections, 1, memory_order_relaxed);
-    return PX_EOVERFLOW;
-  }
+/* Lends a pooled connection: on_connect runs now. */
+static void lend(px_upconn_t *up, void *owner, const px_upconn_cb_t *cb, px_upconn_t **out) {
+  /* It keeps reading: an idle connection reads to notice the upstream closing it, and
+   * toggling that per request would cost two epoll_ctl calls. */
+  up->owner = owner;
+  up->cb = cb;
+  up->reused = 1;
+  up->rlen = 0;
+  *out = up;
+  cb->on_connect(owner, up, 0);
+}
+
+/* Takes a connection slot of cluster `c`; 0 when max_connections is reached. */
+static int slot_take(px_cluster_t *c) {
+  if (atomic_fetch_add_explicit(&c->st->connections, 1, memory_order_relaxed) < c->conf->max_connections)
+    return 1;
+  atomic_fetch_sub_explicit(&c->st->connections, 1, memory_order_relaxed);
+  return 0;
+}
+
+/* Opens a new connection on a slot already taken. 0, or a libuv error (the slot is
+ * given back, no callback runs). */
+static int connect_new(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
+                       const px_upconn_cb_t *cb, px_upconn_t **out) {
   atomic_fetch_add_explicit(&c->eps[ep].st->connections, 1, memory_order_relaxed);
-
   px_upconn_t *up = px_calloc(1, sizeof(*up));
   up->w = w;
   up->ws = ws;
@@ -187,6 +205,93 @@ int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep
   up->armed_at = uv_now(&w->loop) + c->conf->connect_timeout_ms;
   *out = up;
   return 0;
+}
+
+/* At max_connections, an idle connection of the cluster in this worker (to any
+ * endpoint) is worth less than a request waiting: closes one. 1 when it did. */
+static int shed_idle(px_wctx_t *w, px_cluster_t *c) {
+  struct px_cluster_worker_s *cw = row_of(w, c);
+  for (size_t e = 0; e < c->neps; e++)
+    if (!px_queue_empty(&cw->pools[e].idle)) {
+      up_close(PX_CONTAINER_OF(cw->pools[e].idle.next, px_upconn_t, link));
+      return 1;
+    }
+  return 0;
+}
+
+static void unqueue(px_wctx_t *w, px_upwait_t *wait) {
+  px_queue_remove(&wait->link);
+  row_of(w, wait->cluster)->nwaiters--;
+  atomic_fetch_sub_explicit(&wait->cluster->st->pending, 1, memory_order_relaxed);
+  wait->queued = 0;
+}
+
+/* Gives this worker's waiting requests of cluster `c` what has come free, oldest
+ * first: a pooled connection to their endpoint, a slot, or the slot of an idle
+ * connection to another endpoint. */
+static void serve_waiters(px_wctx_t *w, px_cluster_t *c) {
+  struct px_cluster_worker_s *cw = row_of(w, c);
+  while (cw->nwaiters > 0) {
+    px_upwait_t *wait = PX_CONTAINER_OF(cw->waiters.next, px_upwait_t, link);
+    px_upconn_t *up = pool_take(w, c, wait->ep);
+    if (up) {
+      unqueue(w, wait);
+      lend(up, wait->owner, wait->cb, wait->out);
+      continue;
+    }
+    if (!slot_take(c)) {
+      if (shed_idle(w, c)) continue;
+      return; /* nothing free here: a close on any worker wakes us again */
+    }
+    unqueue(w, wait);
+    int r = connect_new(w, wait->ws, c, wait->ep, wait->owner, wait->cb, wait->out);
+    if (r != 0) wait->cb->on_connect(wait->owner, NULL, r);
+  }
+}
+
+int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
+                        const px_upconn_cb_t *cb, px_upconn_t **out, px_upwait_t *wait) {
+  px_upconn_t *up = pool_take(w, c, ep);
+  if (up) {
+    lend(up, owner, cb, out);
+    return 0;
+  }
+  if (PX_LIKELY(slot_take(c))) return connect_new(w, ws, c, ep, owner, cb, out);
+  if (shed_idle(w, c) && slot_take(c)) return connect_new(w, ws, c, ep, owner, cb, out);
+  if (wait == NULL) return PX_EOVERFLOW;
+  if (atomic_fetch_add_explicit(&c->st->pending, 1, memory_order_relaxed) >= c->conf->max_pending) {
+    atomic_fetch_sub_explicit(&c->st->pending, 1, memory_order_relaxed);
+    return PX_EOVERFLOW;
+  }
+  *wait = (px_upwait_t){.ws = ws, .cluster = c, .ep = ep, .owner = owner, .cb = cb, .out = out, .queued = 1};
+  struct px_cluster_worker_s *cw = row_of(w, c);
+  px_queue_insert_tail(&cw->waiters, &wait->link);
+  cw->nwaiters++;
+  *out = NULL;
+  /* Other workers' idle connections hold slots this request could use. */
+  if (w->wake_all) w->wake_all(w);
+  return 0;
+}
+
+void px_upstream_cancel(px_wctx_t *w, px_upwait_t *wait) {
+  if (wait->queued) unqueue(w, wait);
+}
+
+static void wake_snapshot(px_wctx_t *w, px_snapshot_t *s) {
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    px_cluster_t *c = &s->clusters[i];
+    if (c->per_worker[w->id].pools == NULL) continue; /* never used here */
+    if (c->per_worker[w->id].nwaiters > 0)
+      serve_waiters(w, c);
+    else if (atomic_load_explicit(&c->st->pending, memory_order_relaxed) > 0)
+      while (shed_idle(w, c)) {
+      } /* requests wait on another worker: give them the slots */
+  }
+}
+
+void px_upstream_wake(px_wctx_t *w) {
+  wake_snapshot(w, w->cur->snap);
+  for (px_wsnap_t *ws = w->retired; ws; ws = ws->next) wake_snapshot(w, ws->snap);
 }
 
 void px_upstream_release(px_upconn_t *up, int reusable) {
@@ -215,6 +320,10 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
     up->armed_at = up->idle_deadline;
   }
   px_upstream_read_start(up);
+  /* Requests wait for a connection: this worker's take it, or it is closed for those
+   * of another worker (px_upstream_wake). */
+  if (PX_UNLIKELY(atomic_load_explicit(&up->cluster->st->pending, memory_order_relaxed) > 0) && w->wake_all)
+    w->wake_all(w);
 }
 
 void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s) {

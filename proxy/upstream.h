@@ -48,12 +48,35 @@ struct px_upconn_s {
   int nhandles;
 };
 
+/* A request waiting for a connection because its cluster's max_connections is
+ * reached (limits.max_pending): the owner's memory, queued in its cluster's per-worker
+ * list until a connection comes free on any worker, or px_upstream_cancel. */
+typedef struct {
+  px_queue_t link;
+  px_wsnap_t *ws;
+  px_cluster_t *cluster;
+  size_t ep;
+  void *owner;
+  const px_upconn_cb_t *cb;
+  px_upconn_t **out;
+  int queued;
+} px_upwait_t;
+
 /* Gives `owner` a connection to endpoint `ep` of cluster `c`: a pooled one
  * (cb->on_connect runs before this returns, with status 0) or a new one (on_connect
- * runs later). Returns 0, or PX_EOVERFLOW when the cluster's max_connections is
- * reached, or a libuv error; on error no callback runs. */
+ * runs later; *out is set at once). At max_connections an idle connection of the
+ * cluster to another endpoint is closed to make room; failing that, the request waits
+ * in `wait` (when not NULL) while the cluster's max_pending allows: *out stays NULL
+ * and on_connect runs once a connection comes free (with an error status when the
+ * connect then fails). Returns 0, or PX_EOVERFLOW when the limits are reached, or a
+ * libuv error; on error no callback runs. */
 int px_upstream_acquire(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
-                        const px_upconn_cb_t *cb, px_upconn_t **out);
+                        const px_upconn_cb_t *cb, px_upconn_t **out, px_upwait_t *wait);
+/* Stops waiting (the request ended first). */
+void px_upstream_cancel(px_wctx_t *w, px_upwait_t *wait);
+/* A connection slot may have come free (wctx's wake_all): serves this worker's waiting
+ * requests, and closes its idle connections of clusters whose requests wait elsewhere. */
+void px_upstream_wake(px_wctx_t *w);
 /* Writes `bufs` (which may be changed): 1 when all went out, 0 when the rest is queued
  * (cb->on_written runs once it is out, unless the owner released the connection
  * first), or a libuv error. The bytes must stay until then. */

@@ -33,6 +33,10 @@ typedef struct px_wctx_s {
   px_iobufs_t bufs; /* read buffers, reused */
   /* The worker's: a connection closed (a draining worker may finish). */
   void (*conn_closed)(struct px_wctx_s *w);
+  /* The worker's: an upstream connection slot came free while requests wait for one:
+   * every worker, this one included, runs px_upstream_wake soon (from its loop, never
+   * inside this call). */
+  void (*wake_all)(struct px_wctx_s *w);
 } px_wctx_t;
 
 /* Snapshot handles, on the worker's thread. */

@@ -39,6 +39,18 @@ static void maybe_finish(px_worker_t *w) {
 
 static void on_conn_closed(px_wctx_t *x) { maybe_finish(PX_CONTAINER_OF(x, px_worker_t, x)); }
 
+/* Every worker, this one included, serves its waiting requests from its own loop. */
+static void wake_all(px_wctx_t *x) {
+  px_worker_t *self = PX_CONTAINER_OF(x, px_worker_t, x);
+  for (int i = 0; i < self->nall; i++) {
+    px_worker_t *w = &self->all[i];
+    uv_mutex_lock(&w->mu);
+    w->post_wake = 1;
+    if (!w->mailbox_closed) uv_async_send(&w->mailbox);
+    uv_mutex_unlock(&w->mu);
+  }
+}
+
 static void on_listen_closed(px_tp_listener_t *lst) { free(lst->data); }
 
 static void listen_close(px_listen_t *l) { px_tp_listener_close(&l->lst, on_listen_closed); }
@@ -103,10 +115,10 @@ static void on_mailbox(uv_async_t *a) {
   uv_mutex_lock(&w->mu);
   px_snapshot_t *snap = w->next_snap;
   int *fds = w->next_fds;
-  int drain = w->post_drain, stop = w->post_stop;
+  int drain = w->post_drain, stop = w->post_stop, wake = w->post_wake;
   w->next_snap = NULL;
   w->next_fds = NULL;
-  w->post_drain = w->post_stop = 0;
+  w->post_drain = w->post_stop = w->post_wake = 0;
   uv_mutex_unlock(&w->mu);
 
   if (snap) {
@@ -131,12 +143,17 @@ static void on_mailbox(uv_async_t *a) {
     px_proxy_drain(&w->x);
   }
   if (stop) px_proxy_close_all(&w->x);
+  if (wake) px_upstream_wake(&w->x);
   maybe_finish(w);
 }
 
-void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_t nfds) {
+void px_worker_init(px_worker_t *w, int id, px_worker_t *all, int nall, px_snapshot_t *snap, int *fds,
+                    size_t nfds) {
   memset(w, 0, sizeof(*w));
   w->x.id = id;
+  w->all = all;
+  w->nall = nall;
+  w->x.wake_all = wake_all;
   uv_loop_init(&w->x.loop);
   uv_mutex_init(&w->mu);
   uv_async_init(&w->x.loop, &w->mailbox, on_mailbox);
@@ -224,7 +241,8 @@ void px_worker_join(px_worker_t *w) {
   w->next_snap = NULL;
   w->next_fds = NULL;
   uv_mutex_unlock(&w->mu);
-  uv_mutex_destroy(&w->mu);
 }
+
+void px_worker_free(px_worker_t *w) { uv_mutex_destroy(&w->mu); }
 
 size_t px_worker_conns(px_worker_t *w) { return __atomic_load_n(&w->x.nconns, __ATOMIC_RELAXED); }

@@ -3,7 +3,8 @@
  * the hot path shares nothing but the atomic cluster counters.
  *
  * The main thread talks to a worker only through px_worker_post (a mutex-guarded
- * mailbox plus uv_async): new snapshot, drain, stop. */
+ * mailbox plus uv_async): new snapshot, drain, stop. Workers use the same mailbox to
+ * wake each other when an upstream connection slot comes free while requests wait. */
 #ifndef PX_WORKER_H
 #define PX_WORKER_H
 
@@ -31,14 +32,18 @@ typedef struct px_worker_s {
   uv_mutex_t mu;
   px_snapshot_t *next_snap; /* posted by main, taken by the worker */
   int *next_fds;            /* per listener of next_snap: a new listening fd, or -1 */
-  int post_drain, post_stop;
+  int post_drain, post_stop, post_wake;
   int mailbox_closed;
+  struct px_worker_s *all; /* every worker, this one included (for wake-ups) */
+  int nall;
   px_listen_t **listens; /* one per listener of `x.cur`, same order */
   size_t nlistens;
 } px_worker_t;
 
-/* Creates the worker (not started). `fds` holds one listening fd per listener. */
-void px_worker_init(px_worker_t *w, int id, px_snapshot_t *snap, int *fds, size_t nfds);
+/* Creates worker `id` of the `nall` in `all` (not started). `fds` holds one listening
+ * fd per listener. */
+void px_worker_init(px_worker_t *w, int id, px_worker_t *all, int nall, px_snapshot_t *snap, int *fds,
+                    size_t nfds);
 int px_worker_start(px_worker_t *w);
 /* Main thread: hand over a new snapshot (the worker takes the reference), with
  * `fds` (taken too; NULL when no listener is new): per listener of `snap`, a new
@@ -49,6 +54,8 @@ void px_worker_post_snapshot(px_worker_t *w, px_snapshot_t *snap, int *fds);
 void px_worker_post_drain(px_worker_t *w);
 void px_worker_post_stop(px_worker_t *w);
 void px_worker_join(px_worker_t *w);
+/* Once every worker is joined (a running worker may still wake a joined one). */
+void px_worker_free(px_worker_t *w);
 /* Active downstream connections (read from another thread: approximate). */
 size_t px_worker_conns(px_worker_t *w);
 

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "harness_proxy.h"
 
 /* ---- forwarding and header rewriting -------------------------------------- */
@@ -252,7 +253,7 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
             "      - { name: r, match: { prefix: /r }, cluster: r }\n"
             "      - { name: c, match: { prefix: /c }, cluster: c }\n"
             "clusters:\n  - { name: r, endpoints: [%s], limits: { max_requests: 1 } }\n"
-            "  - { name: c, endpoints: [%s], limits: { max_connections: 1 } }\n",
+            "  - { name: c, endpoints: [%s], limits: { max_connections: 1, max_pending: 0 } }\n",
             p.admin, p.port, tp_ep(u), tp_ep(u));
   const char *paths[] = {"/r", "/c"};
   th_resp_t r;
@@ -292,6 +293,79 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
  * configuration still holds its max_requests slot, so a new one is refused. Each
  * snapshot used to start from zero: the limit was counted twice until old requests
  * ended, and /clusters showed nothing in flight. */
+/* limits.max_pending: at max_connections a request waits for the connection to come
+ * free (on whichever worker it was accepted) and is then served; past max_pending it
+ * gets 503 overloaded at once; a wait is bounded by the route's timeout. */
+static void *send_one(void *arg) {
+  int fd = *(int *)arg;
+  th_resp_t *r = px_calloc(1, sizeof(*r));
+  if (th_read_response(fd, r, 10000) != 0) r->status = -1;
+  return r;
+}
+
+Test(proxy, max_pending_waits_then_overflows, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 400});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), ", limits: { max_connections: 1, max_pending: 2 }");
+  enum { N = 4 };
+  int fd[N];
+  pthread_t t[N];
+  uint64_t t0 = (px_now_ns() / 1000000u);
+  for (int i = 0; i < N; i++) {
+    fd[i] = th_connect(p.port);
+    char req[64];
+    int n = snprintf(req, sizeof(req), "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    cr_assert_eq(th_send_all(fd[i], req, (size_t)n), 0);
+    if (i == 0) /* the first holds the one connection before the others ask */
+      for (int k = 0; k < 200 && fu_requests(u) == 0; k++) usleep(10000);
+    pthread_create(&t[i], NULL, send_one, &fd[i]);
+  }
+  int ok = 0, overloaded = 0;
+  uint64_t last_ok = 0;
+  for (int i = 0; i < N; i++) {
+    th_resp_t *r;
+    pthread_join(t[i], (void **)&r);
+    if (r->status == 200) {
+      ok++;
+      last_ok = (px_now_ns() / 1000000u) - t0;
+    } else if (r->status == 503) {
+      tp_assert_problem(r, 503, "overloaded");
+      overloaded++;
+    } else {
+      cr_assert_fail("request %d: status %d", i, r->status);
+    }
+    th_resp_free(r);
+    free(r);
+    th_close(fd[i]);
+  }
+  cr_expect_eq(ok, 3, "one on the connection and two waiting should be served, %d were", ok);
+  cr_expect_eq(overloaded, 1, "one past max_pending should be refused, %d were", overloaded);
+  cr_expect_geq(last_ok, 3 * 400 - 100, "the waiting requests did not take turns on the one connection");
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
+Test(proxy, max_pending_wait_ends_at_the_route_timeout, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 3000});
+  tp_t p;
+  tp_start_simple(&p, NULL, ", timeout: 300ms", tp_ep(u), ", limits: { max_connections: 1 }");
+  int a = th_connect(p.port);
+  const char *first = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(a, first, strlen(first)), 0);
+  for (int k = 0; k < 200 && fu_requests(u) == 0; k++) usleep(10000);
+  uint64_t t0 = (px_now_ns() / 1000000u);
+  th_resp_t r;
+  cr_assert_eq(tp_raw(&p, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  uint64_t took = (px_now_ns() / 1000000u) - t0;
+  tp_assert_problem(&r, 504, "upstream_timeout");
+  cr_expect_lt(took, 2000, "the wait was not bounded by the route timeout (%llu ms)",
+               (unsigned long long)took);
+  th_resp_free(&r);
+  th_close(a);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
 Test(proxy, cluster_limits_hold_across_a_reload, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 1500});
   tp_t p;
