@@ -142,11 +142,13 @@ static void on_try_head(px_try_t *t) {
                           .cluster = r->cluster->conf->name};
   r->resp_started = 1;
   r->status = px_try_head(t)->status;
-  px_try_commit(t, &rw); /* may finish the request: nothing of r is touched after it */
+  px_conn_deadline(c, PX_DL_TRY, 0); /* answered: only the route's timeout applies now */
+  px_try_commit(t, &rw);             /* may finish the request: nothing of r is touched after it */
 }
 
 static void on_try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int stale) {
   px_req_t *r = t->data;
+  px_conn_deadline(r->c, PX_DL_TRY, 0);
   px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   px_debug("%s: try %d to %s: %s", r->c->peer, r->attempt, r->cluster->eps[t->ep].name, detail);
   for (size_t i = 0; i < NFILTERS; i++)
@@ -195,8 +197,10 @@ void px_req_retry(px_req_t *r, int other) {
   const px_buf_t *replay =
       r->attempt > 1 && (r->body_sent > 0 || (r->chunked_in && c->body_done)) ? &r->body : NULL;
   int rc = px_try_start(&r->t, r->ws, r->cluster, ep, &r->uhead, replay, r->chunked_in);
+  if (rc == 0 && r->route->conf->retry.per_try_timeout_ms)
+    px_conn_deadline(c, PX_DL_TRY, r->route->conf->retry.per_try_timeout_ms);
   if (rc == PX_EOVERFLOW)
-    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections is reached",
+    px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections and max_pending are reached",
                 "x-outrigger-overloaded: true\r\n");
   else if (rc < 0)
     on_try_fail(&r->t, PX_ERR_CONNECT_FAILURE, "the upstream refused the connection", 0);
@@ -351,6 +355,13 @@ static void on_error(px_conn_t *c, px_errkind_t kind, const char *detail) {
 static void on_deadline(px_conn_t *c, px_dl_kind_t kind) {
   px_req_t *r = req_of(c);
   if (!r->active) return;
+  if (kind == PX_DL_TRY) { /* retry.per_try_timeout: this try failed; the filters decide what next */
+    if (!r->t.active || r->t.committed) return;
+    px_try_end(&r->t, 0);
+    on_try_fail(&r->t, PX_ERR_UPSTREAM_TIMEOUT,
+                "the upstream did not answer within the route's per_try_timeout", 0);
+    return;
+  }
   if (kind != PX_DL_ROUTE) return;
   if (r->t.active) px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   px_req_fail(r, PX_ERR_UPSTREAM_TIMEOUT, "the upstream did not answer within the route timeout", NULL);

@@ -366,6 +366,63 @@ Test(proxy, max_pending_wait_ends_at_the_route_timeout, .timeout = 30) {
   fu_stop(u);
 }
 
+/* retry.per_try_timeout cuts a try that has not answered, well before the route's
+ * timeout; a try that has answered is not cut (only the route's timeout applies to a
+ * body on its way). */
+Test(proxy, per_try_timeout_cuts_a_hung_try, .timeout = 30) {
+  fu_t *slow = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 3000});
+  fu_t *big = fu_start(&(fu_opts_t){.mode = FU_BIG, .big_len = 8u << 20});
+  tp_t p;
+  tp_prepare(&p);
+  tp_launch(
+      &p,
+      "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"
+      "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"
+      "      - { name: s, match: { prefix: /slow }, cluster: s, timeout: 10s, retry: { per_try_timeout: 200ms } }\n"
+      "      - { name: b, match: { prefix: /big }, cluster: b, timeout: 10s, retry: { per_try_timeout: 300ms } }\n"
+      "clusters:\n  - { name: s, endpoints: [%s] }\n  - { name: b, endpoints: [%s] }\n",
+      p.admin, p.port, tp_ep(slow), tp_ep(big));
+  uint64_t t0 = px_now_ns() / 1000000u;
+  th_resp_t r;
+  cr_assert_eq(tp_raw(&p, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  uint64_t took = px_now_ns() / 1000000u - t0;
+  tp_assert_problem(&r, 504, "upstream_timeout");
+  cr_assert(strstr(r.body, "per_try_timeout"), "%s", r.body);
+  cr_expect_lt(took, 2000, "the try was not cut at its per_try_timeout (%llu ms)", (unsigned long long)took);
+  th_resp_free(&r);
+  /* The head comes at once, then 8 MiB read slowly, for well over the try's 300 ms:
+   * all of it arrives. */
+  int fd = th_connect(p.port);
+  const char *get = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, get, strlen(get)), 0);
+  static char buf[16384];
+  size_t got = 0, want = 0, head = 0;
+  t0 = px_now_ns() / 1000000u;
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    if (!head) { /* the head is small and comes first, whole */
+      char *e = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+      cr_assert_not_null(e);
+      head = (size_t)(e - buf) + 4;
+      char *cl = strcasestr(buf, "content-length: ");
+      cr_assert_not_null(cl, "%.*s", (int)head, buf);
+      want = head + strtoull(cl + 16, NULL, 10);
+    }
+    got += (size_t)n;
+    if (got >= want) break;
+    usleep(2000);
+  }
+  took = px_now_ns() / 1000000u - t0;
+  cr_expect_eq(want - head, 8u << 20);
+  cr_expect_eq(got, want, "a committed answer was cut after %zu of %zu bytes", got, want);
+  cr_expect_gt(took, 300, "the body came too fast to test anything (%llu ms)", (unsigned long long)took);
+  th_close(fd);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(slow);
+  fu_stop(big);
+}
+
 Test(proxy, cluster_limits_hold_across_a_reload, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 1500});
   tp_t p;
