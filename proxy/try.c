@@ -154,7 +154,9 @@ static void on_up_eof(void *owner, px_upconn_t *up, int status) {
   /* Before any answer. On a pooled connection with nothing read back, the upstream may
    * have closed it (its keep-alive timeout) before it read the request: stale. */
   int stale = up->rlen == 0 && up->reused && !up->writing && t->body_sent;
-  try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream closed the connection before the response was complete",
+  try_fail(t, PX_ERR_UPSTREAM_RESET,
+           t->write_failed ? "the upstream connection failed while sending the request"
+                           : "the upstream closed the connection before the response was complete",
            stale);
 }
 
@@ -166,15 +168,20 @@ static void written(px_try_t *t) {
   if (!t->body_sent) pump(t);
 }
 
+/* The upstream stopped taking the request: it closed or reset the connection, maybe
+ * after it answered (an early 413, a 503). Nothing more is sent; what it sent is read
+ * first (received bytes stay readable after a reset), so an answer in the socket
+ * reaches the client, and the end of the connection without one is the reset. */
+static void write_failed(px_try_t *t) {
+  px_out_reset(&t->upw);
+  t->write_failed = 1;
+}
+
 static void on_up_written(void *owner, px_upconn_t *up, int status) {
   px_try_t *t = owner;
   (void)up;
   if (status < 0) {
-    /* The upstream stopped taking the request. If it has answered already, that answer
-     * is what the client gets; otherwise it is a reset. */
-    px_out_reset(&t->upw);
-    if (!t->held && !t->committed)
-      try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request", 0);
+    write_failed(t);
     return;
   }
   written(t);
@@ -185,7 +192,7 @@ static void flush_up(px_try_t *t) {
   unsigned n = px_out_iov(&t->upw);
   int r = px_upstream_write(t->up, t->upw.iov, n);
   if (r < 0)
-    try_fail(t, PX_ERR_UPSTREAM_RESET, "the upstream connection failed while sending the request", 0);
+    write_failed(t);
   else if (r == 1)
     written(t);
   /* else the upstream reads slower than the client sends: the client is not read
@@ -195,7 +202,7 @@ static void flush_up(px_try_t *t) {
 /* Reads what the client sent of the body and queues it upstream. */
 static void pump(px_try_t *t) {
   /* Not before the connection is up: the head goes first (on_up_connect). */
-  if (!t->connected || t->up->writing || t->body_sent || t->replay) return;
+  if (!t->connected || t->up->writing || t->body_sent || t->replay || t->write_failed) return;
   px_str_t d;
   px_br_result_t r;
   while ((r = px_conn_body_next(t->conn, &d)) == PX_BR_DATA) {
@@ -272,7 +279,7 @@ int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, 
   t->chunked_in = chunked_in;
   t->body_sent = conn->body_done && !replay && conn->head.body_mode <= PX_BODY_NONE;
   t->refused = NULL;
-  t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = 0;
+  t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = t->write_failed = 0;
   t->up = NULL; /* set by px_upstream_acquire, before the connection is up */
   t->connected = 0;
   t->active = 1;

@@ -51,7 +51,7 @@ struct px_try_s {
   /* the request going up */
   const px_buf_t *head;   /* the request head, ready to send */
   const px_buf_t *replay; /* a resend: the whole body kept so far, or NULL */
-  int chunked_in, body_sent;
+  int chunked_in, body_sent, write_failed;
   px_out_t upw;
   /* the answer coming back */
   llhttp_t parser;
