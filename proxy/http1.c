@@ -62,7 +62,12 @@ int px_hcollect_value_done(px_hcollect_t *hc, const char *base) {
     hc->empty_name = 1;
     return -1;
   }
-  const px_hspan_t *h = &hc->h[hc->n - 1];
+  px_hspan_t *h = &hc->h[hc->n - 1];
+  /* A field value has no whitespace at its end (RFC 9110 §5.5: it is OWS around the
+   * value); llhttp keeps what precedes CRLF. */
+  while (h->value_len > 0 &&
+         (base[h->value_off + h->value_len - 1] == ' ' || base[h->value_off + h->value_len - 1] == '\t'))
+    h->value_len--;
   if (PX_UNLIKELY(h->name_len == 17) &&
       px_str_ieq_cstr((px_str_t){base + h->name_off, 17}, "transfer-encoding"))
     hc->te_lines++;

@@ -63,6 +63,11 @@ Test(proxy, forwards_and_rewrites_headers, .timeout = 30) {
   cr_assert_eq(tp_raw(&p, "GET / HTTP/1.1\r\nHost: svc\r\nX-Request-Id: abc-123\r\n\r\n", &r), 0);
   cr_assert(strstr(r.body, "x-request-id: abc-123\r\n"), "client request id not kept");
   th_resp_free(&r);
+  /* Whitespace at the end of a value is not part of it (RFC 9110 §5.5). */
+  cr_assert_eq(tp_raw(&p, "GET / HTTP/1.1\r\nHost: svc \r\nX-Request-Id: abc-124\t \r\n\r\n", &r), 0);
+  cr_assert(strstr(r.body, "x-request-id: abc-124\r\n"), "a request id with trailing OWS not kept: %s",
+            r.body);
+  th_resp_free(&r);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }

@@ -935,6 +935,17 @@ Test(hcollect, target_in_pieces_and_reasons) {
   cr_expect_eq(hc.te_lines, 2);
   px_hcollect_reset(&hc);
   cr_expect_eq(hc.te_lines, 0);
+
+  /* The value ends before the whitespace that ends its line (RFC 9110 §5.5). */
+  static const char ows[] = "X-Request-Id: abc-1 \t \r\nX-Empty: \t\r\n";
+  cr_expect_eq(px_hcollect_field(&hc, 0, 12), 0);
+  cr_expect_eq(px_hcollect_value(&hc, 14, 8), 0); /* llhttp's span: "abc-1 \t " */
+  cr_expect_eq(px_hcollect_value_done(&hc, ows), 0);
+  cr_expect_eq(hc.h[0].value_len, 5, "trailing whitespace kept in the value");
+  cr_expect_eq(px_hcollect_field(&hc, 24, 7), 0);
+  cr_expect_eq(px_hcollect_value(&hc, 33, 1), 0);
+  cr_expect_eq(px_hcollect_value_done(&hc, ows), 0);
+  cr_expect_eq(hc.h[1].value_len, 0);
   px_hcollect_free(&hc);
 }
 
