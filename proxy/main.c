@@ -189,7 +189,7 @@ static int open_listeners(px_main_t *m, const px_config_t *cfg, const px_config_
   for (int w = 0; w < m->nworkers; w++) {
     for (size_t l = 0; l < cfg->nlisteners; l++) {
       if (px_config_listener_at(old, &cfg->listeners[l].address.sa) >= 0) continue;
-      int fd = px_listen_fd((const struct sockaddr *)&cfg->listeners[l].address.sa, 1, 1024);
+      int fd = px_listen_fd((const struct sockaddr *)&cfg->listeners[l].address.sa, 1, PX_LISTEN_BACKLOG);
       if (fd < 0) {
         px_error("listener %s: cannot listen on %s: %s", cfg->listeners[l].name,
                  cfg->listeners[l].address.text, uv_strerror(fd));

@@ -6,6 +6,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Listen backlog of the data listeners: as deep as the kernel allows (it caps the value at
+ * net.core.somaxconn, 4096 by default), so that a burst of connects (clients reconnecting
+ * after a restart) waits in the queue instead of being dropped and retried a second later. */
+#define PX_LISTEN_BACKLOG 65535
+
 /* Parses "HOST:PORT" (IPv4 dotted, "localhost", or "[v6]:PORT") without DNS.
  * Returns 0 or a negative libuv error. */
 int px_addr_parse(const char *text, struct sockaddr_storage *out);

@@ -69,7 +69,7 @@ static px_listen_t *listen_open(px_worker_t *w, size_t index, int fd) {
   l->listener_index = index;
   l->addr = w->x.cur->snap->listeners[index].conf->address.sa;
   l->lst.data = l;
-  int r = px_tp_listen_fd(&l->lst, &w->x.loop, fd, 1024, on_connection);
+  int r = px_tp_listen_fd(&l->lst, &w->x.loop, fd, PX_LISTEN_BACKLOG, on_connection);
   if (r != 0) {
     px_error("worker %d: listen on %s: %s", w->x.id, w->x.cur->snap->listeners[index].conf->address.text,
              uv_strerror(r));
