@@ -4,19 +4,23 @@
 #   bench/run.sh                      # full run: DURATION=10s, REPS=3, all cases
 #   QUICK=1 bench/run.sh              # smoke: 2 s per run, 1 repetition
 #   CASES="small50 features" REPS=5 bench/run.sh
+#   LAYOUT=split bench/run.sh         # the proxy alone on its core
 #
 # Env: DURATION (10s) REPS (3) CASES (all) QUICK (0) WARMUP (1s; 0 with QUICK)
 #      WRK_THREADS (1) CONNS (override every case's connection count)
+#      LAYOUT (pod: proxy and upstream share CPU 0, wrk on CPU 1; split: the
+#      proxy on CPU 0, wrk and the upstream on CPU 1)
+#      PERF (0; 1: count system calls per request with perf, which costs a little)
 #      PIN (1: pin to cores when nproc >= 2) SKIP_SETUP (0) SKIP_BUILD (0)
 # Writes bench/RESULTS.md, bench/plots/*.png, raw data in bench/out/.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-ALL_CASES="small50 capped50 small400 1k 16k post1m demo features redirect"
+ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features redirect"
 
 # Remember the user-set knobs for the "exact command" line before defaulting them.
 CMDLINE=""
-for v in QUICK DURATION REPS CASES WARMUP WRK_THREADS CONNS PIN SKIP_SETUP SKIP_BUILD; do
+for v in QUICK DURATION REPS CASES WARMUP WRK_THREADS CONNS LAYOUT PERF PIN SKIP_SETUP SKIP_BUILD; do
   if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf '%q' "${!v}") "; fi
 done
 CMDLINE+="bench/run.sh"
@@ -37,6 +41,9 @@ WARM=$(secs "${WARMUP:-1s}")
 REPS=${REPS:-3}
 CASES=${CASES:-$ALL_CASES}
 WRK_THREADS=${WRK_THREADS:-1}
+LAYOUT=${LAYOUT:-pod}
+PERF=${PERF:-0}
+case $LAYOUT in pod|split) ;; *) die "LAYOUT must be pod or split, not '$LAYOUT'";; esac
 for c in $CASES; do
   case " $ALL_CASES " in *" $c "*) ;; *) die "unknown case '$c' (known: $ALL_CASES)";; esac
 done
@@ -48,40 +55,51 @@ check_ports_free $ALL_PORTS
 setup_and_build
 
 # ---------------------------------------------------------------- cases and targets
-# case_def CASE -> C_PATH C_CONNS C_POST C_EXPECT C_TARGETS C_DESC C_CAP
-# (C_CAP: percent of one core the process(es) under test may use; empty: no cap)
+# case_def CASE -> C_PATH C_CONNS C_POST C_EXPECT C_TARGETS C_DESC C_CAP C_UP
+# (C_CAP: percent of one core the process(es) under test may use; empty: no cap.
+#  C_UP: the upstream service behind the proxies; empty: servers hit directly)
+PEERS="haproxy nginx h2o"
 case_def() {
-  C_POST=0; C_EXPECT=200; C_CAP=""
+  C_POST=0; C_EXPECT=200; C_CAP=""; C_UP=origin
   case $1 in
-    small50)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 50 connections";;
-    capped50) C_PATH=/small.txt; C_CONNS=50;  C_CAP=50; C_TARGETS="outrigger haproxy nginx"; C_DESC="as small50, with each proxy held to half a core (cgroup CPU quota, 5 ms per 10 ms): the throughput one worker carries when the proxy is the bottleneck";;
-    small400) C_PATH=/small.txt; C_CONNS=400; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 13-byte body, 400 connections";;
-    1k)       C_PATH=/1k.txt;    C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 1 KiB body, 50 connections";;
-    16k)      C_PATH=/16k.txt;   C_CONNS=50;  C_TARGETS="direct outrigger haproxy nginx"; C_DESC="GET, 16 KiB body, 50 connections";;
-    post1m)   C_PATH=/upload;    C_CONNS=50;  C_POST=1048576; C_TARGETS="direct outrigger haproxy nginx"; C_DESC="POST, 1 MiB request body (read in full by the upstream before it answers), small answer, 50 connections";;
-    demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
+    small50)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 50 connections";;
+    capped50) C_PATH=/small.txt; C_CONNS=50;  C_CAP=50; C_TARGETS="outrigger $PEERS"; C_DESC="as small50, with each proxy held to half a core (cgroup CPU quota, 5 ms per 10 ms): the throughput one worker carries when the proxy is the bottleneck";;
+    small400) C_PATH=/small.txt; C_CONNS=400; C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 400 connections";;
+    1k)       C_PATH=/1k.txt;    C_CONNS=50;  C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 1 KiB body, 50 connections";;
+    16k)      C_PATH=/16k.txt;   C_CONNS=50;  C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 16 KiB body, 50 connections";;
+    post1m)   C_PATH=/upload;    C_CONNS=50;  C_POST=1048576; C_TARGETS="direct outrigger $PEERS"; C_DESC="POST, 1 MiB request body (read in full by the upstream before it answers), small answer, 50 connections";;
+    small2k)  C_PATH=/small.txt; C_CONNS=2000; C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 2,000 connections (connection sweep)";;
+    small10k) C_PATH=/small.txt; C_CONNS=10000; C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 10,000 connections (connection sweep)";;
+    demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=shortener; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
     features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
-    redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
+    redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=""; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
   esac
   if [ -n "${CONNS:-}" ]; then C_CONNS=$CONNS; fi
 }
 
 # target_def CASE TARGET -> T_PORT T_SVCS (measured services) T_PIN0 (on CPU 0?)
+# T_UP: the upstream behind this target, measured beside it (empty for direct).
 target_def() {
-  T_PIN0=1
+  T_PIN0=1; T_UP=$C_UP
   case "$1/$2" in
-    demo/direct)          T_PORT=$P_SHORTENER;  T_SVCS=shortener; T_PIN0=0 ;;
-    */direct)             T_PORT=$P_ORIGIN;     T_SVCS=origin;    T_PIN0=0 ;;
+    demo/direct)          T_PORT=$P_SHORTENER;  T_SVCS=shortener; T_UP="" ;;
+    */direct)             T_PORT=$P_ORIGIN;     T_SVCS=origin;    T_UP="" ;;
     */outrigger)          T_PORT=$P_OUTRIGGER;  T_SVCS=outrigger ;;
     */outrigger-features) T_PORT=$P_ORFEAT;     T_SVCS=orfeat ;;
     */haproxy)            T_PORT=$P_HAPROXY;    T_SVCS=haproxy ;;
     */nginx)              T_PORT=$P_NGINXPROXY; T_SVCS=nginxproxy ;;
+    */h2o)                T_PORT=$P_H2O;        T_SVCS=h2o ;;
     demo/sidecar)         T_PORT=$P_SIDECAR;    T_SVCS=sidecar ;;
     demo/edge+sidecar)    T_PORT=$P_EDGE;       T_SVCS="edge sidecar" ;;
     redirect/shortener)   T_PORT=$P_SHORTENER;  T_SVCS=shortener ;;
     redirect/nginx-302)   T_PORT=$P_NGINX302;   T_SVCS=nginx302 ;;
     *) die "no target $2 in case $1" ;;
   esac
+  # split: for direct, the upstream stays where it is when a proxy is in between
+  # (CPU 1), so nothing runs on CPU 0. pod: the upstream is the app of the pod.
+  case "$2" in direct) [ "$LAYOUT" = split ] && T_PIN0=0 ;; esac
+  case "$1/$2" in redirect/*) T_UP="" ;; esac
+  return 0
 }
 
 # Which services do the selected cases need?
@@ -90,7 +108,7 @@ CAP_SKIP=""
 for c in $CASES; do
   case_def "$c"
   for t in $C_TARGETS; do target_def "$c" "$t"; for s in $T_SVCS; do NEED[$s]=1; done; done
-  case $c in small*|capped*|1k|16k|post1m|features) NEED[origin]=1 ;; demo) NEED[shortener]=1 ;; esac
+  [ -n "$C_UP" ] && NEED[$C_UP]=1
   if [ -n "$C_CAP" ] && ! cap_create "$C_CAP"; then CAP_SKIP=$SKIP_MSG; fi
 done
 
@@ -127,6 +145,10 @@ if [ -n "${NEED[nginxproxy]:-}" ]; then
   write_nginxproxy_conf
   if start_nginx nginx-proxy "$OUT/nginx-proxy.conf" $P_NGINXPROXY; then SVC_PID[nginxproxy]=$LAST_PID; else SVC_SKIP[nginxproxy]=$SKIP_MSG; fi
 fi
+if [ -n "${NEED[h2o]:-}" ]; then
+  write_h2o_conf
+  if start_h2o; then SVC_PID[h2o]=$LAST_PID; else SVC_SKIP[h2o]=$SKIP_MSG; fi
+fi
 if [ -n "${NEED[outrigger]:-}" ]; then
   write_outrigger_plain "$OUT/outrigger.yaml" $P_OUTRIGGER $A_OUTRIGGER $P_ORIGIN
   if start_outrigger outrigger "$OUT/outrigger.yaml" $P_OUTRIGGER; then SVC_PID[outrigger]=$LAST_PID; else SVC_SKIP[outrigger]=$SKIP_MSG; fi
@@ -152,8 +174,10 @@ fi
 sleep 1
 for s in "${!SVC_PID[@]}"; do SVC_IDLE[$s]=$(status_kb VmRSS "${SVC_PID[$s]}"); done
 
-if [ "$PINNING" = 1 ]; then
-  PIN_NOTE="pinned with taskset: process(es) under test on CPU 0; wrk, the upstream (nginx/shortener) and idle services on CPU 1 (for 'direct' nothing runs on CPU 0)"
+if [ "$PINNING" = 1 ] && [ "$LAYOUT" = pod ]; then
+  PIN_NOTE="pod layout, pinned with taskset: the proxy under test and its upstream (nginx/shortener) share CPU 0, as a sidecar and its app share a pod's core; wrk and idle services on CPU 1 (for 'direct', the upstream alone on CPU 0)"
+elif [ "$PINNING" = 1 ]; then
+  PIN_NOTE="split layout, pinned with taskset: process(es) under test on CPU 0; wrk, the upstream (nginx/shortener) and idle services on CPU 1 (for 'direct' nothing runs on CPU 0)"
 else
   PIN_NOTE="not pinned (PIN=0 or fewer than 2 CPUs)"
 fi
@@ -163,7 +187,7 @@ log "runs: cases=[$CASES] duration=${DUR}s warmup=${WARM}s reps=$REPS wrk -t$WRK
 # ---------------------------------------------------------------- the matrix
 RES="$OUT/results.tsv"; SKIPS="$OUT/skips.tsv"
 mkdir -p "$OUT/wrk"
-printf 'rep\tcase\ttarget\trps\tp50_us\tp99_us\tp999_us\trequests\terrors\tcpu_s\trss_load_kb\n' >"$RES"
+printf 'rep\tcase\ttarget\trps\tp50_us\tp99_us\tp999_us\trequests\terrors\tcpu_s\trss_load_kb\tup_cpu_s\tup_opened\tup_peak\tcs\tup_cs\tsc\tup_sc\n' >"$RES"
 : >"$SKIPS"
 declare -A SKIPPED=()
 
@@ -194,10 +218,10 @@ for rep in $(seq "$REPS"); do
       target_def "$c" "$t"
       key="$c/$t"
       [ -n "${SKIPPED[$key]:-}" ] && continue
-      pids=""; missing=""
-      for s in $T_SVCS; do
-        if [ -n "${SVC_PID[$s]:-}" ]; then pids+="${SVC_PID[$s]} "; else missing+="$s "; fi
-      done
+      pids=""; missing=""; uppids=""
+      for s in $T_SVCS $T_UP; do [ -n "${SVC_PID[$s]:-}" ] || missing+="$s "; done
+      for s in $T_SVCS; do pids+="${SVC_PID[$s]:-} "; done
+      [ -n "$T_UP" ] && uppids=${SVC_PID[$T_UP]:-}
       if [ -n "$missing" ]; then
         SKIPPED[$key]=""; for s in $missing; do SKIPPED[$key]+="${SVC_SKIP[$s]:-$s not running}; "; done
         SKIPPED[$key]=${SKIPPED[$key]%; }; continue
@@ -208,36 +232,68 @@ for rep in $(seq "$REPS"); do
       if [ "$rep" = 1 ] && ! precheck "$c" "$t"; then
         log "SKIP $key: ${SKIPPED[$key]}"; continue
       fi
-      # Everything on CPU 1, then the process(es) under test on CPU 0.
+      # Everything on CPU 1, then the process(es) under test on CPU 0, and in the
+      # pod layout their upstream beside them.
       pin 1 $(all_pids)
       [ "$T_PIN0" = 1 ] && pin 0 $pids
+      [ "$LAYOUT" = pod ] && [ -n "$uppids" ] && pin 0 $uppids
       [ -n "$C_CAP" ] && cap_enter $pids
       if [ "$WARM" -gt 0 ]; then
         run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$WARM" "$OUT/wrk/warmup.txt"
         wait "$WRK_PID" || true
       fi
       [ -f "$OUT/outrigger-features.access.log" ] && : >"$OUT/outrigger-features.access.log"
-      t0=$(cpu_ticks $pids)
-      echo 0 >"$OUT/rss.max"
+      t0=$(cpu_ticks $pids); u0=0; a0=""; cs0=$(ctx_switches $pids); ucs0=0
+      if [ -n "$uppids" ]; then u0=$(cpu_ticks $uppids); ucs0=$(ctx_switches $uppids); fi
+      if [ "$PERF" = 1 ]; then
+        start_perf "$OUT/perf.proxy" $pids; perf_proxy=$PERF_PID; perf_up=""
+        if [ -n "$uppids" ]; then start_perf "$OUT/perf.up" $uppids; perf_up=$PERF_PID; fi
+      fi
+      if [ "$T_UP" = origin ]; then a0=$(origin_accepts); fi
+      # Other proxies' pools hold connections to the same upstream: the peak of this
+      # target's own is the most established during the run less those of the others
+      # (counted once, before), or what it holds after the run, whichever is more.
+      if [ -n "$T_UP" ]; then
+        upport=$P_ORIGIN; [ "$T_UP" = shortener ] && upport=$P_SHORTENER
+        others=$(( $(established "$upport") - $(own_conns "$upport" $pids) ))
+      fi
+      echo 0 >"$OUT/rss.max"; echo 0 >"$OUT/conns.max"
       start_rss_sampler "$OUT/rss.max" 0.5 $pids
+      if [ -n "$T_UP" ]; then
+        start_conn_sampler "$OUT/conns.max" 0.5 "$upport"
+      fi
       wout="$OUT/wrk/$c.$t.rep$rep.txt"
       run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$DUR" "$wout"
       wait "$WRK_PID" || true
       stop_rss_sampler
-      t1=$(cpu_ticks $pids)
+      [ -n "$T_UP" ] && stop_conn_sampler
+      t1=$(cpu_ticks $pids); u1=0; opened=-1; peak=-1; cs1=$(ctx_switches $pids); ucs=-1; sc=-1; usc=-1
+      if [ -n "$uppids" ]; then
+        u1=$(cpu_ticks $uppids); ucs=$(( $(ctx_switches $uppids) - ucs0 ))
+        peak=$(( $(cat "$OUT/conns.max") - others )); after=$(own_conns "$upport" $pids)
+        [ "$after" -gt "$peak" ] && peak=$after
+      fi
+      if [ "$PERF" = 1 ]; then
+        PERF_PID=$perf_proxy; stop_perf "$OUT/perf.proxy"; sc=$PERF_COUNT
+        if [ -n "$perf_up" ]; then PERF_PID=$perf_up; stop_perf "$OUT/perf.up"; usc=$PERF_COUNT; fi
+      fi
+      if [ -n "$a0" ]; then a1=$(origin_accepts); [ -n "$a1" ] && opened=$((a1 - a0 - 1)); fi
       [ -n "$C_CAP" ] && cap_leave $pids
       rss=$(cat "$OUT/rss.max")
       line=$(grep '^BENCH ' "$wout" || true)
       if [ -z "$line" ]; then
         log "WARNING $key rep $rep: wrk produced no result (see $wout)"; continue
       fi
-      awk -v rep="$rep" -v c="$c" -v t="$t" -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" -v rss="$rss" '
+      awk -v rep="$rep" -v c="$c" -v t="$t" -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" -v rss="$rss" \
+          -v uticks=$((u1 - u0)) -v opened="$opened" -v peak="$peak" -v cs=$((cs1 - cs0)) -v ucs="$ucs" \
+          -v sc="$sc" -v usc="$usc" '
         { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         END {
           err = v["err_connect"] + v["err_read"] + v["err_write"] + v["err_status"] + v["err_timeout"]
           rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
-          printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.2f\t%d\n", rep, c, t, rps,
-            v["p50"], v["p99"], v["p999"], v["requests"], err, ticks / hz, rss
+          printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.2f\t%d\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\n", rep, c, t, rps,
+            v["p50"], v["p99"], v["p999"], v["requests"], err, ticks / hz, rss, uticks / hz, opened, peak,
+            cs, ucs, sc, usc
         }' <<<"$line" >>"$RES"
       tail -n1 "$RES" | awk -F'\t' '{ printf "  rep %s %-9s %-19s %9s req/s  p99 %7.2f ms  errors %s\n", $1, $2, $3, $4, $6/1000, $9 }' >&2
     done

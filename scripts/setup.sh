@@ -10,7 +10,7 @@ PACKAGES=(
   curl sqlite3 procps iproute2
 )
 # Benchmarks only: `scripts/setup.sh --bench` adds them.
-BENCH_PACKAGES=(wrk haproxy nginx-light gnuplot-nox valgrind)
+BENCH_PACKAGES=(wrk haproxy nginx-light h2o gnuplot-nox valgrind)
 
 want=("${PACKAGES[@]}")
 if [ "${1:-}" = "--bench" ]; then want+=("${BENCH_PACKAGES[@]}"); fi
@@ -40,9 +40,9 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# nginx/haproxy packages start system services on install; the benchmarks run their
+# nginx/haproxy/h2o packages start system services on install; the benchmarks run their
 # own instances on loopback ports, so stop the system ones if they were started.
-for svc in nginx haproxy; do
+for svc in nginx haproxy h2o; do
   if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 echo "setup: done"

@@ -23,12 +23,14 @@ P_NGINXPROXY=18003
 P_EDGE=18011        # demo topology: edge outrigger -> sidecar outrigger -> shortener
 P_SIDECAR=18012
 P_ORFEAT=18021      # outrigger, all features on
+P_H2O=18004         # h2o as reverse proxy
+P_ORIGIN_STATUS=18081  # the upstream nginx's stub_status (connections accepted)
 A_OUTRIGGER=19901
 A_EDGE=19911
 A_SIDECAR=19912
 A_ORFEAT=19921
 A_LEAK=19931
-ALL_PORTS="$P_ORIGIN $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_LEAK"
+ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_LEAK"
 
 STARTED_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
@@ -68,7 +70,9 @@ bench_init() {
   # user can traverse, removed again by cleanup.
   NGX_DIR=$(mktemp -d /tmp/outrigger-bench-nginx.XXXXXX)
   chmod 755 "$NGX_DIR"
-  ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+  # The connection sweep needs 10,000 client connections plus the proxy's upstream
+  # ones: as many descriptors as the hard limit allows.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 4096 2>/dev/null || true
   NPROC=$(nproc)
   if [ "${PIN:-1}" = 1 ] && [ "$NPROC" -ge 2 ]; then PINNING=1; else PINNING=0; fi
   # The harness itself (samplers, curl, awk) stays off the proxy's core.
@@ -148,6 +152,41 @@ cpu_ticks() {
   echo "$total"
 }
 
+# ctx_switches PIDS... : voluntary + involuntary context switches so far, over
+# every thread of the process trees.
+ctx_switches() {
+  local p
+  for p in $(pid_tree "$@"); do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+    awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { n += $2 } END { print n + 0 }'
+}
+
+# start_perf OUTFILE PIDS... : count system calls of the process trees with perf
+# (tracepoint raw_syscalls:sys_enter) until stop_perf; sets PERF_PID, or leaves it
+# empty when perf cannot attach.
+start_perf() {
+  local outf=$1; shift
+  local list
+  list=$(pid_tree "$@" | paste -sd, -)
+  PERF_PID=""
+  command -v perf >/dev/null 2>&1 || return 0
+  if [ "$PINNING" = 1 ]; then
+    taskset -c 1 perf stat -x, -e raw_syscalls:sys_enter -p "$list" -o "$outf" 2>/dev/null &
+  else
+    perf stat -x, -e raw_syscalls:sys_enter -p "$list" -o "$outf" 2>/dev/null &
+  fi
+  PERF_PID=$!
+  STARTED_PIDS+=("$PERF_PID")
+}
+# stop_perf OUTFILE : stops the counter started by start_perf (PERF_PID) and sets
+# PERF_COUNT to its count (-1: none). Not in a subshell: it waits for perf to write.
+stop_perf() {
+  PERF_COUNT=-1
+  [ -n "${PERF_PID:-}" ] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_COUNT=$(awk -F, '$3 ~ /raw_syscalls:sys_enter/ { n = $1 } END { print (n ~ /^[0-9]+$/) ? n : -1 }' "$1" 2>/dev/null || echo -1)
+}
+
 # status_kb FIELD PIDS... : sum of VmRSS or VmHWM (KiB) over the process trees.
 status_kb() {
   local field=$1 total=0 p v; shift
@@ -175,6 +214,41 @@ start_rss_sampler() {
   STARTED_PIDS+=("$SAMPLER_PID")
 }
 stop_rss_sampler() { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+
+# established PORT : TCP connections established to local port PORT (the
+# upstream's side of every connection a proxy holds to it).
+established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+
+# own_conns PORT PIDS... : connections the process trees hold established to PORT.
+own_conns() {
+  local port=$1 re; shift
+  re=$(pid_tree "$@" | paste -sd'|' -)
+  ss -Htnp state established "( dport = :$port )" 2>/dev/null | grep -cE "pid=($re)," || true
+}
+
+# start_conn_sampler OUTFILE INTERVAL PORT : background loop writing the most
+# connections established to PORT seen; stop with stop_conn_sampler.
+start_conn_sampler() {
+  local outf=$1 iv=$2 port=$3
+  (
+    max=0
+    while :; do
+      v=$(established "$port")
+      [ "$v" -gt "$max" ] && { max=$v; echo "$max" >"$outf"; }
+      sleep "$iv"
+    done
+  ) &
+  CONN_SAMPLER_PID=$!
+  STARTED_PIDS+=("$CONN_SAMPLER_PID")
+}
+stop_conn_sampler() { kill "$CONN_SAMPLER_PID" 2>/dev/null || true; wait "$CONN_SAMPLER_PID" 2>/dev/null || true; }
+
+# origin_accepts : connections the upstream nginx has accepted so far (stub_status,
+# on its own port so that asking does not count against the data port).
+origin_accepts() {
+  curl -s -m 2 "http://127.0.0.1:$P_ORIGIN_STATUS/status" 2>/dev/null |
+    awk 'prev ~ /accepts/ { print $1; exit } { prev = $0 }'
+}
 
 # ---------------------------------------------------------------- CPU cap
 # A cgroup with a CFS quota holds the process(es) under test to a fixed share of
@@ -260,7 +334,8 @@ load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
 worker_processes 1;
 pid $OUT/origin.pid;
 error_log $OUT/origin.error.log warn;
-events { worker_connections 1800; }
+worker_rlimit_nofile 20000;
+events { worker_connections 19000; }
 http {
 $(nginx_common_http)
   sendfile on;
@@ -282,6 +357,10 @@ $(nginx_common_http)
     }
     # Zipkin sink for the features-on case.
     location = /api/v2/spans { return 202; }
+  }
+  server {
+    listen 127.0.0.1:$P_ORIGIN_STATUS;
+    location = /status { stub_status; }
   }
 }
 EOF
@@ -308,12 +387,13 @@ write_nginxproxy_conf() {
 worker_processes 1;
 pid $OUT/nginx-proxy.pid;
 error_log $OUT/nginx-proxy.error.log warn;
-events { worker_connections 1800; }
+worker_rlimit_nofile 20000;
+events { worker_connections 19000; }
 http {
 $(nginx_common_http)
   upstream origin {
     server 127.0.0.1:$P_ORIGIN;
-    keepalive 1024;
+    keepalive 9000;
     keepalive_requests 1000000;
   }
   server {
@@ -335,7 +415,7 @@ write_haproxy_cfg() {
   cat >"$OUT/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 1800   # fits the 4096-fd hard limit of a default shell; 400 client + 400 server conns
+  maxconn 9900   # client connections; with as many server ones, within a 20,000-fd limit
   # no 'log' line: logging off
 
 defaults
@@ -356,6 +436,28 @@ backend origin
 EOF
 }
 
+# h2o 2.2 as reverse proxy: one thread, keep-alive to the upstream (its default
+# proxy.timeout.keepalive is 2 s; raised so that pooled connections live as long
+# as the other proxies'), no access log.
+write_h2o_conf() {
+  # user: started as root, h2o would switch to nobody, who cannot write bench/out.
+  cat >"$OUT/h2o.conf" <<EOF
+user: $(id -un)
+num-threads: 1
+max-connections: 19000
+error-log: $OUT/h2o.error.log
+listen:
+  host: 127.0.0.1
+  port: $P_H2O
+proxy.timeout.keepalive: 60000
+hosts:
+  default:
+    paths:
+      /:
+        proxy.reverse.url: http://127.0.0.1:$P_ORIGIN/
+EOF
+}
+
 # write_outrigger_plain FILE PORT ADMIN UPSTREAM_PORT
 write_outrigger_plain() {
   cat >"$1" <<EOF
@@ -371,7 +473,11 @@ listeners:
 clusters:
   - name: upstream
     endpoints: [127.0.0.1:$4]
-    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
+    # The peers have no per-cluster limits: Outrigger's (1024 by default, as Envoy's)
+    # are raised for the connection sweep, and held below the 20,000-descriptor
+    # limit so that at 10,000 client connections the rest wait for a connection.
+    pool: { max_idle_per_endpoint: 9000, idle_timeout: 60s }
+    limits: { max_connections: 9000, max_pending: 20000, max_requests: 20000 }
 EOF
 }
 
@@ -436,6 +542,14 @@ start_haproxy() {
   start_bg haproxy "$OUT/haproxy.log" haproxy -db -f "$OUT/haproxy.cfg"
   wait_port "$LAST_PID" "$P_HAPROXY" 5 || {
     skip "haproxy: did not start (see bench/out/haproxy.log)"; }
+}
+
+start_h2o() {
+  h2o -t -c "$OUT/h2o.conf" >"$OUT/h2o.check.log" 2>&1 || {
+    skip "h2o: config check failed (see bench/out/h2o.check.log)"; return 1; }
+  start_bg h2o "$OUT/h2o.log" h2o -c "$OUT/h2o.conf"
+  wait_port "$LAST_PID" "$P_H2O" 5 || {
+    skip "h2o: did not start (see bench/out/h2o.log, bench/out/h2o.error.log)"; }
 }
 
 # start_outrigger NAME CONF PORT
