@@ -67,6 +67,7 @@ static void release_rbuf(px_conn_t *c) {
   px_iobuf_put(c->bufs, c->rbuf, c->rcap);
   c->rbuf = NULL;
   c->rcap = c->rlen = c->rpos = 0;
+  c->rfull = 0;
 }
 
 static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
@@ -80,6 +81,11 @@ static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
      * offsets, so moving the buffer is safe. */
     c->rbuf = px_iobuf_grow(c->bufs, c->rbuf, c->rlen, c->rcap, c->rcap * 2);
     c->rcap *= 2;
+  } else if (c->rlen == 0 && c->rfull == 2 && c->in_request && c->rcap < PX_IOBUF_BODY) {
+    /* A body arriving faster than a buffer a read, all of it forwarded (nothing in the
+     * buffer is referenced any more): larger reads from here on. */
+    c->rbuf = px_iobuf_grow(c->bufs, c->rbuf, 0, c->rcap, PX_IOBUF_BODY);
+    c->rcap = PX_IOBUF_BODY;
   }
   buf->base = c->rbuf + c->rlen;
   buf->len = c->rcap - c->rlen;
@@ -122,6 +128,7 @@ static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
     px_conn_deadline(c, PX_DL_HEADER, c->lim.header_timeout_ms);
   }
   c->rlen += (size_t)nread;
+  c->rfull = c->rlen == c->rcap ? PX_MIN(c->rfull + 1, 2) : 0;
   process(c);
 }
 

@@ -100,6 +100,7 @@ struct px_conn_s {
   llhttp_t parser;
   char *rbuf;
   size_t rcap, rlen, rpos;
+  int rfull; /* the last reads filled the buffer: how many in a row (up to 2) */
   px_hcollect_t hc;
   px_headscan_t scan;
   px_conn_head_t head;

@@ -7,6 +7,12 @@
 #include <stddef.h>
 
 #define PX_IOBUF_SIZE (16 * 1024)
+/* A body that filled a standard buffer on two reads in a row (a body that streams, not
+ * one a little larger than a buffer) is read into one of these from then on:
+ * half the reads and half the writes that forward them, and fewer, larger reads for
+ * whoever receives them. (64 KiB was slower: fifty uploads' buffers no longer fit the
+ * cache.) Allocated per body, never kept on the free list. */
+#define PX_IOBUF_BODY (32 * 1024)
 /* Enough free buffers to absorb bursts; beyond it they go back to malloc so an idle
  * process shrinks again. */
 #define PX_MAX_FREE_BUFS 256

@@ -58,6 +58,11 @@ static void on_alloc(px_transport_t *t, uv_buf_t *buf) {
      * after each body flush. */
     up->rbuf = px_iobuf_grow(&up->w->bufs, up->rbuf, up->rlen, up->rcap, up->rcap * 2);
     up->rcap *= 2;
+  } else if (up->rlen == 0 && up->rfull == 2 && up->rcap < PX_IOBUF_BODY) {
+    /* A response body arriving faster than a buffer a read, all of it forwarded: larger
+     * reads from here on (the buffer goes back when the connection is pooled). */
+    up->rbuf = px_iobuf_grow(&up->w->bufs, up->rbuf, 0, up->rcap, PX_IOBUF_BODY);
+    up->rcap = PX_IOBUF_BODY;
   }
   buf->base = up->rbuf + up->rlen;
   buf->len = up->rcap - up->rlen;
@@ -76,6 +81,7 @@ static void on_read(px_transport_t *t, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   up->rlen += (size_t)nread;
+  up->rfull = up->rlen == up->rcap ? PX_MIN(up->rfull + 1, 2) : 0;
   up->cb->on_read(up->owner, up, (size_t)nread);
 }
 
@@ -310,6 +316,7 @@ void px_upstream_release(px_upconn_t *up, int reusable) {
     px_iobuf_put(&w->bufs, up->rbuf, up->rcap);
     up->rbuf = NULL;
     up->rcap = up->rlen = 0;
+    up->rfull = 0;
   }
   up->idle = 1;
   px_queue_insert_head(&pool->idle, &up->link); /* LIFO: reuse the warmest */

@@ -42,6 +42,7 @@ struct px_upconn_s {
   const px_upconn_cb_t *cb;
   char *rbuf;
   size_t rcap, rlen;
+  int rfull;                        /* the last reads filled the buffer: how many in a row (up to 2) */
   int reused;                       /* came from the pool */
   uint64_t idle_deadline, armed_at; /* loop time, ms; armed_at 0: timer not running */
   int connected, closing, reading, idle, writing;
