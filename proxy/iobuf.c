@@ -8,6 +8,9 @@
 void px_iobufs_init(px_iobufs_t *b) {
   b->free = px_calloc(PX_MAX_FREE_BUFS, sizeof(char *));
   b->n = 0;
+  b->freed = 0;
+  b->on_freed = NULL;
+  b->data = NULL;
 }
 
 void px_iobufs_free(px_iobufs_t *b) {
@@ -27,6 +30,8 @@ void px_iobuf_put(px_iobufs_t *b, char *buf, size_t cap) {
     return;
   }
   free(buf);
+  b->freed += cap;
+  if (b->on_freed && b->freed >= PX_IOBUF_TRIM_BYTES && b->freed - cap < PX_IOBUF_TRIM_BYTES) b->on_freed(b);
 }
 
 char *px_iobuf_grow(px_iobufs_t *b, char *buf, size_t len, size_t cap, size_t new_cap) {

@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +36,22 @@ static void maybe_finish(px_worker_t *w) {
   w->mailbox_closed = 1;
   uv_close((uv_handle_t *)&w->mailbox, NULL);
   uv_mutex_unlock(&w->mu);
+  uv_close((uv_handle_t *)&w->trim, NULL);
+}
+
+/* Buffers went back to malloc (a burst of connections ended): a second later, when the
+ * rest of the burst has gone too, malloc hands its free pages back to the system. One
+ * call per second at most, and none while buffers are reused from the free list. */
+static void on_trim(uv_timer_t *t) {
+  px_worker_t *w = t->data;
+  w->x.bufs.freed = 0;
+  malloc_trim(0);
+}
+
+static void on_bufs_freed(px_iobufs_t *b) {
+  px_worker_t *w = b->data;
+  if (!uv_is_closing((uv_handle_t *)&w->trim) && !uv_is_active((uv_handle_t *)&w->trim))
+    uv_timer_start(&w->trim, on_trim, 1000, 0);
 }
 
 static void on_conn_closed(px_wctx_t *x) { maybe_finish(PX_CONTAINER_OF(x, px_worker_t, x)); }
@@ -161,6 +178,10 @@ void px_worker_init(px_worker_t *w, int id, px_worker_t *all, int nall, px_snaps
   w->x.cur = wsnap_new(snap);
   px_queue_init(&w->x.conns);
   px_iobufs_init(&w->x.bufs);
+  uv_timer_init(&w->x.loop, &w->trim);
+  w->trim.data = w;
+  w->x.bufs.on_freed = on_bufs_freed;
+  w->x.bufs.data = w;
   w->x.conn_closed = on_conn_closed;
   w->nlistens = nfds;
   w->listens = px_calloc(nfds ? nfds : 1, sizeof(*w->listens));

@@ -29,6 +29,7 @@ typedef struct px_worker_s {
   px_wctx_t x; /* what the data path sees: loop, snapshots, connections, counters, buffers */
   uv_thread_t thread;
   uv_async_t mailbox;
+  uv_timer_t trim; /* a second after buffers went back to malloc: malloc_trim */
   uv_mutex_t mu;
   px_snapshot_t *next_snap; /* posted by main, taken by the worker */
   int *next_fds;            /* per listener of next_snap: a new listening fd, or -1 */
