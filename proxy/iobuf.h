@@ -24,7 +24,7 @@
 typedef struct px_iobufs_s {
   char **free; /* room for PX_MAX_FREE_BUFS */
   size_t n;
-  size_t freed; /* bytes given back to malloc since the owner last reset it */
+  size_t freed;                            /* bytes given back to malloc since the owner last reset it */
   void (*on_freed)(struct px_iobufs_s *b); /* once freed reaches PX_IOBUF_TRIM_BYTES */
   void *data;                              /* the owner's */
 } px_iobufs_t;

@@ -355,6 +355,8 @@ $(nginx_common_http)
       echo_read_request_body;
       echo ok;
     }
+    # Answers after a second (bench/connmem.sh: requests held in flight).
+    location = /slow { echo_sleep 1; echo ok; }
     # Zipkin sink for the features-on case.
     location = /api/v2/spans { return 202; }
   }
