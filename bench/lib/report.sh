@@ -327,7 +327,7 @@ write_report() {
     echo "Raw data: \`bench/out/results.tsv\` (one line per run), \`bench/out/summary.tsv\`, wrk output in \`bench/out/wrk/\`."
     # The hand-written profile notes (what the profile showed, what each
     # optimisation gained) travel with every generated report.
-    for notes in PROFILE.md SOAK.md; do
+    for notes in CONNMEM.md PROFILE.md SOAK.md; do
       if [ -f "$BENCH_DIR/$notes" ]; then
         echo
         cat "$BENCH_DIR/$notes"
