@@ -211,8 +211,11 @@ precheck() {  # CASE TARGET -> 0 if the target answers C_EXPECT
   return 1
 }
 
+# run_matrix CASES... : every repetition runs every target of every case once.
+run_matrix() {
+local rep c t
 for rep in $(seq "$REPS"); do
-  for c in $CASES; do
+  for c in "$@"; do
     case_def "$c"
     for t in $C_TARGETS; do
       target_def "$c" "$t"
@@ -299,6 +302,14 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
+}
+
+# The sweep's 10,000 connections leave every proxy larger: the other cases run first,
+# all their repetitions, so that their RSS under load is their own.
+MAIN_CASES=""; SWEEP_CASES=""
+for c in $CASES; do case $c in small2k|small10k) SWEEP_CASES+="$c ";; *) MAIN_CASES+="$c ";; esac; done
+[ -n "$MAIN_CASES" ] && run_matrix $MAIN_CASES
+[ -n "$SWEEP_CASES" ] && run_matrix $SWEEP_CASES
 
 for s in "${!SVC_PID[@]}"; do SVC_HWM[$s]=$(status_kb VmHWM "${SVC_PID[$s]}"); done
 for k in "${!SKIPPED[@]}"; do printf '%s\t%s\n' "$k" "${SKIPPED[$k]}" >>"$SKIPS"; done
