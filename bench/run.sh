@@ -257,7 +257,11 @@ for rep in $(seq "$REPS"); do
       # target's own is the most established during the run less those of the others
       # (counted once, before), or what it holds after the run, whichever is more.
       if [ -n "$T_UP" ]; then
-        upport=$P_ORIGIN; [ "$T_UP" = shortener ] && upport=$P_SHORTENER
+        case $t in
+          haproxy) upport=$P_ORIGIN_HAPROXY ;; nginx) upport=$P_ORIGIN_NGINX ;; h2o) upport=$P_ORIGIN_H2O ;;
+          *) upport=$P_ORIGIN ;;
+        esac
+        [ "$T_UP" = shortener ] && upport=$P_SHORTENER
         others=$(( $(established "$upport") - $(own_conns "$upport" $pids) ))
       fi
       echo 0 >"$OUT/rss.max"; echo 0 >"$OUT/conns.max"

@@ -25,12 +25,18 @@ P_SIDECAR=18012
 P_ORFEAT=18021      # outrigger, all features on
 P_H2O=18004         # h2o as reverse proxy
 P_ORIGIN_STATUS=18081  # the upstream nginx's stub_status (connections accepted)
+# The same upstream on one port per peer proxy: each proxy's pool then has the
+# ~28,000 ephemeral ports towards its own port to itself (after the sweep's 10,000
+# connections every proxy keeps thousands pooled).
+P_ORIGIN_HAPROXY=18086
+P_ORIGIN_NGINX=18087
+P_ORIGIN_H2O=18088
 A_OUTRIGGER=19901
 A_EDGE=19911
 A_SIDECAR=19912
 A_ORFEAT=19921
 A_LEAK=19931
-ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_LEAK"
+ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_LEAK"
 
 STARTED_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
@@ -344,6 +350,9 @@ $(nginx_common_http)
   open_file_cache_valid 1h;
   server {
     listen 127.0.0.1:$P_ORIGIN backlog=4096;
+    listen 127.0.0.1:$P_ORIGIN_HAPROXY backlog=4096;
+    listen 127.0.0.1:$P_ORIGIN_NGINX backlog=4096;
+    listen 127.0.0.1:$P_ORIGIN_H2O backlog=4096;
     root $NGX_DIR/www;
     client_max_body_size 2m;
     # The upload handler reads the whole 1 MiB body (in memory) before it answers,
@@ -394,7 +403,7 @@ events { worker_connections 19000; }
 http {
 $(nginx_common_http)
   upstream origin {
-    server 127.0.0.1:$P_ORIGIN;
+    server 127.0.0.1:$P_ORIGIN_NGINX;
     keepalive 9000;
     keepalive_requests 1000000;
   }
@@ -434,7 +443,7 @@ frontend bench
   default_backend origin
 
 backend origin
-  server o1 127.0.0.1:$P_ORIGIN
+  server o1 127.0.0.1:$P_ORIGIN_HAPROXY
 EOF
 }
 
@@ -456,7 +465,7 @@ hosts:
   default:
     paths:
       /:
-        proxy.reverse.url: http://127.0.0.1:$P_ORIGIN/
+        proxy.reverse.url: http://127.0.0.1:$P_ORIGIN_H2O/
 EOF
 }
 
