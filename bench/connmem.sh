@@ -21,11 +21,12 @@ start_nginx origin "$OUT/origin.conf" $P_ORIGIN || die "the upstream nginx must 
 start_target() {
   case $1 in
     outrigger) write_outrigger_plain "$OUT/outrigger.yaml" $P_OUTRIGGER $A_OUTRIGGER $P_ORIGIN
-               start_outrigger outrigger "$OUT/outrigger.yaml" $P_OUTRIGGER; TPORT=$P_OUTRIGGER; UPORT=$P_ORIGIN ;;
-    haproxy)   write_haproxy_cfg; start_haproxy; TPORT=$P_HAPROXY; UPORT=$P_ORIGIN_HAPROXY ;;
-    nginx)     write_nginxproxy_conf; start_nginx nginx-proxy "$OUT/nginx-proxy.conf" $P_NGINXPROXY; TPORT=$P_NGINXPROXY; UPORT=$P_ORIGIN_NGINX ;;
-    h2o)       write_h2o_conf; start_h2o; TPORT=$P_H2O; UPORT=$P_ORIGIN_H2O ;;
+               start_outrigger outrigger "$OUT/outrigger.yaml" $P_OUTRIGGER; TPORT=$P_OUTRIGGER ;;
+    haproxy)   write_haproxy_cfg; start_haproxy; TPORT=$P_HAPROXY ;;
+    nginx)     write_nginxproxy_conf; start_nginx nginx-proxy "$OUT/nginx-proxy.conf" $P_NGINXPROXY; TPORT=$P_NGINXPROXY ;;
+    h2o)       write_h2o_conf; start_h2o; TPORT=$P_H2O ;;
   esac
+  UPORT=$(upstream_port "$1")
   TPID=$LAST_PID
   sleep 1
 }

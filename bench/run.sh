@@ -257,23 +257,17 @@ for rep in $(seq "$REPS"); do
       # target's own is the most established during the run less those of the others
       # (counted once, before), or what it holds after the run, whichever is more.
       if [ -n "$T_UP" ]; then
-        case $t in
-          haproxy) upport=$P_ORIGIN_HAPROXY ;; nginx) upport=$P_ORIGIN_NGINX ;; h2o) upport=$P_ORIGIN_H2O ;;
-          *) upport=$P_ORIGIN ;;
-        esac
-        [ "$T_UP" = shortener ] && upport=$P_SHORTENER
+        upport=$(upstream_port "$t"); [ "$T_UP" = shortener ] && upport=$P_SHORTENER
         others=$(( $(established "$upport") - $(own_conns "$upport" $pids) ))
       fi
       echo 0 >"$OUT/rss.max"; echo 0 >"$OUT/conns.max"
-      start_rss_sampler "$OUT/rss.max" 0.5 $pids
-      if [ -n "$T_UP" ]; then
-        start_conn_sampler "$OUT/conns.max" 0.5 "$upport"
-      fi
+      start_sampler "$OUT/rss.max" 0.5 status_kb VmRSS $pids; rss_sampler=$SAMPLER_PID
+      if [ -n "$T_UP" ]; then start_sampler "$OUT/conns.max" 0.5 established "$upport"; conn_sampler=$SAMPLER_PID; fi
       wout="$OUT/wrk/$c.$t.rep$rep.txt"
       run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$DUR" "$wout"
       wait "$WRK_PID" || true
-      stop_rss_sampler
-      [ -n "$T_UP" ] && stop_conn_sampler
+      stop_sampler "$rss_sampler"
+      [ -n "$T_UP" ] && stop_sampler "$conn_sampler"
       t1=$(cpu_ticks $pids); u1=0; opened=-1; peak=-1; cs1=$(ctx_switches $pids); ucs=-1; sc=-1; usc=-1
       if [ -n "$uppids" ]; then
         u1=$(cpu_ticks $uppids); ucs=$(( $(ctx_switches $uppids) - ucs0 ))

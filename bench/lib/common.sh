@@ -203,15 +203,15 @@ status_kb() {
   echo "$total"
 }
 
-# rss_sampler OUTFILE INTERVAL PIDS... : background loop writing the max VmRSS
-# seen (KiB) to OUTFILE; kill it by its PID when done (SAMPLER_PID).
-start_rss_sampler() {
+# start_sampler OUTFILE INTERVAL CMD... : background loop writing to OUTFILE the
+# largest number CMD has printed so far (the most RSS, the most connections); sets
+# SAMPLER_PID, which stop_sampler takes.
+start_sampler() {
   local outf=$1 iv=$2; shift 2
-  local pids="$*"
   (
     max=0
     while :; do
-      v=$(status_kb VmRSS $pids)
+      v=$("$@")
       [ "$v" -gt "$max" ] && { max=$v; echo "$max" >"$outf"; }
       sleep "$iv"
     done
@@ -219,11 +219,19 @@ start_rss_sampler() {
   SAMPLER_PID=$!
   STARTED_PIDS+=("$SAMPLER_PID")
 }
-stop_rss_sampler() { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+stop_sampler() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # established PORT : TCP connections established to local port PORT (the
 # upstream's side of every connection a proxy holds to it).
 established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+
+# upstream_port TARGET : the upstream port the proxy TARGET connects to.
+upstream_port() {
+  case $1 in
+    haproxy) echo "$P_ORIGIN_HAPROXY" ;; nginx) echo "$P_ORIGIN_NGINX" ;; h2o) echo "$P_ORIGIN_H2O" ;;
+    *) echo "$P_ORIGIN" ;;
+  esac
+}
 
 # own_conns PORT PIDS... : connections the process trees hold established to PORT.
 own_conns() {
@@ -232,22 +240,6 @@ own_conns() {
   ss -Htnp state established "( dport = :$port )" 2>/dev/null | grep -cE "pid=($re)," || true
 }
 
-# start_conn_sampler OUTFILE INTERVAL PORT : background loop writing the most
-# connections established to PORT seen; stop with stop_conn_sampler.
-start_conn_sampler() {
-  local outf=$1 iv=$2 port=$3
-  (
-    max=0
-    while :; do
-      v=$(established "$port")
-      [ "$v" -gt "$max" ] && { max=$v; echo "$max" >"$outf"; }
-      sleep "$iv"
-    done
-  ) &
-  CONN_SAMPLER_PID=$!
-  STARTED_PIDS+=("$CONN_SAMPLER_PID")
-}
-stop_conn_sampler() { kill "$CONN_SAMPLER_PID" 2>/dev/null || true; wait "$CONN_SAMPLER_PID" 2>/dev/null || true; }
 
 # origin_accepts : connections the upstream nginx has accepted so far (stub_status,
 # on its own port so that asking does not count against the data port).
@@ -403,7 +395,7 @@ events { worker_connections 19000; }
 http {
 $(nginx_common_http)
   upstream origin {
-    server 127.0.0.1:$P_ORIGIN_NGINX;
+    server 127.0.0.1:$(upstream_port nginx);
     keepalive 9000;
     keepalive_requests 1000000;
   }
@@ -443,7 +435,7 @@ frontend bench
   default_backend origin
 
 backend origin
-  server o1 127.0.0.1:$P_ORIGIN_HAPROXY
+  server o1 127.0.0.1:$(upstream_port haproxy)
 EOF
 }
 
@@ -465,7 +457,7 @@ hosts:
   default:
     paths:
       /:
-        proxy.reverse.url: http://127.0.0.1:$P_ORIGIN_H2O/
+        proxy.reverse.url: http://127.0.0.1:$(upstream_port h2o)/
 EOF
 }
 

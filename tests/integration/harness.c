@@ -101,7 +101,7 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-static int64_t now_ms(void) { return (int64_t)(px_now_ns() / 1000000u); }
+int64_t th_now_ms(void) { return (int64_t)(px_now_ns() / 1000000u); }
 
 static int try_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -116,7 +116,7 @@ static int try_connect(int port) {
 }
 
 int th_wait_port_pid(pid_t pid, int port, int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = th_now_ms() + timeout_ms;
   for (;;) {
     int fd = try_connect(port);
     if (fd >= 0) {
@@ -128,7 +128,7 @@ int th_wait_port_pid(pid_t pid, int port, int timeout_ms) {
       siginfo_t info = {0};
       if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == pid) return -1;
     }
-    if (now_ms() >= deadline) return -1;
+    if (th_now_ms() >= deadline) return -1;
     sleep_ms(10);
   }
 }
@@ -138,13 +138,13 @@ int th_wait_port(int port, int timeout_ms) { return th_wait_port_pid(0, port, ti
 static int decode_status(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : -1; }
 
 int th_wait_exit(pid_t pid, int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = th_now_ms() + timeout_ms;
   for (;;) {
     int st;
     pid_t r = waitpid(pid, &st, WNOHANG);
     if (r == pid) return decode_status(st);
     if (r < 0) return -1;
-    if (now_ms() >= deadline) return -2;
+    if (th_now_ms() >= deadline) return -2;
     sleep_ms(5);
   }
 }
@@ -297,7 +297,7 @@ static size_t head_end(const char *b, size_t n) {
 /* Waits for readability up to the deadline; then recv. >0 bytes, 0 EOF, -1 error/timeout. */
 static ssize_t recv_until(int fd, char *p, size_t n, int64_t deadline) {
   for (;;) {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - th_now_ms();
     if (left <= 0) return -1;
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     int r = poll(&pfd, 1, (int)left);
@@ -312,7 +312,7 @@ static ssize_t recv_until(int fd, char *p, size_t n, int64_t deadline) {
 
 int th_read_response(int fd, th_resp_t *out, int timeout_ms) {
   memset(out, 0, sizeof(*out));
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = th_now_ms() + timeout_ms;
   px_buf_t in = {0};
   pending_take(fd, &in);
   llhttp_settings_t st;
@@ -391,7 +391,7 @@ int th_wait_closed(int fd, int timeout_ms) {
   px_buf_free(&in);
   if (had) return 0;
   char tmp[512];
-  ssize_t got = recv_until(fd, tmp, sizeof(tmp), now_ms() + timeout_ms);
+  ssize_t got = recv_until(fd, tmp, sizeof(tmp), th_now_ms() + timeout_ms);
   if (got == 0) return 1;
   if (got > 0) {
     pending_put(fd, tmp, (size_t)got);

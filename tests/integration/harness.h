@@ -4,6 +4,7 @@
 #define TH_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Absolute path of a built binary ("outrigger", "shortener"); other names resolve
@@ -30,6 +31,8 @@ int th_stop(pid_t pid, int timeout_ms);
 int th_wait_exit(pid_t pid, int timeout_ms);
 
 /* Blocking connect to 127.0.0.1:port with 5 s send/receive timeouts; fd or -1. */
+/* Monotonic milliseconds, for bounding waits and timing what a test asserts on. */
+int64_t th_now_ms(void);
 int th_connect(int port);
 int th_send_all(int fd, const void *p, size_t n);
 /* Closes fd and forgets bytes buffered for it by th_read_response. */

@@ -11,12 +11,6 @@
 #include "core.h"
 #include "harness_proxy.h"
 
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A sidecar in front of an upstream that answers every request with `raw`. */
 static fu_t *start_raw(tp_t *p, const char *raw, int close_after) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = raw, .close_after = close_after});
@@ -104,11 +98,11 @@ static void check_bodiless(const char *raw, int want_status, const char *want_le
   fu_t *u = start_raw(&p, raw, 0);
   int fd = th_connect(p.port);
   for (int round = 0; round < 3; round++) {
-    long long t0 = now_ms();
+    long long t0 = th_now_ms();
     send_str(fd, "GET /cached HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"v1\"\r\n\r\n");
     th_resp_t r;
     cr_assert_eq(th_read_response(fd, &r, 4000), 0, "round %d: no answer", round);
-    long long took = now_ms() - t0;
+    long long took = th_now_ms() - t0;
     cr_assert_eq(r.status, want_status);
     cr_assert_eq(r.body_len, 0);
     const char *cl = th_header(&r, "content-length");
