@@ -43,6 +43,7 @@ CASES=${CASES:-$ALL_CASES}
 WRK_THREADS=${WRK_THREADS:-1}
 LAYOUT=${LAYOUT:-pod}
 PERF=${PERF:-0}
+PERF_SECS=$(( DUR < 3 ? DUR : 3 ))   # the separate pass that counts system calls
 case $LAYOUT in pod|split) ;; *) die "LAYOUT must be pod or split, not '$LAYOUT'";; esac
 for c in $CASES; do
   case " $ALL_CASES " in *" $c "*) ;; *) die "unknown case '$c' (known: $ALL_CASES)";; esac
@@ -104,6 +105,13 @@ target_def() {
 
 # Which services do the selected cases need?
 declare -A NEED=() SVC_PID=() SVC_IDLE=() SVC_HWM=() SVC_SKIP=()
+# note_hwm SERVICE : SVC_HWM keeps the service's lifetime peak RSS across the per-run
+# resets of VmHWM (hwm_reset).
+note_hwm() {
+  local v; v=$(status_kb VmHWM "${SVC_PID[$1]}")
+  [ "$v" -gt "${SVC_HWM[$1]:-0}" ] && SVC_HWM[$1]=$v
+  return 0
+}
 CAP_SKIP=""
 for c in $CASES; do
   case_def "$c"
@@ -187,7 +195,7 @@ log "runs: cases=[$CASES] duration=${DUR}s warmup=${WARM}s reps=$REPS wrk -t$WRK
 # ---------------------------------------------------------------- the matrix
 RES="$OUT/results.tsv"; SKIPS="$OUT/skips.tsv"
 mkdir -p "$OUT/wrk"
-printf 'rep\tcase\ttarget\trps\tp50_us\tp99_us\tp999_us\trequests\terrors\tcpu_s\trss_load_kb\tup_cpu_s\tup_opened\tup_peak\tcs\tup_cs\tsc\tup_sc\n' >"$RES"
+printf 'rep\tcase\ttarget\trps\tp50_us\tp99_us\tp999_us\trequests\terrors\tcpu_s\trss_load_kb\tup_cpu_s\tup_opened\tup_held\tcs\tup_cs\tsc\tup_sc\tsc_requests\n' >"$RES"
 : >"$SKIPS"
 declare -A SKIPPED=()
 
@@ -246,55 +254,51 @@ for rep in $(seq "$REPS"); do
         wait "$WRK_PID" || true
       fi
       [ -f "$OUT/outrigger-features.access.log" ] && : >"$OUT/outrigger-features.access.log"
+      # Nothing samples during the measured run (a sampler's forks show in wrk's
+      # latencies): the kernel keeps the peak RSS (VmHWM, reset here) and the
+      # counters are read before and after.
+      for s in $T_SVCS; do note_hwm "$s"; done
+      hwm_ok=$(hwm_reset $pids)
       t0=$(cpu_ticks $pids); u0=0; a0=""; cs0=$(ctx_switches $pids); ucs0=0
       if [ -n "$uppids" ]; then u0=$(cpu_ticks $uppids); ucs0=$(ctx_switches $uppids); fi
-      if [ "$PERF" = 1 ]; then
-        start_perf "$OUT/perf.proxy" $pids; perf_proxy=$PERF_PID; perf_up=""
-        if [ -n "$uppids" ]; then start_perf "$OUT/perf.up" $uppids; perf_up=$PERF_PID; fi
-      fi
       if [ "$T_UP" = origin ]; then a0=$(origin_accepts); fi
-      # Other proxies' pools hold connections to the same upstream: the peak of this
-      # target's own is the most established during the run less those of the others
-      # (counted once, before), or what it holds after the run, whichever is more.
-      if [ -n "$T_UP" ]; then
-        upport=$(upstream_port "$t"); [ "$T_UP" = shortener ] && upport=$P_SHORTENER
-        others=$(( $(established "$upport") - $(own_conns "$upport" $pids) ))
-      fi
-      echo 0 >"$OUT/rss.max"; echo 0 >"$OUT/conns.max"
-      start_sampler "$OUT/rss.max" 0.5 status_kb VmRSS $pids; rss_sampler=$SAMPLER_PID
-      if [ -n "$T_UP" ]; then start_sampler "$OUT/conns.max" 0.5 established "$upport"; conn_sampler=$SAMPLER_PID; fi
       wout="$OUT/wrk/$c.$t.rep$rep.txt"
       run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$DUR" "$wout"
       wait "$WRK_PID" || true
-      stop_sampler "$rss_sampler"
-      [ -n "$T_UP" ] && stop_sampler "$conn_sampler"
-      t1=$(cpu_ticks $pids); u1=0; opened=-1; peak=-1; cs1=$(ctx_switches $pids); ucs=-1; sc=-1; usc=-1
+      t1=$(cpu_ticks $pids); u1=0; opened=-1; held=-1; cs1=$(ctx_switches $pids); ucs=-1; sc=-1; usc=-1; preq=0
+      if [ "$hwm_ok" = 1 ]; then rss=$(status_kb VmHWM $pids); else rss=$(status_kb VmRSS $pids); fi
+      if [ -n "$a0" ]; then a1=$(origin_accepts); [ -n "$a1" ] && opened=$((a1 - a0 - 1)); fi
       if [ -n "$uppids" ]; then
         u1=$(cpu_ticks $uppids); ucs=$(( $(ctx_switches $uppids) - ucs0 ))
-        peak=$(( $(cat "$OUT/conns.max") - others )); after=$(own_conns "$upport" $pids)
-        [ "$after" -gt "$peak" ] && peak=$after
+        upport=$(upstream_port "$t"); [ "$T_UP" = shortener ] && upport=$P_SHORTENER
+        held=$(own_conns "$upport" $pids)
       fi
+      # System calls are counted in a pass of their own after the measured one:
+      # a syscall tracepoint costs every call, which the CPU figures should not carry.
       if [ "$PERF" = 1 ]; then
+        start_perf "$OUT/perf.proxy" $pids; perf_proxy=$PERF_PID; perf_up=""
+        if [ -n "$uppids" ]; then start_perf "$OUT/perf.up" $uppids; perf_up=$PERF_PID; fi
+        run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$PERF_SECS" "$OUT/wrk/perf.txt"
+        wait "$WRK_PID" || true
         PERF_PID=$perf_proxy; stop_perf "$OUT/perf.proxy"; sc=$PERF_COUNT
         if [ -n "$perf_up" ]; then PERF_PID=$perf_up; stop_perf "$OUT/perf.up"; usc=$PERF_COUNT; fi
+        preq=$(sed -n 's/^BENCH requests=\([0-9]*\).*/\1/p' "$OUT/wrk/perf.txt"); preq=${preq:-0}
       fi
-      if [ -n "$a0" ]; then a1=$(origin_accepts); [ -n "$a1" ] && opened=$((a1 - a0 - 1)); fi
       [ -n "$C_CAP" ] && cap_leave $pids
-      rss=$(cat "$OUT/rss.max")
       line=$(grep '^BENCH ' "$wout" || true)
       if [ -z "$line" ]; then
         log "WARNING $key rep $rep: wrk produced no result (see $wout)"; continue
       fi
       awk -v rep="$rep" -v c="$c" -v t="$t" -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" -v rss="$rss" \
-          -v uticks=$((u1 - u0)) -v opened="$opened" -v peak="$peak" -v cs=$((cs1 - cs0)) -v ucs="$ucs" \
-          -v sc="$sc" -v usc="$usc" '
+          -v uticks=$((u1 - u0)) -v opened="$opened" -v held="$held" -v cs=$((cs1 - cs0)) -v ucs="$ucs" \
+          -v sc="$sc" -v usc="$usc" -v preq="$preq" '
         { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         END {
           err = v["err_connect"] + v["err_read"] + v["err_write"] + v["err_status"] + v["err_timeout"]
           rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
-          printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.2f\t%d\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\n", rep, c, t, rps,
-            v["p50"], v["p99"], v["p999"], v["requests"], err, ticks / hz, rss, uticks / hz, opened, peak,
-            cs, ucs, sc, usc
+          printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.2f\t%d\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", rep, c, t, rps,
+            v["p50"], v["p99"], v["p999"], v["requests"], err, ticks / hz, rss, uticks / hz, opened, held,
+            cs, ucs, sc, usc, preq
         }' <<<"$line" >>"$RES"
       tail -n1 "$RES" | awk -F'\t' '{ printf "  rep %s %-9s %-19s %9s req/s  p99 %7.2f ms  errors %s\n", $1, $2, $3, $4, $6/1000, $9 }' >&2
     done
@@ -309,7 +313,7 @@ for c in $CASES; do case $c in small2k|small10k) SWEEP_CASES+="$c ";; *) MAIN_CA
 [ -n "$MAIN_CASES" ] && run_matrix $MAIN_CASES
 [ -n "$SWEEP_CASES" ] && run_matrix $SWEEP_CASES
 
-for s in "${!SVC_PID[@]}"; do SVC_HWM[$s]=$(status_kb VmHWM "${SVC_PID[$s]}"); done
+for s in "${!SVC_PID[@]}"; do note_hwm "$s"; done
 for k in "${!SKIPPED[@]}"; do printf '%s\t%s\n' "$k" "${SKIPPED[$k]}" >>"$SKIPS"; done
 
 # ---------------------------------------------------------------- report

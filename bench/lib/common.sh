@@ -203,27 +203,15 @@ status_kb() {
   echo "$total"
 }
 
-# start_sampler OUTFILE INTERVAL CMD... : background loop writing to OUTFILE the
-# largest number CMD has printed so far (the most RSS, the most connections); sets
-# SAMPLER_PID, which stop_sampler takes.
-start_sampler() {
-  local outf=$1 iv=$2; shift 2
-  (
-    max=0
-    while :; do
-      v=$("$@")
-      [ "$v" -gt "$max" ] && { max=$v; echo "$max" >"$outf"; }
-      sleep "$iv"
-    done
-  ) &
-  SAMPLER_PID=$!
-  STARTED_PIDS+=("$SAMPLER_PID")
+# hwm_reset PIDS... : reset the peak RSS (VmHWM) of every process of the trees to its
+# current RSS (`echo 5 > /proc/PID/clear_refs`), so that VmHWM read after a run is
+# that run's peak, measured by the kernel without a sampler stealing a CPU from wrk
+# or the pod. Prints 1 if every reset worked, 0 if not (then VmHWM is the lifetime peak).
+hwm_reset() {
+  local p ok=1
+  for p in $(pid_tree "$@"); do echo 5 2>/dev/null >"/proc/$p/clear_refs" || ok=0; done
+  echo "$ok"
 }
-stop_sampler() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
-# established PORT : TCP connections established to local port PORT (the
-# upstream's side of every connection a proxy holds to it).
-established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
 
 # upstream_port TARGET : the upstream port the proxy TARGET connects to.
 upstream_port() {

@@ -16,11 +16,11 @@ mib() { awk -v k="$1" 'BEGIN { if (k == "" || k == 0) print "–"; else printf "
 
 # summarize: one row per case/target: medians over repetitions, min-max of req/s,
 # CPU microseconds per request (the proxy's, its upstream's, their sum: the pod's),
-# max sampled RSS and upstream connections, ratios against haproxy, the best peer
+# peak RSS (VmHWM of the measured runs), upstream connections held after them, ratios against haproxy, the best peer
 # (the fastest of $PEERS in that case) and direct.
 # Columns: 1 case 2 target 3 reps 4 rps 5 rps_min 6 rps_max 7 p50 8 p99 9 p999
 # 10 err_pct 11 cpu_us 12 up_us 13 pod_us 14 rss_kb 15 x_haproxy 16 x_direct
-# 17 best_peer 18 x_best 19 p99_x_best 20 pod_x_best 21 up_opened 22 up_peak
+# 17 best_peer 18 x_best 19 p99_x_best 20 pod_x_best 21 up_opened 22 up_held
 # 23-26 context switches and system calls per request: proxy, upstream, proxy, upstream
 summarize() {
   awk -F'\t' -v OFS='\t' -v peers="$PEERS" '
@@ -38,13 +38,14 @@ summarize() {
       if ($4 + 0 < mn[k]) mn[k] = $4; if ($4 + 0 > mx[k]) mx[k] = $4
       req[k] += $8; err[k] += $9; cpu[k] += $10; if ($11 + 0 > rss[k]) rss[k] = $11
       ucpu[k] += $12; op[k] = op[k] " " $13; if ($14 + 0 > pk[k]) pk[k] = $14
-      for (f = 15; f <= 18; f++) if ($f != "" && $f + 0 >= 0) { ev[k, f] += $f; evreq[k, f] += $8 }
+      # context switches count over the measured run, system calls over their own pass
+      for (f = 15; f <= 18; f++) if ($f != "" && $f + 0 >= 0) { ev[k, f] += $f; evreq[k, f] += (f <= 16 ? $8 : $19) }
     }
     function per(k, f) { return evreq[k, f] > 0 ? sprintf("%.2f", ev[k, f] / evreq[k, f]) : "-" }
     END {
       print "case", "target", "reps", "rps", "rps_min", "rps_max", "p50_us", "p99_us", "p999_us", "err_pct",
             "cpu_us", "up_us", "pod_us", "rss_load_kb", "x_haproxy", "x_direct", "best_peer", "x_best",
-            "p99_x_best", "pod_x_best", "up_opened", "up_peak", "cs_req", "up_cs_req", "sc_req", "up_sc_req"
+            "p99_x_best", "pod_x_best", "up_opened", "up_held", "cs_req", "up_cs_req", "sc_req", "up_sc_req"
       np = split(peers, P, " ")
       for (i = 1; i <= nk; i++) {
         k = order[i]; R[k] = median(rps[k]); P99[k] = median(p99[k])
@@ -77,7 +78,7 @@ row() { awk -F'\t' -v c="$1" -v t="$2" '$1 == c && $2 == t' "$OUT/summary.tsv"; 
 skip_reason() { awk -F'\t' -v k="$1/$2" '$1 == k { print $2 }' "$SKIPS"; }
 
 results_table() {
-  echo "| case | target | req/s (median) | min–max | p50 ms | p99 ms | p99.9 ms | ×HAProxy | ×best peer | ×direct | proxy CPU µs/req | upstream CPU µs/req | pod µs/req | upstream conns opened / peak | RSS under load MiB | errors % |"
+  echo "| case | target | req/s (median) | min–max | p50 ms | p99 ms | p99.9 ms | ×HAProxy | ×best peer | ×direct | proxy CPU µs/req | upstream CPU µs/req | pod µs/req | upstream conns opened / held | RSS under load MiB | errors % |"
   echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
   local c t r
   for c in $CASES; do
@@ -99,7 +100,7 @@ results_table() {
 # detail_table: how each proxy and its upstream use the pod's core, per request.
 detail_table() {
   local c t r
-  echo "| case | target | proxy context switches / req | upstream context switches / req | proxy syscalls / req | upstream syscalls / req | upstream conns opened / peak |"
+  echo "| case | target | proxy context switches / req | upstream context switches / req | proxy syscalls / req | upstream syscalls / req | upstream conns opened / held |"
   echo "|---|---|--:|--:|--:|--:|--:|"
   for c in $CASES; do
     case_def "$c"
@@ -295,11 +296,11 @@ write_report() {
     echo
     results_table
     echo
-    echo "proxy CPU and RSS are for the process(es) under test (the demo's edge+sidecar row sums both sidecars); upstream CPU is the upstream's behind it in the same run (for \`direct\` rows, the upstream alone), and the pod's cost is their sum. Upstream connections: accepted by the upstream nginx during the measured run (after the warm-up), and the most this proxy held established at once (sampled every 0.5 s; idle pooled ones left from earlier cases count). ×best peer: req/s ÷ that of the fastest of HAProxy, nginx and h2o in the case. RSS sums a process tree (nginx: master + worker)."
+    echo "proxy CPU and RSS are for the process(es) under test (the demo's edge+sidecar row sums both sidecars); upstream CPU is the upstream's behind it in the same run (for \`direct\` rows, the upstream alone), and the pod's cost is their sum. Upstream connections: accepted by the upstream nginx during the measured run (after the warm-up), and those this proxy holds established to it right after the run (idle pooled ones left from earlier cases count). ×best peer: req/s ÷ that of the fastest of HAProxy, nginx and h2o in the case. RSS sums a process tree (nginx: master + worker)."
     echo
     echo "## Where the pod's core goes"
     echo
-    echo "Context switches (voluntary and involuntary, every thread, from \`/proc/PID/task/*/status\`) and, with \`PERF=1\`, system calls (\`perf stat -e raw_syscalls:sys_enter\`), per request, for the proxy and for the upstream behind it (for \`direct\`, the upstream alone). A proxy that wakes its upstream once per request where another wakes it once per batch shows here first."
+    echo "Context switches (voluntary and involuntary, every thread, from \`/proc/PID/task/*/status\`) and, with \`PERF=1\`, system calls (\`perf stat -e raw_syscalls:sys_enter\`, in a pass of its own after each measured run, so that the tracepoint's cost stays out of the measured figures), per request, for the proxy and for the upstream behind it (for \`direct\`, the upstream alone). A proxy that wakes its upstream once per request where another wakes it once per batch shows here first."
     echo
     detail_table
     echo
