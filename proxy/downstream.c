@@ -389,13 +389,19 @@ static void handle_closed(px_conn_t *c) {
 static void on_timer_closed(uv_handle_t *h) { handle_closed(h->data); }
 static void on_tp_closed(px_transport_t *t) { handle_closed(t->data); }
 
-void px_conn_close(px_conn_t *c) {
+static void conn_close(px_conn_t *c, int reset) {
   if (c->closing) return;
   c->closing = 1;
   c->handler->on_close(c);
-  px_tp_close(&c->tp, on_tp_closed);
+  if (reset)
+    px_tp_abort(&c->tp, on_tp_closed);
+  else
+    px_tp_close(&c->tp, on_tp_closed);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
+
+void px_conn_close(px_conn_t *c) { conn_close(c, 0); }
+void px_conn_abort(px_conn_t *c) { conn_close(c, 1); }
 
 static void on_linger_shutdown(px_transport_t *t, int status) {
   px_conn_t *c = t->data;

@@ -152,6 +152,9 @@ void px_conn_deadline(px_conn_t *c, px_dl_kind_t kind, uint64_t ms);
 void px_conn_request_done(px_conn_t *c, int close);
 /* Closes now (what is queued is dropped). */
 void px_conn_close(px_conn_t *c);
+/* Closes now with a reset, so the client knows it got no answer (fault injection's
+ * drop_response). */
+void px_conn_abort(px_conn_t *c);
 /* Draining: an idle connection closes now, a busy one after its answer. */
 void px_conn_drain(px_conn_t *c);
 

@@ -4,8 +4,9 @@
  * Modelled on h2o's handlers and Envoy's HTTP filter chain.
  *
  * A filter is a small vtable; any hook may be NULL. Filters run in the order of
- * request.c's chain for on_request, on_try_failed and on_response_head, and in the
- * reverse order for on_end. A hook that returns PX_FILTER_STOP has taken the request
+ * request.c's chain for on_request and on_try_failed, and in the reverse order for
+ * on_response_head and on_end (the answer comes back through the chain, as through
+ * Envoy's encoder filters). A hook that returns PX_FILTER_STOP has taken the request
  * over (answered it with px_req_fail, or started another try with px_req_retry):
  * later filters do not run for that event. Per-request state is `state_size` bytes,
  * zeroed when the request begins (px_req_filter_state). */
@@ -36,7 +37,8 @@ typedef struct px_filter_s {
 } px_filter_t;
 
 /* The filters there are (each in its filter_NAME.c). */
+extern const px_filter_t px_filter_fault;  /* fault injection: abort, delay, drop_response (SPEC §5) */
 extern const px_filter_t px_filter_limits; /* cluster max_requests (SPEC §6) */
-extern const px_filter_t px_filter_retry;  /* connect failures and stale pooled connections (SPEC §3, §5) */
+extern const px_filter_t px_filter_retry;  /* retries, backoff, budget, outbound Idempotency-Key (SPEC §5) */
 
 #endif

@@ -136,6 +136,18 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
                     esc(&e1, route_names[r][0]), esc(&e2, route_names[r][1]), class_names[c],
                     (unsigned long long)v);
     }
+  static const char *const fault_names[] = {"abort", "delay", "drop_response"};
+  px_buf_append_cstr(out,
+                     "# HELP outrigger_faults_total Faults injected by a route's fault policy, by kind.\n"
+                     "# TYPE outrigger_faults_total counter\n");
+  for (int r = 0; r < nroutes; r++)
+    for (int k = 0; k < 3; k++) {
+      uint64_t v = SUM(m->faults[r][k]);
+      if (v == 0) continue;
+      px_buf_printf(out, "outrigger_faults_total{listener=\"%s\",route=\"%s\",kind=\"%s\"} %llu\n",
+                    esc(&e1, route_names[r][0]), esc(&e2, route_names[r][1]), fault_names[k],
+                    (unsigned long long)v);
+    }
 
   px_buf_append_cstr(
       out, "# HELP outrigger_upstream_responses_total Upstream responses, by cluster and status class.\n"
@@ -154,6 +166,19 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
   for (int k = 0; k < nclusters; k++)
     px_buf_printf(out, "outrigger_upstream_failures_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
                   (unsigned long long)SUM(m->upstream_fail[k]));
+  px_buf_append_cstr(
+      out, "# HELP outrigger_retries_total Retries made (tries after a request's first), by cluster.\n"
+           "# TYPE outrigger_retries_total counter\n");
+  for (int k = 0; k < nclusters; k++)
+    px_buf_printf(out, "outrigger_retries_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
+                  (unsigned long long)SUM(m->retries[k]));
+  px_buf_append_cstr(
+      out,
+      "# HELP outrigger_retries_denied_total Retries the policy allowed but the cluster's retry budget or limits.max_retries refused.\n"
+      "# TYPE outrigger_retries_denied_total counter\n");
+  for (int k = 0; k < nclusters; k++)
+    px_buf_printf(out, "outrigger_retries_denied_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
+                  (unsigned long long)SUM(m->retries_denied[k]));
 
   px_buf_append_cstr(
       out, "# HELP outrigger_errors_total Answers the sidecar made itself, by x-outrigger-error kind.\n"

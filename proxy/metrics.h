@@ -27,7 +27,8 @@
   XX(BAD_RESPONSE, "upstream_bad_response", 502)                                                             \
   XX(NO_ENDPOINT, "no_healthy_endpoint", 503)                                                                \
   XX(OVERLOADED, "overloaded", 503)                                                                          \
-  XX(UPSTREAM_TIMEOUT, "upstream_timeout", 504)
+  XX(UPSTREAM_TIMEOUT, "upstream_timeout", 504)                                                              \
+  XX(FAULT_ABORT, "fault_abort", 503) /* fault.abort's status, whatever it is */
 
 typedef enum {
 #define XX(e, name, status) PX_ERR_##e,
@@ -40,9 +41,12 @@ const char *px_errkind_name(px_errkind_t k);
 int px_errkind_status(px_errkind_t k);
 
 typedef struct {
-  uint64_t requests[PX_METRICS_MAX_ROUTES][5];     /* by route slot and status class */
-  uint64_t upstream[PX_METRICS_MAX_CLUSTERS][5];   /* upstream responses by class */
-  uint64_t upstream_fail[PX_METRICS_MAX_CLUSTERS]; /* connect failure, reset, timeout, bad response */
+  uint64_t requests[PX_METRICS_MAX_ROUTES][5];      /* by route slot and status class */
+  uint64_t upstream[PX_METRICS_MAX_CLUSTERS][5];    /* upstream responses by class */
+  uint64_t upstream_fail[PX_METRICS_MAX_CLUSTERS];  /* connect failure, reset, timeout, bad response */
+  uint64_t retries[PX_METRICS_MAX_CLUSTERS];        /* tries after the first */
+  uint64_t retries_denied[PX_METRICS_MAX_CLUSTERS]; /* by the retry budget or limits.max_retries */
+  uint64_t faults[PX_METRICS_MAX_ROUTES][3];        /* by route slot: abort, delay, drop_response */
   uint64_t errors[PX_ERR__N];
   uint64_t hist[PX_METRICS_MAX_LISTENERS][PX_HIST_NBUCKETS + 1];
   uint64_t hist_sum_us[PX_METRICS_MAX_LISTENERS];

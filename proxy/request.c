@@ -18,7 +18,10 @@ static px_req_t *req_of(px_conn_t *c) { return &((px_pconn_t *)c->data)->r; }
 
 /* ---- the filter chain -------------------------------------------------------------- */
 
-static const px_filter_t *const chain[] = {&px_filter_limits, &px_filter_retry};
+/* Fault first: a delayed or aborted request holds no cluster limit, as in Envoy, where
+ * the fault filter runs before the router. Answers pass the chain backwards, so retry
+ * sees one before fault may drop it: only the answer the client would get is dropped. */
+static const px_filter_t *const chain[] = {&px_filter_fault, &px_filter_limits, &px_filter_retry};
 #define NFILTERS (sizeof(chain) / sizeof(chain[0]))
 static size_t foff[NFILTERS];
 static uv_once_t chain_once = UV_ONCE_INIT;
@@ -87,6 +90,10 @@ static void flush(px_req_t *r) {
 /* ---- the one failure path -------------------------------------------------------------- */
 
 void px_req_fail(px_req_t *r, px_errkind_t kind, const char *detail, const char *extra) {
+  px_req_fail_status(r, kind, px_errkind_status(kind), detail, extra);
+}
+
+void px_req_fail_status(px_req_t *r, px_errkind_t kind, int status, const char *detail, const char *extra) {
   px_conn_t *c = r->c;
   px_metric_inc(&r->w->metrics.errors[kind], 1);
   px_try_end(&r->t, 0);
@@ -94,7 +101,6 @@ void px_req_fail(px_req_t *r, px_errkind_t kind, const char *detail, const char 
     px_conn_close(c);
     return;
   }
-  int status = px_errkind_status(kind);
   /* Without a head (r->route unset and no method known), the request's fields are
    * not its own: the connection closes anyway. */
   int headless = !c->in_request;
@@ -129,7 +135,7 @@ void px_req_fail(px_req_t *r, px_errkind_t kind, const char *detail, const char 
 static void on_try_head(px_try_t *t) {
   px_req_t *r = t->data;
   px_conn_t *c = r->c;
-  for (size_t i = 0; i < NFILTERS; i++)
+  for (size_t i = NFILTERS; i-- > 0;)
     if (chain[i]->on_response_head && chain[i]->on_response_head(r, fstate(r, i)) == PX_FILTER_STOP) return;
   /* The client connection closes after this answer when the client asked for it, when
    * the sidecar drains, or when the request body is not fully read (an upstream may
@@ -170,6 +176,11 @@ static void on_try_body_run(px_try_t *t, px_str_t d) {
 
 static void on_try_done(px_try_t *t) {
   px_req_t *r = t->data;
+  if (r->dropping) { /* the upstream has finished; the client gets a reset, not an answer */
+    req_end(r);
+    px_conn_abort(r->c);
+    return;
+  }
   r->resp_done = 1;
   flush(r);
 }
@@ -177,7 +188,18 @@ static void on_try_done(px_try_t *t) {
 static void on_try_broken(px_try_t *t, px_errkind_t kind, const char *detail) {
   px_req_t *r = t->data;
   px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
+  if (r->dropping) {
+    req_end(r);
+    px_conn_abort(r->c);
+    return;
+  }
   px_req_fail(r, kind, detail, NULL);
+}
+
+void px_req_drop(px_req_t *r) {
+  r->dropping = 1;
+  px_conn_deadline(r->c, PX_DL_TRY, 0);
+  px_try_drain(&r->t, r->is_head); /* may end the request: nothing of r is touched after it */
 }
 
 static void on_try_output(px_try_t *t) { flush(t->data); }
@@ -206,6 +228,43 @@ void px_req_retry(px_req_t *r, int other) {
     on_try_fail(&r->t, PX_ERR_CONNECT_FAILURE, "the upstream refused the connection", 0);
 }
 
+int px_req_retry_after(px_req_t *r, uint64_t ms, int other) {
+  px_conn_t *c = r->c;
+  uint64_t route_at = c->dl[PX_DL_ROUTE], now = uv_now(c->timer.loop);
+  if (route_at && now + ms >= route_at) return -1;
+  if (r->t.active) { /* a held answer, which goes no further: its connection is kept when in step */
+    px_conn_deadline(c, PX_DL_TRY, 0);
+    px_try_discard(&r->t, r->is_head);
+  }
+  if (ms == 0) {
+    px_req_retry(r, other);
+    return 0;
+  }
+  r->retry_other = other;
+  px_conn_deadline(c, PX_DL_BACKOFF, ms);
+  return 0;
+}
+
+int px_req_add_header(px_req_t *r, px_str_t line) {
+  if (r->xhdr_len + line.n + 2 > sizeof(r->xhdr)) return -1;
+  memcpy(r->xhdr + r->xhdr_len, line.p, line.n);
+  memcpy(r->xhdr + r->xhdr_len + line.n, "\r\n", 2);
+  r->xhdr_len += line.n + 2;
+  return 0;
+}
+
+void px_req_pause(px_req_t *r, uint64_t ms) { px_conn_deadline(r->c, PX_DL_BACKOFF, ms); }
+
+/* The filters' on_request from r->fnext on (a paused one again), then upstream. */
+static void forward(px_req_t *r);
+static void run_request_filters(px_req_t *r) {
+  for (; r->fnext < NFILTERS; r->fnext++) {
+    size_t i = r->fnext;
+    if (chain[i]->on_request && chain[i]->on_request(r, fstate(r, i)) == PX_FILTER_STOP) return;
+  }
+  forward(r);
+}
+
 /* ---- a request begins ----------------------------------------------------------------- */
 
 static void req_reset(px_req_t *r) {
@@ -221,8 +280,12 @@ static void req_reset(px_req_t *r) {
   r->body.len = 0;
   r->body_sent = 0;
   r->attempt = 0;
-  r->max_attempts = 1;
   r->tried = 0;
+  r->retry_other = 0;
+  r->key_added = 0;
+  r->xhdr_len = 0;
+  r->fnext = 0;
+  r->dropping = 0;
   r->active = 1;
   r->ended = 0;
   r->resp_started = r->resp_done = 0;
@@ -302,13 +365,21 @@ static void on_head(px_conn_t *c) {
     px_req_fail(r, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint", NULL);
     return;
   }
-  for (size_t i = 0; i < NFILTERS; i++)
-    if (chain[i]->on_request && chain[i]->on_request(r, fstate(r, i)) == PX_FILTER_STOP) return;
-  r->max_attempts = (rc->retry.on & PX_RETRY_ON_CONNECT_FAILURE) ? rc->retry.attempts : 1;
+  r->authority = authority;
+  r->origin = origin;
+  run_request_filters(r);
+}
+
+/* The filters have let the request through: its head for the upstream, its first try. */
+static void forward(px_req_t *r) {
+  px_conn_t *c = r->c;
+  const px_head_t *h = &px_conn_head(c)->h;
+  const px_route_conf_t *rc = r->route->conf;
   /* A body that may never be resent, or is declared larger than the limit, is not
    * kept: it costs nothing to stream. */
-  r->resendable = px_http1_resend_safe(h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF) &&
-                  (h->content_length < 0 || (uint64_t)h->content_length <= rc->retry.buffer_limit);
+  r->resendable =
+      (r->key_added || px_http1_resend_safe(h, rc->retry.idempotency_key != PX_IDEMPOTENCY_KEY_OFF)) &&
+      (h->content_length < 0 || (uint64_t)h->content_length <= rc->retry.buffer_limit);
   /* Room for a small body at once; a large one grows only as its bytes really arrive. */
   if (r->resendable && h->content_length > 0)
     px_buf_reserve(&r->body, (size_t)PX_MIN(h->content_length, 65536));
@@ -316,10 +387,11 @@ static void on_head(px_conn_t *c) {
                          .proto = "http",
                          .host_fallback = r->cluster->eps[0].name,
                          .chunked_body = r->chunked_in,
-                         .authority = authority,
-                         .origin = origin};
+                         .authority = r->authority,
+                         .origin = r->origin};
   r->uhead.len = 0;
   px_http1_build_request(h, &rw, &r->uhead, r->rid);
+  if (r->xhdr_len) px_buf_append(&r->uhead, r->xhdr, r->xhdr_len);
   r->uhead_base = r->uhead.len;
   px_conn_deadline(c, PX_DL_ROUTE, rc->timeout_ms);
   px_req_retry(r, 1);
@@ -355,6 +427,14 @@ static void on_error(px_conn_t *c, px_errkind_t kind, const char *detail) {
 static void on_deadline(px_conn_t *c, px_dl_kind_t kind) {
   px_req_t *r = req_of(c);
   if (!r->active) return;
+  if (kind == PX_DL_BACKOFF) { /* a filter's pause ended, or a retry waited out its backoff */
+    if (r->t.active || r->resp_started) return;
+    if (r->attempt == 0)
+      run_request_filters(r);
+    else
+      px_req_retry(r, r->retry_other);
+    return;
+  }
   if (kind == PX_DL_TRY) { /* retry.per_try_timeout: this try failed; the filters decide what next */
     if (!r->t.active || r->t.committed) return;
     px_try_end(&r->t, 0);

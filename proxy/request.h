@@ -36,8 +36,15 @@ struct px_req_s {
   int resendable;
   px_buf_t body;
   uint64_t body_sent;
-  int attempt, max_attempts; /* tries made; allowed on connect failures */
-  uint64_t tried;            /* endpoints tried, a bit each for the first 64 */
+  int attempt;     /* tries made */
+  uint64_t tried;  /* endpoints tried, a bit each for the first 64 */
+  int retry_other; /* the retry waiting out its backoff prefers an endpoint not tried */
+  int key_added;   /* a filter gave the request an Idempotency-Key: it may run twice */
+  char xhdr[96];   /* header lines filters add upstream (px_req_add_header) */
+  size_t xhdr_len;
+  size_t fnext;               /* the filter on_request runs next (one paused, px_req_pause) */
+  int dropping;               /* its answer is read and dropped, its client reset (px_req_drop) */
+  px_str_t authority, origin; /* an absolute-form target's parts (px_http1_absolute_target) */
   px_try_t t;
   /* its life */
   int active, ended, resp_started, resp_done, status;
@@ -49,8 +56,23 @@ struct px_req_s {
  * x-outrigger-error, the cause counted); `extra` (CRLF-terminated lines or NULL) goes
  * into the head. Once the answer has started, all that can be done is to close. */
 void px_req_fail(px_req_t *r, px_errkind_t kind, const char *detail, const char *extra);
+/* The same with a status of the caller's (fault injection's abort). */
+void px_req_fail_status(px_req_t *r, px_errkind_t kind, int status, const char *detail, const char *extra);
+/* From on_request, returning PX_FILTER_STOP: the request waits `ms`, then the same
+ * filter's on_request runs again (its state says it has waited) and the chain goes on. */
+void px_req_pause(px_req_t *r, uint64_t ms);
+/* From on_response_head, returning PX_FILTER_STOP: the upstream's answer is read to its
+ * end and dropped, and the client's connection is reset without an answer. */
+void px_req_drop(px_req_t *r);
 /* Another try of the request, on an endpoint the cluster picks (one not tried yet when
  * `other` and the route's retry.other_endpoint say so). */
 void px_req_retry(px_req_t *r, int other);
+/* The same, after `ms` (a backoff); a held answer is dropped first (px_try_discard).
+ * Returns -1, doing nothing, when the route's timeout would pass first: then the
+ * caller lets the outcome reach the client. */
+int px_req_retry_after(px_req_t *r, uint64_t ms, int other);
+/* From on_request: a header line ("name: value", no CRLF) for the request going
+ * upstream, on every try. Returns -1 when the room for such lines is used up. */
+int px_req_add_header(px_req_t *r, px_str_t line);
 
 #endif

@@ -63,8 +63,15 @@ static void tcp_close(px_transport_t *t, px_tp_close_cb cb) {
   uv_close((uv_handle_t *)&t->tcp, tcp_on_close);
 }
 
-static const px_transport_vt_t tcp_vt = {tcp_read_start, tcp_read_stop, tcp_try_write,
-                                         tcp_write,      tcp_shutdown,  tcp_close};
+static void tcp_abort(px_transport_t *t, px_tp_close_cb cb) {
+  t->close_cb = cb;
+  /* SO_LINGER 0 and close: an RST. libuv refuses it while a shutdown is under way;
+   * then the close is a plain one. */
+  if (uv_tcp_close_reset(&t->tcp, tcp_on_close) != 0) uv_close((uv_handle_t *)&t->tcp, tcp_on_close);
+}
+
+static const px_transport_vt_t tcp_vt = {tcp_read_start, tcp_read_stop, tcp_try_write, tcp_write,
+                                         tcp_shutdown,   tcp_close,     tcp_abort};
 
 static void tcp_init(px_transport_t *t, uv_loop_t *loop) {
   t->vt = &tcp_vt;

@@ -44,6 +44,8 @@ typedef struct {
   /* Ends the sending side once queued writes are out (FIN for TCP). */
   int (*shutdown)(px_transport_t *t, px_tp_status_cb cb);
   void (*close)(px_transport_t *t, px_tp_close_cb cb);
+  /* Closes at once, telling the peer the connection broke (RST for TCP). */
+  void (*abort)(px_transport_t *t, px_tp_close_cb cb);
 } px_transport_vt_t;
 
 struct px_transport_s {
@@ -72,6 +74,7 @@ static inline int px_tp_write(px_transport_t *t, px_tp_write_t *req, const uv_bu
 }
 static inline int px_tp_shutdown(px_transport_t *t, px_tp_status_cb cb) { return t->vt->shutdown(t, cb); }
 static inline void px_tp_close(px_transport_t *t, px_tp_close_cb cb) { t->vt->close(t, cb); }
+static inline void px_tp_abort(px_transport_t *t, px_tp_close_cb cb) { t->vt->abort(t, cb); }
 
 /* Writes what the transport takes now and queues the rest with `req`. Returns 1 when
  * everything went out (no callback will run), 0 when some was queued (cb runs when it

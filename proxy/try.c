@@ -72,7 +72,8 @@ static void body(px_try_t *t, const char *p, const char *end) {
   if (!t->resp_done) {
     px_str_t d;
     px_br_result_t r;
-    while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA) px_out_body(o, d.p, d.n, chunked);
+    while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA)
+      if (!t->discard) px_out_body(o, d.p, d.n, chunked);
     if (r == PX_BR_ERROR) {
       /* The head is out already (or queued): the client's connection is closed, so it
        * cannot take the cut answer for a whole one. */
@@ -89,7 +90,7 @@ static void body(px_try_t *t, const char *p, const char *end) {
   if (t->resp_done && p != end) t->reusable = 0;
   if (t->resp_done) {
     t->cb->on_done(t); /* queued or not, the request flushes and finishes */
-  } else if (o->n) {
+  } else if (o->n && !t->discard) {
     t->cb->on_output(t);
   } else {
     t->up->rlen = 0; /* the head went out already; nothing of this read is kept */
@@ -279,7 +280,7 @@ int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, 
   t->chunked_in = chunked_in;
   t->body_sent = conn->body_done && !replay && conn->head.body_mode <= PX_BODY_NONE;
   t->refused = NULL;
-  t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = t->write_failed = 0;
+  t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = t->write_failed = t->discard = 0;
   t->up = NULL; /* set by px_upstream_acquire, before the connection is up */
   t->connected = 0;
   t->active = 1;
@@ -294,12 +295,10 @@ int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, 
   return r;
 }
 
-void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw) {
+/* The held answer's body follows its head (to the client, or to nobody). */
+static void body_start(px_try_t *t, int request_is_head) {
   px_conn_t *c = t->conn;
-  t->mode = px_http1_build_response(&t->resp, rw, &c->out.side);
-  if (t->mode == PX_BODY_CLOSE) c->close_after = 1; /* the client sees the end the same way */
-  px_out_piece(&c->out, NULL, 0, c->out.side.len);
-  px_body_reader_init(&t->rbody, px_http1_response_body(&t->resp, rw->request_is_head),
+  px_body_reader_init(&t->rbody, px_http1_response_body(&t->resp, request_is_head),
                       (uint64_t)PX_MAX(t->resp.content_length, 0));
   int closed = t->held == 2;
   t->committed = 1;
@@ -314,7 +313,7 @@ void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw) {
   px_str_t d;
   px_br_result_t r;
   while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA)
-    px_out_body(&c->out, d.p, d.n, t->mode == PX_BODY_CHUNKED);
+    if (!t->discard) px_out_body(&c->out, d.p, d.n, t->mode == PX_BODY_CHUNKED);
   if (r == PX_BR_ERROR) {
     try_broken(t, PX_ERR_BAD_RESPONSE, t->rbody.err);
     return;
@@ -328,6 +327,40 @@ void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw) {
   t->resp_done = 1;
   t->reusable = 0;
   t->cb->on_done(t);
+}
+
+void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw) {
+  px_conn_t *c = t->conn;
+  t->mode = px_http1_build_response(&t->resp, rw, &c->out.side);
+  if (t->mode == PX_BODY_CLOSE) c->close_after = 1; /* the client sees the end the same way */
+  px_out_piece(&c->out, NULL, 0, c->out.side.len);
+  body_start(t, rw->request_is_head);
+}
+
+void px_try_drain(px_try_t *t, int request_is_head) {
+  t->discard = 1;
+  t->mode = PX_BODY_LENGTH; /* nothing is framed for anybody */
+  body_start(t, request_is_head);
+}
+
+void px_try_discard(px_try_t *t, int request_is_head) {
+  if (t->held == 1 && t->up) {
+    /* Small error answers usually came whole with their head: then the connection is
+     * in step and can serve another request. */
+    px_body_reader_t br;
+    px_body_reader_init(&br, px_http1_response_body(&t->resp, request_is_head),
+                        (uint64_t)PX_MAX(t->resp.content_length, 0));
+    const char *p = t->up->rbuf + t->body_at, *end = t->up->rbuf + t->up->rlen;
+    px_str_t d;
+    px_br_result_t r;
+    while ((r = px_body_read(&br, &p, end, &d)) == PX_BR_DATA) continue;
+    if (r == PX_BR_END && p == end && llhttp_should_keep_alive(&t->parser)) {
+      t->resp_done = 1;
+      t->reusable = 1;
+    }
+  }
+  t->held = 0;
+  px_try_end(t, 1);
 }
 
 void px_try_output_written(px_try_t *t) {

@@ -61,6 +61,7 @@ struct px_try_s {
   const char *refused; /* why the head cannot be passed on */
   px_body_mode_t mode; /* how the client gets the body */
   int skip_1xx, held, committed, resp_done, reusable;
+  int discard;    /* committed to nobody: the body is read and dropped (px_try_drain) */
   size_t body_at; /* where the body starts in up->rbuf, while held */
 };
 
@@ -83,6 +84,16 @@ static inline const px_head_t *px_try_head(const px_try_t *t) { return &t->resp;
  * the request may be touched after it). A body delimited by the upstream's close makes
  * the client connection close after it. */
 void px_try_commit(px_try_t *t, const px_resp_rewrite_t *rw);
+
+/* Reads the held answer to its end without passing any of it on (fault injection's
+ * drop_response: the upstream finishes its work), then on_done runs as for a committed
+ * one; on_broken when it breaks. */
+void px_try_drain(px_try_t *t, int request_is_head);
+
+/* Drops the held head and the answer behind it, so that the request can go again: the
+ * connection goes back to the pool when that answer is in whole already and the
+ * upstream keeps the connection, else it is closed. Nothing of it reaches the client. */
+void px_try_discard(px_try_t *t, int request_is_head);
 
 /* More of the request body may be read (the client connection's on_body). */
 void px_try_body_ready(px_try_t *t);

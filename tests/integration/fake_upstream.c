@@ -17,6 +17,7 @@ struct fu_s {
   int lfd, port;
   pthread_t thread;
   int requests, connections, complete;
+  char *heads[FU_MAX_HEADS];
   volatile int stopping;
 };
 
@@ -27,6 +28,7 @@ typedef struct {
   size_t head_len;
   int head_done, msg_done, is_head;
   int answered; /* requests answered on this connection */
+  int seq;      /* the request's number over every connection */
   uint64_t body_len, body_sum;
 } fu_conn_t;
 
@@ -48,7 +50,7 @@ static int on_headers_complete(llhttp_t *p) {
   fu_conn_t *c = p->data;
   c->head_done = 1;
   c->is_head = p->method == HTTP_HEAD;
-  __atomic_add_fetch(&c->u->requests, 1, __ATOMIC_SEQ_CST);
+  c->seq = __atomic_fetch_add(&c->u->requests, 1, __ATOMIC_SEQ_CST);
   return 0;
 }
 static int on_body(llhttp_t *p, const char *at, size_t n) {
@@ -201,6 +203,28 @@ static void *conn_main(void *arg) {
       }
     }
     llhttp_resume(&p);
+    if (c->seq < FU_MAX_HEADS) {
+      char *h = malloc(c->head_len + 1);
+      memcpy(h, c->head, c->head_len);
+      h[c->head_len] = 0;
+      __atomic_store_n(&u->heads[c->seq], h, __ATOMIC_SEQ_CST);
+    }
+    if (u->o.mode == FU_SCRIPT) {
+      const char *e = u->o.script[c->seq < u->o.nscript ? c->seq : u->o.nscript - 1];
+      if (strcmp(e, "RESET") == 0) {
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        goto done;
+      }
+      if (strcmp(e, "STALL") == 0) {
+        while (!u->stopping && recv(c->fd, buf, sizeof(buf), 0) > 0) {
+        }
+        goto done;
+      }
+      send_all(c->fd, e + (e[0] == '!'), strlen(e + (e[0] == '!')));
+      if (e[0] == '!') goto done;
+      continue;
+    }
     if (u->o.mode == FU_STALL) {
       while (!u->stopping && recv(c->fd, buf, sizeof(buf), 0) > 0) {
       }
@@ -284,6 +308,9 @@ int fu_port(const fu_t *u) { return u->port; }
 int fu_requests(const fu_t *u) { return __atomic_load_n(&u->requests, __ATOMIC_SEQ_CST); }
 int fu_connections(const fu_t *u) { return __atomic_load_n(&u->connections, __ATOMIC_SEQ_CST); }
 int fu_complete_requests(const fu_t *u) { return __atomic_load_n(&u->complete, __ATOMIC_SEQ_CST); }
+const char *fu_head(const fu_t *u, int i) {
+  return i >= 0 && i < FU_MAX_HEADS ? __atomic_load_n(&u->heads[i], __ATOMIC_SEQ_CST) : NULL;
+}
 
 void fu_stop(fu_t *u) {
   u->stopping = 1;

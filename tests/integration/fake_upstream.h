@@ -25,6 +25,10 @@ typedef enum {
   FU_DROP_SECOND, /* like FU_ECHO for a connection's first request; reads the second whole, then closes
                     without an answer (did the work, then died) */
   FU_RAW,         /* answers every request with the bytes `raw`, then closes when `close_after` */
+  FU_SCRIPT,      /* request number i (counted over all connections, from 0) gets script[i], the
+                    last entry once the script runs out: "RESET" resets the connection once the
+                    request is in, "STALL" never answers, "!BYTES" sends BYTES and closes, any
+                    other entry is sent as it is on a connection kept open */
 } fu_mode_t;
 
 typedef struct fu_s fu_t;
@@ -34,8 +38,10 @@ typedef struct {
   size_t big_len;
   int chunked;
   int delay_ms;
-  const char *raw; /* FU_RAW: the answer, sent as it is (NUL-terminated) */
-  int close_after; /* FU_RAW: close the connection after answering */
+  const char *raw;           /* FU_RAW: the answer, sent as it is (NUL-terminated) */
+  int close_after;           /* FU_RAW: close the connection after answering */
+  const char *const *script; /* FU_SCRIPT */
+  int nscript;
 } fu_opts_t;
 
 fu_t *fu_start(const fu_opts_t *opts);
@@ -44,6 +50,9 @@ int fu_port(const fu_t *u);
 int fu_requests(const fu_t *u);
 int fu_connections(const fu_t *u);
 int fu_complete_requests(const fu_t *u);
+/* The head of request number i as received (the first FU_MAX_HEADS), or NULL. */
+#define FU_MAX_HEADS 64
+const char *fu_head(const fu_t *u, int i);
 void fu_stop(fu_t *u);
 
 /* FNV-1a 64 over bytes, the checksum both sides use. */
