@@ -1,0 +1,172 @@
+#include "idempotency.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the key ------------------------------------------------------------ */
+
+static px_idem_key_rc_t invalid(const char **why, const char *reason) {
+  if (why) *why = reason;
+  return PX_IDEM_KEY_INVALID;
+}
+
+/* RFC 9110 tchar, plus ':' and '/' (which sf-tokens allow too, and keys such as
+ * "order:42/1" use). */
+static int key_token_char(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~:/", c) != NULL;
+}
+
+px_idem_key_rc_t px_idem_key_parse(px_str_t value, char out[PX_IDEM_KEY_MAX], size_t *len, const char **why) {
+  const unsigned char *p = (const unsigned char *)value.p, *end = p + value.n;
+  while (p < end && (*p == ' ' || *p == '\t')) p++;
+  while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
+  if (p == end) return invalid(why, "empty Idempotency-Key");
+  size_t n = 0;
+  if (*p != '"') {
+    for (; p < end; p++) {
+      if (!key_token_char(*p)) return invalid(why, "Idempotency-Key is neither a quoted string nor a token");
+      if (n == PX_IDEM_KEY_MAX) return invalid(why, "Idempotency-Key longer than 255 bytes");
+      out[n++] = (char)*p;
+    }
+    *len = n;
+    return PX_IDEM_KEY_OK;
+  }
+  for (p++;; p++) {
+    if (p == end) return invalid(why, "unterminated Idempotency-Key string");
+    unsigned char c = *p;
+    if (c == '"') break;
+    if (c == '\\') {
+      if (p + 1 == end || (p[1] != '"' && p[1] != '\\')) return invalid(why, "bad escape in Idempotency-Key");
+      c = *++p;
+    } else if (c < 0x20 || c > 0x7e) {
+      return invalid(why, "control or non-ASCII byte in Idempotency-Key");
+    }
+    if (n == PX_IDEM_KEY_MAX) return invalid(why, "Idempotency-Key longer than 255 bytes");
+    out[n++] = (char)c;
+  }
+  if (p + 1 != end) return invalid(why, "parameters or data after the Idempotency-Key string");
+  if (n == 0) return invalid(why, "empty Idempotency-Key");
+  *len = n;
+  return PX_IDEM_KEY_OK;
+}
+
+/* ---- SHA-256 ------------------------------------------------------------ */
+
+/* OpenSSL 3 looks a digest up by name (under a lock) each time a context is set up with
+ * EVP_sha256(); fetching it once and keeping it for the process spares every request
+ * that. It is never freed: one object, alive as long as the process. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+static void ssl_fail(const char *what) {
+  fprintf(stderr, "outrigger: %s failed\n", what);
+  abort();
+}
+
+void px_sha256_init(px_sha256_t *h) {
+  pthread_once(&sha256_once, sha256_fetch);
+  h->ctx = EVP_MD_CTX_new();
+  if (!h->ctx) ssl_fail("EVP_MD_CTX_new");
+  if (!EVP_DigestInit_ex(h->ctx, sha256_md ? sha256_md : EVP_sha256(), NULL)) ssl_fail("EVP_DigestInit_ex");
+}
+
+void px_sha256_update(px_sha256_t *h, const void *p, size_t n) {
+  if (n && !EVP_DigestUpdate(h->ctx, p, n)) ssl_fail("EVP_DigestUpdate");
+}
+
+void px_sha256_final(px_sha256_t *h, uint8_t out[PX_SHA256_LEN]) {
+  unsigned int n = 0;
+  if (!EVP_DigestFinal_ex(h->ctx, out, &n) || n != PX_SHA256_LEN) ssl_fail("EVP_DigestFinal_ex");
+  px_sha256_discard(h);
+}
+
+void px_sha256_discard(px_sha256_t *h) {
+  EVP_MD_CTX_free(h->ctx);
+  h->ctx = NULL;
+}
+
+void px_sha256(const void *p, size_t n, uint8_t out[PX_SHA256_LEN]) {
+  px_sha256_t h;
+  px_sha256_init(&h);
+  px_sha256_update(&h, p, n);
+  px_sha256_final(&h, out);
+}
+
+/* ---- the fingerprint ---------------------------------------------------- */
+
+void px_idem_fp_head(px_str_t method, px_str_t target, uint8_t out[PX_SHA256_LEN]) {
+  px_sha256_t h;
+  px_sha256_init(&h);
+  px_sha256_update(&h, method.p, method.n);
+  px_sha256_update(&h, " ", 1);
+  px_sha256_update(&h, target.p, target.n);
+  px_sha256_final(&h, out);
+}
+
+void px_idem_fp_body_empty(uint8_t out[PX_SHA256_LEN]) {
+  static const uint8_t empty[PX_SHA256_LEN] = {
+      0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+      0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+  memcpy(out, empty, PX_SHA256_LEN);
+}
+
+/* ---- the scope and the store key ---------------------------------------- */
+
+void px_idem_scope_none(px_idem_scope_t *s) { memset(s->b, 0, sizeof(s->b)); }
+
+void px_idem_scope_authorization(px_str_t value, px_idem_scope_t *s) { px_sha256(value.p, value.n, s->b); }
+
+void px_idem_scope_identity(px_str_t identity, px_idem_scope_t *s) {
+  static const char tag[] = "\0identity"; /* and the literal's own NUL: "\0identity\0" */
+  px_sha256_t h;
+  px_sha256_init(&h);
+  px_sha256_update(&h, tag, sizeof(tag));
+  px_sha256_update(&h, identity.p, identity.n);
+  px_sha256_final(&h, s->b);
+}
+
+size_t px_idem_store_key(const px_idem_scope_t *s, const char *key, size_t keylen,
+                         char out[PX_IDEM_STORE_KEY_MAX]) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof(s->b); i++) {
+    out[n++] = hex[s->b[i] >> 4];
+    out[n++] = hex[s->b[i] & 15];
+  }
+  out[n++] = ':';
+  keylen = PX_MIN(keylen, (size_t)PX_IDEM_KEY_MAX);
+  memcpy(out + n, key, keylen);
+  return n + keylen;
+}
+
+/* ---- the decisions ------------------------------------------------------ */
+
+px_idem_admit_t px_idem_admit(const px_idempotency_conf_t *c, int method, int has_key) {
+  if (!c->enabled || method < 0 || method >= 32 || !(c->methods & (1u << method))) return PX_IDEM_ADMIT_PASS;
+  if (has_key) return PX_IDEM_ADMIT_KEYED;
+  return c->required ? PX_IDEM_ADMIT_MISSING : PX_IDEM_ADMIT_PASS;
+}
+
+px_idem_decision_t px_idem_decide_head(px_idem_found_t found, const uint8_t stored_head[PX_SHA256_LEN],
+                                       const uint8_t req_head[PX_SHA256_LEN]) {
+  if (found == PX_IDEM_FOUND_NOTHING) return PX_IDEM_RUN;
+  if (memcmp(stored_head, req_head, PX_SHA256_LEN) != 0) return PX_IDEM_MISMATCH;
+  return found == PX_IDEM_FOUND_IN_FLIGHT ? PX_IDEM_CONFLICT : PX_IDEM_NEED_BODY;
+}
+
+px_idem_decision_t px_idem_decide_body(const uint8_t stored_body[PX_SHA256_LEN],
+                                       const uint8_t req_body[PX_SHA256_LEN]) {
+  return memcmp(stored_body, req_body, PX_SHA256_LEN) == 0 ? PX_IDEM_REPLAY : PX_IDEM_MISMATCH;
+}
+
+int px_idem_response_storable(int status, size_t header_bytes, uint64_t body_bytes,
+                              size_t max_response_bytes) {
+  if (status < 200 || status > 499 || status == 408 || status == 425 || status == 429) return 0;
+  return header_bytes <= max_response_bytes && body_bytes <= max_response_bytes - header_bytes;
+}
