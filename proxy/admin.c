@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "filter.h"
 #include "http1.h"
 #include "metrics.h"
 
@@ -24,6 +25,7 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   int n = PX_MIN(ctx->nworkers, 256);
   for (int i = 0; i < n; i++) ws[i] = &ctx->workers[i].x.metrics;
   px_metrics_render(ws, n, out);
+  px_idem_stores_render(out);
 
   px_snapshot_t *s = *ctx->current;
   px_buf_append_cstr(out,

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "config.h"
 #include "metrics.h"
 
 typedef struct px_req_s px_req_t;
@@ -24,6 +25,9 @@ typedef enum { PX_FILTER_GO, PX_FILTER_STOP } px_filter_rc_t;
 typedef struct px_filter_s {
   const char *name;
   size_t state_size;
+  /* Whether the filter has anything to do on this route of this listener (NULL: on
+   * every route); the others' hooks are not called for its requests at all. */
+  int (*wanted)(const px_listener_conf_t *lc, const px_route_conf_t *rc);
   /* The request is routed (its route and cluster are set) and about to go upstream. */
   px_filter_rc_t (*on_request)(px_req_t *r, void *state);
   /* A try failed before an answer was committed (`stale`: a pooled connection the
@@ -34,11 +38,23 @@ typedef struct px_filter_s {
   /* The request ended, whatever way: completed, failed, timed out, or its client
    * went away. Exactly once per request that began. */
   void (*on_end)(px_req_t *r, void *state);
+  /* Body taps, called only while the request's tap_body / tap_response is set (a
+   * filter sets it in on_request, so other requests pay nothing): each run of the
+   * request body as it is read from the client (once, whatever the tries), and each
+   * run of the answer's body as it goes to the client (or is dropped, px_req_drop). */
+  void (*on_request_body)(px_req_t *r, void *state, px_str_t run);
+  void (*on_response_body)(px_req_t *r, void *state, px_str_t run);
 } px_filter_t;
 
 /* The filters there are (each in its filter_NAME.c). */
-extern const px_filter_t px_filter_fault;  /* fault injection: abort, delay, drop_response (SPEC §5) */
-extern const px_filter_t px_filter_limits; /* cluster max_requests (SPEC §6) */
-extern const px_filter_t px_filter_retry;  /* retries, backoff, budget, outbound Idempotency-Key (SPEC §5) */
+extern const px_filter_t px_filter_fault;       /* fault injection: abort, delay, drop_response (SPEC §5) */
+extern const px_filter_t px_filter_idempotency; /* inbound Idempotency-Key: run once, replay (SPEC §5) */
+extern const px_filter_t px_filter_limits;      /* cluster max_requests (SPEC §6) */
+extern const px_filter_t px_filter_retry; /* retries, backoff, budget, outbound Idempotency-Key (SPEC §5) */
+
+/* Inbound idempotency's stores, one per listener name for the process's life
+ * (filter_idempotency.c): their counters for GET /metrics, and freeing them at exit. */
+void px_idem_stores_render(px_buf_t *out);
+void px_idem_stores_free(void);
 
 #endif

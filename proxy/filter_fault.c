@@ -16,9 +16,13 @@ static void count(px_req_t *r, int which) {
   if (r->route->metric_slot >= 0) px_metric_inc(&r->w->metrics.faults[r->route->metric_slot][which], 1);
 }
 
+static int wanted(const px_listener_conf_t *lc, const px_route_conf_t *rc) {
+  (void)lc;
+  return rc->has_fault;
+}
+
 static px_filter_rc_t on_request(px_req_t *r, void *state) {
   const px_route_conf_t *rc = r->route->conf;
-  if (!rc->has_fault) return PX_FILTER_GO;
   fault_state_t *s = state;
   if (!s->decided) { /* not on the second call, after the delay */
     s->decided = 1;
@@ -50,5 +54,6 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
 
 const px_filter_t px_filter_fault = {.name = "fault",
                                      .state_size = sizeof(fault_state_t),
+                                     .wanted = wanted,
                                      .on_request = on_request,
                                      .on_response_head = on_response_head};

@@ -10,6 +10,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "filter.h"
 #include "log.h"
 #include "net.h"
 #include "worker.h"
@@ -336,6 +337,7 @@ int main(int argc, char **argv) {
   uv_loop_close(m.loop);
   px_snapshot_unref(m.current);
   free(m.workers);
+  px_idem_stores_free();
   px_info("drained; exiting");
   return EXIT_OK;
 }

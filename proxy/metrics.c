@@ -180,6 +180,12 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
     px_buf_printf(out, "outrigger_retries_denied_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
                   (unsigned long long)SUM(m->retries_denied[k]));
 
+  px_buf_printf(out,
+                "# HELP outrigger_idempotency_replayed_total Kept answers sent again (inbound idempotency).\n"
+                "# TYPE outrigger_idempotency_replayed_total counter\n"
+                "outrigger_idempotency_replayed_total %llu\n",
+                (unsigned long long)SUM(m->idem_replayed));
+
   px_buf_append_cstr(
       out, "# HELP outrigger_errors_total Answers the sidecar made itself, by x-outrigger-error kind.\n"
            "# TYPE outrigger_errors_total counter\n");

@@ -28,7 +28,11 @@
   XX(NO_ENDPOINT, "no_healthy_endpoint", 503)                                                                \
   XX(OVERLOADED, "overloaded", 503)                                                                          \
   XX(UPSTREAM_TIMEOUT, "upstream_timeout", 504)                                                              \
-  XX(FAULT_ABORT, "fault_abort", 503) /* fault.abort's status, whatever it is */
+  XX(FAULT_ABORT, "fault_abort", 503) /* fault.abort's status, whatever it is */                             \
+  XX(IDEM_KEY_MISSING, "idempotency_key_missing", 400)                                                       \
+  XX(IDEM_KEY_INVALID, "idempotency_key_invalid", 400)                                                       \
+  XX(IDEM_IN_FLIGHT, "idempotency_in_flight", 409)                                                           \
+  XX(IDEM_MISMATCH, "idempotency_key_mismatch", 422)
 
 typedef enum {
 #define XX(e, name, status) PX_ERR_##e,
@@ -47,6 +51,7 @@ typedef struct {
   uint64_t retries[PX_METRICS_MAX_CLUSTERS];        /* tries after the first */
   uint64_t retries_denied[PX_METRICS_MAX_CLUSTERS]; /* by the retry budget or limits.max_retries */
   uint64_t faults[PX_METRICS_MAX_ROUTES][3];        /* by route slot: abort, delay, drop_response */
+  uint64_t idem_replayed;                           /* kept answers sent again (inbound idempotency) */
   uint64_t errors[PX_ERR__N];
   uint64_t hist[PX_METRICS_MAX_LISTENERS][PX_HIST_NBUCKETS + 1];
   uint64_t hist_sum_us[PX_METRICS_MAX_LISTENERS];

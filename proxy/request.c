@@ -20,8 +20,11 @@ static px_req_t *req_of(px_conn_t *c) { return &((px_pconn_t *)c->data)->r; }
 
 /* Fault first: a delayed or aborted request holds no cluster limit, as in Envoy, where
  * the fault filter runs before the router. Answers pass the chain backwards, so retry
- * sees one before fault may drop it: only the answer the client would get is dropped. */
-static const px_filter_t *const chain[] = {&px_filter_fault, &px_filter_limits, &px_filter_retry};
+ * sees one before fault may drop it (only the answer the client would get is dropped),
+ * and idempotency keeps it before it is dropped: the upstream did the work, and the
+ * client's retry must get that answer, not a second run. */
+static const px_filter_t *const chain[] = {&px_filter_fault, &px_filter_idempotency, &px_filter_limits,
+                                           &px_filter_retry};
 #define NFILTERS (sizeof(chain) / sizeof(chain[0]))
 static size_t foff[NFILTERS];
 static uv_once_t chain_once = UV_ONCE_INIT;
@@ -40,6 +43,19 @@ static void chain_init(void) {
 }
 
 static void *fstate(px_req_t *r, size_t i) { return r->fstate + foff[i]; }
+
+/* Which filters a route wants (px_filter_t.wanted), worked out once per route of a
+ * snapshot by whichever worker asks first (they all get the same answer). */
+static unsigned route_filters(const px_listener_conf_t *lc, px_route_rt_t *rt) {
+  unsigned m = atomic_load_explicit(&rt->filters, memory_order_acquire);
+  if (PX_LIKELY(m)) return m;
+  m = 1u << 31;
+  for (size_t i = 0; i < NFILTERS; i++)
+    if (!chain[i]->wanted || chain[i]->wanted(lc, rt->conf)) m |= 1u << i;
+  atomic_store_explicit(&rt->filters, m, memory_order_release);
+  return m;
+}
+#define ON(r, i) (((r)->filters >> (i)) & 1u)
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -61,7 +77,7 @@ static void req_end(px_req_t *r) {
   r->ended = 1;
   if (r->route)
     for (size_t i = NFILTERS; i-- > 0;)
-      if (chain[i]->on_end) chain[i]->on_end(r, fstate(r, i));
+      if (ON(r, i) && chain[i]->on_end) chain[i]->on_end(r, fstate(r, i));
   px_try_end(&r->t, 1);
   if (r->status) /* an answer went out (one the client abandoned is not counted) */
     px_metrics_request(&r->w->metrics, lrt(r)->metric_slot, r->route ? r->route->metric_slot : -1, r->status,
@@ -136,7 +152,9 @@ static void on_try_head(px_try_t *t) {
   px_req_t *r = t->data;
   px_conn_t *c = r->c;
   for (size_t i = NFILTERS; i-- > 0;)
-    if (chain[i]->on_response_head && chain[i]->on_response_head(r, fstate(r, i)) == PX_FILTER_STOP) return;
+    if (ON(r, i) && chain[i]->on_response_head &&
+        chain[i]->on_response_head(r, fstate(r, i)) == PX_FILTER_STOP)
+      return;
   /* The client connection closes after this answer when the client asked for it, when
    * the sidecar drains, or when the request body is not fully read (an upstream may
    * answer early): the connection then cannot be resynchronised. */
@@ -158,13 +176,27 @@ static void on_try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int 
   px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   px_debug("%s: try %d to %s: %s", r->c->peer, r->attempt, r->cluster->eps[t->ep].name, detail);
   for (size_t i = 0; i < NFILTERS; i++)
-    if (chain[i]->on_try_failed && chain[i]->on_try_failed(r, fstate(r, i), kind, stale) == PX_FILTER_STOP)
+    if (ON(r, i) && chain[i]->on_try_failed &&
+        chain[i]->on_try_failed(r, fstate(r, i), kind, stale) == PX_FILTER_STOP)
       return;
   px_req_fail(r, kind, detail, NULL);
 }
 
+/* The filters' taps on the request body. */
+static void tap_body(px_req_t *r, px_str_t d) {
+  for (size_t i = 0; i < NFILTERS; i++)
+    if (ON(r, i) && chain[i]->on_request_body) chain[i]->on_request_body(r, fstate(r, i), d);
+}
+
+static void on_try_resp_body_run(px_try_t *t, px_str_t d) {
+  px_req_t *r = t->data;
+  for (size_t i = NFILTERS; i-- > 0;)
+    if (ON(r, i) && chain[i]->on_response_body) chain[i]->on_response_body(r, fstate(r, i), d);
+}
+
 static void on_try_body_run(px_try_t *t, px_str_t d) {
   px_req_t *r = t->data;
+  if (PX_UNLIKELY(r->tap_body)) tap_body(r, d);
   r->body_sent += d.n;
   if (r->resendable) {
     if (r->body.len + d.n <= r->route->conf->retry.buffer_limit)
@@ -204,7 +236,7 @@ void px_req_drop(px_req_t *r) {
 
 static void on_try_output(px_try_t *t) { flush(t->data); }
 
-static const px_try_cb_t try_cb = {on_try_head, on_try_fail,   on_try_body_run,
+static const px_try_cb_t try_cb = {on_try_head, on_try_fail,   on_try_body_run, on_try_resp_body_run,
                                    on_try_done, on_try_broken, on_try_output};
 
 void px_req_retry(px_req_t *r, int other) {
@@ -218,6 +250,7 @@ void px_req_retry(px_req_t *r, int other) {
    * resent); an empty chunked body goes again as its last chunk. */
   const px_buf_t *replay =
       r->attempt > 1 && (r->body_sent > 0 || (r->chunked_in && c->body_done)) ? &r->body : NULL;
+  r->t.tap = r->tap_response;
   int rc = px_try_start(&r->t, r->ws, r->cluster, ep, &r->uhead, replay, r->chunked_in);
   if (rc == 0 && r->route->conf->retry.per_try_timeout_ms)
     px_conn_deadline(c, PX_DL_TRY, r->route->conf->retry.per_try_timeout_ms);
@@ -255,12 +288,56 @@ int px_req_add_header(px_req_t *r, px_str_t line) {
 
 void px_req_pause(px_req_t *r, uint64_t ms) { px_conn_deadline(r->c, PX_DL_BACKOFF, ms); }
 
+static void run_request_filters(px_req_t *r);
+
+/* Reads what has come of a body being absorbed; the chain goes on at its end. */
+static void absorb(px_req_t *r) {
+  px_conn_t *c = r->c;
+  px_str_t d;
+  px_br_result_t br;
+  while ((br = px_conn_body_next(c, &d)) == PX_BR_DATA) {
+    tap_body(r, d);
+    px_conn_body_consumed(c);
+  }
+  if (br != PX_BR_END) return; /* more to come (on_body), or the connection told the request */
+  r->absorbing = 0;
+  run_request_filters(r);
+}
+
+void px_req_absorb_body(px_req_t *r) {
+  r->absorbing = 1;
+  px_conn_continue(r->c); /* a client that waits for 100 Continue sends it now */
+  absorb(r);
+}
+
+void px_req_respond(px_req_t *r, int status, px_str_t headers, px_str_t body) {
+  px_conn_t *c = r->c;
+  if (!r->client_keep_alive || !c->body_done || r->w->draining) c->close_after = 1;
+  px_out_reset(&c->out);
+  px_buf_t *o = &c->out.side;
+  o->len = 0;
+  px_buf_printf(o, "HTTP/1.1 %d %s\r\n", status, px_http_reason(status));
+  px_buf_append(o, headers.p, headers.n);
+  px_buf_printf(o, "content-length: %zu\r\n", body.n);
+  if (c->close_after)
+    px_buf_append_cstr(o, "connection: close\r\n");
+  else if (r->minor == 0)
+    px_buf_append_cstr(o, "connection: keep-alive\r\n");
+  px_buf_append_cstr(o, "\r\n");
+  if (!r->is_head) px_buf_append(o, body.p, body.n);
+  px_out_piece(&c->out, NULL, 0, o->len);
+  r->resp_started = r->resp_done = 1;
+  r->status = status;
+  px_conn_deadline(c, PX_DL_ROUTE, 0);
+  flush(r);
+}
+
 /* The filters' on_request from r->fnext on (a paused one again), then upstream. */
 static void forward(px_req_t *r);
 static void run_request_filters(px_req_t *r) {
   for (; r->fnext < NFILTERS; r->fnext++) {
     size_t i = r->fnext;
-    if (chain[i]->on_request && chain[i]->on_request(r, fstate(r, i)) == PX_FILTER_STOP) return;
+    if (ON(r, i) && chain[i]->on_request && chain[i]->on_request(r, fstate(r, i)) == PX_FILTER_STOP) return;
   }
   forward(r);
 }
@@ -286,6 +363,8 @@ static void req_reset(px_req_t *r) {
   r->xhdr_len = 0;
   r->fnext = 0;
   r->dropping = 0;
+  r->tap_body = r->tap_response = r->absorbing = 0;
+  r->filters = 0;
   r->active = 1;
   r->ended = 0;
   r->resp_started = r->resp_done = 0;
@@ -358,6 +437,7 @@ static void on_head(px_conn_t *c) {
     return;
   }
   r->route = &lrt(r)->routes[ri];
+  r->filters = route_filters(lc, r->route);
   const px_route_conf_t *rc = r->route->conf;
   r->cluster = px_route_pick_cluster(r->ws->snap, r->route, rc->nsplit ? px_rand01() : 0); /* a split draws */
   if (r->cluster == NULL || r->cluster->neps == 0) {
@@ -401,7 +481,11 @@ static void forward(px_req_t *r) {
 
 static void on_body(px_conn_t *c) {
   px_req_t *r = req_of(c);
-  if (r->active) px_try_body_ready(&r->t);
+  if (!r->active) return;
+  if (r->absorbing)
+    absorb(r);
+  else
+    px_try_body_ready(&r->t);
 }
 
 static void on_written(px_conn_t *c) {

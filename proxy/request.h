@@ -16,7 +16,7 @@
 #include "try.h"
 #include "wctx.h"
 
-#define PX_FILTER_STATE_BYTES 64
+#define PX_FILTER_STATE_BYTES 128
 
 struct px_req_s {
   px_conn_t *c;
@@ -44,6 +44,9 @@ struct px_req_s {
   size_t xhdr_len;
   size_t fnext;               /* the filter on_request runs next (one paused, px_req_pause) */
   int dropping;               /* its answer is read and dropped, its client reset (px_req_drop) */
+  int tap_body, tap_response; /* filters' body taps wanted (filter.h) */
+  int absorbing;              /* its body is read here, not sent (px_req_absorb_body) */
+  unsigned filters;           /* the filters its route wants, a bit each (request.c) */
   px_str_t authority, origin; /* an absolute-form target's parts (px_http1_absolute_target) */
   px_try_t t;
   /* its life */
@@ -64,6 +67,13 @@ void px_req_pause(px_req_t *r, uint64_t ms);
 /* From on_response_head, returning PX_FILTER_STOP: the upstream's answer is read to its
  * end and dropped, and the client's connection is reset without an answer. */
 void px_req_drop(px_req_t *r);
+/* From on_request, returning PX_FILTER_STOP: the body is read from the client without
+ * going anywhere (the filters' on_request_body taps see it), then the same filter's
+ * on_request runs again, as after px_req_pause. */
+void px_req_absorb_body(px_req_t *r);
+/* Answers the request from the sidecar with `status`, header lines `headers`
+ * ("name: value\r\n"...; no framing headers) and `body` (not sent to HEAD). */
+void px_req_respond(px_req_t *r, int status, px_str_t headers, px_str_t body);
 /* Another try of the request, on an endpoint the cluster picks (one not tried yet when
  * `other` and the route's retry.other_endpoint say so). */
 void px_req_retry(px_req_t *r, int other);

@@ -48,6 +48,7 @@ typedef struct {
   const px_route_conf_t *conf;
   int metric_slot;
   atomic_int *weights; /* one per split entry; admin may change them */
+  atomic_uint filters; /* request.c's: which filters the route wants; 0 until first asked */
 } px_route_rt_t;
 
 typedef struct {

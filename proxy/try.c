@@ -72,8 +72,10 @@ static void body(px_try_t *t, const char *p, const char *end) {
   if (!t->resp_done) {
     px_str_t d;
     px_br_result_t r;
-    while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA)
+    while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA) {
+      if (PX_UNLIKELY(t->tap)) t->cb->on_resp_body_run(t, d);
       if (!t->discard) px_out_body(o, d.p, d.n, chunked);
+    }
     if (r == PX_BR_ERROR) {
       /* The head is out already (or queued): the client's connection is closed, so it
        * cannot take the cut answer for a whole one. */
@@ -312,8 +314,10 @@ static void body_start(px_try_t *t, int request_is_head) {
   const char *p = up->rbuf + t->body_at, *end = up->rbuf + up->rlen;
   px_str_t d;
   px_br_result_t r;
-  while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA)
+  while ((r = px_body_read(&t->rbody, &p, end, &d)) == PX_BR_DATA) {
+    if (PX_UNLIKELY(t->tap)) t->cb->on_resp_body_run(t, d);
     if (!t->discard) px_out_body(&c->out, d.p, d.n, t->mode == PX_BODY_CHUNKED);
+  }
   if (r == PX_BR_ERROR) {
     try_broken(t, PX_ERR_BAD_RESPONSE, t->rbody.err);
     return;

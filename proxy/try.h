@@ -30,6 +30,8 @@ typedef struct {
   void (*on_fail)(px_try_t *t, px_errkind_t kind, const char *detail, int stale);
   /* A run of the request body goes upstream (for a copy kept while it may be resent). */
   void (*on_body_run)(px_try_t *t, px_str_t d);
+  /* A run of the answer's body goes to the client (or is dropped), while `tap` is set. */
+  void (*on_resp_body_run)(px_try_t *t, px_str_t d);
   /* The committed answer is complete, its last bytes queued on the client's output. */
   void (*on_done)(px_try_t *t);
   /* The committed answer broke: its client must not take it for a whole one. */
@@ -62,6 +64,7 @@ struct px_try_s {
   px_body_mode_t mode; /* how the client gets the body */
   int skip_1xx, held, committed, resp_done, reusable;
   int discard;    /* committed to nobody: the body is read and dropped (px_try_drain) */
+  int tap;        /* on_resp_body_run wanted */
   size_t body_at; /* where the body starts in up->rbuf, while held */
 };
 

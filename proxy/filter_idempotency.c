@@ -1,0 +1,309 @@
+/* The inbound idempotency filter (SPEC §5, listener `idempotency`), per
+ * draft-ietf-httpapi-idempotency-key-header: the first request with a key runs, and its
+ * answer is kept; a repeat with the same fingerprint gets that answer again with
+ * `idempotent-replayed: true`; a repeat while the first runs gets 409, the key with
+ * another request 422; a malformed key (or none, under `required`) 400. The rules are
+ * idempotency.c's, the entries idem_store.c's; this file adapts them to a request.
+ *
+ * A repeat of a request with a body is decided once its body is read and hashed here
+ * (px_req_absorb_body): the answer depends on it. The first request's body is hashed
+ * as it goes upstream, its answer copied as it goes to the client (body taps), and the
+ * entry completed or released in the end hook, however the request ends: a client that
+ * goes away never leaves its key stuck at 409.
+ *
+ * Keys are scoped by the listener (one store each) and by the client: the SHA-256 of
+ * its Authorization header, or none (mTLS identities once TLS lands). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter.h"
+#include "idem_store.h"
+#include "idempotency.h"
+#include "log.h"
+#include "request.h"
+
+/* Each store holds at most this many bytes of keys and answers; with 16 shards a shard
+ * has 4 MiB, room for 64 answers of the largest max_response_bytes (64 KiB) at least. */
+#define PX_IDEM_STORE_BYTES (64u << 20)
+#define PX_IDEM_SHARDS 16
+
+/* ---- one store per listener name, for the process's life --------------------------- */
+
+typedef struct idem_reg_s {
+  char *listener;
+  px_idem_store_t *store;
+  struct idem_reg_s *next;
+} idem_reg_t;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static idem_reg_t *reg;
+
+/* The store of listener `lc` (made on first use, kept across reloads; a changed
+ * max_entries applies from the next start). */
+static px_idem_store_t *store_of(const px_listener_conf_t *lc) {
+  pthread_mutex_lock(&reg_mu);
+  idem_reg_t *e = reg;
+  while (e && strcmp(e->listener, lc->name) != 0) e = e->next;
+  if (!e) {
+    e = px_calloc(1, sizeof(*e));
+    e->listener = px_strdup(lc->name);
+    e->store = px_idem_store_mem_new(lc->idempotency.max_entries, PX_IDEM_STORE_BYTES, PX_IDEM_SHARDS);
+    e->next = reg;
+    reg = e;
+  }
+  pthread_mutex_unlock(&reg_mu);
+  return e->store;
+}
+
+void px_idem_stores_render(px_buf_t *out) {
+  pthread_mutex_lock(&reg_mu);
+  if (reg)
+    px_buf_append_cstr(
+        out, "# HELP outrigger_idempotency_entries Inbound idempotency entries held, by listener and state.\n"
+             "# TYPE outrigger_idempotency_entries gauge\n");
+  for (idem_reg_t *e = reg; e; e = e->next) {
+    px_idem_store_stats_t st;
+    px_idem_store_stats(e->store, &st);
+    px_buf_printf(out,
+                  "outrigger_idempotency_entries{listener=\"%s\",state=\"in_flight\"} %llu\n"
+                  "outrigger_idempotency_entries{listener=\"%s\",state=\"completed\"} %llu\n"
+                  "outrigger_idempotency_bytes{listener=\"%s\"} %llu\n"
+                  "outrigger_idempotency_stored_total{listener=\"%s\"} %llu\n"
+                  "outrigger_idempotency_evictions_total{listener=\"%s\"} %llu\n"
+                  "outrigger_idempotency_expired_total{listener=\"%s\"} %llu\n"
+                  "outrigger_idempotency_full_total{listener=\"%s\"} %llu\n",
+                  e->listener, (unsigned long long)st.in_flight, e->listener,
+                  (unsigned long long)(st.entries - st.in_flight), e->listener, (unsigned long long)st.bytes,
+                  e->listener, (unsigned long long)st.stored, e->listener, (unsigned long long)st.evictions,
+                  e->listener, (unsigned long long)st.expired, e->listener, (unsigned long long)st.full);
+  }
+  pthread_mutex_unlock(&reg_mu);
+}
+
+void px_idem_stores_free(void) {
+  pthread_mutex_lock(&reg_mu);
+  while (reg) {
+    idem_reg_t *e = reg;
+    reg = e->next;
+    px_idem_store_destroy(e->store);
+    free(e->listener);
+    free(e);
+  }
+  pthread_mutex_unlock(&reg_mu);
+}
+
+/* ---- the filter --------------------------------------------------------------------- */
+
+/* A keyed request's part, on the heap: keyed requests are few, and this is large. */
+typedef struct {
+  px_idem_store_t *store;
+  char key[PX_IDEM_STORE_KEY_MAX];
+  size_t keylen;
+  uint64_t token;              /* ours: the request runs and its answer may be kept */
+  const px_idem_record_t *rec; /* a kept answer, to compare the body with */
+  px_idem_fp_t fp;
+  px_sha256_t body_hash;
+  int status, storable;
+  size_t max_bytes;
+  px_buf_t headers, body; /* the answer, as it goes to the client */
+} idem_req_t;
+
+typedef struct {
+  idem_req_t *x;
+} idem_state_t;
+
+static const px_idempotency_conf_t *conf_of(const px_req_t *r) {
+  return &r->ws->snap->listeners[r->lidx].conf->idempotency;
+}
+
+static uint64_t now_ms(void) { return px_now_ns() / 1000000; }
+
+static void req_free(idem_state_t *s) {
+  idem_req_t *x = s->x;
+  if (!x) return;
+  if (x->rec) px_idem_store_release(x->store, x->rec);
+  px_sha256_discard(&x->body_hash);
+  px_buf_free(&x->headers);
+  px_buf_free(&x->body);
+  free(x);
+  s->x = NULL;
+}
+
+static px_filter_rc_t refuse(px_req_t *r, idem_state_t *s, px_errkind_t kind, const char *detail) {
+  req_free(s);
+  px_req_fail(r, kind, detail, NULL);
+  return PX_FILTER_STOP;
+}
+
+/* The kept answer again, marked as such. */
+static void replay(px_req_t *r, const px_idem_record_t *rec) {
+  px_buf_t h = {0};
+  px_buf_append(&h, rec->headers.p, rec->headers.n);
+  px_buf_append_cstr(&h, "idempotent-replayed: true\r\n");
+  px_metric_inc(&r->w->metrics.idem_replayed, 1);
+  px_req_respond(r, rec->status, (px_str_t){h.data, h.len}, rec->body);
+  px_buf_free(&h);
+}
+
+/* A repeat of a kept request whose body is now hashed: the same answer, or 422. */
+static px_filter_rc_t decide_body(px_req_t *r, idem_state_t *s) {
+  idem_req_t *x = s->x;
+  px_sha256_final(&x->body_hash, x->fp.body);
+  if (px_idem_decide_body(x->rec->fp.body, x->fp.body) != PX_IDEM_REPLAY)
+    return refuse(r, s, PX_ERR_IDEM_MISMATCH, "the Idempotency-Key was used for a request with another body");
+  replay(r, x->rec);
+  req_free(s);
+  return PX_FILTER_STOP;
+}
+
+static int wanted(const px_listener_conf_t *lc, const px_route_conf_t *rc) {
+  (void)rc;
+  return lc->idempotency.enabled;
+}
+
+static px_filter_rc_t on_request(px_req_t *r, void *state) {
+  idem_state_t *s = state;
+  if (s->x && s->x->rec) return decide_body(r, s); /* again, after px_req_absorb_body */
+  const px_idempotency_conf_t *ic = conf_of(r);
+  if (!ic->enabled) return PX_FILTER_GO;
+  const px_head_t *h = &px_conn_head(r->c)->h;
+  int k = px_head_find(h, "idempotency-key");
+  switch (px_idem_admit(ic, r->method, k >= 0)) {
+  case PX_IDEM_ADMIT_PASS: return PX_FILTER_GO;
+  case PX_IDEM_ADMIT_MISSING:
+    return refuse(r, s, PX_ERR_IDEM_KEY_MISSING, "this listener requires an Idempotency-Key for this method");
+  case PX_IDEM_ADMIT_KEYED: break;
+  }
+  for (size_t i = (size_t)k + 1; i < h->nh; i++)
+    if (px_str_ieq(px_head_name(h, i), PX_STR("idempotency-key")))
+      return refuse(r, s, PX_ERR_IDEM_KEY_INVALID, "more than one Idempotency-Key");
+  char key[PX_IDEM_KEY_MAX];
+  size_t klen;
+  const char *why = NULL;
+  if (px_idem_key_parse(px_head_value(h, (size_t)k), key, &klen, &why) != PX_IDEM_KEY_OK)
+    return refuse(r, s, PX_ERR_IDEM_KEY_INVALID, why ? why : "the Idempotency-Key is malformed");
+
+  px_idem_scope_t scope;
+  int a = px_head_find(h, "authorization");
+  if (a >= 0)
+    px_idem_scope_authorization(px_head_value(h, (size_t)a), &scope);
+  else
+    px_idem_scope_none(&scope);
+  idem_req_t *x = px_calloc(1, sizeof(*x));
+  s->x = x;
+  x->store = store_of(r->ws->snap->listeners[r->lidx].conf);
+  x->keylen = px_idem_store_key(&scope, key, klen, x->key);
+  x->max_bytes = ic->max_response_bytes;
+  const char *m = llhttp_method_name((llhttp_method_t)r->method);
+  px_idem_fp_head((px_str_t){m, strlen(m)}, (px_str_t){h->base + h->url_off, h->url_len}, x->fp.head);
+
+  px_idem_begin_t out;
+  px_str_t skey = {x->key, x->keylen};
+  switch (px_idem_store_begin(x->store, skey, x->fp.head, now_ms(), &out)) {
+  case PX_IDEM_STORE_BEGUN:
+    x->token = out.token;
+    px_sha256_init(&x->body_hash);
+    r->tap_body = 1;
+    return PX_FILTER_GO;
+  case PX_IDEM_STORE_IN_FLIGHT:
+    if (px_idem_decide_head(PX_IDEM_FOUND_IN_FLIGHT, out.head, x->fp.head) == PX_IDEM_MISMATCH)
+      return refuse(r, s, PX_ERR_IDEM_MISMATCH, "the Idempotency-Key is in use by another request");
+    return refuse(r, s, PX_ERR_IDEM_IN_FLIGHT, "a request with this Idempotency-Key is still running");
+  case PX_IDEM_STORE_COMPLETED:
+    x->rec = out.rec;
+    if (px_idem_decide_head(PX_IDEM_FOUND_COMPLETED, out.rec->fp.head, x->fp.head) == PX_IDEM_MISMATCH)
+      return refuse(r, s, PX_ERR_IDEM_MISMATCH, "the Idempotency-Key was used for another request");
+    px_sha256_init(&x->body_hash);
+    r->tap_body = 1;
+    px_req_absorb_body(r); /* then on_request again, which decides */
+    return PX_FILTER_STOP;
+  case PX_IDEM_STORE_FULL:
+  default:
+    /* No room: the request runs unprotected rather than failing (counted). */
+    px_warn("inbound idempotency store of listener %s is full: a keyed request runs without protection",
+            r->ws->snap->listeners[r->lidx].conf->name);
+    req_free(s);
+    return PX_FILTER_GO;
+  }
+}
+
+static void on_request_body(px_req_t *r, void *state, px_str_t run) {
+  (void)r;
+  idem_state_t *s = state;
+  if (s->x) px_sha256_update(&s->x->body_hash, run.p, run.n);
+}
+
+/* Hop-by-hop and framing headers are not kept: the replay has its own. */
+static int kept_header(px_str_t n) {
+  static const px_str_t drop[] = {
+      PX_STR("connection"),     PX_STR("keep-alive"),       PX_STR("transfer-encoding"),
+      PX_STR("content-length"), PX_STR("proxy-connection"), PX_STR("te"),
+      PX_STR("trailer"),        PX_STR("upgrade"),          PX_STR("x-outrigger-attempts")};
+  for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+    if (px_str_ieq(n, drop[i])) return 0;
+  return 1;
+}
+
+static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
+  idem_state_t *s = state;
+  idem_req_t *x = s->x;
+  if (!x || !x->token) return PX_FILTER_GO;
+  const px_head_t *h = px_try_head(&r->t);
+  x->status = h->status;
+  x->headers.len = x->body.len = 0;
+  for (size_t i = 0; i < h->nh; i++) {
+    px_str_t n = px_head_name(h, i);
+    if (!kept_header(n)) continue;
+    px_buf_append(&x->headers, n.p, n.n);
+    px_buf_append_cstr(&x->headers, ": ");
+    px_str_t v = px_head_value(h, i);
+    px_buf_append(&x->headers, v.p, v.n);
+    px_buf_append_cstr(&x->headers, "\r\n");
+  }
+  x->storable = px_idem_response_storable(
+      x->status, x->headers.len, h->content_length > 0 ? (uint64_t)h->content_length : 0, x->max_bytes);
+  if (x->storable) r->tap_response = r->t.tap = 1;
+  return PX_FILTER_GO;
+}
+
+static void on_response_body(px_req_t *r, void *state, px_str_t run) {
+  (void)r;
+  idem_req_t *x = ((idem_state_t *)state)->x;
+  if (!x || !x->storable) return;
+  if (!px_idem_response_storable(x->status, x->headers.len, x->body.len + run.n, x->max_bytes)) {
+    x->storable = 0; /* too large to keep after all */
+    return;
+  }
+  px_buf_append(&x->body, run.p, run.n);
+}
+
+static void on_end(px_req_t *r, void *state) {
+  idem_state_t *s = state;
+  idem_req_t *x = s->x;
+  if (!x) return;
+  if (x->token) {
+    px_str_t skey = {x->key, x->keylen};
+    /* Kept only when the upstream's whole answer came (to the client, or dropped on
+     * purpose by a fault) for the whole request body. */
+    if (x->storable && r->t.resp_done && r->c->body_done) {
+      px_sha256_final(&x->body_hash, x->fp.body);
+      int rc = px_idem_store_complete(x->store, skey, x->token, &x->fp, x->status,
+                                      (px_str_t){x->headers.data, x->headers.len},
+                                      (px_str_t){x->body.data, x->body.len}, conf_of(r)->ttl_ms, now_ms());
+      if (rc < 0) px_debug("idempotency: the answer for a key was not kept: %s", px_strerror(rc));
+    } else {
+      px_idem_store_abort(x->store, skey, x->token);
+    }
+  }
+  req_free(s);
+}
+
+const px_filter_t px_filter_idempotency = {.name = "idempotency",
+                                           .state_size = sizeof(idem_state_t),
+                                           .wanted = wanted,
+                                           .on_request = on_request,
+                                           .on_response_head = on_response_head,
+                                           .on_end = on_end,
+                                           .on_request_body = on_request_body,
+                                           .on_response_body = on_response_body};
