@@ -16,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features redirect"
+ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey redirect"
 
 # Remember the user-set knobs for the "exact command" line before defaulting them.
 CMDLINE=""
@@ -61,7 +61,7 @@ setup_and_build
 #  C_UP: the upstream service behind the proxies; empty: servers hit directly)
 PEERS="haproxy nginx h2o"
 case_def() {
-  C_POST=0; C_EXPECT=200; C_CAP=""; C_UP=origin
+  C_POST=0; C_EXPECT=200; C_CAP=""; C_UP=origin; C_KEYS=0
   case $1 in
     small50)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 50 connections";;
     capped50) C_PATH=/small.txt; C_CONNS=50;  C_CAP=50; C_TARGETS="outrigger $PEERS"; C_DESC="as small50, with each proxy held to half a core (cgroup CPU quota, 5 ms per 10 ms): the throughput one worker carries when the proxy is the bottleneck";;
@@ -73,6 +73,7 @@ case_def() {
     small10k) C_PATH=/small.txt; C_CONNS=10000; C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 10,000 connections (connection sweep)";;
     demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=shortener; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
     features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
+    postkey)  C_PATH=/upload;    C_CONNS=50;  C_POST=256; C_KEYS=1; C_TARGETS="outrigger outrigger-features"; C_DESC="POST 256 bytes, each with an Idempotency-Key of its own, 50 connections: features off vs on (on: inbound idempotency keeps every answer, the retry policy keeps every body)";;
     redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=""; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
   esac
   if [ -n "${CONNS:-}" ]; then C_CONNS=$CONNS; fi
@@ -205,7 +206,7 @@ run_wrk() {  # PORT PATH CONNS POSTBYTES SECONDS OUTFILE ; sets WRK_PID, runs in
   local cmd=(wrk -t"$WRK_THREADS" -c"$3" -d"$5"s --timeout 5s --latency -s "$LIB/wrk-report.lua"
              "http://127.0.0.1:$1$2")
   [ "$PINNING" = 1 ] && cmd=(taskset -c 1 "${cmd[@]}")
-  WRK_POST_BYTES=$4 "${cmd[@]}" >"$6" 2>&1 &
+  WRK_POST_BYTES=$4 WRK_IDEM_KEYS=${C_KEYS:-0} "${cmd[@]}" >"$6" 2>&1 &
   WRK_PID=$!
   STARTED_PIDS+=("$WRK_PID")
 }

@@ -236,6 +236,16 @@ static void on_request_body(px_req_t *r, void *state, px_str_t run) {
 
 /* Hop-by-hop and framing headers are not kept: the replay has its own. */
 static int kept_header(px_str_t n) {
+  /* Most names are none of these: their first letter says so at once. */
+  switch (n.n ? n.p[0] | 0x20 : 0) {
+  case 'c':
+  case 'k':
+  case 't':
+  case 'p':
+  case 'u':
+  case 'x': break;
+  default: return 1;
+  }
   static const px_str_t drop[] = {
       PX_STR("connection"),     PX_STR("keep-alive"),       PX_STR("transfer-encoding"),
       PX_STR("content-length"), PX_STR("proxy-connection"), PX_STR("te"),
@@ -252,6 +262,7 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   const px_head_t *h = px_try_head(&r->t);
   x->status = h->status;
   x->headers.len = x->body.len = 0;
+  px_buf_reserve(&x->headers, 512);
   for (size_t i = 0; i < h->nh; i++) {
     px_str_t n = px_head_name(h, i);
     if (!kept_header(n)) continue;

@@ -86,6 +86,7 @@ static px_filter_rc_t on_try_failed(px_req_t *r, void *state, px_errkind_t kind,
   px_retry_t d = px_retry_decide(&in);
   if (d == PX_RETRY_NO) return PX_FILTER_GO;
   if (d == PX_RETRY_SAME) { /* only that connection was stale: at once, not against the budget */
+    px_metric_inc(&r->w->metrics.retries[r->cluster->metric_slot], 1);
     r->tried = 0;
     px_req_retry(r, 0);
     return PX_FILTER_STOP;

@@ -62,16 +62,46 @@ px_idem_key_rc_t px_idem_key_parse(px_str_t value, char out[PX_IDEM_KEY_MAX], si
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
-static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+/* Contexts come back to a small per-thread stock instead of being freed: setting one up
+ * again for the same digest reuses what OpenSSL allocated for it, where a new context
+ * costs several allocations a hash (a keyed request makes two or three). The stock goes
+ * with its thread. */
+#define SHA_STOCK 8
+typedef struct {
+  EVP_MD_CTX *c[SHA_STOCK];
+  int n;
+} sha_stock_t;
+static pthread_key_t sha_stock_key;
+
+static void sha_stock_free(void *p) {
+  sha_stock_t *st = p;
+  for (int i = 0; i < st->n; i++) EVP_MD_CTX_free(st->c[i]);
+  free(st);
+}
+
+static void sha256_fetch(void) {
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  pthread_key_create(&sha_stock_key, sha_stock_free);
+}
 
 static void ssl_fail(const char *what) {
   fprintf(stderr, "outrigger: %s failed\n", what);
   abort();
 }
 
+static sha_stock_t *sha_stock(void) {
+  sha_stock_t *st = pthread_getspecific(sha_stock_key);
+  if (!st) {
+    st = px_calloc(1, sizeof(*st));
+    pthread_setspecific(sha_stock_key, st);
+  }
+  return st;
+}
+
 void px_sha256_init(px_sha256_t *h) {
   pthread_once(&sha256_once, sha256_fetch);
-  h->ctx = EVP_MD_CTX_new();
+  sha_stock_t *st = sha_stock();
+  h->ctx = st->n ? st->c[--st->n] : EVP_MD_CTX_new();
   if (!h->ctx) ssl_fail("EVP_MD_CTX_new");
   if (!EVP_DigestInit_ex(h->ctx, sha256_md ? sha256_md : EVP_sha256(), NULL)) ssl_fail("EVP_DigestInit_ex");
 }
@@ -87,7 +117,12 @@ void px_sha256_final(px_sha256_t *h, uint8_t out[PX_SHA256_LEN]) {
 }
 
 void px_sha256_discard(px_sha256_t *h) {
-  EVP_MD_CTX_free(h->ctx);
+  if (!h->ctx) return;
+  sha_stock_t *st = sha_stock();
+  if (st->n < SHA_STOCK)
+    st->c[st->n++] = h->ctx;
+  else
+    EVP_MD_CTX_free(h->ctx);
   h->ctx = NULL;
 }
 

@@ -7,6 +7,8 @@
 #
 # The three shorteners share one SQLite file. Ctrl-C stops everything (SIGTERM,
 # so every process drains). DEMO_SECONDS=N stops by itself after N seconds.
+# CHAOS=1 runs config/demo/chaos/ instead: the sidecars drop 20% of the answers after
+# the app did the work, and the edge retries POSTs safely with idempotency keys.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -18,6 +20,8 @@ for p in 8080 8001 8002 8003 9001 9002 9003 15000 15001 15002 15003; do
   port_free "$p" || { echo "demo: port $p is in use; stop what uses it first" >&2; exit 1; }
 done
 
+CFG=config/demo
+[ "${CHAOS:-0}" = 1 ] && CFG=config/demo/chaos
 RUN=$(mktemp -d /tmp/outrigger-demo.XXXXXX)
 pids=()
 stop_all() {
@@ -38,10 +42,10 @@ for i in 1 2 3; do
   wait_port 900$i   # the first one creates the database; the others open it
 done
 for i in 1 2 3; do
-  build-release/proxy/outrigger -c config/demo/sidecar-$i.yaml >"$RUN/sidecar-$i.log" 2>&1 &
+  build-release/proxy/outrigger -c "$CFG/sidecar-$i.yaml" >"$RUN/sidecar-$i.log" 2>&1 &
   pids+=($!)
 done
-build-release/proxy/outrigger -c config/demo/edge.yaml >"$RUN/edge.log" 2>&1 &
+build-release/proxy/outrigger -c "$CFG/edge.yaml" >"$RUN/edge.log" 2>&1 &
 pids+=($!)
 for p in 8001 8002 8003 8080; do wait_port "$p"; done
 

@@ -488,6 +488,7 @@ tracing:
 listeners:
   - name: bench
     address: 127.0.0.1:$P_ORFEAT
+    idempotency: { enabled: true, ttl: 1h }
     routes:
       - name: all
         match: { prefix: / }

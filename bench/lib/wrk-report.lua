@@ -10,6 +10,17 @@ if post and post > 0 then
   wrk.headers["Content-Type"] = "application/octet-stream"
 end
 
+-- * WRK_IDEM_KEYS=1 gives every request an Idempotency-Key of its own (the keyed-POST
+--   case: each is a first request, none a replay).
+if os.getenv("WRK_IDEM_KEYS") == "1" then
+  local n, prefix = 0, string.format("%x-%x", os.time(), math.random(1, 2 ^ 30))
+  function request()
+    n = n + 1
+    wrk.headers["Idempotency-Key"] = '"' .. prefix .. "-" .. n .. '"'
+    return wrk.format()
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

@@ -449,3 +449,29 @@ int th_http(int port, const char *method, const char *path, const char *headers,
   px_buf_free(&b);
   return rc;
 }
+
+int th_remap_ports(const char *src, const char *dst, const int *from, const int *to, size_t n) {
+  char *text = th_read_file(src, NULL);
+  if (!text) return -1;
+  FILE *f = fopen(dst, "w");
+  if (!f) {
+    free(text);
+    return -1;
+  }
+  for (const char *p = text; *p;) {
+    int port, k = -1;
+    if (strncmp(p, "127.0.0.1:", 10) == 0 && sscanf(p + 10, "%d", &port) == 1)
+      for (size_t i = 0; i < n && k < 0; i++)
+        if (from[i] == port) k = (int)i;
+    if (k >= 0) {
+      fprintf(f, "127.0.0.1:%d", to[k]);
+      p += 10;
+      while (*p >= '0' && *p <= '9') p++;
+    } else {
+      fputc(*p++, f);
+    }
+  }
+  fclose(f);
+  free(text);
+  return 0;
+}

@@ -69,5 +69,8 @@ int th_http(int port, const char *method, const char *path, const char *headers,
 
 /* Whole file as a NUL-terminated string (NULL when unreadable); caller frees. */
 char *th_read_file(const char *path, size_t *len);
+/* Copies the text file `src` to `dst` with every "127.0.0.1:P" whose P is from[i]
+ * rewritten to "127.0.0.1:to[i]" (the demo configurations on free ports); 0 or -1. */
+int th_remap_ports(const char *src, const char *dst, const int *from, const int *to, size_t n);
 
 #endif

@@ -24,22 +24,8 @@ static int port_of(int demo_port) {
 static void remap(const char *name, const char *dir, char *out, size_t n) {
   char src[512];
   snprintf(src, sizeof(src), "%s/config/demo/%s", PX_SOURCE_DIR, name);
-  char *text = th_read_file(src, NULL);
-  cr_assert(text, "cannot read %s", src);
   snprintf(out, n, "%s/%s", dir, name);
-  FILE *f = fopen(out, "w");
-  for (const char *p = text; *p;) {
-    int port;
-    if (strncmp(p, "127.0.0.1:", 10) == 0 && sscanf(p + 10, "%d", &port) == 1 && port_of(port) > 0) {
-      fprintf(f, "127.0.0.1:%d", port_of(port));
-      p += 10;
-      while (*p >= '0' && *p <= '9') p++;
-    } else {
-      fputc(*p++, f);
-    }
-  }
-  fclose(f);
-  free(text);
+  cr_assert_eq(th_remap_ports(src, out, demo_ports, ports, NPORTS), 0, "cannot copy %s", src);
 }
 
 Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
