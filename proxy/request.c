@@ -306,6 +306,9 @@ static void absorb(px_req_t *r) {
 
 void px_req_absorb_body(px_req_t *r) {
   r->absorbing = 1;
+  /* The body must come within the route's timeout, as it must for a request that goes
+   * upstream; forward() sets the deadline again for the upstream part. */
+  px_conn_deadline(r->c, PX_DL_ROUTE, r->route->conf->timeout_ms);
   px_conn_continue(r->c); /* a client that waits for 100 Continue sends it now */
   absorb(r);
 }
@@ -527,6 +530,10 @@ static void on_deadline(px_conn_t *c, px_dl_kind_t kind) {
     return;
   }
   if (kind != PX_DL_ROUTE) return;
+  if (r->absorbing) {
+    px_req_fail(r, PX_ERR_REQUEST_TIMEOUT, "the request body did not arrive within the route timeout", NULL);
+    return;
+  }
   if (r->t.active) px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   px_req_fail(r, PX_ERR_UPSTREAM_TIMEOUT, "the upstream did not answer within the route timeout", NULL);
 }

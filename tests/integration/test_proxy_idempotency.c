@@ -242,3 +242,28 @@ Test(idempotency, a_dropped_answer_is_kept_for_the_retry, .timeout = 30) {
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
+
+/* A repeat's body is read before it is decided, within the route's timeout: a client
+ * that never sends it gets 408, not a connection held open. */
+Test(idempotency, a_repeat_whose_body_does_not_come_is_408, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+  tp_start_simple(&p, "    idempotency: { enabled: true }\n", ", timeout: 500ms", tp_ep(u), NULL);
+  th_resp_t r;
+  post(&p, "/links", "Idempotency-Key: \"k-8\"\r\n", "{}", &r);
+  cr_assert_eq(r.status, 200);
+  th_resp_free(&r);
+  int fd = th_connect(p.port);
+  const char *req =
+      "POST /links HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"k-8\"\r\nContent-Length: 2\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, req, strlen(req)), 0);
+  int64_t t0 = th_now_ms();
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  tp_assert_problem(&r, 408, "request_timeout");
+  cr_expect_lt(th_now_ms() - t0, 2000);
+  th_resp_free(&r);
+  th_close(fd);
+  cr_expect_eq(fu_requests(u), 1);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
