@@ -106,7 +106,8 @@ typedef struct {
   px_sha256_t body_hash;
   int status, storable;
   size_t max_bytes;
-  px_buf_t headers, body; /* the answer, as it goes to the client */
+  px_buf_t answer; /* its header lines, then its body, as it goes to the client */
+  size_t hlen;     /* where the body starts in it */
 } idem_req_t;
 
 typedef struct {
@@ -124,8 +125,7 @@ static void req_free(idem_state_t *s) {
   if (!x) return;
   if (x->rec) px_idem_store_release(x->store, x->rec);
   px_sha256_discard(&x->body_hash);
-  px_buf_free(&x->headers);
-  px_buf_free(&x->body);
+  px_buf_free(&x->answer);
   free(x);
   s->x = NULL;
 }
@@ -192,7 +192,12 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     px_idem_scope_none(&scope);
   idem_req_t *x = px_calloc(1, sizeof(*x));
   s->x = x;
-  x->store = store_of(r->ws->snap->listeners[r->lidx].conf);
+  px_listener_rt_t *lrt = &r->ws->snap->listeners[r->lidx];
+  x->store = atomic_load_explicit(&lrt->idem_store, memory_order_acquire);
+  if (PX_UNLIKELY(!x->store)) { /* the registry's lock once per listener of a snapshot */
+    x->store = store_of(lrt->conf);
+    atomic_store_explicit(&lrt->idem_store, x->store, memory_order_release);
+  }
   x->keylen = px_idem_store_key(&scope, key, klen, x->key);
   x->max_bytes = ic->max_response_bytes;
   const char *m = llhttp_method_name((llhttp_method_t)r->method);
@@ -261,19 +266,20 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   if (!x || !x->token) return PX_FILTER_GO;
   const px_head_t *h = px_try_head(&r->t);
   x->status = h->status;
-  x->headers.len = x->body.len = 0;
-  px_buf_reserve(&x->headers, 512);
+  x->answer.len = 0;
+  px_buf_reserve(&x->answer, 512);
   for (size_t i = 0; i < h->nh; i++) {
     px_str_t n = px_head_name(h, i);
     if (!kept_header(n)) continue;
-    px_buf_append(&x->headers, n.p, n.n);
-    px_buf_append_cstr(&x->headers, ": ");
+    px_buf_append(&x->answer, n.p, n.n);
+    px_buf_append_cstr(&x->answer, ": ");
     px_str_t v = px_head_value(h, i);
-    px_buf_append(&x->headers, v.p, v.n);
-    px_buf_append_cstr(&x->headers, "\r\n");
+    px_buf_append(&x->answer, v.p, v.n);
+    px_buf_append_cstr(&x->answer, "\r\n");
   }
+  x->hlen = x->answer.len;
   x->storable = px_idem_response_storable(
-      x->status, x->headers.len, h->content_length > 0 ? (uint64_t)h->content_length : 0, x->max_bytes);
+      x->status, x->hlen, h->content_length > 0 ? (uint64_t)h->content_length : 0, x->max_bytes);
   if (x->storable) r->tap_response = r->t.tap = 1;
   return PX_FILTER_GO;
 }
@@ -282,11 +288,11 @@ static void on_response_body(px_req_t *r, void *state, px_str_t run) {
   (void)r;
   idem_req_t *x = ((idem_state_t *)state)->x;
   if (!x || !x->storable) return;
-  if (!px_idem_response_storable(x->status, x->headers.len, x->body.len + run.n, x->max_bytes)) {
+  if (!px_idem_response_storable(x->status, x->hlen, x->answer.len - x->hlen + run.n, x->max_bytes)) {
     x->storable = 0; /* too large to keep after all */
     return;
   }
-  px_buf_append(&x->body, run.p, run.n);
+  px_buf_append(&x->answer, run.p, run.n);
 }
 
 static void on_end(px_req_t *r, void *state) {
@@ -299,9 +305,9 @@ static void on_end(px_req_t *r, void *state) {
      * purpose by a fault) for the whole request body. */
     if (x->storable && r->t.resp_done && r->c->body_done) {
       px_sha256_final(&x->body_hash, x->fp.body);
-      int rc = px_idem_store_complete(x->store, skey, x->token, &x->fp, x->status,
-                                      (px_str_t){x->headers.data, x->headers.len},
-                                      (px_str_t){x->body.data, x->body.len}, conf_of(r)->ttl_ms, now_ms());
+      int rc = px_idem_store_complete(
+          x->store, skey, x->token, &x->fp, x->status, (px_str_t){x->answer.data, x->hlen},
+          (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, now_ms());
       if (rc < 0) px_debug("idempotency: the answer for a key was not kept: %s", px_strerror(rc));
     } else {
       px_idem_store_abort(x->store, skey, x->token);

@@ -55,6 +55,7 @@ typedef struct {
   const px_listener_conf_t *conf;
   int metric_slot;
   px_route_rt_t *routes;
+  _Atomic(void *) idem_store; /* filter_idempotency.c's store for the listener, once asked */
 } px_listener_rt_t;
 
 typedef struct px_snapshot_s {
