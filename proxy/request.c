@@ -243,7 +243,8 @@ void px_req_retry(px_req_t *r, int other) {
   px_conn_t *c = r->c;
   r->attempt++;
   size_t ep =
-      px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0);
+      px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0,
+                      r->lb_hash, r->lb_keyed);
   if (ep < 64) r->tried |= 1ull << ep;
   px_http1_finish_request(&r->uhead, r->uhead_base, r->attempt);
   /* A resend: the body went out on an earlier try and is all in r->body (else it is not
@@ -343,6 +344,60 @@ static void run_request_filters(px_req_t *r) {
     if (ON(r, i) && chain[i]->on_request && chain[i]->on_request(r, fstate(r, i)) == PX_FILTER_STOP) return;
   }
   forward(r);
+}
+
+/* The value of cookie `name` in the request's Cookie headers (RFC 6265 §5.4), or 0. */
+static int cookie_value(const px_head_t *h, px_str_t name, px_str_t *out) {
+  for (size_t i = 0; i < h->nh; i++) {
+    if (!px_str_ieq(px_head_name(h, i), PX_STR("cookie"))) continue;
+    px_str_t v = px_head_value(h, i);
+    const char *p = v.p, *end = v.p + v.n;
+    while (p < end) {
+      while (p < end && (*p == ' ' || *p == ';')) p++;
+      const char *eq = memchr(p, '=', (size_t)(end - p));
+      const char *semi = memchr(p, ';', (size_t)(end - p));
+      if (!semi) semi = end;
+      if (eq && eq < semi && (size_t)(eq - p) == name.n && memcmp(p, name.p, name.n) == 0) {
+        *out = (px_str_t){eq + 1, (size_t)(semi - eq - 1)};
+        return 1;
+      }
+      p = semi;
+    }
+  }
+  return 0;
+}
+
+/* The request's key for a consistent-hash cluster (cluster `hash`): header, cookie,
+ * path or the client's address; a request without one is placed at random. */
+static void lb_key(px_req_t *r, const px_head_t *h, px_str_t path) {
+  const px_cluster_conf_t *cc = r->cluster->conf;
+  r->lb_keyed = 0;
+  if (cc->lb != PX_LB_RING_HASH && cc->lb != PX_LB_MAGLEV) return;
+  px_str_t k = {NULL, 0};
+  int found = 0;
+  switch (cc->hash) {
+  case PX_HASH_HEADER: {
+    int i = px_head_find(h, cc->hash_name);
+    if (i >= 0) {
+      k = px_head_value(h, (size_t)i);
+      found = 1;
+    }
+    break;
+  }
+  case PX_HASH_COOKIE: found = cookie_value(h, (px_str_t){cc->hash_name, strlen(cc->hash_name)}, &k); break;
+  case PX_HASH_PATH:
+    k = path;
+    found = 1;
+    break;
+  case PX_HASH_SOURCE_IP:
+    k = (px_str_t){r->c->peer, strlen(r->c->peer)};
+    found = 1;
+    break;
+  case PX_HASH_NONE: break;
+  }
+  if (!found) return;
+  r->lb_hash = px_lb_hash(k.p, k.n);
+  r->lb_keyed = 1;
 }
 
 /* ---- a request begins ----------------------------------------------------------------- */
@@ -448,6 +503,7 @@ static void on_head(px_conn_t *c) {
     px_req_fail(r, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint", NULL);
     return;
   }
+  lb_key(r, h, path);
   r->authority = authority;
   r->origin = origin;
   run_request_filters(r);

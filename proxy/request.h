@@ -36,8 +36,10 @@ struct px_req_s {
   int resendable;
   px_buf_t body;
   uint64_t body_sent;
-  int attempt;     /* tries made */
-  uint64_t tried;  /* endpoints tried, a bit each for the first 64 */
+  int attempt;      /* tries made */
+  uint64_t tried;   /* endpoints tried, a bit each for the first 64 */
+  uint64_t lb_hash; /* its key for ring_hash / maglev (cluster `hash`), when lb_keyed */
+  int lb_keyed;
   int retry_other; /* the retry waiting out its backoff prefers an endpoint not tried */
   int key_added;   /* a filter gave the request an Idempotency-Key: it may run twice */
   char xhdr[96];   /* header lines filters add upstream (px_req_add_header) */

@@ -26,6 +26,10 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       px_addr_format((const struct sockaddr *)&c->eps[e].conf->sa, c->eps[e].name, sizeof(c->eps[e].name));
       c->eps[e].st = px_endpoint_state_get(c->st, c->eps[e].name);
     }
+    const char *names[PX_LB_MAX_ENDPOINTS > 1024 ? 1024 : PX_LB_MAX_ENDPOINTS];
+    size_t nn = PX_MIN(c->neps, sizeof(names) / sizeof(names[0]));
+    for (size_t e = 0; e < nn; e++) names[e] = c->eps[e].name;
+    if (nn == 0 || px_lb_build(&c->lb, c->conf->lb, names, NULL, nn, NULL) != 0) c->lb = NULL;
     c->per_worker = px_calloc((size_t)nworkers, sizeof(*c->per_worker));
     for (int w = 0; w < nworkers; w++) c->per_worker[w].rr = (unsigned)w; /* spread starts */
   }
@@ -58,6 +62,7 @@ void px_snapshot_unref(px_snapshot_t *s) {
     for (size_t e = 0; e < s->clusters[i].neps; e++)
       px_endpoint_state_put(s->clusters[i].st, s->clusters[i].eps[e].st);
     px_cluster_state_put(s->clusters[i].st);
+    px_lb_free(s->clusters[i].lb);
     free(s->clusters[i].eps);
   }
   free(s->clusters);
@@ -92,11 +97,45 @@ px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, d
   return &s->clusters[rc->split[PX_MIN(k, n - 1)].cluster_index];
 }
 
-size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude) {
+typedef struct {
+  px_cluster_t *c;
+  uint64_t exclude;
+} pick_ctx_t;
+
+static int ctx_usable(void *data, size_t i) {
+  const pick_ctx_t *x = data;
+  return i >= 64 || !(x->exclude & (1ull << i));
+}
+
+/* least_request: requests in flight at the endpoint, all workers together. */
+static int ctx_active(void *data, size_t i) {
+  const pick_ctx_t *x = data;
+  return atomic_load_explicit(&x->c->eps[i].st->active_requests, memory_order_relaxed);
+}
+
+size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash) {
   unsigned *rr = &c->per_worker[wid].rr;
-  for (size_t tries = 0; tries < c->neps; tries++) {
-    size_t i = (*rr)++ % c->neps;
-    if (i >= 64 || !(exclude & (1ull << i))) return i;
+  /* The usual case in one step: a first try, round robin (what px_lb_pick gives for it), or
+   * more endpoints than the balancer takes. */
+  if ((exclude == 0 && c->conf->lb == PX_LB_ROUND_ROBIN) || PX_UNLIKELY(c->lb == NULL))
+    return (*rr)++ % c->neps;
+  pick_ctx_t ctx = {c, exclude};
+  px_lb_in_t in = {.hash = hash,
+                   .has_hash = has_hash,
+                   .ticket = (*rr)++,
+                   .usable = exclude ? ctx_usable : NULL,
+                   .active = ctx_active,
+                   .data = &ctx};
+  px_lb_kind_t k = c->conf->lb;
+  int hashed = k == PX_LB_RING_HASH || k == PX_LB_MAGLEV;
+  if (k == PX_LB_RANDOM || k == PX_LB_LEAST_REQUEST || (hashed && !has_hash)) { /* keyless: at random */
+    in.rand[0] = px_rand64();
+    in.rand[1] = px_rand64();
   }
-  return (*rr)++ % c->neps;
+  int i = px_lb_pick(c->lb, &in);
+  if (i < 0) { /* every endpoint tried: any will do */
+    in.usable = NULL;
+    i = px_lb_pick(c->lb, &in);
+  }
+  return i < 0 ? 0 : (size_t)i;
 }

@@ -15,6 +15,7 @@
 
 #include "cluster_state.h"
 #include "config.h"
+#include "lb.h"
 #include "queue.h"
 
 typedef struct px_pool_s px_pool_t;
@@ -32,6 +33,7 @@ typedef struct {
   px_endpoint_t *eps;
   size_t neps;
   px_cluster_state_t *st; /* its counters, kept across reloads */
+  px_lb_t *lb;            /* its balancer (cluster `lb`), tables built with the snapshot */
   /* Per worker: its round-robin position, its idle-connection pools (one per
    * endpoint) and the requests waiting for a connection (limits.max_pending). A worker
    * touches only its own row, so these need no locking. */
@@ -85,6 +87,9 @@ px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, d
 /* Round-robin choice of an endpoint index for worker `wid`, skipping those in
  * `exclude` (a bitmask over the first 64 endpoints, for retries that prefer an
  * endpoint not tried yet) when another one exists. */
-size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude);
+/* The endpoint for a request: by the cluster's balancer, from worker `wid`'s turn (round
+ * robin), keyed by `hash` when `has_hash` (ring hash, Maglev), avoiding the endpoints in
+ * `exclude` (a bit each for the first 64: those already tried) while another is left. */
+size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash);
 
 #endif
