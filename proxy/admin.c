@@ -39,6 +39,29 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   for (size_t i = 0; i < s->cfg->nclusters; i++)
     px_buf_printf(out, "outrigger_upstream_requests_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
                   atomic_load(&s->clusters[i].st->active_requests));
+  px_buf_append_cstr(out,
+                     "# HELP outrigger_circuit_breaker_state Circuit breaker per endpoint: 0 closed, 1 open, "
+                     "2 half-open.\n# TYPE outrigger_circuit_breaker_state gauge\n"
+                     "# HELP outrigger_circuit_breaker_transitions_total Breaker transitions, by cause.\n"
+                     "# TYPE outrigger_circuit_breaker_transitions_total counter\n");
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    const px_cluster_t *c = &s->clusters[i];
+    if (!c->conf->has_breaker) continue;
+    for (size_t e = 0; e < c->neps; e++) {
+      px_endpoint_state_t *st = c->eps[e].st;
+      px_buf_printf(out, "outrigger_circuit_breaker_state{cluster=\"%s\",endpoint=\"%s\"} %d\n",
+                    c->conf->name, c->eps[e].name, (int)px_breaker_state(&st->breaker));
+      for (int k = 1; k < PX_BREAKER_CAUSE__N; k++)
+        px_buf_printf(
+            out,
+            "outrigger_circuit_breaker_transitions_total{cluster=\"%s\",endpoint=\"%s\",cause=\"%s\"} %llu\n",
+            c->conf->name, c->eps[e].name, px_breaker_cause_name((px_breaker_cause_t)k),
+            (unsigned long long)atomic_load(&st->transitions[k]));
+      px_buf_printf(out,
+                    "outrigger_circuit_breaker_suppressed_opens_total{cluster=\"%s\",endpoint=\"%s\"} %llu\n",
+                    c->conf->name, c->eps[e].name, (unsigned long long)atomic_load(&st->suppressed_opens));
+    }
+  }
   px_buf_printf(out,
                 "# HELP outrigger_config_reloads_total Configuration reloads, by result.\n"
                 "# TYPE outrigger_config_reloads_total counter\n"
@@ -72,13 +95,13 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
                   atomic_load(&c->st->connections));
     for (size_t e = 0; e < c->neps; e++) {
       px_endpoint_t *ep = &c->eps[e];
-      px_buf_printf(
-          out,
-          "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"closed\",\"active_requests\":%d,"
-          "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
-          e ? "," : "", ep->name, atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
-          (unsigned long long)atomic_load(&ep->st->requests_total),
-          (unsigned long long)atomic_load(&ep->st->failures_total));
+      px_buf_printf(out,
+                    "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"%s\",\"active_requests\":%d,"
+                    "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
+                    e ? "," : "", ep->name, px_breaker_state_name(px_breaker_state(&ep->st->breaker)),
+                    atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
+                    (unsigned long long)atomic_load(&ep->st->requests_total),
+                    (unsigned long long)atomic_load(&ep->st->failures_total));
     }
     px_buf_append_cstr(out, "]}");
   }

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "core.h"
+#include "log.h"
 
 /* The registry: lists, since clusters are few and are looked up only when a snapshot
  * is built. */
@@ -58,6 +59,7 @@ px_endpoint_state_t *px_endpoint_state_get(px_cluster_state_t *c, const char *na
   if (!e) {
     e = px_calloc(1, sizeof(*e));
     snprintf(e->name, sizeof(e->name), "%s", name);
+    px_breaker_init(&e->breaker, NULL);
     e->next = c->eps;
     c->eps = e;
   }
@@ -72,9 +74,30 @@ void px_endpoint_state_put(px_cluster_state_t *c, px_endpoint_state_t *e) {
     px_endpoint_state_t **p = &c->eps;
     while (*p != e) p = &(*p)->next;
     *p = e->next;
+    px_breaker_destroy(&e->breaker);
     free(e);
   }
   uv_mutex_unlock(&mu);
+}
+
+void px_endpoint_breaker_noted(px_cluster_state_t *c, px_endpoint_state_t *e, const char *cluster,
+                               const px_breaker_transition_t *tr) {
+  if (tr->suppressed != PX_BREAKER_CAUSE_NONE) atomic_fetch_add(&e->suppressed_opens, 1);
+  if (!tr->changed) return;
+  atomic_fetch_add(&e->transitions[tr->cause], 1);
+  if (tr->to == PX_BREAKER_CLOSED && tr->from != PX_BREAKER_CLOSED) atomic_fetch_sub(&c->open_endpoints, 1);
+  if (tr->to == PX_BREAKER_OPEN)
+    px_warn("circuit breaker of %s in cluster %s: %s -> open (%s), for %llu ms (open %d times in a row)",
+            e->name, cluster, px_breaker_state_name(tr->from), px_breaker_cause_name(tr->cause),
+            (unsigned long long)tr->open_ms, tr->opens);
+  else
+    px_info("circuit breaker of %s in cluster %s: %s -> %s (%s)", e->name, cluster,
+            px_breaker_state_name(tr->from), px_breaker_state_name(tr->to), px_breaker_cause_name(tr->cause));
+}
+
+int px_breaker_room(void *ctx) {
+  px_breaker_room_t *r = ctx;
+  return px_breaker_cluster_reserve(&r->c->open_endpoints, r->size, r->max_open_percent);
 }
 
 int px_cluster_state_count(void) {

@@ -13,13 +13,18 @@
 
 #include <stdatomic.h>
 
+#include "breaker.h"
+
 typedef struct px_endpoint_state_s {
   char name[64]; /* "127.0.0.1:9001" */
   atomic_int active_requests;
   atomic_int connections;
   atomic_ullong requests_total;
   atomic_ullong failures_total;
-  int refs; /* under the registry's mutex */
+  px_breaker_t breaker;                           /* admits everything until a snapshot configures it */
+  atomic_ullong transitions[PX_BREAKER_CAUSE__N]; /* by cause */
+  atomic_ullong suppressed_opens;                 /* opens max_open_percent refused */
+  int refs;                                       /* under the registry's mutex */
   struct px_endpoint_state_s *next;
 } px_endpoint_state_t;
 
@@ -29,7 +34,8 @@ typedef struct px_cluster_state_s {
   atomic_int pending;     /* requests waiting for a connection slot */
   atomic_int active_requests;
   atomic_int active_retries;
-  int refs; /* under the registry's mutex */
+  atomic_int open_endpoints; /* breakers open or half-open (max_open_percent) */
+  int refs;                  /* under the registry's mutex */
   px_endpoint_state_t *eps;
   struct px_cluster_state_s *next;
 } px_cluster_state_t;
@@ -40,6 +46,17 @@ void px_cluster_state_put(px_cluster_state_t *c);
 /* The state of endpoint `name` of cluster `c` (which the caller holds). */
 px_endpoint_state_t *px_endpoint_state_get(px_cluster_state_t *c, const char *name);
 void px_endpoint_state_put(px_cluster_state_t *c, px_endpoint_state_t *e);
+
+/* Accounts for a breaker transition of endpoint `e` of cluster `c` (named `cluster`):
+ * the cluster's open count, the transition counters, and one log line. */
+void px_endpoint_breaker_noted(px_cluster_state_t *c, px_endpoint_state_t *e, const char *cluster,
+                               const px_breaker_transition_t *tr);
+/* A px_breaker_may_open_cb over cluster `c` (its ctx): max_open_percent of `size`. */
+typedef struct {
+  px_cluster_state_t *c;
+  int size, max_open_percent;
+} px_breaker_room_t;
+int px_breaker_room(void *ctx);
 
 /* How many cluster states exist (for tests). */
 int px_cluster_state_count(void);

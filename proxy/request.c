@@ -69,6 +69,30 @@ static px_conn_limits_t limits_of(const px_listener_conf_t *lc) {
                             .idle_timeout_ms = lc->limits.idle_timeout_ms};
 }
 
+/* ---- circuit breakers ----------------------------------------------------------------- */
+
+/* The try's outcome for its endpoint's breaker (SPEC §6: 5xx, connect failure, reset and
+ * timeout are failures), once per try. */
+static void breaker_report(px_req_t *r, int failure) {
+  if (!r->bk_pending) return;
+  r->bk_pending = 0;
+  px_cluster_t *c = r->t.cluster;
+  px_endpoint_state_t *e = c->eps[r->t.ep].st;
+  px_breaker_room_t room = {c->st, (int)c->neps, c->conf->breaker.max_open_percent};
+  px_breaker_transition_t tr;
+  px_breaker_report(&e->breaker, px_now_ns() / 1000000, failure ? PX_BREAKER_FAILURE : PX_BREAKER_SUCCESS,
+                    r->bk_probe, px_breaker_room, &room, &tr);
+  px_endpoint_breaker_noted(c->st, e, c->conf->name, &tr);
+}
+
+/* A try that says nothing of its endpoint (a stale pooled connection, an abandoned
+ * request): a probe's slot goes back. */
+static void breaker_forget(px_req_t *r) {
+  if (!r->bk_pending) return;
+  r->bk_pending = 0;
+  if (r->bk_probe) px_breaker_release_probe(&r->t.cluster->eps[r->t.ep].st->breaker);
+}
+
 /* ---- the end hook ---------------------------------------------------------------------- */
 
 /* The request ended, whatever way: exactly once for a request that began. */
@@ -78,6 +102,7 @@ static void req_end(px_req_t *r) {
   if (r->route)
     for (size_t i = NFILTERS; i-- > 0;)
       if (ON(r, i) && chain[i]->on_end) chain[i]->on_end(r, fstate(r, i));
+  breaker_forget(r);
   px_try_end(&r->t, 1);
   if (r->status) /* an answer went out (one the client abandoned is not counted) */
     px_metrics_request(&r->w->metrics, lrt(r)->metric_slot, r->route ? r->route->metric_slot : -1, r->status,
@@ -151,6 +176,7 @@ void px_req_fail_status(px_req_t *r, px_errkind_t kind, int status, const char *
 static void on_try_head(px_try_t *t) {
   px_req_t *r = t->data;
   px_conn_t *c = r->c;
+  if (PX_UNLIKELY(r->bk_pending)) breaker_report(r, px_try_head(t)->status >= 500);
   for (size_t i = NFILTERS; i-- > 0;)
     if (ON(r, i) && chain[i]->on_response_head &&
         chain[i]->on_response_head(r, fstate(r, i)) == PX_FILTER_STOP)
@@ -173,6 +199,10 @@ static void on_try_head(px_try_t *t) {
 static void on_try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int stale) {
   px_req_t *r = t->data;
   px_conn_deadline(r->c, PX_DL_TRY, 0);
+  if (stale)
+    breaker_forget(r);
+  else
+    breaker_report(r, 1);
   px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   px_debug("%s: try %d to %s: %s", r->c->peer, r->attempt, r->cluster->eps[t->ep].name, detail);
   for (size_t i = 0; i < NFILTERS; i++)
@@ -242,9 +272,17 @@ static const px_try_cb_t try_cb = {on_try_head, on_try_fail,   on_try_body_run, 
 void px_req_retry(px_req_t *r, int other) {
   px_conn_t *c = r->c;
   r->attempt++;
-  size_t ep =
+  int probe;
+  int pick =
       px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0,
-                      r->lb_hash, r->lb_keyed);
+                      r->lb_hash, r->lb_keyed, &probe);
+  if (pick < 0) {
+    px_req_fail(r, PX_ERR_CIRCUIT_OPEN, "every endpoint of the cluster has its circuit breaker open", NULL);
+    return;
+  }
+  size_t ep = (size_t)pick;
+  r->bk_pending = r->cluster->conf->has_breaker;
+  r->bk_probe = probe;
   if (ep < 64) r->tried |= 1ull << ep;
   px_http1_finish_request(&r->uhead, r->uhead_base, r->attempt);
   /* A resend: the body went out on an earlier try and is all in r->body (else it is not
@@ -422,6 +460,7 @@ static void req_reset(px_req_t *r) {
   r->fnext = 0;
   r->dropping = 0;
   r->tap_body = r->tap_response = r->absorbing = 0;
+  r->bk_pending = r->bk_probe = 0;
   r->filters = 0;
   r->active = 1;
   r->ended = 0;
@@ -586,6 +625,7 @@ static void on_deadline(px_conn_t *c, px_dl_kind_t kind) {
     return;
   }
   if (kind != PX_DL_ROUTE) return;
+  if (r->t.active && !r->t.committed) breaker_report(r, 1); /* no answer within the route's timeout */
   if (r->absorbing) {
     px_req_fail(r, PX_ERR_REQUEST_TIMEOUT, "the request body did not arrive within the route timeout", NULL);
     return;

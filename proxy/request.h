@@ -40,9 +40,10 @@ struct px_req_s {
   uint64_t tried;   /* endpoints tried, a bit each for the first 64 */
   uint64_t lb_hash; /* its key for ring_hash / maglev (cluster `hash`), when lb_keyed */
   int lb_keyed;
-  int retry_other; /* the retry waiting out its backoff prefers an endpoint not tried */
-  int key_added;   /* a filter gave the request an Idempotency-Key: it may run twice */
-  char xhdr[96];   /* header lines filters add upstream (px_req_add_header) */
+  int bk_pending, bk_probe; /* the try's outcome is due to its endpoint's breaker (a probe's) */
+  int retry_other;          /* the retry waiting out its backoff prefers an endpoint not tried */
+  int key_added;            /* a filter gave the request an Idempotency-Key: it may run twice */
+  char xhdr[96];            /* header lines filters add upstream (px_req_add_header) */
   size_t xhdr_len;
   size_t fnext;               /* the filter on_request runs next (one paused, px_req_pause) */
   int dropping;               /* its answer is read and dropped, its client reset (px_req_drop) */

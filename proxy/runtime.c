@@ -25,6 +25,11 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       c->eps[e].conf = &c->conf->endpoints[e];
       px_addr_format((const struct sockaddr *)&c->eps[e].conf->sa, c->eps[e].name, sizeof(c->eps[e].name));
       c->eps[e].st = px_endpoint_state_get(c->st, c->eps[e].name);
+      /* The endpoint keeps its breaker across reloads; the numbers are this file's. */
+      px_breaker_transition_t tr;
+      px_breaker_configure(&c->eps[e].st->breaker, c->conf->has_breaker ? &c->conf->breaker : NULL,
+                           px_now_ns() / 1000000, &tr);
+      px_endpoint_breaker_noted(c->st, c->eps[e].st, c->conf->name, &tr);
     }
     const char *names[PX_LB_MAX_ENDPOINTS > 1024 ? 1024 : PX_LB_MAX_ENDPOINTS];
     size_t nn = PX_MIN(c->neps, sizeof(names) / sizeof(names[0]));
@@ -99,12 +104,20 @@ px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, d
 
 typedef struct {
   px_cluster_t *c;
-  uint64_t exclude;
+  uint64_t exclude, now_ms;
 } pick_ctx_t;
 
 static int ctx_usable(void *data, size_t i) {
   const pick_ctx_t *x = data;
-  return i >= 64 || !(x->exclude & (1ull << i));
+  if (i < 64 && (x->exclude & (1ull << i))) return 0;
+  if (!x->c->conf->has_breaker) return 1;
+  /* An open breaker refuses; one whose time is up is worth asking (admit turns it
+   * half-open), so it reads usable here without its state changing. */
+  px_breaker_t *b = &x->c->eps[i].st->breaker;
+  if (px_breaker_state(b) != PX_BREAKER_OPEN) return 1;
+  px_breaker_snapshot_t sn;
+  px_breaker_snapshot(b, x->now_ms, &sn);
+  return x->now_ms >= sn.reopen_at_ms;
 }
 
 /* least_request: requests in flight at the endpoint, all workers together. */
@@ -113,17 +126,14 @@ static int ctx_active(void *data, size_t i) {
   return atomic_load_explicit(&x->c->eps[i].st->active_requests, memory_order_relaxed);
 }
 
-size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash) {
+/* The balancer's pick, avoiding `exclude` and open breakers; -1 when none is usable. */
+static int lb_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, uint64_t now_ms) {
   unsigned *rr = &c->per_worker[wid].rr;
-  /* The usual case in one step: a first try, round robin (what px_lb_pick gives for it), or
-   * more endpoints than the balancer takes. */
-  if ((exclude == 0 && c->conf->lb == PX_LB_ROUND_ROBIN) || PX_UNLIKELY(c->lb == NULL))
-    return (*rr)++ % c->neps;
-  pick_ctx_t ctx = {c, exclude};
+  pick_ctx_t ctx = {c, exclude, now_ms};
   px_lb_in_t in = {.hash = hash,
                    .has_hash = has_hash,
                    .ticket = (*rr)++,
-                   .usable = exclude ? ctx_usable : NULL,
+                   .usable = exclude || c->conf->has_breaker ? ctx_usable : NULL,
                    .active = ctx_active,
                    .data = &ctx};
   px_lb_kind_t k = c->conf->lb;
@@ -132,10 +142,34 @@ size_t px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash
     in.rand[0] = px_rand64();
     in.rand[1] = px_rand64();
   }
-  int i = px_lb_pick(c->lb, &in);
-  if (i < 0) { /* every endpoint tried: any will do */
-    in.usable = NULL;
-    i = px_lb_pick(c->lb, &in);
+  return px_lb_pick(c->lb, &in);
+}
+
+int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, int *probe) {
+  *probe = 0;
+  unsigned *rr = &c->per_worker[wid].rr;
+  /* The usual case in one step: a first try, round robin (what px_lb_pick gives for it),
+   * no breaker; or more endpoints than the balancer takes. */
+  if ((exclude == 0 && c->conf->lb == PX_LB_ROUND_ROBIN && !c->conf->has_breaker) ||
+      PX_UNLIKELY(c->lb == NULL))
+    return (int)((*rr)++ % c->neps);
+  uint64_t now = px_now_ns() / 1000000;
+  uint64_t refused = 0; /* by their breakers, at admission */
+  for (size_t tries = 0; tries <= c->neps; tries++) {
+    int i = lb_pick(c, wid, exclude | refused, hash, has_hash, now);
+    if (i < 0 && exclude) /* every endpoint tried: any that its breaker lets through */
+      i = lb_pick(c, wid, refused, hash, has_hash, now);
+    if (i < 0) return -1;
+    if (!c->conf->has_breaker) return i;
+    px_breaker_transition_t tr;
+    px_breaker_admit_t a = px_breaker_admit(&c->eps[i].st->breaker, now, &tr);
+    px_endpoint_breaker_noted(c->st, c->eps[i].st, c->conf->name, &tr);
+    if (a != PX_BREAKER_REJECT) {
+      *probe = a == PX_BREAKER_ALLOW_PROBE;
+      return i;
+    }
+    if (i >= 64) return -1; /* cannot be told apart from the others: give up */
+    refused |= 1ull << i;
   }
-  return i < 0 ? 0 : (size_t)i;
+  return -1;
 }

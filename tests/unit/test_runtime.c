@@ -183,14 +183,16 @@ Test(runtime, weight_change_takes_effect) {
   cr_expect_eq(rt->conf->split[0].weight, 90);
 }
 
+static int probe; /* px_cluster_pick's: no breaker here, so never set */
+
 Test(runtime, round_robin_visits_every_endpoint_evenly) {
   px_cluster_t *a = cluster("a");
   for (int w = 0; w < 2; w++) {
     int seen[3] = {0};
-    size_t prev = px_cluster_pick(a, w, 0, 0, 0);
+    size_t prev = px_cluster_pick(a, w, 0, 0, 0, &probe);
     seen[prev]++;
     for (int i = 1; i < 3000; i++) {
-      size_t e = px_cluster_pick(a, w, 0, 0, 0);
+      size_t e = px_cluster_pick(a, w, 0, 0, 0, &probe);
       cr_assert(e < 3);
       cr_assert_eq(e, (prev + 1) % 3, "worker %d: %zu after %zu", w, e, prev);
       seen[e]++;
@@ -205,8 +207,8 @@ Test(runtime, workers_round_robin_independently) {
   size_t w0[6], w1[6];
   /* Interleaving the workers' picks does not change either one's sequence. */
   for (int i = 0; i < 6; i++) {
-    w0[i] = px_cluster_pick(a, 0, 0, 0, 0);
-    w1[i] = px_cluster_pick(a, 1, 0, 0, 0);
+    w0[i] = px_cluster_pick(a, 0, 0, 0, 0, &probe);
+    w1[i] = px_cluster_pick(a, 1, 0, 0, 0, &probe);
   }
   for (int i = 1; i < 6; i++) {
     cr_expect_eq(w0[i], (w0[i - 1] + 1) % 3);
@@ -218,17 +220,17 @@ Test(runtime, workers_round_robin_independently) {
 Test(runtime, exclude_skips_tried_endpoints) {
   px_cluster_t *a = cluster("a");
   for (int i = 0; i < 30; i++) {
-    cr_assert_eq(px_cluster_pick(a, 0, 1u << 0 | 1u << 1, 0, 0), 2);
-    cr_assert_eq(px_cluster_pick(a, 1, 1u << 2 | 1u << 0, 0, 0), 1);
-    size_t e = px_cluster_pick(a, 0, 1u << 1, 0, 0);
+    cr_assert_eq(px_cluster_pick(a, 0, 1u << 0 | 1u << 1, 0, 0, &probe), 2);
+    cr_assert_eq(px_cluster_pick(a, 1, 1u << 2 | 1u << 0, 0, 0, &probe), 1);
+    size_t e = px_cluster_pick(a, 0, 1u << 1, 0, 0, &probe);
     cr_assert(e == 0 || e == 2, "excluded endpoint 1 picked");
   }
   /* A retry after endpoint e failed never goes back to e while others remain. */
   for (int i = 0; i < 30; i++) {
-    size_t first = px_cluster_pick(a, 1, 0, 0, 0);
-    size_t second = px_cluster_pick(a, 1, 1ull << first, 0, 0);
+    size_t first = px_cluster_pick(a, 1, 0, 0, 0, &probe);
+    size_t second = px_cluster_pick(a, 1, 1ull << first, 0, 0, &probe);
     cr_assert_neq(first, second);
-    size_t third = px_cluster_pick(a, 1, 1ull << first | 1ull << second, 0, 0);
+    size_t third = px_cluster_pick(a, 1, 1ull << first | 1ull << second, 0, 0, &probe);
     cr_assert(third != first && third != second);
   }
 }
@@ -236,9 +238,9 @@ Test(runtime, exclude_skips_tried_endpoints) {
 Test(runtime, all_excluded_still_returns_one) {
   px_cluster_t *a = cluster("a"), *b = cluster("b");
   for (int i = 0; i < 10; i++) {
-    cr_assert(px_cluster_pick(a, 0, 0x7, 0, 0) < 3);
-    cr_assert(px_cluster_pick(a, 1, ~0ull, 0, 0) < 3);
-    cr_assert_eq(px_cluster_pick(b, 0, 0x1, 0, 0), 0, "the only endpoint, though tried");
+    cr_assert(px_cluster_pick(a, 0, 0x7, 0, 0, &probe) < 3);
+    cr_assert(px_cluster_pick(a, 1, ~0ull, 0, 0, &probe) < 3);
+    cr_assert_eq(px_cluster_pick(b, 0, 0x1, 0, 0, &probe), 0, "the only endpoint, though tried");
   }
 }
 

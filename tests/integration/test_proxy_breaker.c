@@ -1,0 +1,89 @@
+/* Circuit breakers through the real binary (SPEC §6, cluster `circuit_breaker`): an
+ * endpoint that keeps failing stops getting requests after `consecutive_failures`, gets
+ * one probe after `open_duration` and comes back when it answers; with no endpoint left,
+ * requests get 503 circuit_open at once; the state is in /metrics and /clusters. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness_proxy.h"
+
+#define R503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
+#define ROK "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+#define BREAKER ", circuit_breaker: { consecutive_failures: 3, open_duration: 1s, max_open_duration: 10s }"
+
+static int get(tp_t *p) {
+  th_resp_t r;
+  cr_assert_eq(th_http(p->port, "GET", "/x", NULL, NULL, &r), 0);
+  int st = r.status;
+  th_resp_free(&r);
+  return st;
+}
+
+static long metric(tp_t *p, const char *series) {
+  th_resp_t r;
+  cr_assert_eq(th_http(p->admin, "GET", "/metrics", NULL, NULL, &r), 0);
+  const char *m = strstr(r.body, series);
+  long v = m ? atol(m + strlen(series)) : -1;
+  th_resp_free(&r);
+  return v;
+}
+
+Test(breaker, a_failing_endpoint_is_left_out_then_probed_and_brought_back, .timeout = 30) {
+  fu_t *bad = fu_start(&(fu_opts_t){
+      .mode = FU_SCRIPT, .script = (const char *const[]){R503, R503, R503, R503, ROK}, .nscript = 5});
+  fu_t *good = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = ROK});
+  char eps[128], series[256];
+  snprintf(eps, sizeof(eps), "%s, %s", tp_ep(bad), tp_ep(good));
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, eps, BREAKER);
+  int fails = 0;
+  for (int i = 0; i < 30; i++) fails += get(&p) == 503;
+  cr_expect_eq(fu_requests(bad), 3, "the failing endpoint got %d requests", fu_requests(bad));
+  cr_expect_eq(fails, 3);
+  snprintf(series, sizeof(series), "outrigger_circuit_breaker_state{cluster=\"c\",endpoint=\"%s\"} ",
+           tp_ep(bad));
+  cr_expect_eq(metric(&p, series), 1, "not open");
+  th_resp_t r;
+  cr_assert_eq(th_http(p.admin, "GET", "/clusters", NULL, NULL, &r), 0);
+  cr_expect(strstr(r.body, "\"breaker\":\"open\""), "%s", r.body);
+  th_resp_free(&r);
+
+  /* After open_duration one probe goes; it fails (the 4th 503) and the breaker opens again
+   * for twice as long. */
+  usleep(1100 * 1000);
+  for (int i = 0; i < 10; i++) get(&p);
+  cr_expect_eq(fu_requests(bad), 4, "not exactly one probe: %d", fu_requests(bad));
+  cr_expect_eq(metric(&p, series), 1);
+  /* After 2 s the next probe succeeds: the endpoint is back in the rotation. */
+  usleep(2100 * 1000);
+  for (int i = 0; i < 10; i++) cr_expect_eq(get(&p), 200);
+  cr_expect_gt(fu_requests(bad), 6, "the healed endpoint got no traffic back (%d)", fu_requests(bad));
+  cr_expect_eq(metric(&p, series), 0, "not closed");
+  snprintf(
+      series, sizeof(series),
+      "outrigger_circuit_breaker_transitions_total{cluster=\"c\",endpoint=\"%s\",cause=\"probe_succeeded\"} ",
+      tp_ep(bad));
+  cr_expect_eq(metric(&p, series), 1);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(bad);
+  fu_stop(good);
+}
+
+Test(breaker, no_endpoint_left_is_503_circuit_open_at_once, .timeout = 30) {
+  fu_t *bad = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = R503});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(bad), BREAKER);
+  for (int i = 0; i < 3; i++) cr_expect_eq(get(&p), 503);
+  th_resp_t r;
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(th_http(p.port, "GET", "/x", NULL, NULL, &r), 0);
+    tp_assert_problem(&r, 503, "circuit_open");
+    th_resp_free(&r);
+  }
+  cr_expect_eq(fu_requests(bad), 3, "requests reached an open endpoint");
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(bad);
+}
