@@ -62,6 +62,16 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
                     c->conf->name, c->eps[e].name, (unsigned long long)atomic_load(&st->suppressed_opens));
     }
   }
+  px_buf_append_cstr(
+      out, "# HELP outrigger_endpoint_healthy 1 while an endpoint passes its cluster's health check.\n"
+           "# TYPE outrigger_endpoint_healthy gauge\n");
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    const px_cluster_t *c = &s->clusters[i];
+    if (!c->conf->has_health_check) continue;
+    for (size_t e = 0; e < c->neps; e++)
+      px_buf_printf(out, "outrigger_endpoint_healthy{cluster=\"%s\",endpoint=\"%s\"} %d\n", c->conf->name,
+                    c->eps[e].name, px_health_state(&c->eps[e].st->health) == PX_HEALTH_HEALTHY);
+  }
   px_buf_printf(out,
                 "# HELP outrigger_config_reloads_total Configuration reloads, by result.\n"
                 "# TYPE outrigger_config_reloads_total counter\n"
@@ -95,13 +105,15 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
                   atomic_load(&c->st->connections));
     for (size_t e = 0; e < c->neps; e++) {
       px_endpoint_t *ep = &c->eps[e];
-      px_buf_printf(out,
-                    "%s{\"address\":\"%s\",\"health\":\"healthy\",\"breaker\":\"%s\",\"active_requests\":%d,"
-                    "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
-                    e ? "," : "", ep->name, px_breaker_state_name(px_breaker_state(&ep->st->breaker)),
-                    atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
-                    (unsigned long long)atomic_load(&ep->st->requests_total),
-                    (unsigned long long)atomic_load(&ep->st->failures_total));
+      px_buf_printf(
+          out,
+          "%s{\"address\":\"%s\",\"health\":\"%s\",\"last_probe\":%d,\"breaker\":\"%s\",\"active_requests\":%d,"
+          "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
+          e ? "," : "", ep->name, px_health_state_name(px_health_state(&ep->st->health)),
+          ep->st->probe_last_status, px_breaker_state_name(px_breaker_state(&ep->st->breaker)),
+          atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
+          (unsigned long long)atomic_load(&ep->st->requests_total),
+          (unsigned long long)atomic_load(&ep->st->failures_total));
     }
     px_buf_append_cstr(out, "]}");
   }

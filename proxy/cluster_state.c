@@ -60,6 +60,8 @@ px_endpoint_state_t *px_endpoint_state_get(px_cluster_state_t *c, const char *na
     e = px_calloc(1, sizeof(*e));
     snprintf(e->name, sizeof(e->name), "%s", name);
     px_breaker_init(&e->breaker, NULL);
+    px_health_init(&e->health, NULL);
+    e->probe_fd = -1;
     e->next = c->eps;
     c->eps = e;
   }
@@ -75,6 +77,7 @@ void px_endpoint_state_put(px_cluster_state_t *c, px_endpoint_state_t *e) {
     while (*p != e) p = &(*p)->next;
     *p = e->next;
     px_breaker_destroy(&e->breaker);
+    px_health_destroy(&e->health);
     free(e);
   }
   uv_mutex_unlock(&mu);

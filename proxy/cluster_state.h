@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 
 #include "breaker.h"
+#include "health.h"
 
 typedef struct px_endpoint_state_s {
   char name[64]; /* "127.0.0.1:9001" */
@@ -24,7 +25,14 @@ typedef struct px_endpoint_state_s {
   px_breaker_t breaker;                           /* admits everything until a snapshot configures it */
   atomic_ullong transitions[PX_BREAKER_CAUSE__N]; /* by cause */
   atomic_ullong suppressed_opens;                 /* opens max_open_percent refused */
-  int refs;                                       /* under the registry's mutex */
+  px_health_t health;                             /* healthy until a snapshot's health_check says otherwise */
+  /* The prober's (prober.c), touched by its thread alone: the probe under way. */
+  int probe_fd, probe_phase;
+  uint64_t probe_next_ms, probe_deadline_ms;
+  size_t probe_got;
+  char probe_buf[32];
+  int probe_last_status; /* the last probe's result: a status, 0 none yet, -1 no answer */
+  int refs;              /* under the registry's mutex */
   struct px_endpoint_state_s *next;
 } px_endpoint_state_t;
 

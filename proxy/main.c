@@ -11,6 +11,7 @@
 #include "admin.h"
 #include "config.h"
 #include "filter.h"
+#include "prober.h"
 #include "log.h"
 #include "net.h"
 #include "worker.h"
@@ -108,6 +109,7 @@ static void reload(px_main_t *m) {
   free(fds);
   px_snapshot_t *old = m->current;
   m->current = snap;
+  px_prober_set(snap);
   px_snapshot_unref(old);
   m->reloads_ok++;
   px_log_setup("outrigger", m->log_level_cli >= 0 ? m->log_level_cli : cfg->log_level, cfg->log_json);
@@ -324,6 +326,7 @@ int main(int argc, char **argv) {
     }
   }
   uv_thread_create(&m.joiner, worker_watch, &m);
+  px_prober_start(m.current);
 
   for (size_t l = 0; l < cfg->nlisteners; l++)
     px_info("listener %s on %s (%zu routes)", cfg->listeners[l].name, cfg->listeners[l].address.text,
@@ -333,6 +336,7 @@ int main(int argc, char **argv) {
 
   uv_run(m.loop, UV_RUN_DEFAULT);
   uv_thread_join(&m.joiner);
+  px_prober_stop();
   for (int i = 0; i < m.nworkers; i++) px_worker_free(&m.workers[i]);
   uv_loop_close(m.loop);
   px_snapshot_unref(m.current);

@@ -32,7 +32,7 @@
   XX(IDEM_KEY_MISSING, "idempotency_key_missing", 400)                                                       \
   XX(IDEM_KEY_INVALID, "idempotency_key_invalid", 400)                                                       \
   XX(IDEM_IN_FLIGHT, "idempotency_in_flight", 409)                                                           \
-  XX(IDEM_MISMATCH, "idempotency_key_mismatch", 422)                                                        \
+  XX(IDEM_MISMATCH, "idempotency_key_mismatch", 422)                                                         \
   XX(CIRCUIT_OPEN, "circuit_open", 503)
 
 typedef enum {

@@ -276,6 +276,10 @@ void px_req_retry(px_req_t *r, int other) {
   int pick =
       px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0,
                       r->lb_hash, r->lb_keyed, &probe);
+  if (pick == -2) {
+    px_req_fail(r, PX_ERR_NO_ENDPOINT, "no endpoint of the cluster passes its health check", NULL);
+    return;
+  }
   if (pick < 0) {
     px_req_fail(r, PX_ERR_CIRCUIT_OPEN, "every endpoint of the cluster has its circuit breaker open", NULL);
     return;

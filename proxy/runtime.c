@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "net.h"
 
@@ -30,6 +31,11 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       px_breaker_configure(&c->eps[e].st->breaker, c->conf->has_breaker ? &c->conf->breaker : NULL,
                            px_now_ns() / 1000000, &tr);
       px_endpoint_breaker_noted(c->st, c->eps[e].st, c->conf->name, &tr);
+      px_health_transition_t ht;
+      px_health_configure(&c->eps[e].st->health, c->conf->has_health_check ? &c->conf->health : NULL, &ht);
+      if (ht.changed)
+        px_info("health of %s in cluster %s: %s (the configuration changed)", c->eps[e].name, c->conf->name,
+                px_health_state_name(ht.to));
     }
     const char *names[PX_LB_MAX_ENDPOINTS > 1024 ? 1024 : PX_LB_MAX_ENDPOINTS];
     size_t nn = PX_MIN(c->neps, sizeof(names) / sizeof(names[0]));
@@ -110,6 +116,8 @@ typedef struct {
 static int ctx_usable(void *data, size_t i) {
   const pick_ctx_t *x = data;
   if (i < 64 && (x->exclude & (1ull << i))) return 0;
+  if (x->c->conf->has_health_check && px_health_state(&x->c->eps[i].st->health) == PX_HEALTH_UNHEALTHY)
+    return 0;
   if (!x->c->conf->has_breaker) return 1;
   /* An open breaker refuses; one whose time is up is worth asking (admit turns it
    * half-open), so it reads usable here without its state changing. */
@@ -133,7 +141,7 @@ static int lb_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, in
   px_lb_in_t in = {.hash = hash,
                    .has_hash = has_hash,
                    .ticket = (*rr)++,
-                   .usable = exclude || c->conf->has_breaker ? ctx_usable : NULL,
+                   .usable = exclude || c->conf->has_breaker || c->conf->has_health_check ? ctx_usable : NULL,
                    .active = ctx_active,
                    .data = &ctx};
   px_lb_kind_t k = c->conf->lb;
@@ -150,7 +158,8 @@ int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, i
   unsigned *rr = &c->per_worker[wid].rr;
   /* The usual case in one step: a first try, round robin (what px_lb_pick gives for it),
    * no breaker; or more endpoints than the balancer takes. */
-  if ((exclude == 0 && c->conf->lb == PX_LB_ROUND_ROBIN && !c->conf->has_breaker) ||
+  if ((exclude == 0 && c->conf->lb == PX_LB_ROUND_ROBIN && !c->conf->has_breaker &&
+       !c->conf->has_health_check) ||
       PX_UNLIKELY(c->lb == NULL))
     return (int)((*rr)++ % c->neps);
   uint64_t now = px_now_ns() / 1000000;
@@ -159,7 +168,15 @@ int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, i
     int i = lb_pick(c, wid, exclude | refused, hash, has_hash, now);
     if (i < 0 && exclude) /* every endpoint tried: any that its breaker lets through */
       i = lb_pick(c, wid, refused, hash, has_hash, now);
-    if (i < 0) return -1;
+    if (i < 0) { /* no healthy endpoint at all, or every healthy one open */
+      if (c->conf->has_health_check) {
+        size_t healthy = 0;
+        for (size_t e = 0; e < c->neps; e++)
+          healthy += px_health_state(&c->eps[e].st->health) == PX_HEALTH_HEALTHY;
+        if (healthy == 0) return -2;
+      }
+      return -1;
+    }
     if (!c->conf->has_breaker) return i;
     px_breaker_transition_t tr;
     px_breaker_admit_t a = px_breaker_admit(&c->eps[i].st->breaker, now, &tr);

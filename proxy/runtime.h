@@ -90,7 +90,8 @@ px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, d
 /* The endpoint for a request: by the cluster's balancer, from worker `wid`'s turn (round
  * robin), keyed by `hash` when `has_hash` (ring hash, Maglev), avoiding the endpoints in
  * `exclude` (a bit each for the first 64: those already tried) while another is left,
- * and those whose circuit breaker is open. -1 when every breaker refuses. `probe` says
+ * and those unhealthy or whose circuit breaker is open. -1 when every breaker refuses,
+ * -2 when no endpoint is healthy. `probe` says
  * the try is a half-open breaker's probe: its outcome must be reported, or its slot
  * released. */
 int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, int *probe);

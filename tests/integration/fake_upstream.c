@@ -18,6 +18,7 @@ struct fu_s {
   pthread_t thread;
   int requests, connections, complete;
   char *heads[FU_MAX_HEADS];
+  int health; /* FU_HEALTH's status for /healthz */
   volatile int stopping;
 };
 
@@ -209,6 +210,17 @@ static void *conn_main(void *arg) {
       h[c->head_len] = 0;
       __atomic_store_n(&u->heads[c->seq], h, __ATOMIC_SEQ_CST);
     }
+    if (u->o.mode == FU_HEALTH) {
+      if (strncmp(c->head, "GET /healthz ", 13) == 0) {
+        char h[128];
+        int hs = __atomic_load_n(&u->health, __ATOMIC_SEQ_CST);
+        int n = snprintf(h, sizeof(h), "HTTP/1.1 %d Health\r\nContent-Length: 0\r\n\r\n", hs ? hs : 200);
+        send_all(c->fd, h, (size_t)n);
+      } else {
+        send_all(c->fd, u->o.raw, strlen(u->o.raw));
+      }
+      continue;
+    }
     if (u->o.mode == FU_SCRIPT) {
       const char *e = u->o.script[c->seq < u->o.nscript ? c->seq : u->o.nscript - 1];
       if (strcmp(e, "RESET") == 0) {
@@ -308,6 +320,7 @@ int fu_port(const fu_t *u) { return u->port; }
 int fu_requests(const fu_t *u) { return __atomic_load_n(&u->requests, __ATOMIC_SEQ_CST); }
 int fu_connections(const fu_t *u) { return __atomic_load_n(&u->connections, __ATOMIC_SEQ_CST); }
 int fu_complete_requests(const fu_t *u) { return __atomic_load_n(&u->complete, __ATOMIC_SEQ_CST); }
+void fu_set_health(fu_t *u, int status) { __atomic_store_n(&u->health, status, __ATOMIC_SEQ_CST); }
 const char *fu_head(const fu_t *u, int i) {
   return i >= 0 && i < FU_MAX_HEADS ? __atomic_load_n(&u->heads[i], __ATOMIC_SEQ_CST) : NULL;
 }

@@ -29,6 +29,8 @@ typedef enum {
                     last entry once the script runs out: "RESET" resets the connection once the
                     request is in, "STALL" never answers, "!BYTES" sends BYTES and closes, any
                     other entry is sent as it is on a connection kept open */
+  FU_HEALTH,      /* GET /healthz gets an empty answer with the status fu_set_health set (200 at
+                    first); every other request gets the bytes `raw` */
 } fu_mode_t;
 
 typedef struct fu_s fu_t;
@@ -53,6 +55,8 @@ int fu_complete_requests(const fu_t *u);
 /* The head of request number i as received (the first FU_MAX_HEADS), or NULL. */
 #define FU_MAX_HEADS 64
 const char *fu_head(const fu_t *u, int i);
+/* FU_HEALTH: the status /healthz answers from now on. */
+void fu_set_health(fu_t *u, int status);
 void fu_stop(fu_t *u);
 
 /* FNV-1a 64 over bytes, the checksum both sides use. */
