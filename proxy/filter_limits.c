@@ -12,6 +12,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
   px_cluster_t *c = r->cluster;
   if (atomic_fetch_add_explicit(&c->st->active_requests, 1, memory_order_relaxed) >= c->conf->max_requests) {
     atomic_fetch_sub_explicit(&c->st->active_requests, 1, memory_order_relaxed);
+    px_metric_inc(&r->w->metrics.overflow[c->metric_slot][0], 1);
     px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_requests is reached",
                 "x-outrigger-overloaded: true\r\n");
     return PX_FILTER_STOP;

@@ -172,6 +172,16 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
   for (int k = 0; k < nclusters; k++)
     px_buf_printf(out, "outrigger_retries_total{cluster=\"%s\"} %llu\n", esc(&e1, cluster_names[k]),
                   (unsigned long long)SUM(m->retries[k]));
+  px_buf_append_cstr(out,
+                     "# HELP outrigger_overflow_total Requests refused with 503 overloaded, by cluster and "
+                     "the limit they met (max_pending: max_connections reached and no room to wait).\n"
+                     "# TYPE outrigger_overflow_total counter\n");
+  for (int k = 0; k < nclusters; k++)
+    px_buf_printf(out,
+                  "outrigger_overflow_total{cluster=\"%s\",limit=\"max_requests\"} %llu\n"
+                  "outrigger_overflow_total{cluster=\"%s\",limit=\"max_pending\"} %llu\n",
+                  esc(&e1, cluster_names[k]), (unsigned long long)SUM(m->overflow[k][0]),
+                  esc(&e2, cluster_names[k]), (unsigned long long)SUM(m->overflow[k][1]));
   px_buf_append_cstr(
       out,
       "# HELP outrigger_retries_denied_total Retries the policy allowed but the cluster's retry budget or limits.max_retries refused.\n"

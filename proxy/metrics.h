@@ -51,6 +51,7 @@ typedef struct {
   uint64_t upstream_fail[PX_METRICS_MAX_CLUSTERS];  /* connect failure, reset, timeout, bad response */
   uint64_t retries[PX_METRICS_MAX_CLUSTERS];        /* tries after the first */
   uint64_t retries_denied[PX_METRICS_MAX_CLUSTERS]; /* by the retry budget or limits.max_retries */
+  uint64_t overflow[PX_METRICS_MAX_CLUSTERS][2];    /* 503 overloaded: max_requests, max_pending */
   uint64_t faults[PX_METRICS_MAX_ROUTES][3];        /* by route slot: abort, delay, drop_response */
   uint64_t idem_replayed;                           /* kept answers sent again (inbound idempotency) */
   uint64_t errors[PX_ERR__N];

@@ -297,11 +297,13 @@ void px_req_retry(px_req_t *r, int other) {
   int rc = px_try_start(&r->t, r->ws, r->cluster, ep, &r->uhead, replay, r->chunked_in);
   if (rc == 0 && r->route->conf->retry.per_try_timeout_ms)
     px_conn_deadline(c, PX_DL_TRY, r->route->conf->retry.per_try_timeout_ms);
-  if (rc == PX_EOVERFLOW)
+  if (rc == PX_EOVERFLOW) {
+    px_metric_inc(&r->w->metrics.overflow[r->cluster->metric_slot][1], 1);
     px_req_fail(r, PX_ERR_OVERLOADED, "the cluster's max_connections and max_pending are reached",
                 "x-outrigger-overloaded: true\r\n");
-  else if (rc < 0)
+  } else if (rc < 0) {
     on_try_fail(&r->t, PX_ERR_CONNECT_FAILURE, "the upstream refused the connection", 0);
+  }
 }
 
 int px_req_retry_after(px_req_t *r, uint64_t ms, int other) {

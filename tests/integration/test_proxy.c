@@ -290,6 +290,13 @@ Test(proxy, cluster_limits_refuse_with_overloaded, .timeout = 30) {
   }
   cr_assert_eq(r.status, 200, "max_requests did not free its slot");
   th_resp_free(&r);
+  /* Each overflow is counted by the limit it met. */
+  cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+  cr_expect(strstr(r.body, "outrigger_overflow_total{cluster=\"r\",limit=\"max_requests\"} 1\n"), "%s",
+            r.body);
+  cr_expect(strstr(r.body, "outrigger_overflow_total{cluster=\"c\",limit=\"max_pending\"} 1\n"));
+  cr_expect(strstr(r.body, "outrigger_overflow_total{cluster=\"c\",limit=\"max_requests\"} 0\n"));
+  th_resp_free(&r);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }

@@ -87,3 +87,29 @@ Test(breaker, no_endpoint_left_is_503_circuit_open_at_once, .timeout = 30) {
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(bad);
 }
+
+Test(breaker, the_failure_rate_opens_a_breaker_that_never_fails_twice_in_a_row, .timeout = 30) {
+  /* Every other answer a 503: never two failures in a row, a 50% failure rate. */
+  static const char *half[40];
+  for (int i = 0; i < 40; i++) half[i] = i % 2 ? R503 : ROK;
+  fu_t *bad = fu_start(&(fu_opts_t){.mode = FU_SCRIPT, .script = half, .nscript = 40});
+  fu_t *good = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = ROK});
+  char eps[128], series[256];
+  snprintf(eps, sizeof(eps), "%s, %s", tp_ep(bad), tp_ep(good));
+  tp_t p;
+  tp_start_simple(
+      &p, NULL, NULL, eps,
+      ", circuit_breaker: { consecutive_failures: 0, failure_rate: { threshold: 0.3, window: 10s, "
+      "min_requests: 10 }, open_duration: 30s }");
+  for (int i = 0; i < 60; i++) get(&p);
+  cr_expect_eq(fu_requests(bad), 10, "the breaker opened after %d requests, not at min_requests",
+               fu_requests(bad));
+  snprintf(
+      series, sizeof(series),
+      "outrigger_circuit_breaker_transitions_total{cluster=\"c\",endpoint=\"%s\",cause=\"failure_rate\"} ",
+      tp_ep(bad));
+  cr_expect_eq(metric(&p, series), 1);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(bad);
+  fu_stop(good);
+}

@@ -3,6 +3,7 @@
  * an endpoint moves only the keys that were on it; keyless requests, random and least
  * request spread over the endpoints. Each fake upstream names itself in its body. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,4 +132,44 @@ Test(lb, round_robin_takes_turns, .timeout = 60) {
   for (int i = 0; i < 3; i++) cr_expect(per[i] >= 15 && per[i] <= 25, "%c %d", 'A' + i, per[i]);
   cr_assert_eq(tp_stop(&p), 0);
   stop_upstreams();
+}
+
+/* least_request: of two endpoints, the slow one (its requests stay in flight) gets the
+ * smaller share under concurrent load; round robin would give it half. */
+typedef struct {
+  int port, n;
+} p2c_t;
+
+static void *p2c_client(void *arg) {
+  p2c_t *l = arg;
+  for (int i = 0; i < l->n; i++) {
+    th_resp_t r;
+    if (th_http(l->port, "GET", "/x", NULL, NULL, &r) == 0) th_resp_free(&r);
+  }
+  return NULL;
+}
+
+Test(lb, least_request_prefers_the_less_loaded_endpoint, .timeout = 60) {
+  fu_t *slow = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 150});
+  fu_t *fast = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  char eps[128];
+  snprintf(eps, sizeof(eps), "%s, %s", tp_ep(slow), tp_ep(fast));
+  tp_t p;
+  tp_prepare(&p);
+  tp_launch(&p, CFG, p.admin, p.port, eps, "least_request", "");
+  enum { NT = 8 };
+  pthread_t th[NT];
+  p2c_t l[NT];
+  for (int i = 0; i < NT; i++) {
+    l[i] = (p2c_t){p.port, 15};
+    pthread_create(&th[i], NULL, p2c_client, &l[i]);
+  }
+  for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+  int s = fu_requests(slow), f = fu_requests(fast);
+  cr_log_info("least_request: slow endpoint %d, fast %d", s, f);
+  cr_expect_eq(s + f, NT * 15);
+  cr_expect_lt(s * 100, (s + f) * 40, "the slow endpoint got %d of %d", s, s + f);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(slow);
+  fu_stop(fast);
 }
