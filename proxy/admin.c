@@ -108,12 +108,16 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
       px_buf_printf(
           out,
           "%s{\"address\":\"%s\",\"health\":\"%s\",\"last_probe\":%d,\"breaker\":\"%s\",\"active_requests\":%d,"
-          "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu}",
+          "\"connections\":%d,\"requests_total\":%llu,\"connect_failures_total\":%llu,\"breaker_transitions\":{",
           e ? "," : "", ep->name, px_health_state_name(px_health_state(&ep->st->health)),
           ep->st->probe_last_status, px_breaker_state_name(px_breaker_state(&ep->st->breaker)),
           atomic_load(&ep->st->active_requests), atomic_load(&ep->st->connections),
           (unsigned long long)atomic_load(&ep->st->requests_total),
           (unsigned long long)atomic_load(&ep->st->failures_total));
+      for (int k = 1; k < PX_BREAKER_CAUSE__N; k++)
+        px_buf_printf(out, "%s\"%s\":%llu", k > 1 ? "," : "", px_breaker_cause_name((px_breaker_cause_t)k),
+                      (unsigned long long)atomic_load(&ep->st->transitions[k]));
+      px_buf_append_cstr(out, "}}");
     }
     px_buf_append_cstr(out, "]}");
   }

@@ -908,3 +908,47 @@ Test(proxy, raises_the_open_file_limit, .timeout = 30) {
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
+
+/* max_requests: 2 with a slow upstream and 10 concurrent clients: two are served, the
+ * other eight get 503 overloaded at once, not after the upstream's delay. */
+typedef struct {
+  int port, status;
+  int64_t took_ms;
+} over_t;
+
+static void *over_client(void *arg) {
+  over_t *o = arg;
+  int64_t t0 = th_now_ms();
+  th_resp_t r;
+  o->status = -1;
+  if (th_http(o->port, "GET", "/slow", NULL, NULL, &r) == 0) {
+    o->status = r.status;
+    if (r.status == 503) cr_expect_str_eq(th_header(&r, "x-outrigger-overloaded"), "true");
+    th_resp_free(&r);
+  }
+  o->took_ms = th_now_ms() - t0;
+  return NULL;
+}
+
+Test(proxy, max_requests_two_under_ten_concurrent_clients, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 1000});
+  tp_t p;
+  tp_start_simple(&p, NULL, NULL, tp_ep(u), ", limits: { max_requests: 2 }");
+  enum { N = 10 };
+  pthread_t t[N];
+  over_t o[N];
+  for (int i = 0; i < N; i++) {
+    o[i] = (over_t){.port = p.port};
+    pthread_create(&t[i], NULL, over_client, &o[i]);
+  }
+  int ok = 0, fast503 = 0;
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    if (o[i].status == 200) ok++;
+    if (o[i].status == 503 && o[i].took_ms < 500) fast503++;
+  }
+  cr_expect_eq(ok, 2, "%d served", ok);
+  cr_expect_eq(fast503, 8, "%d fast 503s", fast503);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}

@@ -49,6 +49,7 @@ Test(breaker, a_failing_endpoint_is_left_out_then_probed_and_brought_back, .time
   th_resp_t r;
   cr_assert_eq(th_http(p.admin, "GET", "/clusters", NULL, NULL, &r), 0);
   cr_expect(strstr(r.body, "\"breaker\":\"open\""), "%s", r.body);
+  cr_expect(strstr(r.body, "\"breaker_transitions\":{\"consecutive_failures\":1,"), "%s", r.body);
   th_resp_free(&r);
 
   /* After open_duration one probe goes; it fails (the 4th 503) and the breaker opens again
