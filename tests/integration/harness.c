@@ -34,16 +34,25 @@ const char *th_bin(const char *name) {
   return path;
 }
 
+/* Ports are drawn at random below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+ * 32768 and up on Linux by default): a port the kernel handed out by itself (bind to :0)
+ * could be taken, before the test's process binds it, by any outgoing connection of a
+ * test running beside it (health-check probes, pools, clients), which made a test fail
+ * now and then with "address already in use". */
 int th_free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(a);
-  int port = -1;
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
+  static __thread unsigned seed;
+  if (seed == 0) seed = (unsigned)getpid() ^ (unsigned)th_now_ms() ^ (unsigned)(uintptr_t)&seed;
+  for (int tries = 0; tries < 200; tries++) {
+    int port = 20000 + (int)(rand_r(&seed) % 12000);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    if (ok) return port;
+  }
+  return -1;
 }
 
 char *th_tmpdir(void) {
