@@ -3,6 +3,7 @@
  * one probe after `open_duration` and comes back when it answers; with no endpoint left,
  * requests get 503 circuit_open at once; the state is in /metrics and /clusters. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,41 @@ Test(breaker, the_failure_rate_opens_a_breaker_that_never_fails_twice_in_a_row, 
       "outrigger_circuit_breaker_transitions_total{cluster=\"c\",endpoint=\"%s\",cause=\"failure_rate\"} ",
       tp_ep(bad));
   cr_expect_eq(metric(&p, series), 1);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(bad);
+  fu_stop(good);
+}
+
+/* A reload that leaves the cluster alone keeps its breakers: the open endpoint stays
+ * out (the file is rewritten with an unrelated change, a second route). */
+#define RCFG                                                                                                 \
+  "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"                                     \
+  "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"                                        \
+  "      - { name: r, match: { prefix: / }, cluster: c }\n%s"                                                \
+  "clusters:\n  - { name: c, endpoints: [%s, %s]" BREAKER " }\n"
+
+Test(breaker, a_reload_keeps_the_breakers, .timeout = 30) {
+  fu_t *bad = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = R503});
+  fu_t *good = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = ROK});
+  char a[64], b[64], series[256];
+  snprintf(a, sizeof(a), "%s", tp_ep(bad));
+  snprintf(b, sizeof(b), "%s", tp_ep(good));
+  tp_t p;
+  tp_prepare(&p);
+  tp_launch(&p, RCFG, p.admin, p.port, "", a, b);
+  for (int i = 0; i < 20; i++) get(&p);
+  cr_assert_eq(fu_requests(bad), 3);
+  tp_rewrite(&p, RCFG, p.admin, p.port, "      - { name: other, match: { prefix: /other }, cluster: c }\n", a,
+             b);
+  kill(p.pid, SIGHUP);
+  for (int k = 0; metric(&p, "outrigger_config_reloads_total{result=\"ok\"} ") != 1; k++) {
+    cr_assert_lt(k, 100, "the reload did not happen");
+    usleep(20000);
+  }
+  snprintf(series, sizeof(series), "outrigger_circuit_breaker_state{cluster=\"c\",endpoint=\"%s\"} ", a);
+  cr_expect_eq(metric(&p, series), 1, "the reload closed the breaker");
+  for (int i = 0; i < 20; i++) cr_expect_eq(get(&p), 200);
+  cr_expect_eq(fu_requests(bad), 3, "the open endpoint got requests after the reload");
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(bad);
   fu_stop(good);
