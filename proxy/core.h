@@ -71,5 +71,6 @@ double px_rand01(void); /* uniform in [0, 1) */
 
 /* Monotonic clock in nanoseconds. */
 uint64_t px_now_ns(void);
+static inline uint64_t px_now_ms(void) { return px_now_ns() / 1000000; }
 
 #endif

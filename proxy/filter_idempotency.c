@@ -118,8 +118,6 @@ static const px_idempotency_conf_t *conf_of(const px_req_t *r) {
   return &r->ws->snap->listeners[r->lidx].conf->idempotency;
 }
 
-static uint64_t now_ms(void) { return px_now_ns() / 1000000; }
-
 static void req_free(idem_state_t *s) {
   idem_req_t *x = s->x;
   if (!x) return;
@@ -205,7 +203,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
 
   px_idem_begin_t out;
   px_str_t skey = {x->key, x->keylen};
-  switch (px_idem_store_begin(x->store, skey, x->fp.head, now_ms(), &out)) {
+  switch (px_idem_store_begin(x->store, skey, x->fp.head, px_now_ms(), &out)) {
   case PX_IDEM_STORE_BEGUN:
     x->token = out.token;
     px_sha256_init(&x->body_hash);
@@ -239,27 +237,6 @@ static void on_request_body(px_req_t *r, void *state, px_str_t run) {
   if (s->x) px_sha256_update(&s->x->body_hash, run.p, run.n);
 }
 
-/* Hop-by-hop and framing headers are not kept: the replay has its own. */
-static int kept_header(px_str_t n) {
-  /* Most names are none of these: their first letter says so at once. */
-  switch (n.n ? n.p[0] | 0x20 : 0) {
-  case 'c':
-  case 'k':
-  case 't':
-  case 'p':
-  case 'u':
-  case 'x': break;
-  default: return 1;
-  }
-  static const px_str_t drop[] = {
-      PX_STR("connection"),     PX_STR("keep-alive"),       PX_STR("transfer-encoding"),
-      PX_STR("content-length"), PX_STR("proxy-connection"), PX_STR("te"),
-      PX_STR("trailer"),        PX_STR("upgrade"),          PX_STR("x-outrigger-attempts")};
-  for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
-    if (px_str_ieq(n, drop[i])) return 0;
-  return 1;
-}
-
 static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   idem_state_t *s = state;
   idem_req_t *x = s->x;
@@ -268,15 +245,7 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   x->status = h->status;
   x->answer.len = 0;
   px_buf_reserve(&x->answer, 512);
-  for (size_t i = 0; i < h->nh; i++) {
-    px_str_t n = px_head_name(h, i);
-    if (!kept_header(n)) continue;
-    px_buf_append(&x->answer, n.p, n.n);
-    px_buf_append_cstr(&x->answer, ": ");
-    px_str_t v = px_head_value(h, i);
-    px_buf_append(&x->answer, v.p, v.n);
-    px_buf_append_cstr(&x->answer, "\r\n");
-  }
+  px_http1_end_to_end_headers(h, &x->answer); /* the replay frames itself */
   x->hlen = x->answer.len;
   x->storable = px_idem_response_storable(
       x->status, x->hlen, h->content_length > 0 ? (uint64_t)h->content_length : 0, x->max_bytes);
@@ -307,7 +276,7 @@ static void on_end(px_req_t *r, void *state) {
       px_sha256_final(&x->body_hash, x->fp.body);
       int rc = px_idem_store_complete(
           x->store, skey, x->token, &x->fp, x->status, (px_str_t){x->answer.data, x->hlen},
-          (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, now_ms());
+          (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, px_now_ms());
       if (rc < 0) px_debug("idempotency: the answer for a key was not kept: %s", px_strerror(rc));
     } else {
       px_idem_store_abort(x->store, skey, x->token);

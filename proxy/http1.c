@@ -600,6 +600,20 @@ const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigne
   return NULL;
 }
 
+void px_http1_end_to_end_headers(const px_head_t *resp, px_buf_t *out) {
+  unsigned char kinds[PX_HTTP1_MAX_HEADERS];
+  classify_all(resp, kinds);
+  for (size_t i = 0; i < resp->nh; i++) {
+    switch ((px_hkind_t)kinds[i]) {
+    case H_HOP:
+    case H_CONNECTION:
+    case H_OWN_RESPONSE:
+    case H_CONTENT_LENGTH: continue;
+    default: append_header(out, px_head_name(resp, i), px_head_value(resp, i));
+    }
+  }
+}
+
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw, px_buf_t *out) {
   unsigned char kinds[PX_HTTP1_MAX_HEADERS];
   classify_all(resp, kinds);

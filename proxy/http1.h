@@ -149,6 +149,12 @@ int px_http1_absolute_target(px_str_t target, px_str_t *authority, px_str_t *ori
  * header the Connection header names: these are never forwarded as they came. */
 int px_http1_is_hop_by_hop(px_str_t name);
 
+/* Appends a response's end-to-end header lines ("name: value\r\n"): what reaches the
+ * client, less the framing (Content-Length, Transfer-Encoding), the hop-by-hop headers
+ * (those its Connection header names included) and this hop's own x-outrigger-*. For an
+ * answer kept to be sent again with framing of its own (inbound idempotency). */
+void px_http1_end_to_end_headers(const px_head_t *resp, px_buf_t *out);
+
 /* Fills `id` (37 bytes with NUL) with a random UUIDv4. */
 void px_uuid4(char id[37]);
 

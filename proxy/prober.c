@@ -23,14 +23,12 @@ static pthread_t thread;
 static int running, stopping;
 static px_snapshot_t *current; /* under mu */
 
-static uint64_t now_ms(void) { return px_now_ns() / 1000000; }
-
 /* The probe of endpoint `e` ended: `status` (0 when there was no answer). */
 static void finish(const px_cluster_t *c, const px_endpoint_t *ep, int status) {
   px_endpoint_state_t *e = ep->st;
   if (e->probe_fd >= 0) close(e->probe_fd);
   e->probe_fd = -1;
-  e->probe_next_ms = now_ms() + c->conf->health.interval_ms;
+  e->probe_next_ms = px_now_ms() + c->conf->health.interval_ms;
   e->probe_last_status = status > 0 ? status : -1;
   px_health_transition_t tr;
   px_health_report(&e->health, px_health_probe_ok(status), &tr);
@@ -126,7 +124,7 @@ static void *prober_main(void *arg) {
     }
     pthread_mutex_unlock(&mu);
     if (stop) break;
-    uint64_t now = now_ms(), wake = now + PX_PROBER_TICK_MS;
+    uint64_t now = px_now_ms(), wake = now + PX_PROBER_TICK_MS;
     int n = 0;
     for (size_t i = 0; i < mine->cfg->nclusters; i++) {
       const px_cluster_t *c = &mine->clusters[i];

@@ -80,8 +80,8 @@ static void breaker_report(px_req_t *r, int failure) {
   px_endpoint_state_t *e = c->eps[r->t.ep].st;
   px_breaker_room_t room = {c->st, (int)c->neps, c->conf->breaker.max_open_percent};
   px_breaker_transition_t tr;
-  px_breaker_report(&e->breaker, px_now_ns() / 1000000, failure ? PX_BREAKER_FAILURE : PX_BREAKER_SUCCESS,
-                    r->bk_probe, px_breaker_room, &room, &tr);
+  px_breaker_report(&e->breaker, px_now_ms(), failure ? PX_BREAKER_FAILURE : PX_BREAKER_SUCCESS, r->bk_probe,
+                    px_breaker_room, &room, &tr);
   px_endpoint_breaker_noted(c->st, e, c->conf->name, &tr);
 }
 

@@ -29,7 +29,7 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       /* The endpoint keeps its breaker across reloads; the numbers are this file's. */
       px_breaker_transition_t tr;
       px_breaker_configure(&c->eps[e].st->breaker, c->conf->has_breaker ? &c->conf->breaker : NULL,
-                           px_now_ns() / 1000000, &tr);
+                           px_now_ms(), &tr);
       px_endpoint_breaker_noted(c->st, c->eps[e].st, c->conf->name, &tr);
       px_health_transition_t ht;
       px_health_configure(&c->eps[e].st->health, c->conf->has_health_check ? &c->conf->health : NULL, &ht);
@@ -162,7 +162,7 @@ int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, i
        !c->conf->has_health_check) ||
       PX_UNLIKELY(c->lb == NULL))
     return (int)((*rr)++ % c->neps);
-  uint64_t now = px_now_ns() / 1000000;
+  uint64_t now = px_now_ms();
   uint64_t refused = 0; /* by their breakers, at admission */
   for (size_t tries = 0; tries <= c->neps; tries++) {
     int i = lb_pick(c, wid, exclude | refused, hash, has_hash, now);

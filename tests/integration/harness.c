@@ -110,7 +110,7 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-int64_t th_now_ms(void) { return (int64_t)(px_now_ns() / 1000000u); }
+int64_t th_now_ms(void) { return (int64_t)px_now_ms(); }
 
 static int try_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -483,4 +483,13 @@ int th_remap_ports(const char *src, const char *dst, const int *from, const int 
   fclose(f);
   free(text);
   return 0;
+}
+
+const int th_demo_ports[TH_DEMO_NPORTS] = {8080, 8001,  8002,  8003,  9001, 9002,
+                                           9003, 15000, 15001, 15002, 15003};
+
+int th_demo_port(const int *ports, int demo_port) {
+  for (size_t i = 0; i < TH_DEMO_NPORTS; i++)
+    if (th_demo_ports[i] == demo_port) return ports[i];
+  return -1;
 }

@@ -9,27 +9,20 @@
 
 #include "harness.h"
 
-/* The demo's fixed ports, in the order they are remapped. */
-static const int demo_ports[] = {8080, 8001, 8002, 8003, 9001, 9002, 9003, 15000, 15001, 15002, 15003};
-#define NPORTS (sizeof(demo_ports) / sizeof(demo_ports[0]))
-static int ports[NPORTS];
+static int ports[TH_DEMO_NPORTS];
 
-static int port_of(int demo_port) {
-  for (size_t i = 0; i < NPORTS; i++)
-    if (demo_ports[i] == demo_port) return ports[i];
-  return -1;
-}
+static int port_of(int demo_port) { return th_demo_port(ports, demo_port); }
 
 /* Copies a demo config to dir with "127.0.0.1:PORT" rewritten to the free ports. */
 static void remap(const char *name, const char *dir, char *out, size_t n) {
   char src[512];
   snprintf(src, sizeof(src), "%s/config/demo/%s", PX_SOURCE_DIR, name);
   snprintf(out, n, "%s/%s", dir, name);
-  cr_assert_eq(th_remap_ports(src, out, demo_ports, ports, NPORTS), 0, "cannot copy %s", src);
+  cr_assert_eq(th_remap_ports(src, out, th_demo_ports, ports, TH_DEMO_NPORTS), 0, "cannot copy %s", src);
 }
 
 Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
-  for (size_t i = 0; i < NPORTS; i++) ports[i] = th_free_port();
+  for (size_t i = 0; i < TH_DEMO_NPORTS; i++) ports[i] = th_free_port();
   char *dir = th_tmpdir();
   char db[512], listen[64], base[64], logp[512], cfg[512];
   snprintf(db, sizeof(db), "%s/links.db", dir);

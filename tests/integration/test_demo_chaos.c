@@ -14,15 +14,9 @@
 
 #include "harness.h"
 
-static const int demo_ports[] = {8080, 8001, 8002, 8003, 9001, 9002, 9003, 15000, 15001, 15002, 15003};
-#define NPORTS (sizeof(demo_ports) / sizeof(demo_ports[0]))
-static int ports[NPORTS];
+static int ports[TH_DEMO_NPORTS];
 
-static int port_of(int demo_port) {
-  for (size_t i = 0; i < NPORTS; i++)
-    if (demo_ports[i] == demo_port) return ports[i];
-  return -1;
-}
+static int port_of(int demo_port) { return th_demo_port(ports, demo_port); }
 
 static long rows(const char *db) {
   sqlite3 *h;
@@ -43,7 +37,7 @@ static pid_t start_edge(const char *dir, const char *mode) {
   snprintf(src, sizeof(src), "%s/config/demo/chaos/edge.yaml", PX_SOURCE_DIR);
   snprintf(tmp, sizeof(tmp), "%s/edge-%s.tmp", dir, mode);
   snprintf(cfg, sizeof(cfg), "%s/edge-%s.yaml", dir, mode);
-  cr_assert_eq(th_remap_ports(src, tmp, demo_ports, ports, NPORTS), 0);
+  cr_assert_eq(th_remap_ports(src, tmp, th_demo_ports, ports, TH_DEMO_NPORTS), 0);
   char *text = th_read_file(tmp, NULL);
   const char *at = strstr(text, "idempotency_key: generate");
   cr_assert(at);
@@ -92,7 +86,7 @@ static void *post_same_key(void *arg) {
 }
 
 Test(demo_chaos, retries_with_idempotency_keys_make_each_link_once, .timeout = 120) {
-  for (size_t i = 0; i < NPORTS; i++) ports[i] = th_free_port();
+  for (size_t i = 0; i < TH_DEMO_NPORTS; i++) ports[i] = th_free_port();
   char *dir = th_tmpdir();
   char db[512], listen[64], base[64], logp[512], src[512], cfg[512];
   snprintf(db, sizeof(db), "%s/links.db", dir);
@@ -109,7 +103,7 @@ Test(demo_chaos, retries_with_idempotency_keys_make_each_link_once, .timeout = 1
   for (int i = 1; i <= 3; i++) {
     snprintf(src, sizeof(src), "%s/config/demo/chaos/sidecar-%d.yaml", PX_SOURCE_DIR, i);
     snprintf(cfg, sizeof(cfg), "%s/sidecar-%d.yaml", dir, i);
-    cr_assert_eq(th_remap_ports(src, cfg, demo_ports, ports, NPORTS), 0);
+    cr_assert_eq(th_remap_ports(src, cfg, th_demo_ports, ports, TH_DEMO_NPORTS), 0);
     snprintf(logp, sizeof(logp), "%s/sidecar-%d.log", dir, i);
     const char *argv[] = {th_bin("outrigger"), "-c", cfg, NULL};
     pids[np++] = th_spawn(argv, logp);
