@@ -48,20 +48,20 @@ px_idem_key_rc_t px_idem_key_parse(px_str_t value, char out[PX_IDEM_KEY_MAX], si
 
 #define PX_SHA256_LEN 32
 
-/* An incremental SHA-256 (OpenSSL's EVP), for a body that arrives in runs: init
- * allocates the context once, update never allocates, final writes the digest and frees
- * the context. A zeroed px_sha256_t is "not started". */
+/* An incremental SHA-256, for a body that arrives in runs: a plain value (OpenSSL's
+ * SHA256_CTX inside) that never allocates. A zeroed px_sha256_t is "not started". */
 typedef struct {
-  struct evp_md_ctx_st *ctx;
+  _Alignas(8) unsigned char opaque[112];
+  int started;
 } px_sha256_t;
 
-/* Starts a digest (aborts on out-of-memory, like px_malloc). */
+/* Starts a digest. */
 void px_sha256_init(px_sha256_t *h);
 /* Adds `n` bytes; n == 0 is allowed. */
 void px_sha256_update(px_sha256_t *h, const void *p, size_t n);
-/* Writes the digest of everything added and frees the context. */
+/* Writes the digest of everything added. */
 void px_sha256_final(px_sha256_t *h, uint8_t out[PX_SHA256_LEN]);
-/* Frees a digest abandoned midway (a request that ended before its body did); a no-op on
+/* Wipes a digest abandoned midway (a request that ended before its body did); a no-op on
  * a zeroed or finished one, so an end hook may call it whatever happened. */
 void px_sha256_discard(px_sha256_t *h);
 /* The digest of `n` bytes in one call. */
