@@ -5,32 +5,85 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An entry, in flight or completed. A completed one is one allocation: the entry, then
- * the key, the header lines and the body, so a record handed out is a single block whose
- * last reference frees it. An in-flight one holds only its key: complete makes the
- * completed block (outside the lock) and swaps it in, which is safe because in-flight
- * entries are never handed out, only their tokens. */
-typedef struct ment_s {
-  px_idem_record_t rec;         /* first: a record handed out is its entry */
-  struct ment_s *hnext;         /* hash chain; after removal, the list of entries to put */
-  struct ment_s *lprev, *lnext; /* the LRU list, which holds completed entries only */
-  atomic_uint refs;             /* the table's (while linked), and one per record handed out */
-  int completed;
-  uint64_t hash, token, expires_ms;
-  size_t bytes;                /* what it counts against max_bytes: key (+ headers + body) */
-  uint8_t head[PX_SHA256_LEN]; /* in flight: the head fingerprint */
+/* The in-process store, built for the case that matters on the data path: nearly every
+ * keyed request is a first one, so each makes an entry and, once the store is full,
+ * evicts one. An answer therefore lives in a per-shard ring of bytes, written at the
+ * head and evicted from the tail, and the shard's index is an open-addressed table of
+ * (hash, reference) pairs. A first request costs one probe of the table (a cache line),
+ * one small allocation for its in-flight entry and a copy of its answer onto the ring's
+ * head, and the eviction it makes reads the record at the tail, which lies just past
+ * the previous one: no chain to walk, no scattered blocks to free, no malloc of an
+ * answer-sized block. (A linked hash table with one allocation an answer, as this store
+ * was first built, cost three to four times as much with its working set out of cache.)
+ *
+ * The ring's order is the LRU order: an answer that is used (replayed, or looked up) is
+ * copied to the head and its old place marked dead, so the tail is always the least
+ * recently used answer, and evicting from the tail is exact LRU. A record is never split
+ * across the ring's end: when the head cannot fit one there, a wrap marker fills the
+ * rest and the head starts again at 0.
+ *
+ * In-flight entries are small blocks of their own (key, head fingerprint, token) that
+ * the table points to; they are not in the ring, so nothing evicts them.
+ *
+ * The bounds are logical, as the interface says: entries (in flight included) and bytes
+ * of keys, header lines and bodies. The ring has room for both plus each record's
+ * bookkeeping and an eighth more, for wrap markers and the dead copies of used answers;
+ * when that room runs out first, the tail goes a little before the bounds would ask.
+ *
+ * Records handed out are copies, made under the lock: a replay is rare next to a first
+ * request, and a copy stays intact whatever the ring does afterwards. */
+
+#define REC_LIVE 1u
+#define REC_DEAD 2u /* used and moved to the head, or dropped: only its space is left */
+#define REC_WRAP 3u /* the unused end of the ring, up to its end */
+#define NONE SIZE_MAX
+
+/* A record on the ring, 8-byte aligned; its key, header lines and body follow it. A wrap
+ * marker has only its size and kind. What eviction reads comes first, in the record's
+ * first cache line. */
+typedef struct {
+  uint32_t size; /* the whole record, this header and padding included */
+  uint32_t kind;
+  uint64_t hash;
+  uint64_t expires_ms;
+  uint32_t keylen, hlen, blen;
+  int32_t status;
+  px_idem_fp_t fp;
+} rec_t;
+
+/* An in-flight entry, pointed to by its slot. */
+typedef struct {
+  uint64_t token;
+  uint8_t head[PX_SHA256_LEN];
   size_t keylen;
   char key[];
-} ment_t;
+} infl_t;
 
-/* A shard: its own lock, table and LRU list, and its share of both bounds. The counters
- * are written under the lock and read by stats without it. */
+/* A table slot: hash 0 is empty (key_hash never gives 0); `ref` is an infl_t pointer
+ * with bit 0 set, or a ring offset shifted left by one. */
+typedef struct {
+  uint64_t hash;
+  uintptr_t ref;
+} slot_t;
+
+/* A record handed out: the record, then its header lines, body and key (the key for
+ * putting it back on the ring's head). */
+typedef struct {
+  px_idem_record_t rec;
+  uint64_t expires_ms;
+  size_t keylen;
+  char bytes[];
+} out_t;
+
+/* A shard: its own lock, table and ring, and its share of both bounds. The counters are
+ * written under the lock and read by stats without it. */
 typedef struct {
   pthread_mutex_t mu;
-  ment_t **buckets;
-  size_t mask;
-  ment_t *lru_head, *lru_tail; /* most recently used first */
-  size_t n, max_n;             /* entries, in flight included */
+  slot_t *slots;
+  size_t mask; /* slots - 1; at least twice the shard's entries, so probes stay short */
+  char *ring;
+  size_t cap, head, tail, used; /* bytes; used counts dead records and wrap markers too */
+  size_t n, max_n;              /* entries, in flight included */
   size_t bytes, max_bytes;
   size_t in_flight;
   uint64_t gen; /* the last token given; tokens are unique per shard, so per key */
@@ -47,11 +100,7 @@ typedef struct {
 
 typedef enum { DROP_OWNER, DROP_EVICTED, DROP_EXPIRED } drop_why_t;
 
-/* FNV-1a from a per-store basis, then a 64-bit finaliser (murmur3's fmix64) so that the
- * high bits (the shard) and the low bits (the bucket) both depend on every byte. */
-static uint64_t key_hash(const mem_t *m, px_str_t k) {
-  uint64_t h = 0xcbf29ce484222325ull ^ m->seed;
-  for (size_t i = 0; i < k.n; i++) h = (h ^ (unsigned char)k.p[i]) * 0x100000001b3ull;
+static uint64_t fmix64(uint64_t h) {
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
@@ -59,103 +108,237 @@ static uint64_t key_hash(const mem_t *m, px_str_t k) {
   return h ^ (h >> 33);
 }
 
+/* Eight bytes at a time from a per-store basis, each word multiplied in and rotated (as
+ * murmur3 mixes its blocks), then fmix64, so that the high bits (the shard) and the low
+ * bits (the slot) both depend on every byte. Never 0, which marks an empty slot. */
+static uint64_t key_hash(const mem_t *m, px_str_t k) {
+  uint64_t h = m->seed ^ (k.n * 0x9e3779b97f4a7c15ull), w;
+  size_t i = 0;
+  for (; i + 8 <= k.n; i += 8) {
+    memcpy(&w, k.p + i, 8);
+    w *= 0x87c37b91114253d5ull;
+    h ^= (w << 31) | (w >> 33);
+    h = ((h << 27) | (h >> 37)) * 5 + 0x52dce729;
+  }
+  w = 0;
+  memcpy(&w, k.p + i, k.n - i);
+  h = fmix64(h ^ w * 0x4cf5ad432745937full);
+  return h ? h : 1;
+}
+
 static shard_t *shard_of(mem_t *m, uint64_t h) { return &m->shards[(uint32_t)(h >> 32) % m->nshards]; }
 
-static ment_t *ment_new(px_str_t key, uint64_t h, size_t extra) {
-  ment_t *e = px_malloc(sizeof(*e) + key.n + extra);
-  memset(e, 0, sizeof(*e));
-  atomic_init(&e->refs, 1);
-  e->hash = h;
-  e->keylen = key.n;
-  if (key.n) memcpy(e->key, key.p, key.n);
-  e->bytes = key.n;
-  return e;
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+static rec_t *rec_at(shard_t *sh, size_t off) { return (rec_t *)(void *)(sh->ring + off); }
+static char *rec_key(rec_t *r) { return (char *)(r + 1); }
+static int is_infl(uintptr_t ref) { return ref & 1; }
+static infl_t *infl_of(uintptr_t ref) { return (infl_t *)(ref & ~(uintptr_t)1); }
+static uintptr_t ref_infl(infl_t *f) { return (uintptr_t)f | 1; }
+static uintptr_t ref_off(size_t off) { return (uintptr_t)off << 1; }
+static size_t off_of(uintptr_t ref) { return ref >> 1; }
+static size_t rec_bytes(const rec_t *r) { return (size_t)r->keylen + r->hlen + r->blen; }
+static int expired(const rec_t *r, uint64_t now_ms) { return now_ms >= r->expires_ms; }
+
+static int key_is(shard_t *sh, uintptr_t ref, px_str_t key) {
+  if (is_infl(ref)) {
+    infl_t *f = infl_of(ref);
+    return f->keylen == key.n && (key.n == 0 || memcmp(f->key, key.p, key.n) == 0);
+  }
+  rec_t *r = rec_at(sh, off_of(ref));
+  return r->keylen == key.n && (key.n == 0 || memcmp(rec_key(r), key.p, key.n) == 0);
 }
 
-static void ment_put(ment_t *e) {
-  if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) free(e);
-}
+/* ---- the table: linear probing, deletion by backward shift (no tombstones) ----------- */
 
-/* Puts the table's reference of every entry removed under the lock, once it is let go:
- * freeing a 64 KiB body is no work for a lock to wait on. */
-static void bury(ment_t *grave) {
-  while (grave) {
-    ment_t *next = grave->hnext;
-    ment_put(grave);
-    grave = next;
+static size_t find(shard_t *sh, uint64_t h, px_str_t key) {
+  for (size_t i = h & sh->mask;; i = (i + 1) & sh->mask) {
+    const slot_t *s = &sh->slots[i];
+    if (!s->hash) return NONE;
+    if (s->hash == h && key_is(sh, s->ref, key)) return i;
   }
 }
 
-static ment_t *find(shard_t *sh, uint64_t h, px_str_t key) {
-  ment_t *e = sh->buckets[h & sh->mask];
-  while (e && !(e->hash == h && e->keylen == key.n && (key.n == 0 || memcmp(e->key, key.p, key.n) == 0)))
-    e = e->hnext;
-  return e;
+/* The slot holding `ref` (which is in the table). */
+static size_t find_ref(shard_t *sh, uint64_t h, uintptr_t ref) {
+  size_t i = h & sh->mask;
+  while (sh->slots[i].ref != ref || sh->slots[i].hash != h) i = (i + 1) & sh->mask;
+  return i;
 }
 
-static ment_t **slot_of(shard_t *sh, const ment_t *e) {
-  ment_t **p = &sh->buckets[e->hash & sh->mask];
-  while (*p != e) p = &(*p)->hnext;
-  return p;
+static void slot_insert(shard_t *sh, uint64_t h, uintptr_t ref) {
+  size_t i = h & sh->mask;
+  while (sh->slots[i].hash) i = (i + 1) & sh->mask;
+  sh->slots[i] = (slot_t){h, ref};
 }
 
-static void lru_unlink(shard_t *sh, ment_t *e) {
-  *(e->lprev ? &e->lprev->lnext : &sh->lru_head) = e->lnext;
-  *(e->lnext ? &e->lnext->lprev : &sh->lru_tail) = e->lprev;
-  e->lprev = e->lnext = NULL;
-}
-
-static void lru_push_front(shard_t *sh, ment_t *e) {
-  e->lprev = NULL;
-  e->lnext = sh->lru_head;
-  *(sh->lru_head ? &sh->lru_head->lprev : &sh->lru_tail) = e;
-  sh->lru_head = e;
-}
-
-static void lru_touch(shard_t *sh, ment_t *e) {
-  if (sh->lru_head == e) return;
-  lru_unlink(sh, e);
-  lru_push_front(sh, e);
-}
-
-/* Takes `e` out of the table (and the LRU list) onto *grave, for bury after unlock. */
-static void drop(shard_t *sh, ment_t *e, drop_why_t why, ment_t **grave) {
-  *slot_of(sh, e) = e->hnext;
-  if (e->completed) {
-    lru_unlink(sh, e);
-  } else {
-    sh->in_flight--;
+/* Empties slot i, moving back each later slot of the run that may take its place (one
+ * whose home is not cyclically within (i, j]), so that every lookup still finds its key
+ * before an empty slot. */
+static void slot_delete(shard_t *sh, size_t i) {
+  for (size_t j = i;;) {
+    j = (j + 1) & sh->mask;
+    if (!sh->slots[j].hash) break;
+    size_t home = sh->slots[j].hash & sh->mask;
+    if (((j - home) & sh->mask) >= ((j - i) & sh->mask)) {
+      sh->slots[i] = sh->slots[j];
+      i = j;
+    }
   }
+  sh->slots[i].hash = 0;
+}
+
+/* ---- entries -------------------------------------------------------------------------- */
+
+/* Adds one to a counter. Only the shard's lock holder writes it, so a plain load and
+ * store do (an atomic read-modify-write would be a full barrier, waiting out every store
+ * of the record just written). */
+static void bump(atomic_ullong *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static void count_drop(shard_t *sh, drop_why_t why) {
+  if (why == DROP_EVICTED) bump(&sh->c_evictions);
+  if (why == DROP_EXPIRED) bump(&sh->c_expired);
+}
+
+/* Takes the entry of slot i out. A completed record's place on the ring turns dead; an
+ * in-flight entry's block is returned for the caller to free once the lock is let go. */
+static infl_t *drop(shard_t *sh, size_t i, drop_why_t why) {
+  uintptr_t ref = sh->slots[i].ref;
+  infl_t *f = NULL;
+  slot_delete(sh, i);
   sh->n--;
-  sh->bytes -= e->bytes;
-  if (why == DROP_EVICTED) atomic_fetch_add_explicit(&sh->c_evictions, 1, memory_order_relaxed);
-  if (why == DROP_EXPIRED) atomic_fetch_add_explicit(&sh->c_expired, 1, memory_order_relaxed);
-  e->hnext = *grave;
-  *grave = e;
+  if (is_infl(ref)) {
+    f = infl_of(ref);
+    sh->in_flight--;
+    sh->bytes -= f->keylen;
+  } else {
+    rec_t *r = rec_at(sh, off_of(ref));
+    r->kind = REC_DEAD;
+    sh->bytes -= rec_bytes(r);
+  }
+  count_drop(sh, why);
+  return f;
 }
 
-static int expired(const ment_t *e, uint64_t now_ms) { return now_ms >= e->expires_ms; }
+/* Gives back the space of the record at the ring's tail, dropping it from the table when
+ * it is live (evicted, or expired once its time has passed). Returns 1 when a live record
+ * went, 0 for a dead one or a wrap marker, -1 when the ring is empty. */
+static int pop_tail(shard_t *sh, uint64_t now_ms) {
+  if (!sh->used) return -1;
+  rec_t *r = rec_at(sh, sh->tail);
+  int live = r->kind == REC_LIVE;
+  if (live)
+    drop(sh, find_ref(sh, r->hash, ref_off(sh->tail)), expired(r, now_ms) ? DROP_EXPIRED : DROP_EVICTED);
+  sh->used -= r->size;
+  sh->tail += r->size;
+  if (sh->tail == sh->cap) sh->tail = 0;
+  if (!sh->used) sh->head = sh->tail = 0;
+  /* The next eviction reads the next record: the ring is far larger than a cache, and
+   * with the shards taking turns no prefetcher follows one tail by itself. */
+  __builtin_prefetch(sh->ring + sh->tail, 1);
+  return live;
+}
 
 /* Frees the shard's share for `need_n` more entries and `need_bytes` more bytes by
- * dropping completed entries from the LRU tail; -1 when in-flight entries leave too
- * little. Nothing is dropped for a need that could never be met. */
-static int make_room(shard_t *sh, size_t need_n, size_t need_bytes, uint64_t now_ms, ment_t **grave) {
+ * evicting from the tail; -1 when in-flight entries leave too little. Nothing is evicted
+ * for a need that could never be met. */
+static int make_room(shard_t *sh, size_t need_n, size_t need_bytes, uint64_t now_ms) {
   if (need_n > sh->max_n || need_bytes > sh->max_bytes) return -1;
-  while (sh->n + need_n > sh->max_n || sh->bytes + need_bytes > sh->max_bytes) {
-    ment_t *e = sh->lru_tail;
-    if (!e) return -1;
-    drop(sh, e, expired(e, now_ms) ? DROP_EXPIRED : DROP_EVICTED, grave);
-  }
+  while (sh->n + need_n > sh->max_n || sh->bytes + need_bytes > sh->max_bytes)
+    if (pop_tail(sh, now_ms) < 0) return -1;
   return 0;
 }
 
-/* Expired entries are reclaimed as they are met: on lookup, and a few at the LRU tail on
- * each begin, so memory comes back even without pressure and no sweep is needed. The
- * tail is nearly the oldest when listeners share one ttl; a longer-lived entry there only
- * stops this pass early. */
-static void reap(shard_t *sh, uint64_t now_ms, ment_t **grave) {
-  for (int i = 0; i < 2 && sh->lru_tail && expired(sh->lru_tail, now_ms); i++)
-    drop(sh, sh->lru_tail, DROP_EXPIRED, grave);
+/* Where `size` contiguous bytes (at most the ring's capacity) can be written: at the
+ * head, or at 0 after a wrap marker, once the tail has gone far enough. */
+static size_t ring_reserve(shard_t *sh, size_t size, uint64_t now_ms) {
+  for (;;) {
+    if (!sh->used) return 0;
+    if (sh->head > sh->tail) { /* data in [tail, head): room at the end, then at the start */
+      if (sh->cap - sh->head >= size) return sh->head;
+      if (sh->tail >= size) {
+        rec_t *w = rec_at(sh, sh->head);
+        w->size = (uint32_t)(sh->cap - sh->head);
+        w->kind = REC_WRAP;
+        sh->used += w->size;
+        sh->head = 0;
+        return 0;
+      }
+    } else if (sh->head < sh->tail && sh->tail - sh->head >= size) { /* wrapped: room between */
+      return sh->head;
+    }
+    pop_tail(sh, now_ms); /* head == tail with data: full */
+  }
+}
+
+/* Writes a live record onto the ring's head and returns its offset. */
+static size_t put_rec(shard_t *sh, uint64_t h, px_str_t key, const px_idem_fp_t *fp, int status,
+                      px_str_t headers, px_str_t body, uint64_t expires_ms, uint64_t now_ms) {
+  size_t size = align8(sizeof(rec_t) + key.n + headers.n + body.n);
+  size_t off = ring_reserve(sh, size, now_ms);
+  rec_t *r = rec_at(sh, off);
+  *r = (rec_t){.size = (uint32_t)size,
+               .kind = REC_LIVE,
+               .hash = h,
+               .expires_ms = expires_ms,
+               .keylen = (uint32_t)key.n,
+               .hlen = (uint32_t)headers.n,
+               .blen = (uint32_t)body.n,
+               .status = status,
+               .fp = *fp};
+  char *p = rec_key(r);
+  if (key.n) memcpy(p, key.p, key.n);
+  if (headers.n) memcpy(p + key.n, headers.p, headers.n);
+  if (body.n) memcpy(p + key.n + headers.n, body.p, body.n);
+  sh->head = off + size == sh->cap ? 0 : off + size;
+  sh->used += size;
+  /* The next record goes there: have its lines on their way by the time this shard's
+   * turn comes again. */
+  for (size_t l = 0; l < 512 && sh->head + l < sh->cap; l += 64)
+    __builtin_prefetch(sh->ring + sh->head + l, 1);
+  return off;
+}
+
+/* A copy of record r for a caller. */
+static out_t *copy_out(rec_t *r) {
+  out_t *o = px_malloc(sizeof(*o) + rec_bytes(r));
+  const char *k = rec_key(r);
+  memcpy(o->bytes, k + r->keylen, (size_t)r->hlen + r->blen);
+  memcpy(o->bytes + r->hlen + r->blen, k, r->keylen);
+  o->rec = (px_idem_record_t){.fp = r->fp,
+                              .status = r->status,
+                              .headers = {o->bytes, r->hlen},
+                              .body = {o->bytes + r->hlen, r->blen}};
+  o->expires_ms = r->expires_ms;
+  o->keylen = r->keylen;
+  return o;
+}
+
+/* Makes the completed entry of slot i the most recently used: its record, copied in `o`,
+ * goes back onto the head (unless it is the last record there already). */
+static void touch(shard_t *sh, size_t i, const out_t *o, uint64_t now_ms) {
+  uint64_t h = sh->slots[i].hash;
+  size_t off = off_of(sh->slots[i].ref);
+  size_t end = off + rec_at(sh, off)->size;
+  if ((end == sh->cap ? 0 : end) == sh->head) return;
+  drop(sh, i, DROP_OWNER); /* its place turns dead; n and bytes come back below */
+  px_str_t key = {o->bytes + o->rec.headers.n + o->rec.body.n, o->keylen};
+  size_t at =
+      put_rec(sh, h, key, &o->rec.fp, o->rec.status, o->rec.headers, o->rec.body, o->expires_ms, now_ms);
+  slot_insert(sh, h, ref_off(at));
+  sh->n++;
+  sh->bytes += rec_bytes(rec_at(sh, at));
+}
+
+/* Expired answers are reclaimed as they are met: on lookup, and a few at the tail on each
+ * begin, so memory comes back even without pressure and no sweep is needed. */
+static void reap(shard_t *sh, uint64_t now_ms) {
+  for (int i = 0; i < 4 && sh->used; i++) {
+    rec_t *r = rec_at(sh, sh->tail);
+    if (r->kind == REC_LIVE && !expired(r, now_ms)) break;
+    pop_tail(sh, now_ms);
+  }
 }
 
 static void publish(shard_t *sh) {
@@ -164,21 +347,23 @@ static void publish(shard_t *sh) {
   atomic_store_explicit(&sh->c_bytes, sh->bytes, memory_order_relaxed);
 }
 
-/* What is there for `key`, an expired completed entry dropped as if absent. */
-static px_idem_store_rc_t existing(shard_t *sh, ment_t *e, uint64_t now_ms, px_idem_begin_t *out,
-                                   ment_t **grave) {
-  if (!e) return PX_IDEM_STORE_ABSENT;
-  if (!e->completed) {
-    memcpy(out->head, e->head, PX_SHA256_LEN);
+/* What slot i (NONE: nothing) holds for a caller: an expired answer is dropped as if
+ * absent, a live one copied out and made the most recently used. */
+static px_idem_store_rc_t existing(shard_t *sh, size_t i, uint64_t now_ms, px_idem_begin_t *out) {
+  if (i == NONE) return PX_IDEM_STORE_ABSENT;
+  uintptr_t ref = sh->slots[i].ref;
+  if (is_infl(ref)) {
+    memcpy(out->head, infl_of(ref)->head, PX_SHA256_LEN);
     return PX_IDEM_STORE_IN_FLIGHT;
   }
-  if (expired(e, now_ms)) {
-    drop(sh, e, DROP_EXPIRED, grave);
+  rec_t *r = rec_at(sh, off_of(ref));
+  if (expired(r, now_ms)) {
+    drop(sh, i, DROP_EXPIRED);
     return PX_IDEM_STORE_ABSENT;
   }
-  lru_touch(sh, e);
-  atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-  out->rec = &e->rec;
+  out_t *o = copy_out(r);
+  touch(sh, i, o, now_ms);
+  out->rec = &o->rec;
   return PX_IDEM_STORE_COMPLETED;
 }
 
@@ -187,31 +372,31 @@ static px_idem_store_rc_t mem_begin(px_idem_store_t *s, px_str_t key, const uint
   mem_t *m = (mem_t *)s;
   uint64_t h = key_hash(m, key);
   shard_t *sh = shard_of(m, h);
-  ment_t *fresh = ment_new(key, h, 0), *grave = NULL; /* made before the lock: BEGUN is the usual answer */
+  __builtin_prefetch(&sh->slots[h & sh->mask]);      /* the table is out of cache too */
+  infl_t *fresh = px_malloc(sizeof(*fresh) + key.n); /* made before the lock: BEGUN is the usual answer */
+  fresh->keylen = key.n;
+  if (key.n) memcpy(fresh->key, key.p, key.n);
   memcpy(fresh->head, head, PX_SHA256_LEN);
   memset(out, 0, sizeof(*out));
   pthread_mutex_lock(&sh->mu);
-  reap(sh, now_ms, &grave);
-  px_idem_store_rc_t rc = existing(sh, find(sh, h, key), now_ms, out, &grave);
+  reap(sh, now_ms);
+  px_idem_store_rc_t rc = existing(sh, find(sh, h, key), now_ms, out);
   if (rc == PX_IDEM_STORE_ABSENT) {
-    if (make_room(sh, 1, key.n, now_ms, &grave) != 0) {
-      atomic_fetch_add_explicit(&sh->c_full, 1, memory_order_relaxed);
+    if (make_room(sh, 1, key.n, now_ms) != 0) {
+      bump(&sh->c_full);
       rc = PX_IDEM_STORE_FULL;
     } else {
-      ment_t **b = &sh->buckets[h & sh->mask];
-      fresh->hnext = *b;
-      *b = fresh;
       fresh->token = out->token = ++sh->gen;
+      slot_insert(sh, h, ref_infl(fresh));
       sh->n++;
       sh->in_flight++;
-      sh->bytes += fresh->bytes;
+      sh->bytes += key.n;
       fresh = NULL;
       rc = PX_IDEM_STORE_BEGUN;
     }
   }
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  bury(grave);
   free(fresh);
   return rc;
 }
@@ -222,48 +407,32 @@ static int mem_complete(px_idem_store_t *s, px_str_t key, uint64_t token, const 
   uint64_t h = key_hash(m, key);
   shard_t *sh = shard_of(m, h);
   size_t total = key.n + headers.n + body.n;
-  ment_t *fresh = NULL, *grave = NULL;
-  if (token == 0) return PX_ENOTFOUND;
-  if (total <= sh->max_bytes) { /* the copy is made before the lock, as in begin */
-    fresh = ment_new(key, h, headers.n + body.n);
-    fresh->completed = 1;
-    fresh->bytes = total;
-    fresh->rec.fp = *fp;
-    fresh->rec.status = status;
-    fresh->rec.headers = (px_str_t){fresh->key + key.n, headers.n};
-    fresh->rec.body = (px_str_t){fresh->key + key.n + headers.n, body.n};
-    if (headers.n) memcpy(fresh->key + key.n, headers.p, headers.n);
-    if (body.n) memcpy(fresh->key + key.n + headers.n, body.p, body.n);
-    fresh->expires_ms = ttl_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + ttl_ms;
-  }
+  uint64_t expires_ms = ttl_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + ttl_ms;
+  infl_t *gone = NULL;
   int rc = 0;
+  if (token == 0) return PX_ENOTFOUND;
   pthread_mutex_lock(&sh->mu);
-  ment_t *e = find(sh, h, key);
-  if (!e || e->completed || e->token != token) {
+  size_t i = find(sh, h, key);
+  infl_t *f = i == NONE || !is_infl(sh->slots[i].ref) ? NULL : infl_of(sh->slots[i].ref);
+  if (!f || f->token != token) {
     rc = PX_ENOTFOUND;
-  } else if (!fresh) {
-    drop(sh, e, DROP_OWNER, &grave);
+  } else if (total > sh->max_bytes) {
+    gone = drop(sh, i, DROP_OWNER);
     rc = PX_ETOOLARGE;
-  } else if (make_room(sh, 0, total - e->bytes, now_ms, &grave) != 0) {
-    drop(sh, e, DROP_OWNER, &grave);
+  } else if (make_room(sh, 0, total - key.n, now_ms) != 0) {
+    gone = drop(sh, find_ref(sh, h, ref_infl(f)), DROP_OWNER); /* making room moves slots */
     rc = PX_EOVERFLOW;
   } else {
-    ment_t **p = slot_of(sh, e); /* found again: making room may have changed the chain */
-    fresh->hnext = e->hnext;
-    *p = fresh;
-    fresh->token = e->token;
-    lru_push_front(sh, fresh);
+    size_t at = put_rec(sh, h, key, fp, status, headers, body, expires_ms, now_ms);
+    sh->slots[find_ref(sh, h, ref_infl(f))].ref = ref_off(at);
     sh->in_flight--;
-    sh->bytes += total - e->bytes;
-    atomic_fetch_add_explicit(&sh->c_stored, 1, memory_order_relaxed);
-    e->hnext = grave;
-    grave = e;
-    fresh = NULL;
+    sh->bytes += total - key.n;
+    bump(&sh->c_stored);
+    gone = f;
   }
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  bury(grave);
-  free(fresh);
+  free(gone);
   return rc;
 }
 
@@ -271,17 +440,17 @@ static int mem_abort(px_idem_store_t *s, px_str_t key, uint64_t token) {
   mem_t *m = (mem_t *)s;
   uint64_t h = key_hash(m, key);
   shard_t *sh = shard_of(m, h);
-  ment_t *grave = NULL;
+  infl_t *gone = NULL;
   int rc = PX_ENOTFOUND;
   pthread_mutex_lock(&sh->mu);
-  ment_t *e = find(sh, h, key);
-  if (e && !e->completed && token != 0 && e->token == token) {
-    drop(sh, e, DROP_OWNER, &grave);
+  size_t i = find(sh, h, key);
+  if (i != NONE && is_infl(sh->slots[i].ref) && token != 0 && infl_of(sh->slots[i].ref)->token == token) {
+    gone = drop(sh, i, DROP_OWNER);
     rc = 0;
   }
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  bury(grave);
+  free(gone);
   return rc;
 }
 
@@ -290,18 +459,17 @@ static px_idem_store_rc_t mem_lookup(px_idem_store_t *s, px_str_t key, uint64_t 
   mem_t *m = (mem_t *)s;
   uint64_t h = key_hash(m, key);
   shard_t *sh = shard_of(m, h);
-  ment_t *grave = NULL;
   memset(out, 0, sizeof(*out));
   pthread_mutex_lock(&sh->mu);
-  px_idem_store_rc_t rc = existing(sh, find(sh, h, key), now_ms, out, &grave);
+  px_idem_store_rc_t rc = existing(sh, find(sh, h, key), now_ms, out);
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  bury(grave);
   return rc;
 }
 
 static void mem_release(px_idem_store_t *s, const px_idem_record_t *rec) {
-  if (rec) ment_put(PX_CONTAINER_OF(rec, ment_t, rec));
+  (void)s;
+  if (rec) free(PX_CONTAINER_OF(rec, out_t, rec));
 }
 
 static void mem_stats(px_idem_store_t *s, px_idem_store_stats_t *out) {
@@ -323,15 +491,10 @@ static void mem_destroy(px_idem_store_t *s) {
   mem_t *m = (mem_t *)s;
   for (unsigned i = 0; i < m->nshards; i++) {
     shard_t *sh = &m->shards[i];
-    for (size_t b = 0; b <= sh->mask; b++) {
-      ment_t *e = sh->buckets[b];
-      while (e) {
-        ment_t *next = e->hnext;
-        ment_put(e);
-        e = next;
-      }
-    }
-    free(sh->buckets);
+    for (size_t b = 0; b <= sh->mask; b++)
+      if (sh->slots[b].hash && is_infl(sh->slots[b].ref)) free(infl_of(sh->slots[b].ref));
+    free(sh->slots);
+    free(sh->ring);
     pthread_mutex_destroy(&sh->mu);
   }
   free(m->shards);
@@ -361,12 +524,16 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
     shard_t *sh = &m->shards[i];
     sh->max_n = max_entries / nshards + (i < max_entries % nshards);
     sh->max_bytes = max_bytes / nshards + (i < max_bytes % nshards);
-    /* A table as large as the shard's share of entries, so chains stay about one long;
-     * it never grows, since the share bounds it. */
-    size_t nb = 8;
-    while (nb < sh->max_n && nb < ((size_t)1 << 20)) nb <<= 1;
-    sh->buckets = px_calloc(nb, sizeof(*sh->buckets));
-    sh->mask = nb - 1;
+    /* Room for the bounds' worth of records, their bookkeeping and an eighth more. A
+     * record's size is a uint32_t, which max_bytes per shard must fit. */
+    size_t rec_max = sizeof(rec_t) + 8;
+    sh->cap =
+        align8(sh->max_bytes + sh->max_n * rec_max + (sh->max_bytes + sh->max_n * rec_max) / 8 + rec_max);
+    sh->ring = px_malloc(sh->cap); /* a large block is mapped: its pages come as the ring reaches them */
+    size_t ns = 16;
+    while (ns < 2 * sh->max_n) ns <<= 1;
+    sh->slots = px_calloc(ns, sizeof(slot_t));
+    sh->mask = ns - 1;
     pthread_mutex_init(&sh->mu, NULL);
     atomic_init(&sh->c_entries, 0);
     atomic_init(&sh->c_in_flight, 0);

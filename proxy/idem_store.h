@@ -9,11 +9,12 @@
  * owner ends it, with complete (the answer is kept) or abort (it is not), from the
  * request's end hook whatever way the request ends. COMPLETED: the whole fingerprint,
  * the status, the header lines and the body, until now + ttl. A completed entry handed
- * to a caller is a reference it releases, so a replay's bytes stay valid while they are
- * written even if the entry is evicted, expires or is replaced meanwhile.
+ * to a caller is the caller's until it releases it (the in-memory store hands out a
+ * copy), so a replay's bytes stay valid while they are written even if the entry is
+ * evicted, expires or is replaced meanwhile.
  *
- * The interface is synchronous: the in-memory store holds a shard's mutex only for a
- * table update (bytes are copied and freed outside it). A Redis store cannot answer
+ * The interface is synchronous: the in-memory store holds a shard's mutex for a table
+ * update and the copy of one answer (idem_store.c). A Redis store cannot answer
  * so, and the interface would then become asynchronous the libuv way: each call takes
  * a callback and its data and returns 0, or an error with the callback never run; the
  * answer (what px_idem_begin_t holds now) arrives in the callback on the caller's loop;
@@ -101,13 +102,15 @@ struct px_idem_store_s {
   const px_idem_store_vt_t *vt;
 };
 
-/* The in-process store: `nshards` shards (each its own mutex, hash table and LRU list;
- * a key's shard comes from its hash), at most `max_entries` entries and `max_bytes` of
- * keys, header lines and bodies in all, each shard holding an equal share of both
- * (fewer shards are made when max_entries is smaller than nshards). Over either bound a
- * shard evicts its least recently used completed entries; a shard whose share is all
- * in flight answers FULL. A record bigger than one shard's share of max_bytes is never
- * kept, so max_bytes / nshards should exceed max_response_bytes plus a key. */
+/* The in-process store: `nshards` shards (each its own mutex, table and ring of answers
+ * in LRU order; a key's shard comes from its hash), at most `max_entries` entries and
+ * `max_bytes` of keys, header lines and bodies in all, each shard holding an equal share
+ * of both (fewer shards are made when max_entries is smaller than nshards). Over either
+ * bound a shard evicts its least recently used completed entries; a shard whose share is
+ * all in flight answers FULL. A record bigger than one shard's share of max_bytes is
+ * never kept, so max_bytes / nshards should exceed max_response_bytes plus a key. The
+ * rings are allocated up front (about 1.2 × max_bytes plus 125 bytes an entry, as
+ * address space: pages are touched as answers fill them). */
 px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, unsigned nshards);
 
 /* The calls through the vtable, so callers read as plain functions. */

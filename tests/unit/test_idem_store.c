@@ -394,7 +394,7 @@ Test(idem_store, a_record_outlives_eviction_expiry_and_replacement) {
   memset(body, 0, n); /* the store holds its own copy */
   cr_assert_eq(px_idem_store_begin(st, S("a"), fp.head, 1, &r1), PX_IDEM_STORE_COMPLETED);
   cr_assert_eq(px_idem_store_lookup(st, S("a"), 1, &r2), PX_IDEM_STORE_COMPLETED);
-  cr_expect_eq(r1.rec, r2.rec);
+  cr_expect_neq(r1.rec, r2.rec, "each caller gets a copy of its own");
   /* evicted while two replays hold it */
   px_idem_begin_t o;
   cr_assert_eq(px_idem_store_begin(st, S("other"), fp.head, 2, &o), PX_IDEM_STORE_BEGUN);
@@ -489,6 +489,66 @@ Test(idem_store, shards_share_the_bounds) {
     kept += holds(st, key, 0) == PX_IDEM_STORE_COMPLETED;
   }
   cr_expect_eq(kept, 1000);
+  px_idem_store_destroy(st);
+  expect_no_leaks();
+}
+
+/* The store keeps answers on a ring that wraps (idem_store.c): answers of every size,
+ * replays that move an answer to the head and aborts that leave gaps must never mix up
+ * one answer's bytes with another's, nor lose one that a lookup should still find while
+ * the bounds leave room for it. A model tracks what each key last stored. */
+Test(idem_store, answers_stay_intact_as_the_ring_wraps) {
+  enum { KEYS = 200, OPS = 20000 };
+  px_idem_store_t *st = px_idem_store_mem_new(64, 8192, 1);
+  int version[KEYS] = {0}; /* the version a key's kept answer has, 0 for none */
+  int next_version = 1, replays = 0, stored = 0;
+  unsigned rnd = 12345;
+  char body[700], want[700], key[16];
+  px_idem_fp_t fp = fp_of("POST", "/pay", "req");
+  for (int op = 0; op < OPS; op++) {
+    rnd = rnd * 1103515245u + 12345u;
+    int k = (int)((rnd >> 8) % KEYS), what = (int)((rnd >> 20) % 4);
+    snprintf(key, sizeof(key), "key-%d", k);
+    px_idem_begin_t b;
+    px_idem_store_rc_t rc = px_idem_store_begin(st, S(key), fp.head, 0, &b);
+    if (rc == PX_IDEM_STORE_COMPLETED) {
+      cr_assert_neq(version[k], 0, "op %d: %s came back after it was gone", op, key);
+      size_t n = (size_t)(version[k] * 37 % 600);
+      fill_pattern(want, n, (unsigned)version[k]);
+      cr_assert_eq(b.rec->status, 200 + version[k] % 100, "op %d", op);
+      cr_assert_eq(b.rec->body.n, n, "op %d: %s", op, key);
+      cr_assert_eq(memcmp(b.rec->body.p, want, n), 0, "op %d: %s holds another answer's bytes", op, key);
+      px_idem_store_release(st, b.rec);
+      replays++;
+      continue;
+    }
+    cr_assert_eq(rc, PX_IDEM_STORE_BEGUN, "op %d: %d", op, rc);
+    version[k] = 0; /* absent: evicted, or never stored */
+    if (what == 0) {
+      cr_assert_eq(px_idem_store_abort(st, S(key), b.token), 0);
+      continue;
+    }
+    int v = next_version++;
+    size_t n = (size_t)(v * 37 % 600);
+    fill_pattern(body, n, (unsigned)v);
+    cr_assert_eq(px_idem_store_complete(st, S(key), b.token, &fp, 200 + v % 100, S("h: v\r\n"),
+                                        (px_str_t){body, n}, 1000, 0),
+                 0, "op %d", op);
+    version[k] = v;
+    stored++;
+    px_idem_store_stats_t s = stats(st);
+    cr_assert_leq(s.entries, 64);
+    cr_assert_leq(s.bytes, 8192);
+  }
+  /* what the model still holds, the store holds unless it was pushed out since */
+  int held = 0;
+  for (int k = 0; k < KEYS; k++) {
+    snprintf(key, sizeof(key), "key-%d", k);
+    held += version[k] && holds(st, key, 0) == PX_IDEM_STORE_COMPLETED;
+  }
+  cr_expect_eq((uint64_t)held, stats(st).entries, "every entry is one the model expects");
+  cr_expect_gt(replays, 1000);
+  cr_expect_gt(stored, 5000);
   px_idem_store_destroy(st);
   expect_no_leaks();
 }
