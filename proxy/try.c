@@ -190,8 +190,10 @@ static void on_up_written(void *owner, px_upconn_t *up, int status) {
   written(t);
 }
 
-static void flush_up(px_try_t *t) {
-  if (t->upw.n == 0 || t->up->writing) return;
+/* Sends what is queued for the upstream, now. */
+static void flush_now(px_try_t *t) {
+  if (!t->active || !t->up || t->upw.n == 0 || t->up->writing) return;
+  t->head_out = 1;
   unsigned n = px_out_iov(&t->upw);
   int r = px_upstream_write(t->up, t->upw.iov, n);
   if (r < 0)
@@ -200,6 +202,37 @@ static void flush_up(px_try_t *t) {
     written(t);
   /* else the upstream reads slower than the client sends: the client is not read
    * until this is out (its runs are not consumed yet). */
+}
+
+/* The request's first write (its head, and the body that came with it) waits for the
+ * loop turn's flush, so that the requests of a turn wake the upstream once (wctx.c says
+ * why). What follows streams at once: a large body goes on while it is read, as fast as
+ * the upstream takes it, not one read buffer a loop turn. */
+static void flush_up(px_try_t *t) {
+  if (t->head_out) {
+    flush_now(t);
+    return;
+  }
+  if (t->upw.n == 0 || t->up->writing || t->flush_queued) return;
+  if (px_queue_empty(&t->w->flushq)) px_wctx_flush_soon(t->w);
+  px_queue_insert_tail(&t->w->flushq, &t->flushq);
+  t->flush_queued = 1;
+}
+
+static void unqueue(px_try_t *t) {
+  if (!t->flush_queued) return;
+  px_queue_remove(&t->flushq);
+  t->flush_queued = 0;
+}
+
+void px_try_flush_all(px_wctx_t *w) {
+  /* A flush may queue again (a body run read after the head went): it goes in this
+   * same pass, at the tail. */
+  while (!px_queue_empty(&w->flushq)) {
+    px_try_t *t = PX_CONTAINER_OF(w->flushq.next, px_try_t, flushq);
+    unqueue(t);
+    flush_now(t);
+  }
 }
 
 /* Reads what the client sent of the body and queues it upstream. */
@@ -270,6 +303,7 @@ void px_try_init(px_try_t *t, px_wctx_t *w, px_conn_t *conn, const px_try_cb_t *
   t->data = data;
   t->w = w;
   t->conn = conn;
+  t->flush_queued = 0;
 }
 
 int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, const px_buf_t *head,
@@ -283,6 +317,7 @@ int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, 
   t->body_sent = conn->body_done && !replay && conn->head.body_mode <= PX_BODY_NONE;
   t->refused = NULL;
   t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = t->write_failed = t->discard = 0;
+  t->head_out = 0;
   t->up = NULL; /* set by px_upstream_acquire, before the connection is up */
   t->connected = 0;
   t->active = 1;
@@ -380,6 +415,7 @@ void px_try_output_blocked(px_try_t *t) {
 }
 
 void px_try_end(px_try_t *t, int reusable) {
+  unqueue(t);
   px_upstream_cancel(t->w, &t->wait); /* when it still waits for a connection */
   if (t->counted_ep) {
     atomic_fetch_sub_explicit(&t->cluster->eps[t->ep].st->active_requests, 1, memory_order_relaxed);
@@ -394,6 +430,7 @@ void px_try_end(px_try_t *t, int reusable) {
 }
 
 void px_try_free(px_try_t *t) {
+  unqueue(t);
   px_hcollect_free(&t->rh);
   px_out_free(&t->upw);
 }

@@ -55,6 +55,8 @@ struct px_try_s {
   const px_buf_t *replay; /* a resend: the whole body kept so far, or NULL */
   int chunked_in, body_sent, write_failed;
   px_out_t upw;
+  px_queue_t flushq; /* in w->flushq while the first write waits for the turn's flush */
+  int flush_queued, head_out;
   /* the answer coming back */
   llhttp_t parser;
   px_hcollect_t rh;
@@ -104,6 +106,10 @@ void px_try_body_ready(px_try_t *t);
 void px_try_output_written(px_try_t *t);
 /* The client's output is backed up: stop reading the upstream until it is written. */
 void px_try_output_blocked(px_try_t *t);
+
+/* Sends what the tries of worker `w` queued upstream in this loop turn (the worker's
+ * turn-end flush, px_wctx_flush_init). */
+void px_try_flush_all(px_wctx_t *w);
 
 /* Ends the try: the connection goes back to the pool when the exchange completed in
  * step (and `reusable`), else it is closed. */

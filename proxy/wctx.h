@@ -31,6 +31,12 @@ typedef struct px_wctx_s {
   int draining;
   px_metrics_t metrics;
   px_iobufs_t bufs; /* read buffers, reused */
+  /* Tries with request bytes to send upstream, sent together once the loop turn's I/O
+   * callbacks have run (px_wctx_flush_init, try.c). */
+  px_queue_t flushq;
+  uv_check_t flush_check;
+  uv_idle_t flush_idle; /* started while flushq is not empty: the loop must not block */
+  void (*flush)(struct px_wctx_s *w);
   /* The worker's: a connection closed (a draining worker may finish). */
   void (*conn_closed)(struct px_wctx_s *w);
   /* The worker's: an upstream connection slot came free while requests wait for one:
@@ -38,6 +44,15 @@ typedef struct px_wctx_s {
    * inside this call). */
   void (*wake_all)(struct px_wctx_s *w);
 } px_wctx_t;
+
+/* Sets up the turn-end flush on w->loop: `flush` runs after the I/O callbacks of each
+ * loop turn in which px_wctx_flush_soon was called, and the loop does not block before
+ * it runs. */
+void px_wctx_flush_init(px_wctx_t *w, void (*flush)(px_wctx_t *w));
+/* Asks for the flush of this loop turn (call when flushq becomes non-empty). */
+void px_wctx_flush_soon(px_wctx_t *w);
+/* Closes the flush's handles (the loop then may end). */
+void px_wctx_flush_close(px_wctx_t *w);
 
 /* Snapshot handles, on the worker's thread. */
 px_wsnap_t *px__wsnap_use(px_wctx_t *w);

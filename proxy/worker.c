@@ -8,6 +8,7 @@
 #include "log.h"
 #include "net.h"
 #include "proxy.h"
+#include "try.h"
 #include "upstream.h"
 
 static px_wsnap_t *wsnap_new(px_snapshot_t *snap) {
@@ -37,6 +38,7 @@ static void maybe_finish(px_worker_t *w) {
   uv_close((uv_handle_t *)&w->mailbox, NULL);
   uv_mutex_unlock(&w->mu);
   uv_close((uv_handle_t *)&w->trim, NULL);
+  px_wctx_flush_close(&w->x);
 }
 
 /* Buffers went back to malloc (a burst of connections ended): a second later, when the
@@ -177,6 +179,7 @@ void px_worker_init(px_worker_t *w, int id, px_worker_t *all, int nall, px_snaps
   w->mailbox.data = w;
   w->x.cur = wsnap_new(snap);
   px_queue_init(&w->x.conns);
+  px_wctx_flush_init(&w->x, px_try_flush_all);
   px_iobufs_init(&w->x.bufs);
   uv_timer_init(&w->x.loop, &w->trim);
   w->trim.data = w;
