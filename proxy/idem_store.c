@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* The in-process store, built for the case that matters on the data path: nearly every
  * keyed request is a first one, so each makes an entry and, once the store is full,
@@ -95,6 +96,8 @@ typedef struct {
   px_idem_store_t base;
   shard_t *shards;
   unsigned nshards;
+  char *rings, *tables; /* every shard's ring and table, in two regions */
+  size_t rings_len, tables_len;
   uint64_t seed; /* so that keys colliding on purpose cannot be worked out in advance */
 } mem_t;
 
@@ -487,16 +490,49 @@ static void mem_stats(px_idem_store_t *s, px_idem_store_stats_t *out) {
   }
 }
 
+/* The rings and tables as anonymous memory on 2 MiB boundaries, marked for transparent
+ * huge pages: a store of 100,000 entries spans some 80 MiB that every first request
+ * touches at random places (a slot, the head, the tail of one of the shards), and with
+ * 4 KiB pages each of those was a TLB miss and a page walk besides the cache miss.
+ * Zeroed, like calloc; pages come as they are touched. *len is the mapping's length, or
+ * 0 for plain malloc: under AddressSanitizer, so that it sees every byte past a ring or
+ * a table, and should mmap fail. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static char *region_new(size_t n, size_t *len) {
+  *len = 0;
+#if !defined(__SANITIZE_ADDRESS__)
+  size_t want = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  char *p = mmap(NULL, want + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    char *a = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (p + want + HUGE_PAGE > a + want) munmap(a + want, (size_t)(p + want + HUGE_PAGE - (a + want)));
+    (void)madvise(a, want, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+    *len = want;
+    return a;
+  }
+#endif
+  return px_calloc(1, n);
+}
+
+static void region_free(char *p, size_t len) {
+  if (len)
+    munmap(p, len);
+  else
+    free(p);
+}
+
 static void mem_destroy(px_idem_store_t *s) {
   mem_t *m = (mem_t *)s;
   for (unsigned i = 0; i < m->nshards; i++) {
     shard_t *sh = &m->shards[i];
     for (size_t b = 0; b <= sh->mask; b++)
       if (sh->slots[b].hash && is_infl(sh->slots[b].ref)) free(infl_of(sh->slots[b].ref));
-    free(sh->slots);
-    free(sh->ring);
     pthread_mutex_destroy(&sh->mu);
   }
+  region_free(m->rings, m->rings_len);
+  region_free(m->tables, m->tables_len);
   free(m->shards);
   free(m);
 }
@@ -520,6 +556,7 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
   m->nshards = nshards;
   m->seed = px_rand64();
   m->shards = px_calloc(nshards, sizeof(shard_t));
+  size_t rings = 0, tables = 0;
   for (unsigned i = 0; i < nshards; i++) {
     shard_t *sh = &m->shards[i];
     sh->max_n = max_entries / nshards + (i < max_entries % nshards);
@@ -529,11 +566,21 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
     size_t rec_max = sizeof(rec_t) + 8;
     sh->cap =
         align8(sh->max_bytes + sh->max_n * rec_max + (sh->max_bytes + sh->max_n * rec_max) / 8 + rec_max);
-    sh->ring = px_malloc(sh->cap); /* a large block is mapped: its pages come as the ring reaches them */
     size_t ns = 16;
     while (ns < 2 * sh->max_n) ns <<= 1;
-    sh->slots = px_calloc(ns, sizeof(slot_t));
     sh->mask = ns - 1;
+    rings += sh->cap;
+    tables += ns * sizeof(slot_t);
+  }
+  m->rings = region_new(rings, &m->rings_len);
+  m->tables = region_new(tables, &m->tables_len);
+  rings = tables = 0;
+  for (unsigned i = 0; i < nshards; i++) {
+    shard_t *sh = &m->shards[i];
+    sh->ring = m->rings + rings;
+    sh->slots = (slot_t *)(void *)(m->tables + tables);
+    rings += sh->cap;
+    tables += (sh->mask + 1) * sizeof(slot_t);
     pthread_mutex_init(&sh->mu, NULL);
     atomic_init(&sh->c_entries, 0);
     atomic_init(&sh->c_in_flight, 0);
