@@ -67,6 +67,15 @@ int px_str_ieq_cstr(px_str_t a, const char *s);
 /* Fast per-thread pseudo-random numbers (xoshiro256** seeded from getrandom):
  * for request ids, load-balancing and split choices, not for secrets. */
 uint64_t px_rand64(void);
+/* murmur3's 64-bit finaliser: each input bit flips each output bit about half the time
+ * (for hashes whose high and low bits are both used). */
+static inline uint64_t px_fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdull;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ull;
+  return k ^ (k >> 33);
+}
 double px_rand01(void); /* uniform in [0, 1) */
 
 /* Monotonic clock in nanoseconds. */

@@ -103,16 +103,8 @@ typedef struct {
 
 typedef enum { DROP_OWNER, DROP_EVICTED, DROP_EXPIRED } drop_why_t;
 
-static uint64_t fmix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  return h ^ (h >> 33);
-}
-
 /* Eight bytes at a time from a per-store basis, each word multiplied in and rotated (as
- * murmur3 mixes its blocks), then fmix64, so that the high bits (the shard) and the low
+ * murmur3 mixes its blocks), then px_fmix64, so that the high bits (the shard) and the low
  * bits (the slot) both depend on every byte. Never 0, which marks an empty slot. */
 static uint64_t key_hash(const mem_t *m, px_str_t k) {
   uint64_t h = m->seed ^ (k.n * 0x9e3779b97f4a7c15ull), w;
@@ -125,7 +117,7 @@ static uint64_t key_hash(const mem_t *m, px_str_t k) {
   }
   w = 0;
   memcpy(&w, k.p + i, k.n - i);
-  h = fmix64(h ^ w * 0x4cf5ad432745937full);
+  h = px_fmix64(h ^ w * 0x4cf5ad432745937full);
   return h ? h : 1;
 }
 

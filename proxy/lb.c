@@ -43,24 +43,14 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
   return h;
 }
 
-/* FNV-1a alone mixes its last bytes poorly into the high bits (and the ring compares
- * whole 64-bit values); this finaliser makes each input bit flip each output bit about
- * half the time. */
-static uint64_t fmix64(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdull;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ull;
-  k ^= k >> 33;
-  return k;
-}
-
 #define FNV_BASIS 0xcbf29ce484222325ull
 
-uint64_t px_lb_hash(const void *p, size_t n) { return fmix64(fnv1a(FNV_BASIS, p, n)); }
+/* FNV-1a alone mixes its last bytes poorly into the high bits (and the ring compares
+ * whole 64-bit values): px_fmix64 after it. */
+uint64_t px_lb_hash(const void *p, size_t n) { return px_fmix64(fnv1a(FNV_BASIS, p, n)); }
 
 /* The next of a key's (or a draw's) pseudo-random sequence of fallbacks. */
-static uint64_t next_draw(uint64_t x) { return fmix64(x + golden); }
+static uint64_t next_draw(uint64_t x) { return px_fmix64(x + golden); }
 
 /* ---- weights and usability ------------------------------------------------------------- */
 
@@ -170,7 +160,7 @@ static int pick_ring(const px_lb_t *lb, const px_lb_in_t *in) {
     if (ok(in, e)) return (int)e;
     refused = e;
   }
-  return scan(lb, in, fmix64(in->hash ^ golden));
+  return scan(lb, in, px_fmix64(in->hash ^ golden));
 }
 
 /* O(1): the key's slot. A refused slot sends the key to slots drawn from its hash, each
@@ -241,7 +231,7 @@ static void build_ring(px_lb_t *lb, const char *const *names, uint64_t vnodes, u
     for (uint32_t r = 0; r < count[i]; r++) {
       unsigned char le[4] = {(unsigned char)r, (unsigned char)(r >> 8), (unsigned char)(r >> 16),
                              (unsigned char)(r >> 24)};
-      pts[k++] = (ring_point_t){fmix64(fnv1a(base, le, sizeof(le))), names[i], (uint32_t)i};
+      pts[k++] = (ring_point_t){px_fmix64(fnv1a(base, le, sizeof(le))), names[i], (uint32_t)i};
     }
   }
   qsort(pts, np, sizeof(*pts), point_cmp);
@@ -283,8 +273,8 @@ static void build_maglev(px_lb_t *lb, const char *const *names, uint32_t m) {
     uint64_t h = fnv1a(FNV_BASIS, names[i], strlen(names[i]));
     ep[i].name = names[i];
     ep[i].idx = (uint32_t)i;
-    ep[i].offset = (uint32_t)(fmix64(h) % m);
-    ep[i].skip = (uint32_t)(fmix64(h ^ golden) % (m - 1) + 1);
+    ep[i].offset = (uint32_t)(px_fmix64(h) % m);
+    ep[i].skip = (uint32_t)(px_fmix64(h ^ golden) % (m - 1) + 1);
     ep[i].cur = ep[i].offset;
     wmax = PX_MAX(wmax, weight(lb, i));
   }
