@@ -1,11 +1,15 @@
 #include "admin.h"
 
 #include <llhttp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "filter.h"
 #include "http1.h"
+#include "json.h"
+#include "log.h"
 #include "metrics.h"
 
 static void problem(px_hres_t *res, int status, const char *detail) {
@@ -124,6 +128,152 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_buf_append_cstr(out, "]}\n");
 }
 
+/* ---- GET /canary, POST /canary/ROUTE (SPEC §7, §9) --------------------------------- */
+
+static void render_canary(px_admin_ctx_t *ctx, px_buf_t *out) {
+  px_snapshot_t *s = *ctx->current;
+  int first = 1;
+  px_buf_append_cstr(out, "{\"routes\":[");
+  for (size_t l = 0; l < s->cfg->nlisteners; l++) {
+    const px_listener_rt_t *lr = &s->listeners[l];
+    for (size_t r = 0; r < lr->conf->nroutes; r++) {
+      const px_route_rt_t *rt = &lr->routes[r];
+      if (!rt->rs) continue;
+      const px_route_conf_t *rc = rt->conf;
+      int w[PX_SPLIT_MAX];
+      px_route_weights_read(rt->rs, w);
+      px_buf_append_cstr(out, first ? "{\"route\":" : ",{\"route\":");
+      first = 0;
+      px_buf_json_str(out, rc->name, strlen(rc->name));
+      px_buf_append_cstr(out, ",\"listener\":");
+      px_buf_json_str(out, lr->conf->name, strlen(lr->conf->name));
+      for (int pass = 0; pass < 2; pass++) {
+        px_buf_append_cstr(out, pass ? ",\"requests\":{" : ",\"weights\":{");
+        for (size_t k = 0; k < rt->rs->n; k++) {
+          if (k) px_buf_append_cstr(out, ",");
+          px_buf_json_str(out, rc->split[k].cluster, strlen(rc->split[k].cluster));
+          if (pass)
+            px_buf_printf(out, ":%llu", (unsigned long long)atomic_load(&rt->rs->requests[k]));
+          else
+            px_buf_printf(out, ":%d", w[k]);
+        }
+        px_buf_append_cstr(out, "}");
+      }
+      px_buf_append_cstr(out, ",\"canary\":");
+      if (rt->canary >= 0)
+        px_buf_json_str(out, rc->split[rt->canary].cluster, strlen(rc->split[rt->canary].cluster));
+      else
+        px_buf_append_cstr(out, "null");
+      px_buf_printf(out, ",\"weights_source\":\"%s\"",
+                    atomic_load(&rt->rs->set_at_run_time) ? "run_time" : "file");
+      /* The analysis (canary.analysis) is not run yet: say so rather than "ok". */
+      px_buf_append_cstr(out, ",\"analysis\":{\"state\":\"off\",\"reason\":");
+      const char *why = rc->canary.has_analysis
+                            ? "canary.analysis is not active in this build (config/REFERENCE.md)"
+                            : "the route has no canary.analysis";
+      px_buf_json_str(out, why, strlen(why));
+      px_buf_append_cstr(out, "}}");
+    }
+  }
+  px_buf_append_cstr(out, "]}\n");
+}
+
+/* POST /canary/ROUTE {"weights": {"CLUSTER": N, ...}}: the named clusters get their new
+ * weights (the others keep theirs), as one set, for the requests that start from now.
+ * ?listener=NAME picks the route when several listeners have one of that name. */
+static void post_canary(px_admin_ctx_t *ctx, const px_hreq_t *req, px_hres_t *res) {
+  px_snapshot_t *s = *ctx->current;
+  px_str_t name = {req->path.p + strlen("/canary/"), req->path.n - strlen("/canary/")};
+  px_str_t want_listener = {NULL, 0};
+  if (req->query.n > 9 && memcmp(req->query.p, "listener=", 9) == 0)
+    want_listener = (px_str_t){req->query.p + 9, req->query.n - 9};
+  px_route_rt_t *rt = NULL;
+  const char *lname = NULL;
+  int found = 0, split = 0;
+  char msg[320];
+  for (size_t l = 0; l < s->cfg->nlisteners; l++) {
+    px_listener_rt_t *lr = &s->listeners[l];
+    if (want_listener.p && !px_str_eq(want_listener, (px_str_t){lr->conf->name, strlen(lr->conf->name)}))
+      continue;
+    for (size_t r = 0; r < lr->conf->nroutes; r++)
+      if (px_str_eq(name, (px_str_t){lr->routes[r].conf->name, strlen(lr->routes[r].conf->name)})) {
+        found++;
+        if (lr->routes[r].rs) {
+          split++;
+          rt = &lr->routes[r];
+          lname = lr->conf->name;
+        }
+      }
+  }
+  if (found == 0) {
+    snprintf(msg, sizeof(msg), "no route named '%.*s'%s; GET /canary lists the split routes", (int)name.n,
+             name.p, want_listener.p ? " in that listener" : "");
+    problem(res, 404, msg);
+    return;
+  }
+  if (split == 0) {
+    snprintf(msg, sizeof(msg), "route '%.*s' has no split: its weights cannot be set", (int)name.n, name.p);
+    problem(res, 409, msg);
+    return;
+  }
+  if (split > 1) {
+    snprintf(msg, sizeof(msg), "several listeners have a split route named '%.*s': add ?listener=NAME",
+             (int)name.n, name.p);
+    problem(res, 409, msg);
+    return;
+  }
+  char err[128];
+  px_json_t *root = px_json_parse(req->body.p, req->body.n, err, sizeof(err));
+  const px_json_t *ws = root ? px_json_get(root, "weights") : NULL;
+  if (!root || px_json_type(root) != PX_JSON_OBJECT || !ws || px_json_type(ws) != PX_JSON_OBJECT) {
+    if (root) snprintf(err, sizeof(err), "the body must be an object with a \"weights\" object");
+    problem(res, 400, err);
+    px_json_free(root);
+    return;
+  }
+  const px_route_conf_t *rc = rt->conf;
+  int w[PX_SPLIT_MAX];
+  px_route_weights_read(rt->rs, w);
+  for (size_t i = 0; i < px_json_count(ws); i++) {
+    size_t kn;
+    const char *key = px_json_key_at(ws, i, &kn);
+    size_t k = 0;
+    while (k < rt->rs->n &&
+           !px_str_eq((px_str_t){key, kn}, (px_str_t){rc->split[k].cluster, strlen(rc->split[k].cluster)}))
+      k++;
+    int64_t v;
+    if (k == rt->rs->n) {
+      snprintf(msg, sizeof(msg), "cluster '%.*s' is not in route %s's split", (int)PX_MIN(kn, (size_t)100),
+               key, rc->name);
+    } else if (px_json_int(px_json_at(ws, i), &v) != 0 || v < 0 || v > 10000) {
+      snprintf(msg, sizeof(msg), "the weight of '%s' must be an integer from 0 to 10000",
+               rc->split[k].cluster);
+    } else {
+      w[k] = (int)v;
+      continue;
+    }
+    problem(res, 422, msg);
+    px_json_free(root);
+    return;
+  }
+  px_json_free(root);
+  long sum = 0;
+  for (size_t k = 0; k < rt->rs->n; k++) sum += w[k];
+  if (sum == 0) {
+    problem(res, 422, "the weights must not all be 0: the route would have nowhere to send requests");
+    return;
+  }
+  px_route_weights_write(rt->rs, w, 1);
+  px_buf_t line = {0};
+  for (size_t k = 0; k < rt->rs->n; k++)
+    px_buf_printf(&line, "%s%s=%d", k ? " " : "", rc->split[k].cluster, w[k]);
+  px_info("canary: route %s of listener %s: weights set by the admin API: %.*s", rc->name, lname,
+          (int)line.len, line.data);
+  px_buf_free(&line);
+  render_canary(ctx, &res->body);
+  px_hres_header(res, "content-type", "application/json");
+}
+
 static int path_is(const px_hreq_t *req, const char *p) {
   return px_str_eq(req->path, (px_str_t){p, strlen(p)});
 }
@@ -159,6 +309,19 @@ static void on_request(void *data, const px_hreq_t *req, px_hres_t *res) {
     px_config_to_json((*ctx->current)->cfg, &res->body);
     px_hres_header(res, "content-type", "application/json");
     return;
+  } else if (path_is(req, "/canary")) {
+    if (!get) goto method;
+    render_canary(ctx, &res->body);
+    px_hres_header(res, "content-type", "application/json");
+    return;
+  } else if (req->path.n > strlen("/canary/") && memcmp(req->path.p, "/canary/", 8) == 0) {
+    if (req->method != HTTP_POST) {
+      px_hres_header(res, "allow", "POST");
+      problem(res, 405, "POST /canary/ROUTE with {\"weights\": {...}} sets a split's weights");
+      return;
+    }
+    post_canary(ctx, req, res);
+    return;
   } else if (path_is(req, "/drain")) {
     if (req->method != HTTP_POST) goto method;
     ctx->drain(ctx->data);
@@ -166,7 +329,8 @@ static void on_request(void *data, const px_hreq_t *req, px_hres_t *res) {
     return;
   } else {
     problem(res, 404,
-            "no such admin endpoint; see GET /healthz, /ready, /metrics, /clusters, /config, POST /drain");
+            "no such admin endpoint; see GET /healthz, /ready, /metrics, /clusters, /config, /canary, POST "
+            "/canary/ROUTE, /drain");
     return;
   }
   px_hres_json(res, 200, json_ok, strlen(json_ok));

@@ -413,6 +413,31 @@ static int cookie_value(const px_head_t *h, px_str_t name, px_str_t *out) {
 
 /* The request's key for a consistent-hash cluster (cluster `hash`): header, cookie,
  * path or the client's address; a request without one is placed at random. */
+/* The cluster of a split route (SPEC §7): the override header's side, else the sticky
+ * key's (header or cookie), else a weighted draw. Made once a request: its retries stay
+ * on the side it was given. */
+static px_cluster_t *pick_split(px_req_t *r, const px_head_t *h) {
+  const px_canary_conf_t *cc = &r->route->conf->canary;
+  px_canary_force_t force = PX_CANARY_FORCE_NONE;
+  int has_key = 0;
+  px_str_t key = {NULL, 0};
+  if (cc->enabled) {
+    int i = px_head_find(h, cc->override_header);
+    if (i >= 0) force = px_canary_override(px_head_value(h, (size_t)i));
+    if (cc->sticky_header) {
+      i = px_head_find(h, cc->sticky_header);
+      if (i >= 0) {
+        key = px_head_value(h, (size_t)i);
+        has_key = 1;
+      }
+    } else if (cc->sticky_cookie) {
+      has_key = cookie_value(h, (px_str_t){cc->sticky_cookie, strlen(cc->sticky_cookie)}, &key);
+    }
+  }
+  return px_route_pick(r->ws->snap, r->route, force, has_key, has_key ? px_canary_key_hash(key) : 0,
+                       has_key ? 0 : px_rand01());
+}
+
 static void lb_key(px_req_t *r, const px_head_t *h, px_str_t path) {
   const px_cluster_conf_t *cc = r->cluster->conf;
   r->lb_keyed = 0;
@@ -542,7 +567,8 @@ static void on_head(px_conn_t *c) {
   r->route = &lrt(r)->routes[ri];
   r->filters = route_filters(lc, r->route);
   const px_route_conf_t *rc = r->route->conf;
-  r->cluster = px_route_pick_cluster(r->ws->snap, r->route, rc->nsplit ? px_rand01() : 0); /* a split draws */
+  r->cluster =
+      rc->nsplit ? pick_split(r, h) : px_route_pick(r->ws->snap, r->route, PX_CANARY_FORCE_NONE, 0, 0, 0);
   if (r->cluster == NULL || r->cluster->neps == 0) {
     r->route = NULL; /* no filter has seen it: none is told it ended */
     px_req_fail(r, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint", NULL);

@@ -54,9 +54,16 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       px_route_rt_t *rt = &lr->routes[r];
       rt->conf = &lr->conf->routes[r];
       rt->metric_slot = px_metrics_route_slot(lr->conf->name, rt->conf->name);
+      rt->canary = -1;
       if (rt->conf->nsplit) {
-        rt->weights = px_calloc(rt->conf->nsplit, sizeof(*rt->weights));
-        for (size_t k = 0; k < rt->conf->nsplit; k++) atomic_init(&rt->weights[k], rt->conf->split[k].weight);
+        int kept = 0;
+        rt->rs = px_route_state_get(lr->conf->name, rt->conf, &kept);
+        for (size_t k = 0; k < rt->conf->nsplit; k++)
+          if (rt->conf->split[k].canary) rt->canary = (int)k;
+        if (kept)
+          px_info(
+              "route %s of listener %s keeps the weights set at run time (its split in the file is unchanged)",
+              rt->conf->name, lr->conf->name);
       }
     }
   }
@@ -78,7 +85,8 @@ void px_snapshot_unref(px_snapshot_t *s) {
   }
   free(s->clusters);
   for (size_t l = 0; l < s->cfg->nlisteners; l++) {
-    for (size_t r = 0; r < s->listeners[l].conf->nroutes; r++) free(s->listeners[l].routes[r].weights);
+    for (size_t r = 0; r < s->listeners[l].conf->nroutes; r++)
+      if (s->listeners[l].routes[r].rs) px_route_state_put(s->listeners[l].routes[r].rs);
     free(s->listeners[l].routes);
   }
   free(s->listeners);
@@ -92,20 +100,17 @@ px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name) {
   return NULL;
 }
 
-px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, double r) {
+px_cluster_t *px_route_pick(px_snapshot_t *s, const px_route_rt_t *rt, px_canary_force_t force, int has_key,
+                            uint64_t key_hash, double r) {
   const px_route_conf_t *rc = rt->conf;
   if (rc->nsplit == 0) return &s->clusters[rc->cluster_index];
-  /* One read of each weight: the admin API may change them meanwhile, and a pick
-   * must be made from one consistent set (else a weight-0 entry could win). */
-  int w[64];
-  size_t n = PX_MIN(rc->nsplit, PX_ARRAY_SIZE(w));
-  long total = 0;
-  for (size_t k = 0; k < n; k++) total += w[k] = atomic_load_explicit(&rt->weights[k], memory_order_relaxed);
-  if (total <= 0) return NULL;
-  long pick = (long)(r * (double)total);
-  size_t k = 0;
-  while (k < n && (pick -= w[k]) >= 0) k++;
-  return &s->clusters[rc->split[PX_MIN(k, n - 1)].cluster_index];
+  /* One consistent set: the admin API may change them meanwhile. */
+  int w[PX_SPLIT_MAX];
+  px_route_weights_read(rt->rs, w);
+  int k = px_canary_pick(w, rt->rs->n, rt->canary, force, has_key, key_hash, r);
+  if (k < 0) return NULL;
+  atomic_fetch_add_explicit(&rt->rs->requests[k], 1, memory_order_relaxed);
+  return &s->clusters[rc->split[k].cluster_index];
 }
 
 typedef struct {

@@ -13,10 +13,12 @@
 
 #include <stdatomic.h>
 
+#include "canary.h"
 #include "cluster_state.h"
 #include "config.h"
 #include "lb.h"
 #include "queue.h"
+#include "route_state.h"
 
 typedef struct px_pool_s px_pool_t;
 
@@ -49,8 +51,9 @@ typedef struct {
 typedef struct {
   const px_route_conf_t *conf;
   int metric_slot;
-  atomic_int *weights; /* one per split entry; admin may change them */
-  atomic_uint filters; /* request.c's: which filters the route wants; 0 until first asked */
+  px_route_state_t *rs; /* a split's weights and counts, kept across reloads; NULL without */
+  int canary;           /* the split entry marked canary, or -1 */
+  atomic_uint filters;  /* request.c's: which filters the route wants; 0 until first asked */
 } px_route_rt_t;
 
 typedef struct {
@@ -79,10 +82,12 @@ void px_snapshot_unref(px_snapshot_t *s);
 /* Finds the listener runtime whose name matches, or NULL. */
 px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name);
 
-/* The cluster a request goes to: the route's cluster, or one of its split
- * entries chosen by weight. `r` is uniform in [0, 1). Returns NULL when every
- * weight is 0. */
-px_cluster_t *px_route_pick_cluster(px_snapshot_t *s, const px_route_rt_t *rt, double r);
+/* The cluster a request goes to: the route's cluster, or one of its split entries by
+ * px_canary_pick over the run-time weights (the override header's `force`, the sticky
+ * key's hash when `has_key`, else `r`, uniform in [0, 1)), counted in the route's
+ * requests. Returns NULL when nothing can take it (every weight that applies is 0). */
+px_cluster_t *px_route_pick(px_snapshot_t *s, const px_route_rt_t *rt, px_canary_force_t force, int has_key,
+                            uint64_t key_hash, double r);
 
 /* Round-robin choice of an endpoint index for worker `wid`, skipping those in
  * `exclude` (a bitmask over the first 64 endpoints, for retries that prefer an

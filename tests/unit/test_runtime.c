@@ -95,23 +95,23 @@ Test(runtime, snapshot_mirrors_the_config) {
   cr_expect_str_eq(in->routes[0].conf->name, "app");
   cr_expect_null(px_snapshot_listener(snap, "nope"));
   cr_expect_null(px_snapshot_listener(snap, "ou"));
-  cr_expect_null(route("out", 0)->weights, "no split, no weights");
-  cr_expect_eq(atomic_load(&route("out", 1)->weights[0]), 90);
-  cr_expect_eq(atomic_load(&route("out", 1)->weights[1]), 10);
+  cr_expect_null(route("out", 0)->rs, "no split, no route state");
+  cr_expect_eq(atomic_load(&route("out", 1)->rs->weights[0]), 90);
+  cr_expect_eq(atomic_load(&route("out", 1)->rs->weights[1]), 10);
 }
 
 Test(runtime, plain_route_picks_its_cluster) {
   px_route_rt_t *rt = route("out", 0);
-  cr_expect_eq(px_route_pick_cluster(snap, rt, 0.0), cluster("a"));
-  cr_expect_eq(px_route_pick_cluster(snap, rt, 0.999999), cluster("a"));
-  cr_expect_eq(px_route_pick_cluster(snap, route("in", 0), 0.5), cluster("c"));
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.999999), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, route("in", 0), PX_CANARY_FORCE_NONE, 0, 0, 0.5), cluster("c"));
 }
 
 /* Share of n draws of px_rand01 that pick `want`. */
 static double share(const px_route_rt_t *rt, const px_cluster_t *want, int n) {
   int hits = 0;
   for (int i = 0; i < n; i++) {
-    px_cluster_t *c = px_route_pick_cluster(snap, rt, px_rand01());
+    px_cluster_t *c = px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01());
     cr_assert_not_null(c);
     hits += c == want;
   }
@@ -125,10 +125,10 @@ Test(runtime, split_90_10) {
   double b = share(rt, cluster("b"), 100000);
   cr_expect(fabs(b - 0.10) <= 0.02, "canary got %.4f of the requests, want 0.10", b);
   /* The boundaries fall where the weights say. */
-  cr_expect_eq(px_route_pick_cluster(snap, rt, 0.0), cluster("a"));
-  cr_expect_eq(px_route_pick_cluster(snap, rt, 0.899), cluster("a"));
-  cr_expect_eq(px_route_pick_cluster(snap, rt, 0.9), cluster("b"));
-  cr_expect_eq(px_route_pick_cluster(snap, rt, nextafter(1.0, 0.0)), cluster("b"));
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.899), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.9), cluster("b"));
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), cluster("b"));
 }
 
 Test(runtime, zero_weight_never_picked) {
@@ -136,7 +136,7 @@ Test(runtime, zero_weight_never_picked) {
   px_cluster_t *b = cluster("b");
   int na = 0, nc = 0;
   for (int i = 0; i < 100000; i++) {
-    px_cluster_t *c = px_route_pick_cluster(snap, rt, px_rand01());
+    px_cluster_t *c = px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01());
     cr_assert_neq(c, b, "weight-0 cluster picked");
     na += c == cluster("a");
     nc += c == cluster("c");
@@ -145,42 +145,97 @@ Test(runtime, zero_weight_never_picked) {
   cr_expect(fabs(na / 100000.0 - 0.5) <= 0.02, "a got %d", na);
   /* Deterministic draws over the whole range, including the edges. */
   for (int i = 0; i < 1000; i++)
-    cr_assert_neq(px_route_pick_cluster(snap, rt, i / 1000.0), b, "r=%g", i / 1000.0);
-  cr_expect_neq(px_route_pick_cluster(snap, rt, nextafter(1.0, 0.0)), b);
-  cr_expect_eq(px_route_pick_cluster(snap, rt, 0.5), cluster("c"));
+    cr_assert_neq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, i / 1000.0), b, "r=%g", i / 1000.0);
+  cr_expect_neq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), b);
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.5), cluster("c"));
 
   /* A weight-0 entry last in the list is not a fallback either. */
   px_route_rt_t *zl = route("out", 3);
-  cr_expect_eq(px_route_pick_cluster(snap, zl, 0.0), cluster("a"));
-  cr_expect_eq(px_route_pick_cluster(snap, zl, nextafter(1.0, 0.0)), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, zl, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, zl, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), cluster("a"));
 }
 
 Test(runtime, all_weights_zero_gives_null) {
   px_route_rt_t *rt = route("out", 1);
-  atomic_store(&rt->weights[0], 0);
-  atomic_store(&rt->weights[1], 0);
-  cr_expect_null(px_route_pick_cluster(snap, rt, 0.0));
-  cr_expect_null(px_route_pick_cluster(snap, rt, 0.5));
-  cr_expect_null(px_route_pick_cluster(snap, rt, nextafter(1.0, 0.0)));
+  atomic_store(&rt->rs->weights[0], 0);
+  atomic_store(&rt->rs->weights[1], 0);
+  cr_expect_null(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0));
+  cr_expect_null(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.5));
+  cr_expect_null(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)));
 }
 
 Test(runtime, weight_change_takes_effect) {
   px_route_rt_t *rt = route("out", 1);
   px_cluster_t *a = cluster("a"), *b = cluster("b");
   /* Promote the canary fully, as the admin API would. */
-  atomic_store(&rt->weights[0], 0);
-  atomic_store(&rt->weights[1], 100);
-  for (int i = 0; i < 10000; i++) cr_assert_eq(px_route_pick_cluster(snap, rt, px_rand01()), b);
+  atomic_store(&rt->rs->weights[0], 0);
+  atomic_store(&rt->rs->weights[1], 100);
+  for (int i = 0; i < 10000; i++)
+    cr_assert_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01()), b);
   /* Roll it back. */
-  atomic_store(&rt->weights[0], 100);
-  atomic_store(&rt->weights[1], 0);
-  for (int i = 0; i < 10000; i++) cr_assert_eq(px_route_pick_cluster(snap, rt, px_rand01()), a);
+  atomic_store(&rt->rs->weights[0], 100);
+  atomic_store(&rt->rs->weights[1], 0);
+  for (int i = 0; i < 10000; i++)
+    cr_assert_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01()), a);
   /* 50/50. */
-  atomic_store(&rt->weights[1], 100);
+  atomic_store(&rt->rs->weights[1], 100);
   double s = share(rt, b, 100000);
   cr_expect(fabs(s - 0.5) <= 0.02, "canary got %.4f after 50/50", s);
-  /* The configured weights are not touched: a reload starts from them again. */
+  /* The file's weights are not touched: a reload that changes the split starts from them. */
   cr_expect_eq(rt->conf->split[0].weight, 90);
+}
+
+static px_snapshot_t *snapshot_of(const char *text);
+
+/* SPEC §7 and issue 19: a reload keeps the weights set at run time for a route whose split
+ * the file left as it was, and starts again from the file's for one whose split changed. */
+Test(runtime, reload_keeps_run_time_weights_while_the_split_is_unchanged) {
+  px_route_rt_t *rt = route("out", 1);
+  atomic_store(&rt->rs->weights[0], 75);
+  atomic_store(&rt->rs->weights[1], 25);
+  atomic_store(&rt->rs->set_at_run_time, 1);
+  px_snapshot_t *same = snapshot_of(yaml);
+  px_route_rt_t *r2 = &px_snapshot_listener(same, "out")->routes[1];
+  cr_expect_eq(r2->rs, rt->rs, "one state for both snapshots");
+  cr_expect_eq(atomic_load(&r2->rs->weights[1]), 25);
+  /* another weight in the file: the file's weights again, in a state of its own */
+  char changed[sizeof(yaml) + 8];
+  snprintf(changed, sizeof(changed), "%s", yaml);
+  char *at = strstr(changed, "weight: 10, canary");
+  cr_assert_not_null(at);
+  memcpy(at, "weight: 20", 10);
+  px_snapshot_t *other = snapshot_of(changed);
+  px_route_rt_t *r3 = &px_snapshot_listener(other, "out")->routes[1];
+  cr_expect_neq(r3->rs, rt->rs);
+  cr_expect_eq(atomic_load(&r3->rs->weights[0]), 90);
+  cr_expect_eq(atomic_load(&r3->rs->weights[1]), 20);
+  cr_expect_eq(atomic_load(&r3->rs->set_at_run_time), 0);
+  cr_expect_eq(atomic_load(&rt->rs->weights[1]), 25, "the older snapshots keep theirs to their end");
+  /* and the unchanged file after that: the changed split's state, not the old one */
+  px_snapshot_t *back = snapshot_of(changed);
+  cr_expect_eq(px_snapshot_listener(back, "out")->routes[1].rs, r3->rs);
+  px_snapshot_unref(back);
+  px_snapshot_unref(other);
+  px_snapshot_unref(same);
+}
+
+/* Sticky keys and the override header through the route's pick (canary.c decides). */
+Test(runtime, sticky_keys_and_the_override_pick_a_side) {
+  px_route_rt_t *rt = route("out", 1);
+  px_cluster_t *a = cluster("a"), *b = cluster("b");
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_CANARY, 0, 0, 0.0), b);
+  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_STABLE, 0, 0, 0.99), a);
+  int canary = 0;
+  for (int i = 0; i < 1000; i++) {
+    char key[24];
+    snprintf(key, sizeof(key), "user-%d", i);
+    uint64_t h = px_canary_key_hash((px_str_t){key, strlen(key)});
+    px_cluster_t *c = px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 1, h, 0.0);
+    cr_assert_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 1, h, 0.99), c, "the key decides, not r");
+    canary += c == b;
+  }
+  cr_expect(canary > 60 && canary < 140, "%d of 1000 keys on the 10%% canary", canary);
+  cr_expect_gt(atomic_load(&rt->rs->requests[1]), 0, "counted");
 }
 
 static int probe; /* px_cluster_pick's: no breaker here, so never set */
@@ -255,7 +310,7 @@ Test(runtime, refcount_frees_at_last_unref) {
   cr_expect_eq(atomic_load(&s->refs), 1);
   cr_expect_str_eq(s->clusters[0].eps[0].name, "127.0.0.1:9001");
   cr_expect_str_eq(s->cfg->listeners[0].name, "out");
-  cr_expect_eq(px_route_pick_cluster(s, route("out", 1), 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(s, route("out", 1), PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
   px_snapshot_unref(s); /* frees it */
   snap = NULL;
 #ifdef __SANITIZE_ADDRESS__

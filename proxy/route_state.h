@@ -1,0 +1,49 @@
+/* What a split route keeps across reloads (SPEC §7): its run-time weights, which the
+ * admin API (and, with analysis, the canary's run) may change, and its request counts
+ * per cluster. Kept by listener and route name, as cluster_state.h keeps a cluster's
+ * counters, so that a reload that leaves the route's split as it was in the file keeps
+ * the weights an operator set; a split changed in the file starts again from the file's
+ * weights. Snapshots hold references; the last one frees the state.
+ *
+ * The weights are a set, changed as one: a sequence count around them (a seqlock) lets
+ * a request read them without a lock and never see half of an old set and half of a
+ * new one, which could be all zeros ({100, 0} becoming {0, 100}). The request counts are
+ * atomic, shared by the workers. */
+#ifndef PX_ROUTE_STATE_H
+#define PX_ROUTE_STATE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/* Split entries a route may have (the configuration refuses more). */
+#define PX_SPLIT_MAX 64
+
+typedef struct px_route_state_s {
+  char *listener, *route;
+  char *split_sig; /* the file's split as it was when the weights were set from it */
+  size_t n;        /* split entries */
+  atomic_uint seq; /* even while the weights are a whole set: px_route_weights_read */
+  atomic_int weights[PX_SPLIT_MAX];
+  atomic_ullong requests[PX_SPLIT_MAX]; /* requests sent to each entry, since the state was made */
+  atomic_int set_at_run_time;           /* the weights are not the file's (admin, canary run) */
+  int refs, detached;                   /* under the registry's mutex */
+  struct px_route_state_s *next;
+} px_route_state_t;
+
+/* The state of route `rc` of listener `listener` (which has a split), made or found. When
+ * the route's split in the file differs from the one its weights came from (another
+ * cluster, order, canary mark or weight), a new state starts from the file's weights
+ * (the old one stays with the snapshots that hold it); else the run-time weights stay,
+ * and *kept says so (1) when they are not the file's. */
+px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t *rc, int *kept);
+void px_route_state_put(px_route_state_t *s);
+
+/* The weights as one set, into out[0..s->n). */
+void px_route_weights_read(px_route_state_t *s, int *out);
+/* Sets the weights (s->n of them) as one set; from one thread at a time (the main
+ * thread's admin API and canary runs). `run_time`: not the file's weights any more. */
+void px_route_weights_write(px_route_state_t *s, const int *w, int run_time);
+
+#endif
