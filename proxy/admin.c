@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "canary_run.h"
 #include "config.h"
 #include "filter.h"
 #include "http1.h"
@@ -24,6 +25,41 @@ static void problem(px_hres_t *res, int status, const char *detail) {
   px_buf_free(&b);
 }
 
+static void render_canary_metrics(px_snapshot_t *s, px_buf_t *out) {
+  int any = 0;
+  for (size_t l = 0; l < s->cfg->nlisteners; l++) {
+    const px_listener_rt_t *lr = &s->listeners[l];
+    for (size_t r = 0; r < lr->conf->nroutes; r++) {
+      const px_route_rt_t *rt = &lr->routes[r];
+      if (!rt->rs) continue;
+      if (!any++)
+        px_buf_append_cstr(
+            out,
+            "# HELP outrigger_canary_weight A split route's weight per cluster, as set now.\n"
+            "# TYPE outrigger_canary_weight gauge\n"
+            "# HELP outrigger_canary_rollbacks_total Canaries the analysis rolled back to weight 0.\n"
+            "# TYPE outrigger_canary_rollbacks_total counter\n"
+            "# HELP outrigger_canary_promotions_total Promotion steps the analysis made.\n"
+            "# TYPE outrigger_canary_promotions_total counter\n"
+            "# HELP outrigger_canary_analysis_state 0 ok, 1 failing, 2 rolled back, 3 promoting, 4 promoted.\n"
+            "# TYPE outrigger_canary_analysis_state gauge\n");
+      int w[PX_SPLIT_MAX];
+      px_route_weights_read(rt->rs, w);
+      for (size_t k = 0; k < rt->rs->n; k++)
+        px_buf_printf(out, "outrigger_canary_weight{listener=\"%s\",route=\"%s\",cluster=\"%s\"} %d\n",
+                      lr->conf->name, rt->conf->name, rt->conf->split[k].cluster, w[k]);
+      if (!rt->conf->canary.has_analysis || rt->canary < 0) continue;
+      px_buf_printf(out,
+                    "outrigger_canary_rollbacks_total{listener=\"%s\",route=\"%s\"} %llu\n"
+                    "outrigger_canary_promotions_total{listener=\"%s\",route=\"%s\"} %llu\n"
+                    "outrigger_canary_analysis_state{listener=\"%s\",route=\"%s\"} %d\n",
+                    lr->conf->name, rt->conf->name, (unsigned long long)atomic_load(&rt->rs->rollbacks),
+                    lr->conf->name, rt->conf->name, (unsigned long long)atomic_load(&rt->rs->promotions),
+                    lr->conf->name, rt->conf->name, rt->rs->run_started ? (int)rt->rs->run.state : 0);
+    }
+  }
+}
+
 static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_metrics_t *ws[256];
   int n = PX_MIN(ctx->nworkers, 256);
@@ -32,6 +68,7 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_idem_stores_render(out);
 
   px_snapshot_t *s = *ctx->current;
+  render_canary_metrics(s, out);
   px_buf_append_cstr(out,
                      "# HELP outrigger_upstream_connections_active Open upstream connections, all workers.\n"
                      "# TYPE outrigger_upstream_connections_active gauge\n");
@@ -130,6 +167,44 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
 
 /* ---- GET /canary, POST /canary/ROUTE (SPEC §7, §9) --------------------------------- */
 
+static void render_side(px_buf_t *out, const char *name, uint64_t req, uint64_t err, double rate,
+                        double p99) {
+  px_buf_printf(out, "\"%s\":{\"requests\":%llu,\"errors\":%llu,\"error_rate\":%.4f,\"p99_ms\":%.3f}", name,
+                (unsigned long long)req, (unsigned long long)err, rate, p99);
+}
+
+/* "analysis": the run's state and reason, and the last interval's figures. */
+static void render_analysis(const px_route_rt_t *rt, px_buf_t *out) {
+  const px_canary_conf_t *cc = &rt->conf->canary;
+  const px_route_state_t *rs = rt->rs;
+  px_buf_append_cstr(out, ",\"analysis\":{\"state\":");
+  if (!cc->has_analysis || rt->canary < 0) {
+    px_buf_append_cstr(out, "\"off\",\"reason\":\"the route has no canary.analysis\"}");
+    return;
+  }
+  const char *state = rs->run_started ? px_canary_state_name(rs->run.state) : "ok";
+  px_buf_json_str(out, state, strlen(state));
+  px_buf_append_cstr(out, ",\"reason\":");
+  px_buf_json_str(out, rs->run.reason, rs->run_started ? strlen(rs->run.reason) : 0);
+  px_buf_printf(
+      out, ",\"share_pct\":%d,\"interval_ms\":%llu,\"rollbacks\":%llu,\"promotions\":%llu,\"last\":",
+      px_canary_share_now(rt), (unsigned long long)cc->interval_ms,
+      (unsigned long long)atomic_load(&rs->rollbacks), (unsigned long long)atomic_load(&rs->promotions));
+  if (!rs->have_last) {
+    px_buf_append_cstr(out, "null}");
+    return;
+  }
+  const px_canary_verdict_t *v = &rs->last;
+  static const char *const kinds[] = {"insufficient", "pass", "fail"};
+  px_buf_printf(out, "{\"verdict\":\"%s\",", kinds[v->kind]);
+  render_side(out, "stable", v->stable_requests, v->stable_errors, v->stable_error_rate, v->stable_p99_ms);
+  px_buf_append_cstr(out, ",");
+  render_side(out, "canary", v->canary_requests, v->canary_errors, v->canary_error_rate, v->canary_p99_ms);
+  px_buf_append_cstr(out, ",\"reason\":");
+  px_buf_json_str(out, v->reason, strlen(v->reason));
+  px_buf_append_cstr(out, "}}");
+}
+
 static void render_canary(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_snapshot_t *s = *ctx->current;
   int first = 1;
@@ -166,13 +241,8 @@ static void render_canary(px_admin_ctx_t *ctx, px_buf_t *out) {
         px_buf_append_cstr(out, "null");
       px_buf_printf(out, ",\"weights_source\":\"%s\"",
                     atomic_load(&rt->rs->set_at_run_time) ? "run_time" : "file");
-      /* The analysis (canary.analysis) is not run yet: say so rather than "ok". */
-      px_buf_append_cstr(out, ",\"analysis\":{\"state\":\"off\",\"reason\":");
-      const char *why = rc->canary.has_analysis
-                            ? "canary.analysis is not active in this build (config/REFERENCE.md)"
-                            : "the route has no canary.analysis";
-      px_buf_json_str(out, why, strlen(why));
-      px_buf_append_cstr(out, "}}");
+      render_analysis(rt, out);
+      px_buf_append_cstr(out, "}");
     }
   }
   px_buf_append_cstr(out, "]}\n");
@@ -264,6 +334,7 @@ static void post_canary(px_admin_ctx_t *ctx, const px_hreq_t *req, px_hres_t *re
     return;
   }
   px_route_weights_write(rt->rs, w, 1);
+  px_canary_restart(rt, px_now_ms()); /* the analysis judges the new share from now on */
   px_buf_t line = {0};
   for (size_t k = 0; k < rt->rs->n; k++)
     px_buf_printf(&line, "%s%s=%d", k ? " " : "", rc->split[k].cluster, w[k]);

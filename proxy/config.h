@@ -128,6 +128,10 @@ typedef struct {
   double max_error_rate_delta; /* default 0.02 */
   double max_latency_ratio;    /* default 1.5 */
   int on_fail_rollback;        /* on_fail: rollback (default) | none */
+  int has_promote;             /* promote: raise the canary while analysis passes */
+  int promote_step;            /* percent of the traffic a step adds, 1..100 */
+  uint64_t promote_every_ms;   /* at most one step per this */
+  int promote_until;           /* percent to stop at, 1..100 (default 100) */
 } px_canary_conf_t;
 
 typedef struct {

@@ -567,12 +567,32 @@ static const px__key_t analysis_keys[] = {
 };
 static const px__map_t analysis_map = MAP_OF("analysis", analysis_keys, px_canary_conf_t);
 
+static const px__key_t promote_keys[] = {
+    K("step", PX__T_INT, px_canary_conf_t, promote_step, .flags = PX__K_REQUIRED, .min = 1, .max = 100),
+    K("every", PX__T_DURATION, px_canary_conf_t, promote_every_ms, .flags = PX__K_REQUIRED, .min = SEC,
+      .max = 24 * HOUR),
+    K("until", PX__T_INT, px_canary_conf_t, promote_until, .min = 1, .max = 100, .def = 100),
+};
+static const px__map_t promote_map = MAP_OF("promote", promote_keys, px_canary_conf_t);
+
+static const px__map_t canary_map;
+
+static void canary_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
+  const px__seen_t *promote = px__seen(&canary_map, seen, "promote");
+  (void)base;
+  (void)n;
+  if (promote && !px__seen(&canary_map, seen, "analysis"))
+    px__err(c, px__node_pos(c, promote->key),
+            "'promote' needs 'analysis' (each step waits for an interval whose analysis passed)");
+}
+
 static const px__key_t canary_keys[] = {
     K("override_header", PX__T_STRING, px_canary_conf_t, override_header, .defs = "x-canary"),
     INLINE("sticky", &sticky_map),
     INLINE("analysis", &analysis_map, HAS(px_canary_conf_t, has_analysis), .flags = PX__K_NULL_IF_ABSENT),
+    INLINE("promote", &promote_map, HAS(px_canary_conf_t, has_promote), .flags = PX__K_NULL_IF_ABSENT),
 };
-static const px__map_t canary_map = MAP_OF("canary", canary_keys, px_canary_conf_t);
+static const px__map_t canary_map = MAP_OF("canary", canary_keys, px_canary_conf_t, .check = canary_check);
 
 static const px__key_t abort_keys[] = {
     K("status", PX__T_INT, px_fault_conf_t, abort_status, .flags = PX__K_REQUIRED, .min = 200, .max = 599),

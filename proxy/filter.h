@@ -47,7 +47,8 @@ typedef struct px_filter_s {
 } px_filter_t;
 
 /* The filters there are (each in its filter_NAME.c). */
-extern const px_filter_t px_filter_fault;       /* fault injection: abort, delay, drop_response (SPEC §5) */
+extern const px_filter_t px_filter_canary; /* canary.analysis: each answer into its side's window (SPEC §7) */
+extern const px_filter_t px_filter_fault;  /* fault injection: abort, delay, drop_response (SPEC §5) */
 extern const px_filter_t px_filter_idempotency; /* inbound Idempotency-Key: run once, replay (SPEC §5) */
 extern const px_filter_t px_filter_limits;      /* cluster max_requests (SPEC §6) */
 extern const px_filter_t px_filter_retry; /* retries, backoff, budget, outbound Idempotency-Key (SPEC §5) */

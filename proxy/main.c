@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "canary_run.h"
 #include "config.h"
 #include "filter.h"
 #include "prober.h"
@@ -52,9 +53,15 @@ typedef struct {
   px_hsrv_t *admin;
   px_admin_ctx_t admin_ctx;
   uv_signal_t sig_term, sig_int, sig_hup;
-  uv_timer_t drain_timer, poll_timer;
+  uv_timer_t drain_timer, poll_timer, canary_timer;
   uv_thread_t joiner;
 } px_main_t;
+
+/* The canary runs' clock: each route judges its windows when its interval ends. */
+static void on_canary_timer(uv_timer_t *t) {
+  px_main_t *m = t->data;
+  px_canary_tick(m->current, px_now_ms());
+}
 
 static void print_errors(const px_errlist_t *errs) {
   for (size_t i = 0; i < errs->n; i++) fprintf(stderr, "%s\n", errs->items[i]);
@@ -124,6 +131,7 @@ static void close_main_handles(px_main_t *m) {
   uv_close((uv_handle_t *)&m->sig_hup, NULL);
   uv_close((uv_handle_t *)&m->drain_timer, NULL);
   uv_close((uv_handle_t *)&m->poll_timer, NULL);
+  uv_close((uv_handle_t *)&m->canary_timer, NULL);
   if (m->admin) px_hsrv_close(m->admin, on_admin_closed, NULL);
   m->admin = NULL;
 }
@@ -286,7 +294,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
   uv_timer_init(m.loop, &m.drain_timer);
   uv_timer_init(m.loop, &m.poll_timer);
-  m.drain_timer.data = m.poll_timer.data = &m;
+  uv_timer_init(m.loop, &m.canary_timer);
+  m.drain_timer.data = m.poll_timer.data = m.canary_timer.data = &m;
 
   int **fds = NULL;
   if (open_listeners(&m, cfg, NULL, &fds) != 0) {
@@ -327,6 +336,7 @@ int main(int argc, char **argv) {
   }
   uv_thread_create(&m.joiner, worker_watch, &m);
   px_prober_start(m.current);
+  uv_timer_start(&m.canary_timer, on_canary_timer, 200, 200); /* intervals are whole seconds */
 
   for (size_t l = 0; l < cfg->nlisteners; l++)
     px_info("listener %s on %s (%zu routes)", cfg->listeners[l].name, cfg->listeners[l].address.text,

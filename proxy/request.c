@@ -18,13 +18,14 @@ static px_req_t *req_of(px_conn_t *c) { return &((px_pconn_t *)c->data)->r; }
 
 /* ---- the filter chain -------------------------------------------------------------- */
 
-/* Fault first: a delayed or aborted request holds no cluster limit, as in Envoy, where
+/* The canary's record first (it only has an end hook, which sees every answer). Fault
+ * next: a delayed or aborted request holds no cluster limit, as in Envoy, where
  * the fault filter runs before the router. Answers pass the chain backwards, so retry
  * sees one before fault may drop it (only the answer the client would get is dropped),
  * and idempotency keeps it before it is dropped: the upstream did the work, and the
  * client's retry must get that answer, not a second run. */
-static const px_filter_t *const chain[] = {&px_filter_fault, &px_filter_idempotency, &px_filter_limits,
-                                           &px_filter_retry};
+static const px_filter_t *const chain[] = {&px_filter_canary, &px_filter_fault, &px_filter_idempotency,
+                                           &px_filter_limits, &px_filter_retry};
 #define NFILTERS (sizeof(chain) / sizeof(chain[0]))
 static size_t foff[NFILTERS];
 static uv_once_t chain_once = UV_ONCE_INIT;

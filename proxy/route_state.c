@@ -26,8 +26,13 @@ static char *signature(const px_route_conf_t *rc) {
   return b.data;
 }
 
-static px_route_state_t *state_new(const char *listener, const px_route_conf_t *rc, char *sig) {
+static px_route_state_t *state_new(const char *listener, const px_route_conf_t *rc, int nworkers, char *sig) {
   px_route_state_t *s = px_calloc(1, sizeof(*s));
+  s->nworkers = nworkers > 0 ? nworkers : 1;
+  s->slots = px_calloc((size_t)s->nworkers, sizeof(*s->slots));
+  for (int w = 0; w < s->nworkers; w++) pthread_mutex_init(&s->slots[w].mu, NULL);
+  atomic_init(&s->rollbacks, 0);
+  atomic_init(&s->promotions, 0);
   s->listener = px_strdup(listener);
   s->route = px_strdup(rc->name);
   s->split_sig = sig;
@@ -52,7 +57,8 @@ static void detach(px_route_state_t *s) {
   s->detached = 1;
 }
 
-px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t *rc, int *kept) {
+px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t *rc, int nworkers,
+                                     int *kept) {
   uv_once(&once, init);
   char *sig = signature(rc);
   *kept = 0;
@@ -64,7 +70,7 @@ px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t
     s = NULL;
   }
   if (!s) {
-    s = state_new(listener, rc, sig);
+    s = state_new(listener, rc, nworkers, sig);
   } else {
     free(sig);
     *kept = atomic_load(&s->set_at_run_time);
@@ -81,6 +87,8 @@ void px_route_state_put(px_route_state_t *s) {
     free(s->listener);
     free(s->route);
     free(s->split_sig);
+    for (int w = 0; w < s->nworkers; w++) pthread_mutex_destroy(&s->slots[w].mu);
+    free(s->slots);
     free(s);
   }
   uv_mutex_unlock(&mu);
@@ -103,4 +111,25 @@ void px_route_weights_write(px_route_state_t *s, const int *w, int run_time) {
   for (size_t k = 0; k < s->n; k++) atomic_store_explicit(&s->weights[k], w[k], memory_order_relaxed);
   atomic_store_explicit(&s->seq, q + 2, memory_order_release);
   atomic_store(&s->set_at_run_time, run_time);
+}
+
+void px_route_state_record(px_route_state_t *s, int wid, int canary, int failed, uint64_t latency_us) {
+  if (wid < 0 || wid >= s->nworkers) return;
+  px_canary_slot_t *sl = &s->slots[wid];
+  pthread_mutex_lock(&sl->mu);
+  px_canary_window_record(&sl->win[canary ? 1 : 0], failed, latency_us);
+  pthread_mutex_unlock(&sl->mu);
+}
+
+void px_route_state_take(px_route_state_t *s, px_canary_window_t *stable, px_canary_window_t *canary) {
+  memset(stable, 0, sizeof(*stable));
+  memset(canary, 0, sizeof(*canary));
+  for (int w = 0; w < s->nworkers; w++) {
+    px_canary_slot_t *sl = &s->slots[w];
+    pthread_mutex_lock(&sl->mu);
+    px_canary_window_merge(stable, &sl->win[0]);
+    px_canary_window_merge(canary, &sl->win[1]);
+    memset(sl->win, 0, sizeof(sl->win));
+    pthread_mutex_unlock(&sl->mu);
+  }
 }

@@ -12,13 +12,23 @@
 #ifndef PX_ROUTE_STATE_H
 #define PX_ROUTE_STATE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "canary.h"
 #include "config.h"
 
 /* Split entries a route may have (the configuration refuses more). */
 #define PX_SPLIT_MAX 64
+
+/* One worker's answers of one analysis interval, by side ([0] stable, [1] canary): the
+ * worker adds under the slot's lock (its own, so uncontended but at the interval's end),
+ * the main thread takes them and starts the next interval. */
+typedef struct {
+  pthread_mutex_t mu;
+  px_canary_window_t win[2];
+} px_canary_slot_t;
 
 typedef struct px_route_state_s {
   char *listener, *route;
@@ -28,7 +38,16 @@ typedef struct px_route_state_s {
   atomic_int weights[PX_SPLIT_MAX];
   atomic_ullong requests[PX_SPLIT_MAX]; /* requests sent to each entry, since the state was made */
   atomic_int set_at_run_time;           /* the weights are not the file's (admin, canary run) */
-  int refs, detached;                   /* under the registry's mutex */
+  atomic_ullong rollbacks, promotions;  /* by the canary's run */
+  /* canary.analysis: per worker windows, and the run (main thread only) */
+  int nworkers;
+  px_canary_slot_t *slots;
+  px_canary_run_t run;
+  int run_started;
+  uint64_t next_ms;         /* the current interval's end */
+  px_canary_verdict_t last; /* the last interval's */
+  int have_last;
+  int refs, detached; /* under the registry's mutex */
   struct px_route_state_s *next;
 } px_route_state_t;
 
@@ -37,7 +56,14 @@ typedef struct px_route_state_s {
  * cluster, order, canary mark or weight), a new state starts from the file's weights
  * (the old one stays with the snapshots that hold it); else the run-time weights stay,
  * and *kept says so (1) when they are not the file's. */
-px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t *rc, int *kept);
+px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t *rc, int nworkers,
+                                     int *kept);
+/* Records a finished request of worker `wid` for the analysis: its side, whether it
+ * failed (a 5xx, the upstream's or the sidecar's, or no answer at all) and how long it
+ * took. */
+void px_route_state_record(px_route_state_t *s, int wid, int canary, int failed, uint64_t latency_us);
+/* The windows of the interval that ends now, summed over the workers, and a new one. */
+void px_route_state_take(px_route_state_t *s, px_canary_window_t *stable, px_canary_window_t *canary);
 void px_route_state_put(px_route_state_t *s);
 
 /* The weights as one set, into out[0..s->n). */

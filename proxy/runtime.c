@@ -57,7 +57,7 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
       rt->canary = -1;
       if (rt->conf->nsplit) {
         int kept = 0;
-        rt->rs = px_route_state_get(lr->conf->name, rt->conf, &kept);
+        rt->rs = px_route_state_get(lr->conf->name, rt->conf, nworkers, &kept);
         for (size_t k = 0; k < rt->conf->nsplit; k++)
           if (rt->conf->split[k].canary) rt->canary = (int)k;
         if (kept)

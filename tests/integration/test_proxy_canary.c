@@ -24,6 +24,16 @@
   "        canary: { override_header: x-canary, sticky: { header: x-user-id } }\n"                           \
   "clusters:\n  - { name: stable, endpoints: [%s] }\n  - { name: canary, endpoints: [%s] }\n"
 
+/* With analysis: the canary block's extra keys, after the sticky header. */
+#define CFG_A                                                                                                \
+  "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: info }\n"                                     \
+  "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n"                                                  \
+  "    routes:\n      - name: app\n        match: { prefix: / }\n"                                           \
+  "        split:\n          - { cluster: stable, weight: %d }\n"                                            \
+  "          - { cluster: canary, weight: %d, canary: true }\n"                                              \
+  "        canary:\n          analysis: { interval: 1s, min_requests: 20 }\n%s"                              \
+  "clusters:\n  - { name: stable, endpoints: [%s] }\n  - { name: canary, endpoints: [%s] }\n"
+
 static fu_t *up_s, *up_c;
 static char ep_s[64], ep_c[64];
 
@@ -257,5 +267,106 @@ Test(canary, reload_keeps_run_time_weights_unless_the_split_changed, .timeout = 
   free(log);
   reload(&p, 80, 20, 2); /* the file's split changed: its weights */
   cr_expect_eq(canary_weight(&p), 20);
+  stop(&p);
+}
+
+/* ---- analysis: rollback, a healthy canary left alone, promotion --------------------- */
+
+static void start_a(tp_t *p, int ws, int wc, const char *canary_status, const char *extra) {
+  static char raw_c[128];
+  snprintf(raw_c, sizeof(raw_c), "HTTP/1.1 %s\r\nContent-Length: 1\r\n\r\nC", canary_status);
+  up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
+  up_c = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = raw_c});
+  snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
+  snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+  tp_prepare(p);
+  tp_launch(p, CFG_A, p->admin, p->port, ws, wc, extra, ep_s, ep_c);
+}
+
+/* Requests for `ms` milliseconds; returns how many the canary answered. */
+static int load(tp_t *p, int ms) {
+  int64_t end = th_now_ms() + ms;
+  int canary = 0;
+  while (th_now_ms() < end) {
+    th_resp_t r;
+    cr_assert_eq(th_http(p->port, "GET", "/x", NULL, NULL, &r), 0);
+    canary += r.body_len == 1 && r.body[0] == 'C';
+    th_resp_free(&r);
+  }
+  return canary;
+}
+
+static char *canary_doc(tp_t *p) {
+  th_resp_t r;
+  cr_assert_eq(th_http(p->admin, "GET", "/canary", NULL, NULL, &r), 0);
+  char *doc = strndup(r.body, r.body_len);
+  th_resp_free(&r);
+  return doc;
+}
+
+/* Load until GET /canary shows `state` (at most `secs` seconds). */
+static char *until_state(tp_t *p, const char *state, int secs) {
+  char want[64];
+  snprintf(want, sizeof(want), "\"analysis\":{\"state\":\"%s\"", state);
+  for (int i = 0; i < secs * 4; i++) {
+    load(p, 250);
+    char *doc = canary_doc(p);
+    if (strstr(doc, want)) return doc;
+    free(doc);
+  }
+  char *doc = canary_doc(p);
+  cr_assert_fail("no state %s after %d s: %s", state, secs, doc);
+  return doc;
+}
+
+Test(canary, analysis_rolls_back_a_failing_canary, .timeout = 60) {
+  tp_t p;
+  start_a(&p, 80, 20, "500 Internal Server Error", "");
+  char *doc = until_state(&p, "rolled_back", 8);
+  cr_expect(strstr(doc, "\"weights\":{\"stable\":80,\"canary\":0}"), "%s", doc);
+  cr_expect(strstr(doc, "error rate 1.000 > max_error_rate 0.050"), "%s", doc);
+  free(doc);
+  cr_expect_eq(load(&p, 300), 0, "no request reaches a rolled-back canary");
+  size_t n;
+  char *log = th_read_file(p.log, &n);
+  cr_expect(log &&
+                strstr(log, "canary: route app of listener edge: canary rolled back to weight 0: error rate"),
+            "%s", log ? log : "");
+  free(log);
+  th_resp_t m;
+  cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &m), 0);
+  cr_expect(strstr(m.body, "outrigger_canary_rollbacks_total{listener=\"edge\",route=\"app\"} 1\n"));
+  cr_expect(
+      strstr(m.body, "outrigger_canary_weight{listener=\"edge\",route=\"app\",cluster=\"canary\"} 0\n"));
+  th_resp_free(&m);
+  stop(&p);
+}
+
+Test(canary, analysis_leaves_a_healthy_canary_alone, .timeout = 60) {
+  tp_t p;
+  start_a(&p, 80, 20, "200 OK", "");
+  cr_expect_gt(load(&p, 3500), 0);
+  char *doc = canary_doc(&p);
+  cr_expect(strstr(doc, "\"analysis\":{\"state\":\"ok\""), "%s", doc);
+  cr_expect(strstr(doc, "\"weights\":{\"stable\":80,\"canary\":20}"), "%s", doc);
+  cr_expect(strstr(doc, "\"verdict\":\"pass\""), "%s", doc);
+  cr_expect(strstr(doc, "\"rollbacks\":0"), "%s", doc);
+  free(doc);
+  stop(&p);
+}
+
+Test(canary, promotion_steps_up_to_until, .timeout = 60) {
+  tp_t p;
+  start_a(&p, 90, 10, "200 OK", "          promote: { step: 20, every: 1s, until: 50 }\n");
+  char *doc = until_state(&p, "promoted", 10);
+  cr_expect(strstr(doc, "\"weights\":{\"stable\":50,\"canary\":50}"), "%s", doc);
+  cr_expect(strstr(doc, "\"promotions\":2"), "10 -> 30 -> 50: %s", doc);
+  free(doc);
+  size_t n;
+  char *log = th_read_file(p.log, &n);
+  cr_expect(log && strstr(log, "canary promoted to 30% (analysis passed") &&
+                strstr(log, "canary promoted to 50% (done"),
+            "%s", log ? log : "");
+  free(log);
   stop(&p);
 }

@@ -491,6 +491,41 @@ Test(config, cluster_and_split_or_neither) {
   cr_assert_eq(errs.n, 3);
 }
 
+Test(config, canary_promote) {
+  parse("listeners:\n"
+        "  - name: in\n"
+        "    address: 127.0.0.1:8001\n"
+        "    routes:\n"
+        "      - name: a\n"
+        "        split: [{ cluster: c1, weight: 9 }, { cluster: c2, weight: 1, canary: true }]\n"
+        "        canary:\n"
+        "          promote: { step: 10, every: 30s }\n"
+        "      - name: b\n"
+        "        split: [{ cluster: c1, weight: 9 }, { cluster: c2, weight: 1, canary: true }]\n"
+        "        canary:\n"
+        "          analysis: { interval: 5s }\n"
+        "          promote: { step: 0, every: 100ms, until: 101 }\n"
+        "clusters: [{ name: c1, endpoints: [127.0.0.1:9001] }, { name: c2, endpoints: [127.0.0.1:9002] }]\n");
+  cr_assert_null(cfg);
+  expect_error(8, 11, "'promote' needs 'analysis'");
+  expect_error(13, 28, "step");
+  expect_error(13, 38, "every");
+  expect_error(13, 52, "until");
+  cr_assert_eq(errs.n, 4);
+  parse("listeners:\n"
+        "  - name: in\n"
+        "    address: 127.0.0.1:8001\n"
+        "    routes:\n"
+        "      - name: b\n"
+        "        split: [{ cluster: c1, weight: 9 }, { cluster: c2, weight: 1, canary: true }]\n"
+        "        canary: { analysis: {}, promote: { step: 25, every: 2m } }\n"
+        "clusters: [{ name: c1, endpoints: [127.0.0.1:9001] }, { name: c2, endpoints: [127.0.0.1:9002] }]\n");
+  cr_assert_not_null(cfg);
+  const px_canary_conf_t *cc = &cfg->listeners[0].routes[0].canary;
+  cr_expect(cc->has_promote && cc->promote_step == 25 && cc->promote_every_ms == 120000 &&
+            cc->promote_until == 100);
+}
+
 Test(config, split_rules) {
   parse("listeners:\n"
         "  - name: in\n"
