@@ -16,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey redirect"
+ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey sticky redirect"
 
 # Remember the user-set knobs for the "exact command" line before defaulting them.
 CMDLINE=""
@@ -61,7 +61,7 @@ setup_and_build
 #  C_UP: the upstream service behind the proxies; empty: servers hit directly)
 PEERS="haproxy nginx h2o"
 case_def() {
-  C_POST=0; C_EXPECT=200; C_CAP=""; C_UP=origin; C_KEYS=0
+  C_POST=0; C_EXPECT=200; C_CAP=""; C_UP=origin; C_KEYS=0; C_STICKY=0
   case $1 in
     small50)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 50 connections";;
     capped50) C_PATH=/small.txt; C_CONNS=50;  C_CAP=50; C_TARGETS="outrigger $PEERS"; C_DESC="as small50, with each proxy held to half a core (cgroup CPU quota, 5 ms per 10 ms): the throughput one worker carries when the proxy is the bottleneck";;
@@ -74,6 +74,7 @@ case_def() {
     demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=shortener; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
     features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
     postkey)  C_PATH=/upload;    C_CONNS=50;  C_POST=256; C_KEYS=1; C_TARGETS="outrigger outrigger-features"; C_DESC="POST 256 bytes, each with an Idempotency-Key of its own, 50 connections: features off vs on (on: inbound idempotency keeps every answer, the retry policy keeps every body)";;
+    sticky)   C_PATH=/small.txt; C_CONNS=50;  C_STICKY=1; C_TARGETS="outrigger outrigger-sticky"; C_DESC="GET 13 bytes, 50 connections, an x-user-id of 10,000 users: a plain cluster route vs a 90/10 canary split with sticky assignment by that header";;
     redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=""; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
   esac
   if [ -n "${CONNS:-}" ]; then C_CONNS=$CONNS; fi
@@ -88,6 +89,7 @@ target_def() {
     */direct)             T_PORT=$P_ORIGIN;     T_SVCS=origin;    T_UP="" ;;
     */outrigger)          T_PORT=$P_OUTRIGGER;  T_SVCS=outrigger ;;
     */outrigger-features) T_PORT=$P_ORFEAT;     T_SVCS=orfeat ;;
+    */outrigger-sticky)   T_PORT=$P_ORSTICKY;   T_SVCS=orsticky ;;
     */haproxy)            T_PORT=$P_HAPROXY;    T_SVCS=haproxy ;;
     */nginx)              T_PORT=$P_NGINXPROXY; T_SVCS=nginxproxy ;;
     */h2o)                T_PORT=$P_H2O;        T_SVCS=h2o ;;
@@ -171,6 +173,10 @@ if [ -n "${NEED[orfeat]:-}" ]; then
     log "NOTE: features-on case skipped (the loader may not accept every key in bench/out/outrigger-features.yaml yet)"
   fi
 fi
+if [ -n "${NEED[orsticky]:-}" ]; then
+  write_outrigger_sticky "$OUT/outrigger-sticky.yaml"
+  if start_outrigger outrigger-sticky "$OUT/outrigger-sticky.yaml" $P_ORSTICKY; then SVC_PID[orsticky]=$LAST_PID; else SVC_SKIP[orsticky]=$SKIP_MSG; fi
+fi
 if [ -n "${NEED[sidecar]:-}" ]; then
   write_outrigger_plain "$OUT/sidecar.yaml" $P_SIDECAR $A_SIDECAR $P_SHORTENER
   if start_outrigger sidecar "$OUT/sidecar.yaml" $P_SIDECAR; then SVC_PID[sidecar]=$LAST_PID; else SVC_SKIP[sidecar]=$SKIP_MSG; fi
@@ -206,7 +212,7 @@ run_wrk() {  # PORT PATH CONNS POSTBYTES SECONDS OUTFILE ; sets WRK_PID, runs in
   local cmd=(wrk -t"$WRK_THREADS" -c"$3" -d"$5"s --timeout 5s --latency -s "$LIB/wrk-report.lua"
              "http://127.0.0.1:$1$2")
   [ "$PINNING" = 1 ] && cmd=(taskset -c 1 "${cmd[@]}")
-  WRK_POST_BYTES=$4 WRK_IDEM_KEYS=${C_KEYS:-0} "${cmd[@]}" >"$6" 2>&1 &
+  WRK_POST_BYTES=$4 WRK_IDEM_KEYS=${C_KEYS:-0} WRK_STICKY=${C_STICKY:-0} "${cmd[@]}" >"$6" 2>&1 &
   WRK_PID=$!
   STARTED_PIDS+=("$WRK_PID")
 }

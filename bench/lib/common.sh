@@ -23,6 +23,7 @@ P_NGINXPROXY=18003
 P_EDGE=18011        # demo topology: edge outrigger -> sidecar outrigger -> shortener
 P_SIDECAR=18012
 P_ORFEAT=18021      # outrigger, all features on
+P_ORSTICKY=18022    # outrigger, a sticky canary split instead of a cluster
 P_H2O=18004         # h2o as reverse proxy
 P_ORIGIN_STATUS=18081  # the upstream nginx's stub_status (connections accepted)
 # The same upstream on one port per peer proxy: each proxy's pool then has the
@@ -35,8 +36,9 @@ A_OUTRIGGER=19901
 A_EDGE=19911
 A_SIDECAR=19912
 A_ORFEAT=19921
+A_ORSTICKY=19922
 A_LEAK=19931
-ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_LEAK"
+ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $P_ORSTICKY $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_ORSTICKY $A_LEAK"
 
 STARTED_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
@@ -469,6 +471,35 @@ clusters:
     # limit so that at 10,000 client connections the rest wait for a connection.
     pool: { max_idle_per_endpoint: 9000, idle_timeout: 60s }
     limits: { max_connections: 9000, max_pending: 20000, max_requests: 20000 }
+EOF
+}
+
+# The plain configuration with its route a canary split (90/10 over two clusters of the
+# same upstream) with sticky assignment by header, as SPEC §7's example: what the split
+# costs over a plain `cluster:` route (issue 19).
+write_outrigger_sticky() {
+  cat >"$1" <<EOF
+workers: 1
+drain_timeout: 2s
+admin: { address: 127.0.0.1:$A_ORSTICKY }
+log: { level: warn, access_log: off }
+listeners:
+  - name: bench
+    address: 127.0.0.1:$P_ORSTICKY
+    routes:
+      - name: all
+        match: { prefix: / }
+        split:
+          - { cluster: stable, weight: 90 }
+          - { cluster: canary, weight: 10, canary: true }
+        canary: { sticky: { header: x-user-id } }
+clusters:
+  - name: stable
+    endpoints: [127.0.0.1:$P_ORIGIN]
+    pool: { max_idle_per_endpoint: 9000, idle_timeout: 60s }
+  - name: canary
+    endpoints: [127.0.0.1:$P_ORIGIN]
+    pool: { max_idle_per_endpoint: 9000, idle_timeout: 60s }
 EOF
 }
 

@@ -6,7 +6,7 @@ svc_label() {
   case $1 in
     origin) echo "nginx upstream (origin)";; nginx302) echo "nginx return 302";;
     shortener) echo "shortener";; outrigger) echo "outrigger";;
-    orfeat) echo "outrigger, features on";; haproxy) echo "haproxy";;
+    orfeat) echo "outrigger, features on";; orsticky) echo "outrigger, sticky canary split";; haproxy) echo "haproxy";;
     nginxproxy) echo "nginx reverse proxy";; h2o) echo "h2o reverse proxy";; sidecar) echo "outrigger sidecar (demo)";;
     edge) echo "outrigger edge (demo)";; *) echo "$1";;
   esac
@@ -155,6 +155,9 @@ targets_table() {
   feat=$(field postkey outrigger-features 4); off=$(field postkey outrigger 4)
   ratio=$(ratio_of "$feat" "$off")
   echo "| Keyed POSTs: features on ≥ 0.95× features off req/s (inbound idempotency, retry) | ${ratio:-–} | $(verdict "$ratio" '>=' 0.95) |"
+  feat=$(field sticky outrigger-sticky 4); off=$(field sticky outrigger 4)
+  ratio=$(ratio_of "$feat" "$off")
+  echo "| A sticky canary split ≥ 0.97× a plain \`cluster:\` route's req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.97) |"
   sh=$(field redirect shortener 4); ng=$(field redirect nginx-302 4)
   ratio=$(ratio_of "$sh" "$ng")
   echo "| Shortener redirect ≥ 0.7× nginx \`return 302\` req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.7) |"
@@ -253,7 +256,7 @@ unset multiplot
 EOF
     PLOT_LINKS+="![connection sweep](plots/sweep.png)"$'\n\n'
   fi
-  awk -F'\t' 'NR > 1 && ($1 == "demo" || $1 == "features" || $1 == "redirect") { print $1 ":" $2, $4 }' \
+  awk -F'\t' 'NR > 1 && ($1 == "demo" || $1 == "features" || $1 == "sticky" || $1 == "redirect") { print $1 ":" $2, $4 }' \
     "$OUT/summary.tsv" >"$OUT/plot-other.dat"
   if [ -s "$OUT/plot-other.dat" ]; then
     gnuplot <<EOF

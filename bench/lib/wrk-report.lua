@@ -21,6 +21,16 @@ if os.getenv("WRK_IDEM_KEYS") == "1" then
   end
 end
 
+-- * WRK_STICKY=1 sends an x-user-id of 10,000 users in turn (the sticky split case).
+if os.getenv("WRK_STICKY") == "1" then
+  local n = 0
+  function request()
+    n = n + 1
+    wrk.headers["x-user-id"] = "user-" .. (n % 10000)
+    return wrk.format()
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
