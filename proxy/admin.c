@@ -276,19 +276,20 @@ static void post_canary(px_admin_ctx_t *ctx, const px_hreq_t *req, px_hres_t *re
       }
   }
   if (found == 0) {
-    snprintf(msg, sizeof(msg), "no route named '%.*s'%s; GET /canary lists the split routes", (int)name.n,
-             name.p, want_listener.p ? " in that listener" : "");
+    snprintf(msg, sizeof(msg), "no route named '%.*s'%s; GET /canary lists the split routes",
+             (int)PX_MIN(name.n, (size_t)100), name.p, want_listener.p ? " in that listener" : "");
     problem(res, 404, msg);
     return;
   }
   if (split == 0) {
-    snprintf(msg, sizeof(msg), "route '%.*s' has no split: its weights cannot be set", (int)name.n, name.p);
+    snprintf(msg, sizeof(msg), "route '%.*s' has no split: its weights cannot be set",
+             (int)PX_MIN(name.n, (size_t)100), name.p);
     problem(res, 409, msg);
     return;
   }
   if (split > 1) {
     snprintf(msg, sizeof(msg), "several listeners have a split route named '%.*s': add ?listener=NAME",
-             (int)name.n, name.p);
+             (int)PX_MIN(name.n, (size_t)100), name.p);
     problem(res, 409, msg);
     return;
   }

@@ -412,8 +412,6 @@ static int cookie_value(const px_head_t *h, px_str_t name, px_str_t *out) {
   return 0;
 }
 
-/* The request's key for a consistent-hash cluster (cluster `hash`): header, cookie,
- * path or the client's address; a request without one is placed at random. */
 /* The cluster of a split route (SPEC §7): the override header's side, else the sticky
  * key's (header or cookie), else a weighted draw. Made once a request: its retries stay
  * on the side it was given. */
@@ -439,6 +437,8 @@ static px_cluster_t *pick_split(px_req_t *r, const px_head_t *h) {
                        has_key ? 0 : px_rand01());
 }
 
+/* The request's key for a consistent-hash cluster (cluster `hash`): header, cookie,
+ * path or the client's address; a request without one is placed at random. */
 static void lb_key(px_req_t *r, const px_head_t *h, px_str_t path) {
   const px_cluster_conf_t *cc = r->cluster->conf;
   r->lb_keyed = 0;
