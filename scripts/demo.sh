@@ -9,6 +9,8 @@
 # so every process drains). DEMO_SECONDS=N stops by itself after N seconds.
 # CHAOS=1 runs config/demo/chaos/ instead: the sidecars drop 20% of the answers after
 # the app did the work, and the edge retries POSTs safely with idempotency keys.
+# CANARY=1 runs the edge of config/demo/canary/ instead: v2 is promoted from 10% while
+# its analysis passes, and rolled back by itself if it starts failing (GET :15000/canary).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -22,6 +24,8 @@ done
 
 CFG=config/demo
 [ "${CHAOS:-0}" = 1 ] && CFG=config/demo/chaos
+EDGE=$CFG/edge.yaml
+[ "${CANARY:-0}" = 1 ] && EDGE=config/demo/canary/edge.yaml
 RUN=$(mktemp -d /tmp/outrigger-demo.XXXXXX)
 pids=()
 stop_all() {
@@ -45,7 +49,7 @@ for i in 1 2 3; do
   build-release/proxy/outrigger -c "$CFG/sidecar-$i.yaml" >"$RUN/sidecar-$i.log" 2>&1 &
   pids+=($!)
 done
-build-release/proxy/outrigger -c "$CFG/edge.yaml" >"$RUN/edge.log" 2>&1 &
+build-release/proxy/outrigger -c "$EDGE" >"$RUN/edge.log" 2>&1 &
 pids+=($!)
 for p in 8001 8002 8003 8080; do wait_port "$p"; done
 
@@ -68,6 +72,8 @@ Try:
   for i in \$(seq 100); do curl -s -o /dev/null -w '%header{x-shortener-version}\\n' http://127.0.0.1:8080/healthz; done | sort | uniq -c
   curl -s http://127.0.0.1:15000/metrics | grep outrigger_requests_total
   curl -s http://127.0.0.1:15000/clusters
+  curl -s http://127.0.0.1:15000/canary
+  curl -s -X POST http://127.0.0.1:15000/canary/shortener -d '{"weights": {"shortener-v2": 25}}'
 
 Ctrl-C stops everything.
 MSG
