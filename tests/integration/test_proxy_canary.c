@@ -138,6 +138,38 @@ Test(canary, sticky_keys_move_one_way_as_the_weight_changes, .timeout = 120) {
   stop(&p);
 }
 
+/* Sticky by cookie: the same cookie value stays on one side among other cookies, and
+ * keys spread over both sides by the weights. */
+Test(canary, sticky_by_cookie, .timeout = 60) {
+  up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
+  up_c = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC"});
+  snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
+  snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+  tp_t p;
+  tp_prepare(&p);
+  tp_launch(&p,
+            "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"
+            "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n"
+            "    routes:\n      - name: app\n        split:\n          - { cluster: stable, weight: 50 }\n"
+            "          - { cluster: canary, weight: 50, canary: true }\n"
+            "        canary: { sticky: { cookie: sid } }\n"
+            "clusters:\n  - { name: stable, endpoints: [%s] }\n  - { name: canary, endpoints: [%s] }\n",
+            p.admin, p.port, ep_s, ep_c);
+  int per[2] = {0};
+  char h[96];
+  for (int k = 0; k < 100; k++) {
+    snprintf(h, sizeof(h), "Cookie: theme=dark; sid=s%d; lang=en\r\n", k);
+    char c = who(&p, h);
+    for (int again = 0; again < 3; again++) {
+      snprintf(h, sizeof(h), "Cookie: sid=s%d\r\nCookie: other=%d\r\n", k, again);
+      cr_assert_eq(who(&p, h), c, "cookie sid=s%d moved", k);
+    }
+    per[c == 'C']++;
+  }
+  cr_expect(per[0] > 25 && per[1] > 25, "stable %d, canary %d of 100 keys at 50/50", per[0], per[1]);
+  stop(&p);
+}
+
 Test(canary, admin_api_validates_and_reports, .timeout = 60) {
   tp_t p;
   start(&p, 90, 10);
