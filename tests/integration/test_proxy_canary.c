@@ -170,6 +170,47 @@ Test(canary, sticky_by_cookie, .timeout = 60) {
   stop(&p);
 }
 
+/* A request's retries stay on the side it was given: a canary answering 503, retried on
+ * 5xx, gives its 503 after 3 tries and never a stable 200 after a retry. */
+Test(canary, retries_stay_on_the_side, .timeout = 60) {
+  up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
+  up_c = fu_start(
+      &(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1\r\n\r\nC"});
+  snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
+  snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+  tp_t p;
+  tp_prepare(&p);
+  tp_launch(&p,
+            "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"
+            "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n"
+            "    routes:\n      - name: app\n        split:\n          - { cluster: stable, weight: 50 }\n"
+            "          - { cluster: canary, weight: 50, canary: true }\n"
+            "        canary: {}\n"
+            "        retry: { attempts: 3, on: [5xx], backoff: { base: 1ms, max: 2ms } }\n"
+            "clusters:\n  - { name: stable, endpoints: [%s] }\n  - { name: canary, endpoints: [%s] }\n",
+            p.admin, p.port, ep_s, ep_c);
+  int seen[2] = {0};
+  for (int i = 0; i < 200; i++) {
+    th_resp_t r;
+    cr_assert_eq(th_http(p.port, "GET", "/x", i % 4 ? NULL : "x-canary: always\r\n", NULL, &r), 0);
+    const char *a = th_header(&r, "x-outrigger-attempts");
+    if (r.status == 200) {
+      cr_assert(r.body_len == 1 && r.body[0] == 'S');
+      cr_assert(a && strcmp(a, "1") == 0, "a stable answer after %s tries: a retry changed sides",
+                a ? a : "?");
+      seen[0]++;
+    } else {
+      cr_assert_eq(r.status, 503);
+      cr_assert(r.body_len == 1 && r.body[0] == 'C');
+      cr_assert(a && strcmp(a, "3") == 0, "the canary's 503 after %s tries", a ? a : "?");
+      seen[1]++;
+    }
+    th_resp_free(&r);
+  }
+  cr_expect(seen[0] > 40 && seen[1] > 90, "stable %d, canary %d", seen[0], seen[1]);
+  stop(&p);
+}
+
 Test(canary, admin_api_validates_and_reports, .timeout = 60) {
   tp_t p;
   start(&p, 90, 10);
