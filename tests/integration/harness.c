@@ -41,16 +41,25 @@ const char *th_bin(const char *name) {
  * now and then with "address already in use". */
 int th_free_port(void) {
   static __thread unsigned seed;
+  /* The ports handed out lately: a port is free until the process under test binds it,
+   * so two picks in a row (a listener and its admin address) must not be the same one. */
+  static __thread int recent[64];
+  static __thread unsigned nrecent;
   if (seed == 0) seed = (unsigned)getpid() ^ (unsigned)th_now_ms() ^ (unsigned)(uintptr_t)&seed;
   for (int tries = 0; tries < 200; tries++) {
-    int port = 20000 + (int)(rand_r(&seed) % 12000);
+    int port = 20000 + (int)(rand_r(&seed) % 12000), seen = 0;
+    for (unsigned i = 0; i < 64 && i < nrecent; i++) seen |= recent[i] == port;
+    if (seen) continue;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     struct sockaddr_in a = {
         .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);
-    if (ok) return port;
+    if (ok) {
+      recent[nrecent++ % 64] = port;
+      return port;
+    }
   }
   return -1;
 }
