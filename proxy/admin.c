@@ -228,7 +228,7 @@ static void render_canary(px_admin_ctx_t *ctx, px_buf_t *out) {
           if (k) px_buf_append_cstr(out, ",");
           px_buf_json_str(out, rc->split[k].cluster, strlen(rc->split[k].cluster));
           if (pass)
-            px_buf_printf(out, ":%llu", (unsigned long long)atomic_load(&rt->rs->requests[k]));
+            px_buf_printf(out, ":%llu", (unsigned long long)px_route_requests(rt->rs, k));
           else
             px_buf_printf(out, ":%d", w[k]);
         }

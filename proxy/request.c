@@ -433,7 +433,7 @@ static px_cluster_t *pick_split(px_req_t *r, const px_head_t *h) {
       has_key = cookie_value(h, (px_str_t){cc->sticky_cookie, strlen(cc->sticky_cookie)}, &key);
     }
   }
-  return px_route_pick(r->ws->snap, r->route, force, has_key, has_key ? px_canary_key_hash(key) : 0,
+  return px_route_pick(r->ws->snap, r->w->id, r->route, force, has_key, has_key ? px_canary_key_hash(key) : 0,
                        has_key ? 0 : px_rand01());
 }
 
@@ -568,8 +568,8 @@ static void on_head(px_conn_t *c) {
   r->route = &lrt(r)->routes[ri];
   r->filters = route_filters(lc, r->route);
   const px_route_conf_t *rc = r->route->conf;
-  r->cluster =
-      rc->nsplit ? pick_split(r, h) : px_route_pick(r->ws->snap, r->route, PX_CANARY_FORCE_NONE, 0, 0, 0);
+  r->cluster = rc->nsplit ? pick_split(r, h)
+                          : px_route_pick(r->ws->snap, r->w->id, r->route, PX_CANARY_FORCE_NONE, 0, 0, 0);
   if (r->cluster == NULL || r->cluster->neps == 0) {
     r->route = NULL; /* no filter has seen it: none is told it ended */
     px_req_fail(r, PX_ERR_NO_ENDPOINT, "the route has no cluster with a usable endpoint", NULL);

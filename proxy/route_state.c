@@ -39,7 +39,6 @@ static px_route_state_t *state_new(const char *listener, const px_route_conf_t *
   s->n = PX_MIN(rc->nsplit, (size_t)PX_SPLIT_MAX);
   for (size_t k = 0; k < PX_SPLIT_MAX; k++) {
     atomic_init(&s->weights[k], k < s->n ? rc->split[k].weight : 0);
-    atomic_init(&s->requests[k], 0);
   }
   atomic_init(&s->set_at_run_time, 0);
   atomic_init(&s->seq, 0);
@@ -111,6 +110,19 @@ void px_route_weights_write(px_route_state_t *s, const int *w, int run_time) {
   for (size_t k = 0; k < s->n; k++) atomic_store_explicit(&s->weights[k], w[k], memory_order_relaxed);
   atomic_store_explicit(&s->seq, q + 2, memory_order_release);
   atomic_store(&s->set_at_run_time, run_time);
+}
+
+void px_route_state_count(px_route_state_t *s, int wid, size_t k) {
+  if (wid < 0 || wid >= s->nworkers || k >= PX_SPLIT_MAX) return;
+  atomic_ullong *c = &s->slots[wid].requests[k];
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+uint64_t px_route_requests(const px_route_state_t *s, size_t k) {
+  uint64_t n = 0;
+  for (int w = 0; w < s->nworkers; w++)
+    n += atomic_load_explicit(&s->slots[w].requests[k], memory_order_relaxed);
+  return n;
 }
 
 void px_route_state_record(px_route_state_t *s, int wid, int canary, int failed, uint64_t latency_us) {

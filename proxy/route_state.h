@@ -8,7 +8,7 @@
  * The weights are a set, changed as one: a sequence count around them (a seqlock) lets
  * a request read them without a lock and never see half of an old set and half of a
  * new one, which could be all zeros ({100, 0} becoming {0, 100}). The request counts are
- * atomic, shared by the workers. */
+ * per worker. */
 #ifndef PX_ROUTE_STATE_H
 #define PX_ROUTE_STATE_H
 
@@ -28,6 +28,10 @@
 typedef struct {
   pthread_mutex_t mu;
   px_canary_window_t win[2];
+  /* Requests sent to each split entry by this worker, since the state was made: written
+   * by the worker alone (a load and a store, no shared line bouncing between workers),
+   * summed by px_route_requests. */
+  atomic_ullong requests[PX_SPLIT_MAX];
 } px_canary_slot_t;
 
 typedef struct px_route_state_s {
@@ -36,9 +40,8 @@ typedef struct px_route_state_s {
   size_t n;        /* split entries */
   atomic_uint seq; /* even while the weights are a whole set: px_route_weights_read */
   atomic_int weights[PX_SPLIT_MAX];
-  atomic_ullong requests[PX_SPLIT_MAX]; /* requests sent to each entry, since the state was made */
-  atomic_int set_at_run_time;           /* the weights are not the file's (admin, canary run) */
-  atomic_ullong rollbacks, promotions;  /* by the canary's run */
+  atomic_int set_at_run_time;          /* the weights are not the file's (admin, canary run) */
+  atomic_ullong rollbacks, promotions; /* by the canary's run */
   /* canary.analysis: per worker windows, and the run (main thread only) */
   int nworkers;
   px_canary_slot_t *slots;
@@ -61,6 +64,10 @@ px_route_state_t *px_route_state_get(const char *listener, const px_route_conf_t
 /* Records a finished request of worker `wid` for the analysis: its side, whether it
  * failed (a 5xx, the upstream's or the sidecar's, or no answer at all) and how long it
  * took. */
+/* Counts a request of worker `wid` sent to split entry k. */
+void px_route_state_count(px_route_state_t *s, int wid, size_t k);
+/* Requests sent to split entry k, all workers. */
+uint64_t px_route_requests(const px_route_state_t *s, size_t k);
 void px_route_state_record(px_route_state_t *s, int wid, int canary, int failed, uint64_t latency_us);
 /* The windows of the interval that ends now, summed over the workers, and a new one. */
 void px_route_state_take(px_route_state_t *s, px_canary_window_t *stable, px_canary_window_t *canary);

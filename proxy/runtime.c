@@ -100,8 +100,8 @@ px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name) {
   return NULL;
 }
 
-px_cluster_t *px_route_pick(px_snapshot_t *s, const px_route_rt_t *rt, px_canary_force_t force, int has_key,
-                            uint64_t key_hash, double r) {
+px_cluster_t *px_route_pick(px_snapshot_t *s, int wid, const px_route_rt_t *rt, px_canary_force_t force,
+                            int has_key, uint64_t key_hash, double r) {
   const px_route_conf_t *rc = rt->conf;
   if (rc->nsplit == 0) return &s->clusters[rc->cluster_index];
   /* One consistent set: the admin API may change them meanwhile. */
@@ -109,7 +109,7 @@ px_cluster_t *px_route_pick(px_snapshot_t *s, const px_route_rt_t *rt, px_canary
   px_route_weights_read(rt->rs, w);
   int k = px_canary_pick(w, rt->rs->n, rt->canary, force, has_key, key_hash, r);
   if (k < 0) return NULL;
-  atomic_fetch_add_explicit(&rt->rs->requests[k], 1, memory_order_relaxed);
+  px_route_state_count(rt->rs, wid, (size_t)k);
   return &s->clusters[rc->split[k].cluster_index];
 }
 

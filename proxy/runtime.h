@@ -85,9 +85,9 @@ px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name);
 /* The cluster a request goes to: the route's cluster, or one of its split entries by
  * px_canary_pick over the run-time weights (the override header's `force`, the sticky
  * key's hash when `has_key`, else `r`, uniform in [0, 1)), counted in the route's
- * requests. Returns NULL when nothing can take it (every weight that applies is 0). */
-px_cluster_t *px_route_pick(px_snapshot_t *s, const px_route_rt_t *rt, px_canary_force_t force, int has_key,
-                            uint64_t key_hash, double r);
+ * requests for worker `wid`. Returns NULL when nothing can take it (every weight that applies is 0). */
+px_cluster_t *px_route_pick(px_snapshot_t *s, int wid, const px_route_rt_t *rt, px_canary_force_t force,
+                            int has_key, uint64_t key_hash, double r);
 
 /* Round-robin choice of an endpoint index for worker `wid`, skipping those in
  * `exclude` (a bitmask over the first 64 endpoints, for retries that prefer an

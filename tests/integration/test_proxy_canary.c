@@ -37,11 +37,16 @@
 static fu_t *up_s, *up_c;
 static char ep_s[64], ep_c[64];
 
-static void start(tp_t *p, int ws, int wc) {
+/* The two fake upstreams: stable answers 200 "S", the canary `raw_c`. */
+static void start_ups(const char *raw_c) {
   up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
-  up_c = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC"});
+  up_c = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = raw_c});
   snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
   snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+}
+
+static void start(tp_t *p, int ws, int wc) {
+  start_ups("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC");
   tp_prepare(p);
   tp_launch(p, CFG, p->admin, p->port, ws, wc, ep_s, ep_c);
 }
@@ -141,10 +146,7 @@ Test(canary, sticky_keys_move_one_way_as_the_weight_changes, .timeout = 120) {
 /* Sticky by cookie: the same cookie value stays on one side among other cookies, and
  * keys spread over both sides by the weights. */
 Test(canary, sticky_by_cookie, .timeout = 60) {
-  up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
-  up_c = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC"});
-  snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
-  snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+  start_ups("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nC");
   tp_t p;
   tp_prepare(&p);
   tp_launch(&p,
@@ -173,11 +175,7 @@ Test(canary, sticky_by_cookie, .timeout = 60) {
 /* A request's retries stay on the side it was given: a canary answering 503, retried on
  * 5xx, gives its 503 after 3 tries and never a stable 200 after a retry. */
 Test(canary, retries_stay_on_the_side, .timeout = 60) {
-  up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
-  up_c = fu_start(
-      &(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1\r\n\r\nC"});
-  snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
-  snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+  start_ups("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1\r\n\r\nC");
   tp_t p;
   tp_prepare(&p);
   tp_launch(&p,
@@ -348,10 +346,7 @@ Test(canary, reload_keeps_run_time_weights_unless_the_split_changed, .timeout = 
 static void start_a(tp_t *p, int ws, int wc, const char *canary_status, const char *extra) {
   static char raw_c[128];
   snprintf(raw_c, sizeof(raw_c), "HTTP/1.1 %s\r\nContent-Length: 1\r\n\r\nC", canary_status);
-  up_s = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nS"});
-  up_c = fu_start(&(fu_opts_t){.mode = FU_RAW, .raw = raw_c});
-  snprintf(ep_s, sizeof(ep_s), "%s", tp_ep(up_s));
-  snprintf(ep_c, sizeof(ep_c), "%s", tp_ep(up_c));
+  start_ups(raw_c);
   tp_prepare(p);
   tp_launch(p, CFG_A, p->admin, p->port, ws, wc, extra, ep_s, ep_c);
 }

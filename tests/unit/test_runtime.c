@@ -102,16 +102,16 @@ Test(runtime, snapshot_mirrors_the_config) {
 
 Test(runtime, plain_route_picks_its_cluster) {
   px_route_rt_t *rt = route("out", 0);
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.999999), cluster("a"));
-  cr_expect_eq(px_route_pick(snap, route("in", 0), PX_CANARY_FORCE_NONE, 0, 0, 0.5), cluster("c"));
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.999999), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, 0, route("in", 0), PX_CANARY_FORCE_NONE, 0, 0, 0.5), cluster("c"));
 }
 
 /* Share of n draws of px_rand01 that pick `want`. */
 static double share(const px_route_rt_t *rt, const px_cluster_t *want, int n) {
   int hits = 0;
   for (int i = 0; i < n; i++) {
-    px_cluster_t *c = px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01());
+    px_cluster_t *c = px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01());
     cr_assert_not_null(c);
     hits += c == want;
   }
@@ -125,10 +125,10 @@ Test(runtime, split_90_10) {
   double b = share(rt, cluster("b"), 100000);
   cr_expect(fabs(b - 0.10) <= 0.02, "canary got %.4f of the requests, want 0.10", b);
   /* The boundaries fall where the weights say. */
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.899), cluster("a"));
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.9), cluster("b"));
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), cluster("b"));
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.899), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.9), cluster("b"));
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), cluster("b"));
 }
 
 Test(runtime, zero_weight_never_picked) {
@@ -136,7 +136,7 @@ Test(runtime, zero_weight_never_picked) {
   px_cluster_t *b = cluster("b");
   int na = 0, nc = 0;
   for (int i = 0; i < 100000; i++) {
-    px_cluster_t *c = px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01());
+    px_cluster_t *c = px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01());
     cr_assert_neq(c, b, "weight-0 cluster picked");
     na += c == cluster("a");
     nc += c == cluster("c");
@@ -145,23 +145,23 @@ Test(runtime, zero_weight_never_picked) {
   cr_expect(fabs(na / 100000.0 - 0.5) <= 0.02, "a got %d", na);
   /* Deterministic draws over the whole range, including the edges. */
   for (int i = 0; i < 1000; i++)
-    cr_assert_neq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, i / 1000.0), b, "r=%g", i / 1000.0);
-  cr_expect_neq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), b);
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.5), cluster("c"));
+    cr_assert_neq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, i / 1000.0), b, "r=%g", i / 1000.0);
+  cr_expect_neq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), b);
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.5), cluster("c"));
 
   /* A weight-0 entry last in the list is not a fallback either. */
   px_route_rt_t *zl = route("out", 3);
-  cr_expect_eq(px_route_pick(snap, zl, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
-  cr_expect_eq(px_route_pick(snap, zl, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, 0, zl, PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(snap, 0, zl, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)), cluster("a"));
 }
 
 Test(runtime, all_weights_zero_gives_null) {
   px_route_rt_t *rt = route("out", 1);
   atomic_store(&rt->rs->weights[0], 0);
   atomic_store(&rt->rs->weights[1], 0);
-  cr_expect_null(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0));
-  cr_expect_null(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.5));
-  cr_expect_null(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)));
+  cr_expect_null(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.0));
+  cr_expect_null(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, 0.5));
+  cr_expect_null(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, nextafter(1.0, 0.0)));
 }
 
 Test(runtime, weight_change_takes_effect) {
@@ -171,12 +171,12 @@ Test(runtime, weight_change_takes_effect) {
   atomic_store(&rt->rs->weights[0], 0);
   atomic_store(&rt->rs->weights[1], 100);
   for (int i = 0; i < 10000; i++)
-    cr_assert_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01()), b);
+    cr_assert_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01()), b);
   /* Roll it back. */
   atomic_store(&rt->rs->weights[0], 100);
   atomic_store(&rt->rs->weights[1], 0);
   for (int i = 0; i < 10000; i++)
-    cr_assert_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01()), a);
+    cr_assert_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 0, 0, px_rand01()), a);
   /* 50/50. */
   atomic_store(&rt->rs->weights[1], 100);
   double s = share(rt, b, 100000);
@@ -223,19 +223,19 @@ Test(runtime, reload_keeps_run_time_weights_while_the_split_is_unchanged) {
 Test(runtime, sticky_keys_and_the_override_pick_a_side) {
   px_route_rt_t *rt = route("out", 1);
   px_cluster_t *a = cluster("a"), *b = cluster("b");
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_CANARY, 0, 0, 0.0), b);
-  cr_expect_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_STABLE, 0, 0, 0.99), a);
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_CANARY, 0, 0, 0.0), b);
+  cr_expect_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_STABLE, 0, 0, 0.99), a);
   int canary = 0;
   for (int i = 0; i < 1000; i++) {
     char key[24];
     snprintf(key, sizeof(key), "user-%d", i);
     uint64_t h = px_canary_key_hash((px_str_t){key, strlen(key)});
-    px_cluster_t *c = px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 1, h, 0.0);
-    cr_assert_eq(px_route_pick(snap, rt, PX_CANARY_FORCE_NONE, 1, h, 0.99), c, "the key decides, not r");
+    px_cluster_t *c = px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 1, h, 0.0);
+    cr_assert_eq(px_route_pick(snap, 0, rt, PX_CANARY_FORCE_NONE, 1, h, 0.99), c, "the key decides, not r");
     canary += c == b;
   }
   cr_expect(canary > 60 && canary < 140, "%d of 1000 keys on the 10%% canary", canary);
-  cr_expect_gt(atomic_load(&rt->rs->requests[1]), 0, "counted");
+  cr_expect_gt(px_route_requests(rt->rs, 1), 0, "counted");
 }
 
 static int probe; /* px_cluster_pick's: no breaker here, so never set */
@@ -310,7 +310,7 @@ Test(runtime, refcount_frees_at_last_unref) {
   cr_expect_eq(atomic_load(&s->refs), 1);
   cr_expect_str_eq(s->clusters[0].eps[0].name, "127.0.0.1:9001");
   cr_expect_str_eq(s->cfg->listeners[0].name, "out");
-  cr_expect_eq(px_route_pick(s, route("out", 1), PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
+  cr_expect_eq(px_route_pick(s, 0, route("out", 1), PX_CANARY_FORCE_NONE, 0, 0, 0.0), cluster("a"));
   px_snapshot_unref(s); /* frees it */
   snap = NULL;
 #ifdef __SANITIZE_ADDRESS__
