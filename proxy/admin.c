@@ -250,45 +250,28 @@ static void render_canary(px_admin_ctx_t *ctx, px_buf_t *out) {
 
 /* POST /canary/ROUTE {"weights": {"CLUSTER": N, ...}}: the named clusters get their new
  * weights (the others keep theirs), as one set, for the requests that start from now.
- * ?listener=NAME picks the route when several listeners have one of that name. */
+ * Route names are unique across listeners (the configuration says so). */
 static void post_canary(px_admin_ctx_t *ctx, const px_hreq_t *req, px_hres_t *res) {
   px_snapshot_t *s = *ctx->current;
   px_str_t name = {req->path.p + strlen("/canary/"), req->path.n - strlen("/canary/")};
-  px_str_t want_listener = {NULL, 0};
-  if (req->query.n > 9 && memcmp(req->query.p, "listener=", 9) == 0)
-    want_listener = (px_str_t){req->query.p + 9, req->query.n - 9};
   px_route_rt_t *rt = NULL;
   const char *lname = NULL;
-  int found = 0, split = 0;
   char msg[320];
-  for (size_t l = 0; l < s->cfg->nlisteners; l++) {
-    px_listener_rt_t *lr = &s->listeners[l];
-    if (want_listener.p && !px_str_eq(want_listener, (px_str_t){lr->conf->name, strlen(lr->conf->name)}))
-      continue;
-    for (size_t r = 0; r < lr->conf->nroutes; r++)
-      if (px_str_eq(name, (px_str_t){lr->routes[r].conf->name, strlen(lr->routes[r].conf->name)})) {
-        found++;
-        if (lr->routes[r].rs) {
-          split++;
-          rt = &lr->routes[r];
-          lname = lr->conf->name;
-        }
+  for (size_t l = 0; l < s->cfg->nlisteners && !rt; l++)
+    for (size_t r = 0; r < s->listeners[l].conf->nroutes && !rt; r++)
+      if (px_str_eq(name, (px_str_t){s->listeners[l].routes[r].conf->name,
+                                     strlen(s->listeners[l].routes[r].conf->name)})) {
+        rt = &s->listeners[l].routes[r];
+        lname = s->listeners[l].conf->name;
       }
-  }
-  if (found == 0) {
-    snprintf(msg, sizeof(msg), "no route named '%.*s'%s; GET /canary lists the split routes",
-             (int)PX_MIN(name.n, (size_t)100), name.p, want_listener.p ? " in that listener" : "");
+  if (!rt) {
+    snprintf(msg, sizeof(msg), "no route named '%.*s'; GET /canary lists the split routes",
+             (int)PX_MIN(name.n, (size_t)100), name.p);
     problem(res, 404, msg);
     return;
   }
-  if (split == 0) {
+  if (!rt->rs) {
     snprintf(msg, sizeof(msg), "route '%.*s' has no split: its weights cannot be set",
-             (int)PX_MIN(name.n, (size_t)100), name.p);
-    problem(res, 409, msg);
-    return;
-  }
-  if (split > 1) {
-    snprintf(msg, sizeof(msg), "several listeners have a split route named '%.*s': add ?listener=NAME",
              (int)PX_MIN(name.n, (size_t)100), name.p);
     problem(res, 409, msg);
     return;
