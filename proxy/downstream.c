@@ -329,6 +329,29 @@ void px_conn_body_consumed(px_conn_t *c) {
   if (!c->body_done) read_start(c);
 }
 
+uint64_t px_conn_body_take(px_conn_t *c, uint64_t min) {
+  if (c->body_done || c->closing || c->peer_eof || c->body_out || c->rpos != c->rlen ||
+      c->body.mode != PX_BODY_LENGTH || c->body.left < min)
+    return 0;
+  read_stop(c);
+  c->rlen = c->rpos = 0;
+  return c->body.left;
+}
+
+void px_conn_body_taken(px_conn_t *c, uint64_t n) {
+  n = PX_MIN(n, c->body.left);
+  c->body_in += n;
+  c->body.left -= n;
+  if (c->body.left == 0) {
+    c->body.done = 1;
+    c->body_done = 1;
+  }
+}
+
+void px_conn_body_untake(px_conn_t *c) {
+  if (!c->body_done) read_start(c);
+}
+
 /* ---- writing ------------------------------------------------------------------------- */
 
 static void written(px_conn_t *c) {

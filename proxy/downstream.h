@@ -134,6 +134,17 @@ px_br_result_t px_conn_body_next(px_conn_t *c, px_str_t *d);
  * and the client read again. */
 void px_conn_body_consumed(px_conn_t *c);
 
+/* The rest of a body under Content-Length, for a consumer that moves it past the read
+ * buffer (splice.h): the bytes still to come (at least `min`), with none of them
+ * buffered, and the connection stops reading; 0 when it cannot be so (fewer bytes
+ * left, bytes buffered or handed out, a chunked body, the client's end seen) and
+ * nothing changed. */
+uint64_t px_conn_body_take(px_conn_t *c, uint64_t min);
+/* `n` more bytes of a taken body were read by the consumer. */
+void px_conn_body_taken(px_conn_t *c, uint64_t n);
+/* The consumer gives a taken body back before it read any: the connection reads it. */
+void px_conn_body_untake(px_conn_t *c);
+
 /* Writes what is queued on c->out; on_written runs once it is out. Returns 1 when it
  * went at once (on_written has run), 0 when it is pending or there was nothing to
  * write (no callback has run), -1 when the connection closed (on_close has run). */

@@ -233,6 +233,12 @@ void px_metrics_render(px_metrics_t *const *workers, int nworkers, px_buf_t *out
                 "# TYPE outrigger_downstream_connections_active gauge\n"
                 "outrigger_downstream_connections_active %llu\n",
                 (unsigned long long)acc, (unsigned long long)(acc >= closed ? acc - closed : 0));
+  px_buf_printf(out,
+                "# HELP outrigger_request_body_spliced_bytes_total Request body bytes passed upstream "
+                "by splice(2), never copied through the sidecar.\n"
+                "# TYPE outrigger_request_body_spliced_bytes_total counter\n"
+                "outrigger_request_body_spliced_bytes_total %llu\n",
+                (unsigned long long)SUM(m->body_spliced));
   px_buf_free(&e1);
   px_buf_free(&e2);
   uv_mutex_unlock(&reg_mu);

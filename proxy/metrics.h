@@ -59,6 +59,7 @@ typedef struct {
   uint64_t hist_sum_us[PX_METRICS_MAX_LISTENERS];
   uint64_t conns_accepted;
   uint64_t conns_closed;
+  uint64_t body_spliced; /* request body bytes passed upstream by splice (splice.h) */
 } px_metrics_t;
 
 static inline void px_metric_inc(uint64_t *c, uint64_t by) {

@@ -237,6 +237,16 @@ static void on_try_body_run(px_try_t *t, px_str_t d) {
   }
 }
 
+static int on_try_body_unseen(px_try_t *t) {
+  const px_req_t *r = t->data;
+  return !r->resendable && !r->tap_body;
+}
+
+static void on_try_body_passed(px_try_t *t, uint64_t n) {
+  px_req_t *r = t->data;
+  r->body_sent += n;
+}
+
 static void on_try_done(px_try_t *t) {
   px_req_t *r = t->data;
   if (r->dropping) { /* the upstream has finished; the client gets a reset, not an answer */
@@ -267,8 +277,9 @@ void px_req_drop(px_req_t *r) {
 
 static void on_try_output(px_try_t *t) { flush(t->data); }
 
-static const px_try_cb_t try_cb = {on_try_head, on_try_fail,   on_try_body_run, on_try_resp_body_run,
-                                   on_try_done, on_try_broken, on_try_output};
+static const px_try_cb_t try_cb = {on_try_head,        on_try_fail,        on_try_body_run,
+                                   on_try_body_unseen, on_try_body_passed, on_try_resp_body_run,
+                                   on_try_done,        on_try_broken,      on_try_output};
 
 void px_req_retry(px_req_t *r, int other) {
   px_conn_t *c = r->c;

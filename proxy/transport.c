@@ -1,6 +1,9 @@
 #include "transport.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -53,6 +56,65 @@ static int tcp_shutdown(px_transport_t *t, px_tp_status_cb cb) {
   return uv_shutdown(&t->sreq, (uv_stream_t *)&t->tcp, tcp_on_shutdown);
 }
 
+/* ---- the raw descriptor ----------------------------------------------------------------
+ *
+ * libuv keeps one watcher per descriptor, and the stream has its own; a poll handle on
+ * the same descriptor would trample it. So the poll watches a duplicate: the same
+ * socket, its own epoll entry. The duplicate keeps the socket open, so it is closed
+ * before the stream is (a reset must reach the peer when the stream says). */
+struct px_tp_raw_s {
+  uv_poll_t poll;
+  int fd, events;
+  px_transport_t *t;
+  px_tp_raw_cb cb;
+  void *data;
+};
+
+static void raw_on_poll(uv_poll_t *p, int status, int events) {
+  px_tp_raw_t *rw = p->data;
+  rw->cb(rw->t, status, events);
+}
+
+static int tcp_raw_poll(px_transport_t *t, int events, px_tp_raw_cb cb, void *data) {
+  px_tp_raw_t *rw = t->raw;
+  if (rw == NULL) {
+    uv_os_fd_t fd;
+    int r = uv_fileno((uv_handle_t *)&t->tcp, &fd);
+    if (r != 0) return r;
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return uv_translate_sys_error(errno);
+    rw = px_calloc(1, sizeof(*rw));
+    r = uv_poll_init(t->tcp.loop, &rw->poll, dup_fd);
+    if (r != 0) {
+      close(dup_fd);
+      free(rw);
+      return r;
+    }
+    rw->fd = dup_fd;
+    rw->t = t;
+    rw->poll.data = rw;
+    t->raw = rw;
+  }
+  rw->cb = cb;
+  rw->data = data;
+  if (events == rw->events) return rw->fd;
+  rw->events = events;
+  int r = events ? uv_poll_start(&rw->poll, events, raw_on_poll) : uv_poll_stop(&rw->poll);
+  return r < 0 ? r : rw->fd;
+}
+
+void *px_tp_raw_data(const px_transport_t *t) { return t->raw ? t->raw->data : NULL; }
+
+static void raw_on_close(uv_handle_t *h) { free(h->data); }
+
+static void raw_close(px_transport_t *t) {
+  px_tp_raw_t *rw = t->raw;
+  if (rw == NULL) return;
+  t->raw = NULL;
+  uv_close((uv_handle_t *)&rw->poll, raw_on_close); /* stops watching: closing is safe now */
+  close(rw->fd);
+}
+
 static void tcp_on_close(uv_handle_t *h) {
   px_transport_t *t = h->data;
   if (t->close_cb) t->close_cb(t);
@@ -60,21 +122,24 @@ static void tcp_on_close(uv_handle_t *h) {
 
 static void tcp_close(px_transport_t *t, px_tp_close_cb cb) {
   t->close_cb = cb;
+  raw_close(t);
   uv_close((uv_handle_t *)&t->tcp, tcp_on_close);
 }
 
 static void tcp_abort(px_transport_t *t, px_tp_close_cb cb) {
   t->close_cb = cb;
+  raw_close(t);
   /* SO_LINGER 0 and close: an RST. libuv refuses it while a shutdown is under way;
    * then the close is a plain one. */
   if (uv_tcp_close_reset(&t->tcp, tcp_on_close) != 0) uv_close((uv_handle_t *)&t->tcp, tcp_on_close);
 }
 
 static const px_transport_vt_t tcp_vt = {tcp_read_start, tcp_read_stop, tcp_try_write, tcp_write,
-                                         tcp_shutdown,   tcp_close,     tcp_abort};
+                                         tcp_shutdown,   tcp_close,     tcp_abort,     tcp_raw_poll};
 
 static void tcp_init(px_transport_t *t, uv_loop_t *loop) {
   t->vt = &tcp_vt;
+  t->raw = NULL;
   uv_tcp_init(loop, &t->tcp);
   t->tcp.data = t;
 }

@@ -24,6 +24,9 @@ typedef void (*px_tp_read_cb)(px_transport_t *t, ssize_t nread, const uv_buf_t *
 typedef void (*px_tp_status_cb)(px_transport_t *t, int status); /* connect, shutdown */
 typedef void (*px_tp_write_cb)(px_tp_write_t *req, int status);
 typedef void (*px_tp_close_cb)(px_transport_t *t);
+/* The raw descriptor is ready: `events` of UV_READABLE / UV_WRITABLE, or status < 0. */
+typedef void (*px_tp_raw_cb)(px_transport_t *t, int status, int events);
+typedef struct px_tp_raw_s px_tp_raw_t;
 
 /* One write in flight; the caller owns it (usually inside its connection). */
 struct px_tp_write_s {
@@ -46,6 +49,11 @@ typedef struct {
   void (*close)(px_transport_t *t, px_tp_close_cb cb);
   /* Closes at once, telling the peer the connection broke (RST for TCP). */
   void (*abort)(px_transport_t *t, px_tp_close_cb cb);
+  /* Watches the descriptor under the stream for `events` (0 stops), for a caller that
+   * moves bytes through it itself (splice.h) while the stream neither reads nor has a
+   * write pending. Returns the descriptor, or a negative error when the transport
+   * cannot lend it (its bytes are not the socket's: TLS). */
+  int (*raw_poll)(px_transport_t *t, int events, px_tp_raw_cb cb, void *data);
 } px_transport_vt_t;
 
 struct px_transport_s {
@@ -59,6 +67,7 @@ struct px_transport_s {
   uv_tcp_t tcp;
   uv_shutdown_t sreq;
   uv_connect_t creq;
+  px_tp_raw_t *raw; /* raw_poll's watcher, made on first use */
 };
 
 static inline int px_tp_read_start(px_transport_t *t, px_tp_alloc_cb alloc, px_tp_read_cb read) {
@@ -75,6 +84,11 @@ static inline int px_tp_write(px_transport_t *t, px_tp_write_t *req, const uv_bu
 static inline int px_tp_shutdown(px_transport_t *t, px_tp_status_cb cb) { return t->vt->shutdown(t, cb); }
 static inline void px_tp_close(px_transport_t *t, px_tp_close_cb cb) { t->vt->close(t, cb); }
 static inline void px_tp_abort(px_transport_t *t, px_tp_close_cb cb) { t->vt->abort(t, cb); }
+static inline int px_tp_raw_poll(px_transport_t *t, int events, px_tp_raw_cb cb, void *data) {
+  return t->vt->raw_poll(t, events, cb, data);
+}
+/* The data given to the last px_tp_raw_poll. */
+void *px_tp_raw_data(const px_transport_t *t);
 
 /* Writes what the transport takes now and queues the rest with `req`. Returns 1 when
  * everything went out (no callback will run), 0 when some was queued (cb runs when it

@@ -236,10 +236,49 @@ void px_try_flush_all(px_wctx_t *w) {
   }
 }
 
+static void splice_end(px_try_t *t) {
+  if (!t->splicing) return;
+  t->splicing = 0;
+  px_splice_stop(&t->sp);
+  px_conn_body_taken(t->conn, t->sp.taken);
+  px_metric_inc(&t->w->metrics.body_spliced, t->sp.taken);
+  t->cb->on_body_passed(t, t->sp.taken);
+}
+
+static void on_spliced(px_splice_t *s, int status, int at_source) {
+  px_try_t *t = s->data;
+  splice_end(t);
+  if (status == 0) {
+    t->body_sent = 1;
+  } else if (at_source) {
+    /* The client ended or broke its side before the body's end: as when the bytes are
+     * read (px_conn_body_next), the connection closes, which ends the request. */
+    px_conn_close(t->conn);
+  } else {
+    write_failed(t);
+  }
+}
+
+/* Between its first bytes (read with the head) and the rest: a large body nobody needs
+ * to see goes by splice, once everything before it is out. */
+static int splice_rest(px_try_t *t) {
+  if (t->chunked_in || t->upw.n != 0 || !t->cb->body_unseen(t)) return 0;
+  px_conn_t *c = t->conn;
+  uint64_t n = px_conn_body_take(c, PX_SPLICE_MIN);
+  if (n == 0) return 0;
+  if (px_splice_start(&t->sp, &c->tp, &t->up->tp, n, on_spliced, t) < 0) {
+    px_conn_body_untake(c); /* the body is copied */
+    return 0;
+  }
+  t->splicing = 1;
+  return 1;
+}
+
 /* Reads what the client sent of the body and queues it upstream. */
 static void pump(px_try_t *t) {
   /* Not before the connection is up: the head goes first (on_up_connect). */
-  if (!t->connected || t->up->writing || t->body_sent || t->replay || t->write_failed) return;
+  if (!t->connected || t->up->writing || t->body_sent || t->replay || t->write_failed || t->splicing) return;
+  if (t->head_out && splice_rest(t)) return;
   px_str_t d;
   px_br_result_t r;
   while ((r = px_conn_body_next(t->conn, &d)) == PX_BR_DATA) {
@@ -318,7 +357,7 @@ int px_try_start(px_try_t *t, px_wsnap_t *ws, px_cluster_t *cluster, size_t ep, 
   t->body_sent = conn->body_done && !replay && conn->head.body_mode <= PX_BODY_NONE;
   t->refused = NULL;
   t->skip_1xx = t->held = t->committed = t->resp_done = t->reusable = t->write_failed = t->discard = 0;
-  t->head_out = 0;
+  t->head_out = t->splicing = 0;
   t->up = NULL; /* set by px_upstream_acquire, before the connection is up */
   t->connected = 0;
   t->active = 1;
@@ -417,6 +456,7 @@ void px_try_output_blocked(px_try_t *t) {
 
 void px_try_end(px_try_t *t, int reusable) {
   unqueue(t);
+  splice_end(t);
   px_upstream_cancel(t->w, &t->wait); /* when it still waits for a connection */
   if (t->counted_ep) {
     atomic_fetch_sub_explicit(&t->cluster->eps[t->ep].st->active_requests, 1, memory_order_relaxed);

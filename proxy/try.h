@@ -15,6 +15,7 @@
 #include <llhttp.h>
 
 #include "body.h"
+#include "splice.h"
 #include "downstream.h"
 #include "http1.h"
 #include "out.h"
@@ -30,6 +31,10 @@ typedef struct {
   void (*on_fail)(px_try_t *t, px_errkind_t kind, const char *detail, int stale);
   /* A run of the request body goes upstream (for a copy kept while it may be resent). */
   void (*on_body_run)(px_try_t *t, px_str_t d);
+  /* Whether the rest of the body may pass without being seen (splice.h): nothing keeps
+   * or taps it; then on_body_passed counts what went that way instead of on_body_run. */
+  int (*body_unseen)(px_try_t *t);
+  void (*on_body_passed)(px_try_t *t, uint64_t n);
   /* A run of the answer's body goes to the client (or is dropped), while `tap` is set. */
   void (*on_resp_body_run)(px_try_t *t, px_str_t d);
   /* The committed answer is complete, its last bytes queued on the client's output. */
@@ -54,6 +59,8 @@ struct px_try_s {
   const px_buf_t *head;   /* the request head, ready to send */
   const px_buf_t *replay; /* a resend: the whole body kept so far, or NULL */
   int chunked_in, body_sent, write_failed;
+  int splicing; /* the rest of the body goes by sp */
+  px_splice_t sp;
   px_out_t upw;
   px_queue_t flushq; /* in w->flushq while the first write waits for the turn's flush */
   int flush_queued, head_out;

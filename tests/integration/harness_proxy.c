@@ -109,3 +109,13 @@ void tp_assert_problem(th_resp_t *r, int status, const char *kind) {
   cr_assert(strstr(r->body, want), "%s", r->body);
   cr_assert(strstr(r->body, "\"title\":") && strstr(r->body, "\"detail\":") && strstr(r->body, "\"type\":"));
 }
+
+long tp_metric(tp_t *p, const char *series) {
+  th_resp_t r;
+  cr_assert_eq(th_http(p->admin, "GET", "/metrics", NULL, NULL, &r), 0);
+  const char *m = r.body;
+  while ((m = strstr(m, series)) != NULL && m != r.body && m[-1] != '\n') m++; /* not in a HELP line */
+  long v = m ? atol(m + strlen(series)) : -1;
+  th_resp_free(&r);
+  return v;
+}

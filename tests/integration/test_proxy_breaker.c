@@ -23,15 +23,6 @@ static int get(tp_t *p) {
   return st;
 }
 
-static long metric(tp_t *p, const char *series) {
-  th_resp_t r;
-  cr_assert_eq(th_http(p->admin, "GET", "/metrics", NULL, NULL, &r), 0);
-  const char *m = strstr(r.body, series);
-  long v = m ? atol(m + strlen(series)) : -1;
-  th_resp_free(&r);
-  return v;
-}
-
 Test(breaker, a_failing_endpoint_is_left_out_then_probed_and_brought_back, .timeout = 30) {
   fu_t *bad = fu_start(&(fu_opts_t){
       .mode = FU_SCRIPT, .script = (const char *const[]){R503, R503, R503, R503, ROK}, .nscript = 5});
@@ -46,7 +37,7 @@ Test(breaker, a_failing_endpoint_is_left_out_then_probed_and_brought_back, .time
   cr_expect_eq(fails, 3);
   snprintf(series, sizeof(series), "outrigger_circuit_breaker_state{cluster=\"c\",endpoint=\"%s\"} ",
            tp_ep(bad));
-  cr_expect_eq(metric(&p, series), 1, "not open");
+  cr_expect_eq(tp_metric(&p, series), 1, "not open");
   th_resp_t r;
   cr_assert_eq(th_http(p.admin, "GET", "/clusters", NULL, NULL, &r), 0);
   cr_expect(strstr(r.body, "\"breaker\":\"open\""), "%s", r.body);
@@ -58,17 +49,17 @@ Test(breaker, a_failing_endpoint_is_left_out_then_probed_and_brought_back, .time
   usleep(1100 * 1000);
   for (int i = 0; i < 10; i++) get(&p);
   cr_expect_eq(fu_requests(bad), 4, "not exactly one probe: %d", fu_requests(bad));
-  cr_expect_eq(metric(&p, series), 1);
+  cr_expect_eq(tp_metric(&p, series), 1);
   /* After 2 s the next probe succeeds: the endpoint is back in the rotation. */
   usleep(2100 * 1000);
   for (int i = 0; i < 10; i++) cr_expect_eq(get(&p), 200);
   cr_expect_gt(fu_requests(bad), 6, "the healed endpoint got no traffic back (%d)", fu_requests(bad));
-  cr_expect_eq(metric(&p, series), 0, "not closed");
+  cr_expect_eq(tp_metric(&p, series), 0, "not closed");
   snprintf(
       series, sizeof(series),
       "outrigger_circuit_breaker_transitions_total{cluster=\"c\",endpoint=\"%s\",cause=\"probe_succeeded\"} ",
       tp_ep(bad));
-  cr_expect_eq(metric(&p, series), 1);
+  cr_expect_eq(tp_metric(&p, series), 1);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(bad);
   fu_stop(good);
@@ -110,7 +101,7 @@ Test(breaker, the_failure_rate_opens_a_breaker_that_never_fails_twice_in_a_row, 
       series, sizeof(series),
       "outrigger_circuit_breaker_transitions_total{cluster=\"c\",endpoint=\"%s\",cause=\"failure_rate\"} ",
       tp_ep(bad));
-  cr_expect_eq(metric(&p, series), 1);
+  cr_expect_eq(tp_metric(&p, series), 1);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(bad);
   fu_stop(good);
@@ -138,12 +129,12 @@ Test(breaker, a_reload_keeps_the_breakers, .timeout = 30) {
   tp_rewrite(&p, RCFG, p.admin, p.port, "      - { name: other, match: { prefix: /other }, cluster: c }\n", a,
              b);
   kill(p.pid, SIGHUP);
-  for (int k = 0; metric(&p, "outrigger_config_reloads_total{result=\"ok\"} ") != 1; k++) {
+  for (int k = 0; tp_metric(&p, "outrigger_config_reloads_total{result=\"ok\"} ") != 1; k++) {
     cr_assert_lt(k, 100, "the reload did not happen");
     usleep(20000);
   }
   snprintf(series, sizeof(series), "outrigger_circuit_breaker_state{cluster=\"c\",endpoint=\"%s\"} ", a);
-  cr_expect_eq(metric(&p, series), 1, "the reload closed the breaker");
+  cr_expect_eq(tp_metric(&p, series), 1, "the reload closed the breaker");
   for (int i = 0; i < 20; i++) cr_expect_eq(get(&p), 200);
   cr_expect_eq(fu_requests(bad), 3, "the open endpoint got requests after the reload");
   cr_assert_eq(tp_stop(&p), 0);

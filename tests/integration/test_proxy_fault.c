@@ -24,15 +24,6 @@ static void expect_share(int k, int n, double share, const char *what) {
             5 * sd);
 }
 
-static long metric(tp_t *p, const char *series) {
-  th_resp_t r;
-  cr_assert_eq(th_http(p->admin, "GET", "/metrics", NULL, NULL, &r), 0);
-  const char *m = strstr(r.body, series);
-  long v = m ? atol(m + strlen(series)) : 0;
-  th_resp_free(&r);
-  return v;
-}
-
 Test(fault, abort_answers_without_calling_the_upstream, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   tp_t p;
@@ -42,7 +33,7 @@ Test(fault, abort_answers_without_calling_the_upstream, .timeout = 30) {
   tp_assert_problem(&r, 418, "fault_abort");
   th_resp_free(&r);
   cr_expect_eq(fu_requests(u), 0);
-  cr_expect_eq(metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"abort\"} "), 1);
+  cr_expect_eq(tp_metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"abort\"} "), 1);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
@@ -65,7 +56,8 @@ Test(fault, abort_at_its_percentage, .timeout = 60) {
   }
   expect_share(aborted, n, 0.3, "aborted");
   cr_expect_eq(fu_requests(u), n - aborted, "an aborted request reached the upstream");
-  cr_expect_eq(metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"abort\"} "), aborted);
+  cr_expect_eq(tp_metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"abort\"} "),
+               aborted);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
@@ -87,7 +79,7 @@ Test(fault, delay_holds_the_request_and_not_the_worker, .timeout = 60) {
     cr_expect_lt(took, 1500, "%lld ms", (long long)took);
   }
   expect_share(slow, n, 0.5, "delayed");
-  cr_expect_eq(metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"delay\"} "), slow);
+  cr_expect_eq(tp_metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"delay\"} "), slow);
   /* Three clients delayed at once, on two workers: if a delay held its worker, two of
    * them would wait one after the other. */
   cr_assert_eq(tp_stop(&p), 0);
@@ -125,7 +117,7 @@ Test(fault, drop_response_lets_the_upstream_finish_and_resets_the_client, .timeo
   cr_expect_leq(n, 0, "the client got %zd bytes of a dropped answer", n);
   th_close(fd);
   cr_expect_eq(fu_requests(u), 1);
-  cr_expect_eq(metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"drop_response\"} "),
+  cr_expect_eq(tp_metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"drop_response\"} "),
                1);
   /* The whole answer was read: the upstream's connection went back to the pool. */
   th_resp_t r;
@@ -144,7 +136,7 @@ Test(fault, drop_response_lets_the_upstream_finish_and_resets_the_client, .timeo
   expect_share(dropped, total, 0.25, "dropped");
   cr_expect_eq(fu_requests(u) - before, total, "every request reached the upstream");
   cr_expect_leq(fu_connections(u) - conns, 4, "dropped answers cost their upstream connections");
-  cr_expect_eq(metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"drop_response\"} "),
+  cr_expect_eq(tp_metric(&p, "outrigger_faults_total{listener=\"edge\",route=\"r\",kind=\"drop_response\"} "),
                dropped);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
