@@ -1,5 +1,7 @@
 #include "admin.h"
 
+#include "sinks.h"
+
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +68,7 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   for (int i = 0; i < n; i++) ws[i] = &ctx->workers[i].x.metrics;
   px_metrics_render(ws, n, out);
   px_idem_stores_render(out);
+  px_sinks_render(out);
 
   px_snapshot_t *s = *ctx->current;
   render_canary_metrics(s, out);

@@ -231,10 +231,12 @@ typedef struct {
 
 typedef struct {
   char *service_name;   /* default "outrigger" */
-  unsigned propagation; /* bit 0 w3c, bit 1 b3; default both */
+  unsigned propagation; /* trace.h's PX_PROP_*: bit 0 w3c, bit 1 b3, bit 2 b3-single; default w3c, b3 */
   double sample_rate;   /* default 1.0 */
   char *zipkin;         /* NULL = no export */
-  int enabled;          /* a `tracing:` block was given */
+  int queue_size;       /* spans queued per worker for export; default 1024 */
+  uint64_t flush_interval_ms, export_timeout_ms; /* default 1s, 2s */
+  int enabled;                                   /* a `tracing:` block was given */
 } px_tracing_conf_t;
 
 typedef struct px_config_s {

@@ -17,6 +17,7 @@
 #include "core.h"
 #include "log.h"
 #include "net.h"
+#include "span.h"
 
 #define MS 1.0
 #define SEC 1000.0
@@ -45,7 +46,7 @@ static const px__enum_t log_levels[] = {{"debug", PX_LOG_DEBUG},
                                         {"error", PX_LOG_ERROR},
                                         {NULL, 0}};
 static const px__enum_t log_formats[] = {{"text", 0}, {"json", 1}, {NULL, 0}};
-static const px__enum_t propagations[] = {{"w3c", 0}, {"b3", 1}, {NULL, 0}};
+static const px__enum_t propagations[] = {{"w3c", 0}, {"b3", 1}, {"b3-single", 2}, {NULL, 0}};
 /* Bit numbers are llhttp_method_t values; those >= 32 are refused by the FLAGS parser. */
 static const px__enum_t methods[] = {
 #define XX(num, name, string) {#string, num},
@@ -438,9 +439,11 @@ static void cluster_tls_check(px__ctx_t *c, void *base, yaml_node_t *n, const px
 
 static void tracing_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
   px_tracing_conf_t *t = base;
-  if (t->zipkin && strncmp(t->zipkin, "http://", 7) != 0 && strncmp(t->zipkin, "https://", 8) != 0)
-    px__err(c, px__field_pos(c, &t->zipkin, px__node_pos(c, n)),
-            "'zipkin' must be an http:// or https:// URL");
+  (void)seen;
+  px_span_url_t url;
+  char why[256];
+  if (t->zipkin && px_span_url_parse(t->zipkin, &url, why, sizeof(why)) != 0)
+    px__err(c, px__field_pos(c, &t->zipkin, px__node_pos(c, n)), "'zipkin': %s", why);
 }
 
 /* ---- tables ------------------------------------------------------------- */
@@ -462,6 +465,11 @@ static const px__key_t tracing_keys[] = {
     K("propagation", PX__T_FLAGS, px_tracing_conf_t, propagation, .enums = propagations, .def = 3),
     K("sample_rate", PX__T_DOUBLE, px_tracing_conf_t, sample_rate, .min = 0, .max = 1, .def = 1.0),
     K("zipkin", PX__T_STRING, px_tracing_conf_t, zipkin),
+    K("queue_size", PX__T_INT, px_tracing_conf_t, queue_size, .min = 2, .max = 65536, .def = 1024),
+    K("flush_interval", PX__T_DURATION, px_tracing_conf_t, flush_interval_ms, .min = 10 * MS, .max = HOUR,
+      .def = SEC),
+    K("export_timeout", PX__T_DURATION, px_tracing_conf_t, export_timeout_ms, .min = 10 * MS, .max = HOUR,
+      .def = 2 * SEC),
 };
 static const px__map_t tracing_map =
     MAP_OF("tracing", tracing_keys, px_tracing_conf_t, .check = tracing_check);

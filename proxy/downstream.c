@@ -374,6 +374,7 @@ int px_conn_flush(px_conn_t *c) {
   if (c->closing) return -1;
   if (c->out.n == 0 || c->writing) return 0;
   unsigned n = px_out_iov(&c->out);
+  for (unsigned i = 0; i < n; i++) c->bytes_out += c->out.iov[i].len;
   int r = px_tp_write_now(&c->tp, &c->wreq, c->out.iov, n, on_write);
   if (r < 0) {
     px_conn_close(c);

@@ -110,6 +110,7 @@ struct px_conn_s {
   int in_process, again;
 
   px_out_t out;
+  uint64_t bytes_out; /* bytes given to the transport, for the access log */
   int writing, reading, closing, close_after, lingering, nhandles;
   int peer_eof;          /* the client ended its side after a whole request */
   uint64_t dl[PX_DL__N]; /* loop time, ms; 0: not set */

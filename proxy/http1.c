@@ -196,6 +196,15 @@ typedef enum {
   H_XFP,
   H_ATTEMPT,
   H_OWN_RESPONSE, /* x-outrigger-attempts / x-outrigger-upstream: set by this hop */
+  /* trace context (trace.h): taken out and written anew when the sidecar traces */
+  H_TRACEPARENT,
+  H_TRACESTATE,
+  H_B3,
+  H_B3_TRACEID,
+  H_B3_SPANID,
+  H_B3_PARENT,
+  H_B3_SAMPLED,
+  H_B3_FLAGS,
 } px_hkind_t;
 
 #define L1(i) (unsigned char)((i) >= 'A' && (i) <= 'Z' ? (i) + 32 : (i))
@@ -218,19 +227,30 @@ static inline int name_is(px_str_t name, const char *lit) {
 
 static px_hkind_t classify(px_str_t n) {
   switch (n.n) {
-  case 2: return name_is(n, "te") ? H_HOP : H_OTHER;
+  case 2:
+    if (name_is(n, "te")) return H_HOP;
+    return name_is(n, "b3") ? H_B3 : H_OTHER;
   case 4: return name_is(n, "host") ? H_HOST : H_OTHER;
   case 6: return name_is(n, "expect") ? H_EXPECT : H_OTHER;
   case 7: return name_is(n, "trailer") || name_is(n, "upgrade") ? H_HOP : H_OTHER;
   case 10:
     if (name_is(n, "connection")) return H_CONNECTION;
+    if (name_is(n, "tracestate")) return H_TRACESTATE;
+    if (name_is(n, "x-b3-flags")) return H_B3_FLAGS;
     return name_is(n, "keep-alive") ? H_HOP : H_OTHER;
-  case 12: return name_is(n, "x-request-id") ? H_REQUEST_ID : H_OTHER;
+  case 11:
+    if (name_is(n, "traceparent")) return H_TRACEPARENT;
+    return name_is(n, "x-b3-spanid") ? H_B3_SPANID : H_OTHER;
+  case 12:
+    if (name_is(n, "x-request-id")) return H_REQUEST_ID;
+    if (name_is(n, "x-b3-traceid")) return H_B3_TRACEID;
+    return name_is(n, "x-b3-sampled") ? H_B3_SAMPLED : H_OTHER;
   case 14: return name_is(n, "content-length") ? H_CONTENT_LENGTH : H_OTHER;
   case 15: return name_is(n, "x-forwarded-for") ? H_XFF : H_OTHER;
   case 16: return name_is(n, "proxy-connection") ? H_HOP : H_OTHER;
   case 17:
     if (name_is(n, "transfer-encoding")) return H_HOP;
+    if (name_is(n, "x-b3-parentspanid")) return H_B3_PARENT;
     return name_is(n, "x-forwarded-proto") ? H_XFP : H_OTHER;
   case 19: return name_is(n, "x-outrigger-attempt") ? H_ATTEMPT : H_OTHER;
   case 20:
@@ -507,6 +527,41 @@ static int valid_request_id(px_str_t v) {
   return 1;
 }
 
+/* A trace header, for px_trace_extract. A repeated traceparent is counted (two make the
+ * context invalid); tracestate fields are one list; of the B3 headers the first counts. */
+static void trace_in(px_trace_in_t *in, px_hkind_t k, px_str_t v) {
+  px_str_t *slot = NULL;
+  switch (k) {
+  case H_TRACEPARENT:
+    if (in->n_traceparent < PX_ARRAY_SIZE(in->traceparent)) in->traceparent[in->n_traceparent] = v;
+    in->n_traceparent++;
+    return;
+  case H_TRACESTATE:
+    if (in->n_tracestate < PX_ARRAY_SIZE(in->tracestate)) in->tracestate[in->n_tracestate] = v;
+    in->n_tracestate++;
+    return;
+  case H_B3: slot = &in->b3; break;
+  case H_B3_TRACEID: slot = &in->b3_traceid; break;
+  case H_B3_SPANID: slot = &in->b3_spanid; break;
+  case H_B3_PARENT: slot = &in->b3_parentspanid; break;
+  case H_B3_SAMPLED: slot = &in->b3_sampled; break;
+  case H_B3_FLAGS: slot = &in->b3_flags; break;
+  default: return;
+  }
+  if (slot->p == NULL) *slot = v;
+}
+
+void px_http1_trace_in(const px_head_t *req, px_trace_in_t *in) {
+  memset(in, 0, sizeof(*in));
+  for (size_t i = 0; i < req->nh; i++) {
+    px_str_t n = px_head_name(req, i);
+    /* Every trace header's name is 2, 10, 11, 12 or 17 bytes long. */
+    if (n.n != 2 && (n.n < 10 || n.n > 12) && n.n != 17) continue;
+    px_hkind_t k = classify(n);
+    if (k >= H_TRACEPARENT) trace_in(in, k, px_head_value(req, i));
+  }
+}
+
 void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px_buf_t *out,
                             char rid_out[201]) {
   unsigned char kinds[PX_HTTP1_MAX_HEADERS];
@@ -546,6 +601,9 @@ void px_http1_build_request(const px_head_t *req, const px_req_rewrite_t *rw, px
       break;
     case H_XFF:
       if (xff_first < 0) xff_first = (int)i;
+      continue;
+    case H_TRACEPARENT ... H_B3_FLAGS:
+      if (!rw->drop_trace) break; /* not tracing: the context passes as it came */
       continue;
     default: break;
     }

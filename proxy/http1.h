@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "core.h"
+#include "trace.h"
 
 /* A header as offsets into the buffer that holds the head, so the buffer may grow
  * (realloc) while a head is still arriving. */
@@ -167,7 +168,14 @@ typedef struct {
   /* An absolute-form target (px_http1_absolute_target): its authority replaces the
    * client's Host and its origin-form part is sent upstream. {NULL, 0}: neither. */
   px_str_t authority, origin;
+  /* Tracing: the trace headers (px_http1_trace_in's) are left out, for the sidecar to
+   * write its own on each try; else they pass as they came. */
+  int drop_trace;
 } px_req_rewrite_t;
+
+/* The request's trace headers (traceparent, tracestate, b3, x-b3-*), for
+ * px_trace_extract. */
+void px_http1_trace_in(const px_head_t *req, px_trace_in_t *in);
 
 /* Writes the request head to send upstream, up to but excluding the final
  * x-outrigger-attempt line and the blank line, so that a retry can re-send the same

@@ -36,7 +36,8 @@ static const char usage_text[] =
     "  -h, --help            print this help and exit\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads FILE (a bad file is\n"
-    "rejected and the running configuration kept).\n"
+    "rejected and the running configuration kept); SIGUSR1 reopens the access log\n"
+    "(for logrotate).\n"
     "Exit codes: 0 ok, 1 configuration error, 2 usage error, 3 runtime failure.\n";
 
 typedef struct {
@@ -52,7 +53,7 @@ typedef struct {
   uint64_t reloads_ok, reloads_failed;
   px_hsrv_t *admin;
   px_admin_ctx_t admin_ctx;
-  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
   uv_timer_t drain_timer, poll_timer, canary_timer;
   uv_thread_t joiner;
 } px_main_t;
@@ -99,6 +100,13 @@ static void reload(px_main_t *m) {
     m->reloads_failed++;
     return;
   }
+  px_sinks_t sinks;
+  if (px_sinks_apply(cfg, m->nworkers, &sinks) != 0) {
+    px_error("reload rejected: %s: its access log or span export cannot start", m->path);
+    px_config_free(cfg);
+    m->reloads_failed++;
+    return;
+  }
   /* Listeners whose address stays keep their sockets (and connections); new
    * addresses are bound here, so a port in use rejects the reload. */
   int **fds = NULL;
@@ -109,6 +117,7 @@ static void reload(px_main_t *m) {
     return;
   }
   px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, ++m->generation);
+  snap->sinks = sinks;
   for (int i = 0; i < m->nworkers; i++) {
     px_snapshot_ref(snap);
     px_worker_post_snapshot(&m->workers[i], snap, fds[i]);
@@ -129,6 +138,7 @@ static void close_main_handles(px_main_t *m) {
   uv_close((uv_handle_t *)&m->sig_term, NULL);
   uv_close((uv_handle_t *)&m->sig_int, NULL);
   uv_close((uv_handle_t *)&m->sig_hup, NULL);
+  uv_close((uv_handle_t *)&m->sig_usr1, NULL);
   uv_close((uv_handle_t *)&m->drain_timer, NULL);
   uv_close((uv_handle_t *)&m->poll_timer, NULL);
   uv_close((uv_handle_t *)&m->canary_timer, NULL);
@@ -166,6 +176,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   px_main_t *m = s->data;
   if (signum == SIGHUP)
     reload(m);
+  else if (signum == SIGUSR1)
+    px_sinks_reopen(); /* logrotate's postrotate: the access log opens its path again */
   else
     start_drain(m);
 }
@@ -279,7 +291,13 @@ int main(int argc, char **argv) {
                : cfg->workers > 0 ? cfg->workers
                                   : (int)uv_available_parallelism();
   m.generation = 1;
+  px_sinks_t sinks;
+  if (px_sinks_apply(cfg, m.nworkers, &sinks) != 0) {
+    px_config_free(cfg);
+    return EXIT_RUNTIME;
+  }
   m.current = px_snapshot_new(cfg, m.nworkers, m.generation);
+  m.current->sinks = sinks;
   m.loop = uv_default_loop();
 
   /* Signals are caught before any port opens: a client may connect (and a
@@ -288,10 +306,12 @@ int main(int argc, char **argv) {
   uv_signal_init(m.loop, &m.sig_term);
   uv_signal_init(m.loop, &m.sig_int);
   uv_signal_init(m.loop, &m.sig_hup);
-  m.sig_term.data = m.sig_int.data = m.sig_hup.data = &m;
+  uv_signal_init(m.loop, &m.sig_usr1);
+  m.sig_term.data = m.sig_int.data = m.sig_hup.data = m.sig_usr1.data = &m;
   uv_signal_start(&m.sig_term, on_signal, SIGTERM);
   uv_signal_start(&m.sig_int, on_signal, SIGINT);
   uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+  uv_signal_start(&m.sig_usr1, on_signal, SIGUSR1);
   uv_timer_init(m.loop, &m.drain_timer);
   uv_timer_init(m.loop, &m.poll_timer);
   uv_timer_init(m.loop, &m.canary_timer);
@@ -352,6 +372,7 @@ int main(int argc, char **argv) {
   px_snapshot_unref(m.current);
   free(m.workers);
   px_idem_stores_free();
+  px_sinks_close();
   px_info("drained; exiting");
   return EXIT_OK;
 }

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "router.h"
+#include "telemetry.h"
 
 /* A client connection and the request it serves: one allocation. */
 typedef struct {
@@ -103,6 +104,7 @@ static void req_end(px_req_t *r) {
   if (r->route)
     for (size_t i = NFILTERS; i-- > 0;)
       if (ON(r, i) && chain[i]->on_end) chain[i]->on_end(r, fstate(r, i));
+  px_tel_end(r);
   breaker_forget(r);
   px_try_end(&r->t, 1);
   if (r->status) /* an answer went out (one the client abandoned is not counted) */
@@ -138,6 +140,7 @@ void px_req_fail(px_req_t *r, px_errkind_t kind, const char *detail, const char 
 void px_req_fail_status(px_req_t *r, px_errkind_t kind, int status, const char *detail, const char *extra) {
   px_conn_t *c = r->c;
   px_metric_inc(&r->w->metrics.errors[kind], 1);
+  r->tel_err = (int)kind + 1;
   px_try_end(&r->t, 0);
   if (r->resp_started || c->closing) {
     px_conn_close(c);
@@ -177,6 +180,7 @@ void px_req_fail_status(px_req_t *r, px_errkind_t kind, int status, const char *
 static void on_try_head(px_try_t *t) {
   px_req_t *r = t->data;
   px_conn_t *c = r->c;
+  px_tel_try_outcome(r, px_try_head(t)->status, 0);
   if (PX_UNLIKELY(r->bk_pending)) breaker_report(r, px_try_head(t)->status >= 500);
   for (size_t i = NFILTERS; i-- > 0;)
     if (ON(r, i) && chain[i]->on_response_head &&
@@ -199,6 +203,7 @@ static void on_try_head(px_try_t *t) {
 
 static void on_try_fail(px_try_t *t, px_errkind_t kind, const char *detail, int stale) {
   px_req_t *r = t->data;
+  px_tel_try_outcome(r, 0, kind);
   px_conn_deadline(r->c, PX_DL_TRY, 0);
   if (stale)
     breaker_forget(r);
@@ -260,6 +265,7 @@ static void on_try_done(px_try_t *t) {
 
 static void on_try_broken(px_try_t *t, px_errkind_t kind, const char *detail) {
   px_req_t *r = t->data;
+  px_tel_try_outcome(r, 0, kind);
   px_metric_inc(&r->w->metrics.upstream_fail[r->cluster->metric_slot], 1);
   if (r->dropping) {
     req_end(r);
@@ -300,7 +306,9 @@ void px_req_retry(px_req_t *r, int other) {
   r->bk_pending = r->cluster->conf->has_breaker;
   r->bk_probe = probe;
   if (ep < 64) r->tried |= 1ull << ep;
-  px_http1_finish_request(&r->uhead, r->uhead_base, r->attempt);
+  r->uhead.len = r->uhead_base;
+  px_tel_try_start(r, ep); /* its trace headers */
+  px_http1_finish_request(&r->uhead, r->uhead.len, r->attempt);
   /* A resend: the body went out on an earlier try and is all in r->body (else it is not
    * resent); an empty chunked body goes again as its last chunk. */
   const px_buf_t *replay =
@@ -509,6 +517,7 @@ static void req_reset(px_req_t *r) {
   r->ended = 0;
   r->resp_started = r->resp_done = 0;
   r->status = 0;
+  r->rid[0] = '\0';
   memset(r->fstate, 0, sizeof(r->fstate));
 }
 
@@ -533,6 +542,7 @@ static void on_head(px_conn_t *c) {
   px_req_t *r = req_of(c);
   req_reset(r);
   pick_snapshot(r);
+  px_tel_begin(r, 1);
   const px_listener_conf_t *lc = lconf(r);
   const px_conn_head_t *hd = px_conn_head(c);
   const px_head_t *h = &hd->h;
@@ -610,7 +620,8 @@ static void forward(px_req_t *r) {
                          .host_fallback = r->cluster->eps[0].name,
                          .chunked_body = r->chunked_in,
                          .authority = r->authority,
-                         .origin = r->origin};
+                         .origin = r->origin,
+                         .drop_trace = r->traced};
   r->uhead.len = 0;
   px_http1_build_request(h, &rw, &r->uhead, r->rid);
   if (r->xhdr_len) px_buf_append(&r->uhead, r->xhdr, r->xhdr_len);
@@ -643,6 +654,7 @@ static void on_error(px_conn_t *c, px_errkind_t kind, const char *detail) {
   px_req_t *r = req_of(c);
   if (!c->in_request) { /* a head that never came whole, or was refused: answered as the connection's */
     req_reset(r);
+    px_tel_begin(r, 0);
   } else if (!r->active) {
     px_conn_close(c);
     return;
@@ -692,6 +704,7 @@ static void on_free(px_conn_t *c) {
   px_wctx_t *w = pc->r.w;
   px_buf_free(&pc->r.uhead);
   px_buf_free(&pc->r.body);
+  free(pc->r.trace);
   px_try_free(&pc->r.t);
   px__wsnap_release(w, pc->r.ws);
   free(pc);

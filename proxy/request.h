@@ -55,6 +55,15 @@ struct px_req_s {
   /* its life */
   int active, ended, resp_started, resp_done, status;
   uint64_t start_ns;
+  /* what it leaves for operators (telemetry.c) */
+  px_trace_ctx_t *trace; /* its trace context; allocated on the connection's first traced request */
+  int traced, tel_err;   /* tel_err: the sidecar's own answer's px_errkind_t + 1 */
+  int tel_head;          /* its head came whole (its method and target are known) */
+  uint64_t wall_us, out_base;
+  int try_open, try_attempt, try_status, try_err; /* the current try's span */
+  uint8_t try_span[8];
+  uint64_t try_start_us, try_end_us;
+  size_t try_ep;
   _Alignas(16) unsigned char fstate[PX_FILTER_STATE_BYTES];
 };
 

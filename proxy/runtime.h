@@ -19,6 +19,7 @@
 #include "lb.h"
 #include "queue.h"
 #include "route_state.h"
+#include "sinks.h"
 
 typedef struct px_pool_s px_pool_t;
 
@@ -65,6 +66,7 @@ typedef struct {
 
 typedef struct px_snapshot_s {
   px_config_t *cfg;
+  px_sinks_t sinks; /* the access log and span exporter cfg asks for (sinks.h), set by main */
   atomic_int refs;
   unsigned generation;
   int nworkers;

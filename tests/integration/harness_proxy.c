@@ -119,3 +119,16 @@ long tp_metric(tp_t *p, const char *series) {
   th_resp_free(&r);
   return v;
 }
+
+const char *tp_req_header(const char *h, const char *name, char *buf, size_t cap) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\r\n%s: ", name);
+  const char *v = h ? strcasestr(h, pat) : NULL;
+  if (!v) return NULL;
+  v += strlen(pat);
+  size_t n = strcspn(v, "\r");
+  if (n >= cap) n = cap - 1;
+  memcpy(buf, v, n);
+  buf[n] = 0;
+  return buf;
+}

@@ -37,6 +37,9 @@ int tp_raw(tp_t *p, const char *req, th_resp_t *r);
 /* Reads one answer's head, up to its blank line, into buf (NUL-terminated): for
  * HEAD answers, which a generic reader would expect a body for. */
 void tp_read_head_only(int fd, char *buf, size_t cap);
+/* The value of header `name` in the request head `h` (up to its CR) as a fake upstream
+ * saw it, into buf; NULL when absent. */
+const char *tp_req_header(const char *h, const char *name, char *buf, size_t cap);
 /* The value of the first /metrics line starting with `series` (name, labels and the
  * space after them), -1 when there is none. */
 long tp_metric(tp_t *p, const char *series);

@@ -27,20 +27,6 @@ static void start(tp_t *p, fu_t *u, const char *retry) {
   tp_start_simple(p, NULL, extra, tp_ep(u), NULL);
 }
 
-/* The value of header `name` in request head `h` (up to its CR), into buf. */
-static const char *req_header(const char *h, const char *name, char *buf, size_t cap) {
-  char pat[64];
-  snprintf(pat, sizeof(pat), "\r\n%s: ", name);
-  const char *v = h ? strcasestr(h, pat) : NULL;
-  if (!v) return NULL;
-  v += strlen(pat);
-  size_t n = strcspn(v, "\r");
-  if (n >= cap) n = cap - 1;
-  memcpy(buf, v, n);
-  buf[n] = 0;
-  return buf;
-}
-
 static int get(tp_t *p, const char *method, const char *headers, const char *body, th_resp_t *r) {
   return th_http(p->port, method, "/x", headers, body, r);
 }
@@ -63,7 +49,7 @@ Test(retry, gateway_errors_are_retried_until_an_answer, .timeout = 30) {
   for (int i = 0; i < 3; i++) {
     char want[16];
     snprintf(want, sizeof(want), "%d", i + 1);
-    cr_expect_str_eq(req_header(fu_head(u, i), "x-outrigger-attempt", v, sizeof(v)), want, "try %d", i);
+    cr_expect_str_eq(tp_req_header(fu_head(u, i), "x-outrigger-attempt", v, sizeof(v)), want, "try %d", i);
   }
   /* The failed answers came whole and were dropped: the connection they came on is
    * reused, and nothing of them leaks into the next request's answer. */
@@ -251,11 +237,11 @@ Test(retry, generate_sends_one_quoted_key_on_every_try, .timeout = 30) {
   cr_expect_eq(r.status, 200);
   th_resp_free(&r);
   char k0[128], k[128];
-  cr_assert_not_null(req_header(fu_head(u, 0), "idempotency-key", k0, sizeof(k0)), "%s", fu_head(u, 0));
+  cr_assert_not_null(tp_req_header(fu_head(u, 0), "idempotency-key", k0, sizeof(k0)), "%s", fu_head(u, 0));
   cr_expect_eq(strlen(k0), 38, "a quoted UUID: %s", k0);
   cr_expect(k0[0] == '"' && k0[37] == '"' && k0[15] == '4', "%s", k0);
   for (int i = 1; i < 3; i++) {
-    cr_assert_not_null(req_header(fu_head(u, i), "idempotency-key", k, sizeof(k)));
+    cr_assert_not_null(tp_req_header(fu_head(u, i), "idempotency-key", k, sizeof(k)));
     cr_expect_str_eq(k, k0, "try %d carried another key", i + 1);
   }
   /* A client's own key is passed on as it is, and no second one is added. */
@@ -263,12 +249,12 @@ Test(retry, generate_sends_one_quoted_key_on_every_try, .timeout = 30) {
   th_resp_free(&r);
   const char *h = fu_head(u, 3);
   cr_assert_not_null(h);
-  cr_expect_str_eq(req_header(h, "idempotency-key", k, sizeof(k)), "\"mine\"");
+  cr_expect_str_eq(tp_req_header(h, "idempotency-key", k, sizeof(k)), "\"mine\"");
   cr_expect_null(strcasestr(strcasestr(h, "idempotency-key") + 1, "idempotency-key"), "two keys: %s", h);
   /* GET needs no key, and gets none. */
   cr_assert_eq(get(&p, "GET", NULL, NULL, &r), 0);
   th_resp_free(&r);
-  cr_expect_null(req_header(fu_head(u, 4), "idempotency-key", k, sizeof(k)));
+  cr_expect_null(tp_req_header(fu_head(u, 4), "idempotency-key", k, sizeof(k)));
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
