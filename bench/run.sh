@@ -16,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey sticky redirect"
+ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey sticky tracing redirect"
 
 # Remember the user-set knobs for the "exact command" line before defaulting them.
 CMDLINE=""
@@ -74,6 +74,7 @@ case_def() {
     demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=shortener; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
     features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
     postkey)  C_PATH=/upload;    C_CONNS=50;  C_POST=256; C_KEYS=1; C_TARGETS="outrigger outrigger-features"; C_DESC="POST 256 bytes, each with an Idempotency-Key of its own, 50 connections: features off vs on (on: inbound idempotency keeps every answer, the retry policy keeps every body)";;
+    tracing)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-tracing"; C_DESC="GET 13 bytes, 50 connections: Outrigger plain vs with tracing (sample_rate 1.0, every span exported to Zipkin) and the access log to a file";;
     sticky)   C_PATH=/small.txt; C_CONNS=50;  C_STICKY=1; C_TARGETS="outrigger outrigger-sticky"; C_DESC="GET 13 bytes, 50 connections, an x-user-id of 10,000 users: a plain cluster route vs a 90/10 canary split with sticky assignment by that header";;
     redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=""; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
   esac
@@ -90,6 +91,7 @@ target_def() {
     */outrigger)          T_PORT=$P_OUTRIGGER;  T_SVCS=outrigger ;;
     */outrigger-features) T_PORT=$P_ORFEAT;     T_SVCS=orfeat ;;
     */outrigger-sticky)   T_PORT=$P_ORSTICKY;   T_SVCS=orsticky ;;
+    */outrigger-tracing)  T_PORT=$P_ORTRACE;    T_SVCS=ortrace ;;
     */haproxy)            T_PORT=$P_HAPROXY;    T_SVCS=haproxy ;;
     */nginx)              T_PORT=$P_NGINXPROXY; T_SVCS=nginxproxy ;;
     */h2o)                T_PORT=$P_H2O;        T_SVCS=h2o ;;
@@ -172,6 +174,10 @@ if [ -n "${NEED[orfeat]:-}" ]; then
     SVC_SKIP[orfeat]=$SKIP_MSG
     log "NOTE: features-on case skipped (the loader may not accept every key in bench/out/outrigger-features.yaml yet)"
   fi
+fi
+if [ -n "${NEED[ortrace]:-}" ]; then
+  write_outrigger_tracing "$OUT/outrigger-tracing.yaml"
+  if start_outrigger outrigger-tracing "$OUT/outrigger-tracing.yaml" $P_ORTRACE; then SVC_PID[ortrace]=$LAST_PID; else SVC_SKIP[ortrace]=$SKIP_MSG; fi
 fi
 if [ -n "${NEED[orsticky]:-}" ]; then
   write_outrigger_sticky "$OUT/outrigger-sticky.yaml"
@@ -260,7 +266,7 @@ for rep in $(seq "$REPS"); do
         run_wrk "$T_PORT" "$C_PATH" "$C_CONNS" "$C_POST" "$WARM" "$OUT/wrk/warmup.txt"
         wait "$WRK_PID" || true
       fi
-      [ -f "$OUT/outrigger-features.access.log" ] && : >"$OUT/outrigger-features.access.log"
+      for f in "$OUT"/outrigger-features.access.log "$OUT"/outrigger-tracing.access.log; do [ -f "$f" ] && : >"$f"; done
       # Nothing samples during the measured run (a sampler's forks show in wrk's
       # latencies): the kernel keeps the peak RSS (VmHWM, reset here) and the
       # counters are read before and after.

@@ -422,8 +422,8 @@ static void kick(px_span_exporter_t *e) {
   (void)r; /* EAGAIN only when the counter is saturated: the exporter is awake then */
 }
 
-int px_span_submit(px_span_exporter_t *e, unsigned worker, const px_span_t *span) {
-  if (PX_UNLIKELY(worker >= e->nrings)) return -1;
+px_span_t *px_span_reserve(px_span_exporter_t *e, unsigned worker) {
+  if (PX_UNLIKELY(worker >= e->nrings)) return NULL;
   span_ring_t *r = &e->rings[worker];
   uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
   if (PX_UNLIKELY(t - r->cached_head > r->mask)) {
@@ -431,10 +431,15 @@ int px_span_submit(px_span_exporter_t *e, unsigned worker, const px_span_t *span
     if (t - r->cached_head > r->mask) {
       atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
                             memory_order_relaxed);
-      return -1;
+      return NULL;
     }
   }
-  memcpy(&r->slots[t & r->mask], span, sizeof(*span));
+  return &r->slots[t & r->mask];
+}
+
+void px_span_commit(px_span_exporter_t *e, unsigned worker) {
+  span_ring_t *r = &e->rings[worker];
+  uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
   atomic_store_explicit(&r->tail, t + 1, memory_order_release);
   /* The count by the cached head never runs behind the true one and grows by one per
    * submit, so the true count cannot pass the half mark without the cached one landing
@@ -443,6 +448,13 @@ int px_span_submit(px_span_exporter_t *e, unsigned worker, const px_span_t *span
     r->cached_head = atomic_load_explicit(&r->head, memory_order_acquire);
     if (t + 1 - r->cached_head >= r->half) kick(e);
   }
+}
+
+int px_span_submit(px_span_exporter_t *e, unsigned worker, const px_span_t *span) {
+  px_span_t *slot = px_span_reserve(e, worker);
+  if (slot == NULL) return -1;
+  memcpy(slot, span, sizeof(*span));
+  px_span_commit(e, worker);
   return 0;
 }
 

@@ -155,6 +155,12 @@ int px_span_exporter_start(const px_span_exporter_conf_t *conf, px_span_exporter
  * use that ring. Returns 0, or -1 when the ring is full (the span is dropped and
  * counted) or worker is out of range. Never blocks. */
 int px_span_submit(px_span_exporter_t *e, unsigned worker, const px_span_t *span);
+/* The same without the copy: the slot the next span of producer `worker` goes into
+ * (NULL when the ring is full, or worker out of range: the span is dropped and
+ * counted), filled in place by that worker and published by px_span_commit, before
+ * any other call on that ring. Every field must be set (px_span_init first). */
+px_span_t *px_span_reserve(px_span_exporter_t *e, unsigned worker);
+void px_span_commit(px_span_exporter_t *e, unsigned worker);
 
 /* The totals now (relaxed loads: each exact, the set not a single snapshot). */
 void px_span_exporter_stats(const px_span_exporter_t *e, px_span_stats_t *out);

@@ -1,5 +1,6 @@
 #include "telemetry.h"
 
+#include <arpa/inet.h>
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,35 +64,32 @@ static void span_common(const px_req_t *r, px_span_t *s) {
   if (r->cluster) PX_SPAN_SET(s->cluster, cstr(r->cluster->conf->name));
 }
 
-static void submit(const px_req_t *r, const px_span_t *s) {
-  (void)px_span_submit(r->ws->snap->sinks.spans, (unsigned)r->w->id, s); /* a full queue counts it */
-}
-
 /* The span of the try that just ended: `retried` when another try follows it. */
 static void try_span(px_req_t *r, int retried, uint64_t end_us) {
   if (!r->try_open) return;
   r->try_open = 0;
   if (!recording(r)) return;
-  px_span_t s;
-  span_common(r, &s);
-  s.kind = PX_SPAN_CLIENT;
-  memcpy(s.id, r->try_span, 8);
-  memcpy(s.parent_id, r->trace->span_id, 8);
-  s.timestamp_us = r->try_start_us;
-  s.duration_us = end_us > r->try_start_us ? end_us - r->try_start_us : 1;
-  s.attempt = (uint16_t)r->try_attempt;
-  s.status_code = (uint16_t)r->try_status;
+  px_span_t *s = px_span_reserve(r->ws->snap->sinks.spans, (unsigned)r->w->id);
+  if (s == NULL) return; /* the queue is full: dropped, counted */
+  span_common(r, s);
+  s->kind = PX_SPAN_CLIENT;
+  memcpy(s->id, r->try_span, 8);
+  memcpy(s->parent_id, r->trace->span_id, 8);
+  s->timestamp_us = r->try_start_us;
+  s->duration_us = end_us > r->try_start_us ? end_us - r->try_start_us : 1;
+  s->attempt = (uint16_t)r->try_attempt;
+  s->status_code = (uint16_t)r->try_status;
   const px_endpoint_t *ep = &r->cluster->eps[r->try_ep];
-  PX_SPAN_SET(s.endpoint, cstr(ep->name));
-  px_span_set_addr(&s.remote, (const struct sockaddr *)&ep->conf->sa);
-  PX_SPAN_SET(s.remote.service, cstr(r->cluster->conf->name));
-  span_name(&s, llhttp_method_name((llhttp_method_t)r->method), r->cluster->conf->name);
+  PX_SPAN_SET(s->endpoint, cstr(ep->name));
+  px_span_set_addr(&s->remote, (const struct sockaddr *)&ep->conf->sa);
+  PX_SPAN_SET(s->remote.service, cstr(r->cluster->conf->name));
+  span_name(s, llhttp_method_name((llhttp_method_t)r->method), r->cluster->conf->name);
   if (r->try_err)
-    PX_SPAN_SET(s.error, cstr(px_errkind_name((px_errkind_t)(r->try_err - 1))));
+    PX_SPAN_SET(s->error, cstr(px_errkind_name((px_errkind_t)(r->try_err - 1))));
   else if (r->try_status >= 500)
-    snprintf(s.error, sizeof(s.error), "%d", r->try_status);
-  if (retried) PX_SPAN_SET(s.decision, PX_STR("retried"));
-  submit(r, &s);
+    snprintf(s->error, sizeof(s->error), "%d", r->try_status);
+  if (retried) PX_SPAN_SET(s->decision, PX_STR("retried"));
+  px_span_commit(r->ws->snap->sinks.spans, (unsigned)r->w->id);
 }
 
 void px_tel_try_start(px_req_t *r, size_t ep) {
@@ -116,27 +114,33 @@ void px_tel_try_outcome(px_req_t *r, int status, px_errkind_t kind) {
 }
 
 static void server_span(px_req_t *r, uint64_t now_us) {
-  px_span_t s;
-  span_common(r, &s);
-  s.kind = PX_SPAN_SERVER;
-  memcpy(s.id, r->trace->span_id, 8);
-  memcpy(s.parent_id, r->trace->parent_id, 8);
-  s.timestamp_us = r->wall_us;
-  s.duration_us = now_us > r->wall_us ? now_us - r->wall_us : 1;
-  s.status_code = (uint16_t)r->status;
-  s.attempt = (uint16_t)r->attempt;
-  struct sockaddr_storage peer;
-  if (px_tp_peer(&r->c->tp, &peer) == 0) px_span_set_addr(&s.remote, (const struct sockaddr *)&peer);
-  span_name(&s, llhttp_method_name((llhttp_method_t)r->method),
+  px_span_t *s = px_span_reserve(r->ws->snap->sinks.spans, (unsigned)r->w->id);
+  if (s == NULL) return; /* the queue is full: dropped, counted */
+  span_common(r, s);
+  s->kind = PX_SPAN_SERVER;
+  memcpy(s->id, r->trace->span_id, 8);
+  memcpy(s->parent_id, r->trace->parent_id, 8);
+  s->timestamp_us = r->wall_us;
+  s->duration_us = now_us > r->wall_us ? now_us - r->wall_us : 1;
+  s->status_code = (uint16_t)r->status;
+  s->attempt = (uint16_t)r->attempt;
+  /* The client's address as the connection keeps it (text, no port): no system call. */
+  struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+  struct sockaddr_in a4 = {.sin_family = AF_INET};
+  if (inet_pton(AF_INET, r->c->peer, &a4.sin_addr) == 1)
+    px_span_set_addr(&s->remote, (const struct sockaddr *)&a4);
+  else if (inet_pton(AF_INET6, r->c->peer, &a6.sin6_addr) == 1)
+    px_span_set_addr(&s->remote, (const struct sockaddr *)&a6);
+  span_name(s, llhttp_method_name((llhttp_method_t)r->method),
             r->route ? r->route->conf->name : lconf(r)->name);
-  if (r->attempt > 0) PX_SPAN_SET(s.endpoint, cstr(r->cluster->eps[r->try_ep].name));
+  if (r->attempt > 0) PX_SPAN_SET(s->endpoint, cstr(r->cluster->eps[r->try_ep].name));
   if (r->tel_err)
-    PX_SPAN_SET(s.error, cstr(px_errkind_name((px_errkind_t)(r->tel_err - 1))));
+    PX_SPAN_SET(s->error, cstr(px_errkind_name((px_errkind_t)(r->tel_err - 1))));
   else if (r->status >= 500)
-    snprintf(s.error, sizeof(s.error), "%d", r->status);
+    snprintf(s->error, sizeof(s->error), "%d", r->status);
   else if (r->status == 0)
-    PX_SPAN_SET(s.error, PX_STR("the client went away before the answer"));
-  submit(r, &s);
+    PX_SPAN_SET(s->error, PX_STR("the client went away before the answer"));
+  px_span_commit(r->ws->snap->sinks.spans, (unsigned)r->w->id);
 }
 
 static void access_line(px_req_t *r, uint64_t now_us) {

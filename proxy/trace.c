@@ -288,9 +288,13 @@ void px_trace_extract(const px_trace_in_t *in, unsigned propagation, px_trace_ct
 /* ---- begin and write ---------------------------------------------------- */
 
 static void rand_bytes(uint8_t *p, size_t n) {
-  while (n) {
+  for (; n >= 8; p += 8, n -= 8) {
     uint64_t r = px_rand64();
-    for (int i = 0; i < 8 && n; i++, n--) *p++ = (uint8_t)(r >> (8 * i));
+    memcpy(p, &r, 8);
+  }
+  if (n) {
+    uint64_t r = px_rand64();
+    memcpy(p, &r, n);
   }
 }
 
@@ -315,42 +319,73 @@ void px_trace_begin(px_trace_ctx_t *ctx, double sample_rate, double r01) {
   px_trace_new_span_id(ctx->span_id);
 }
 
+/* Appends a header line "name: <hex of id>\r\n" without going through printf: these
+ * are written on every try of every traced request. */
+static void hex_line(px_buf_t *out, const char *name, size_t nlen, const uint8_t *id, size_t n) {
+  char *p = px_buf_reserve(out, nlen + 2 * n + 2);
+  memcpy(p, name, nlen);
+  px_trace_hex(id, n, p + nlen); /* its NUL goes where the CR goes next */
+  p[nlen + 2 * n] = '\r';
+  p[nlen + 2 * n + 1] = '\n';
+  out->len += nlen + 2 * n + 2;
+}
+#define HEX_LINE(out, lit, id, n) hex_line(out, lit, sizeof(lit) - 1, id, n)
+
 void px_trace_write_headers(const px_trace_ctx_t *ctx, const uint8_t client_span[8], unsigned propagation,
                             px_buf_t *out) {
   if (all_zero(ctx->trace_id, 16) || all_zero(client_span, 8)) return;
-  char tid[33], cs[17], ss[17];
-  px_trace_hex(ctx->trace_id, 16, tid);
-  px_trace_hex(client_span, 8, cs);
-  px_trace_hex(ctx->span_id, 8, ss);
   int sampled = ctx->debug || ctx->sampled == PX_SAMPLE_YES;
   int decided = ctx->debug || ctx->sampled != PX_SAMPLE_DEFER;
   int has_server = !all_zero(ctx->span_id, 8);
-  const char *b3tid = ctx->trace_id_64 ? tid + 16 : tid;
+  /* A 64-bit B3 trace id is the low half, written as 16 digits. */
+  const uint8_t *b3tid = ctx->trace_id_64 ? ctx->trace_id + 8 : ctx->trace_id;
+  size_t b3n = ctx->trace_id_64 ? 8 : 16;
   if (propagation & PX_PROP_W3C) {
     /* Always version 00, whatever came in: it is the version we know how to write. */
-    px_buf_printf(out, "traceparent: 00-%s-%s-%s\r\n", tid, cs, sampled ? "01" : "00");
+    char *p = px_buf_reserve(out, 70);
+    memcpy(p, "traceparent: 00-", 16);
+    px_trace_hex(ctx->trace_id, 16, p + 16);
+    p[48] = '-';
+    px_trace_hex(client_span, 8, p + 49);
+    memcpy(p + 65, sampled ? "-01\r\n" : "-00\r\n", 5);
+    out->len += 70;
     if (ctx->tracestate_len) {
-      px_buf_append_cstr(out, "tracestate: ");
+      px_buf_append(out, "tracestate: ", 12);
       px_buf_append(out, ctx->tracestate, ctx->tracestate_len);
-      px_buf_append_cstr(out, "\r\n");
+      px_buf_append(out, "\r\n", 2);
     }
   }
   if (propagation & PX_PROP_B3) {
-    px_buf_printf(out, "x-b3-traceid: %s\r\nx-b3-spanid: %s\r\n", b3tid, cs);
-    if (has_server) px_buf_printf(out, "x-b3-parentspanid: %s\r\n", ss);
+    HEX_LINE(out, "x-b3-traceid: ", b3tid, b3n);
+    HEX_LINE(out, "x-b3-spanid: ", client_span, 8);
+    if (has_server) HEX_LINE(out, "x-b3-parentspanid: ", ctx->span_id, 8);
     /* Debug implies sampled, so B3 says not to send x-b3-sampled with it. */
     if (ctx->debug)
-      px_buf_append_cstr(out, "x-b3-flags: 1\r\n");
+      px_buf_append(out, "x-b3-flags: 1\r\n", 15);
     else if (decided)
-      px_buf_printf(out, "x-b3-sampled: %c\r\n", sampled ? '1' : '0');
+      px_buf_append(out, sampled ? "x-b3-sampled: 1\r\n" : "x-b3-sampled: 0\r\n", 17);
   }
   if (propagation & PX_PROP_B3_SINGLE) {
-    px_buf_printf(out, "b3: %s-%s", b3tid, cs);
+    char *p = px_buf_reserve(out, 4 + 32 + 1 + 16 + 2 + 17 + 2);
+    size_t k = 4;
+    memcpy(p, "b3: ", 4);
+    px_trace_hex(b3tid, b3n, p + k);
+    k += 2 * b3n;
+    p[k++] = '-';
+    px_trace_hex(client_span, 8, p + k);
+    k += 16;
     /* The parent field comes after the sampling one, so it needs a decision before it. */
     if (decided) {
-      px_buf_printf(out, "-%c", ctx->debug ? 'd' : sampled ? '1' : '0');
-      if (has_server) px_buf_printf(out, "-%s", ss);
+      p[k++] = '-';
+      p[k++] = ctx->debug ? 'd' : sampled ? '1' : '0';
+      if (has_server) {
+        p[k++] = '-';
+        px_trace_hex(ctx->span_id, 8, p + k);
+        k += 16;
+      }
     }
-    px_buf_append_cstr(out, "\r\n");
+    p[k++] = '\r';
+    p[k++] = '\n';
+    out->len += k;
   }
 }

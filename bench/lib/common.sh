@@ -24,6 +24,7 @@ P_EDGE=18011        # demo topology: edge outrigger -> sidecar outrigger -> shor
 P_SIDECAR=18012
 P_ORFEAT=18021      # outrigger, all features on
 P_ORSTICKY=18022    # outrigger, a sticky canary split instead of a cluster
+P_ORTRACE=18023     # outrigger, tracing (sample 1.0, Zipkin export) and the access log on
 P_H2O=18004         # h2o as reverse proxy
 P_ORIGIN_STATUS=18081  # the upstream nginx's stub_status (connections accepted)
 # The same upstream on one port per peer proxy: each proxy's pool then has the
@@ -37,8 +38,9 @@ A_EDGE=19911
 A_SIDECAR=19912
 A_ORFEAT=19921
 A_ORSTICKY=19922
+A_ORTRACE=19923
 A_LEAK=19931
-ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $P_ORSTICKY $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_ORSTICKY $A_LEAK"
+ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $P_ORSTICKY $P_ORTRACE $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_ORSTICKY $A_ORTRACE $A_LEAK"
 
 STARTED_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
@@ -500,6 +502,32 @@ clusters:
   - name: canary
     endpoints: [127.0.0.1:$P_ORIGIN]
     pool: { max_idle_per_endpoint: 9000, idle_timeout: 60s }
+EOF
+}
+
+# The plain listener with what an operator turns on to see traffic: tracing of every
+# request (sample_rate 1.0, each request's SERVER and CLIENT spans exported to the
+# origin nginx, which answers 202) and an access log file. Nothing else differs.
+write_outrigger_tracing() {
+  cat >"$1" <<EOF
+workers: 1
+drain_timeout: 2s
+admin: { address: 127.0.0.1:$A_ORTRACE }
+log: { level: warn, access_log: $OUT/outrigger-tracing.access.log }
+tracing:
+  service_name: bench
+  propagation: [w3c, b3]
+  sample_rate: 1.0
+  zipkin: http://127.0.0.1:$P_ORIGIN/api/v2/spans
+listeners:
+  - name: bench
+    address: 127.0.0.1:$P_ORTRACE
+    routes:
+      - { name: all, match: { prefix: / }, cluster: origin }
+clusters:
+  - name: origin
+    endpoints: [127.0.0.1:$P_ORIGIN]
+    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
 EOF
 }
 
