@@ -11,6 +11,9 @@
 # the app did the work, and the edge retries POSTs safely with idempotency keys.
 # CANARY=1 runs the edge of config/demo/canary/ instead: v2 is promoted from 10% while
 # its analysis passes, and rolled back by itself if it starts failing (GET :15000/canary).
+# Every hop traces every request and sends its spans to :9411: the demo starts
+# span-sink there (spans as JSON lines in $RUN/spans.jsonl), unless something already
+# listens on it (a Zipkin or a Jaeger, which then draws the traces).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,6 +40,16 @@ stop_all() {
   echo "demo: stopped; logs were in $RUN"
 }
 trap stop_all EXIT INT TERM
+
+SPANS="$RUN/spans.jsonl"
+if port_free 9411; then
+  build-release/span-sink --listen 127.0.0.1:9411 --out "$SPANS" 2>"$RUN/span-sink.log" &
+  pids+=($!)
+  wait_port 9411
+  SPANS_AT="span-sink on :9411, one span per line in $SPANS"
+else
+  SPANS_AT="the collector already on :9411 (Zipkin or Jaeger: open its UI)"
+fi
 
 for i in 1 2 3; do
   label=v1; [ "$i" = 3 ] && label=v2
@@ -74,6 +87,12 @@ Try:
   curl -s http://127.0.0.1:15000/clusters
   curl -s http://127.0.0.1:15000/canary
   curl -s -X POST http://127.0.0.1:15000/canary/shortener -d '{"weights": {"shortener-v2": 25}}'
+
+Traces: every hop sends its spans to $SPANS_AT.
+One request's trace (a trace id of your choosing; without a traceparent the edge starts one):
+  tid=4bf92f3577b34da6a3ce929d0e0e4736
+  curl -s -o /dev/null http://127.0.0.1:8080/$code -H "traceparent: 00-\$tid-00f067aa0ba902b7-01"
+  sleep 0.5; grep \$tid $SPANS
 
 Ctrl-C stops everything.
 MSG

@@ -137,14 +137,17 @@ static void *accept_main(void *arg) {
   }
 }
 
-fc_t *fc_start(fc_mode_t mode) {
+fc_t *fc_start(fc_mode_t mode) { return fc_start_at(mode, 0); }
+
+fc_t *fc_start_at(fc_mode_t mode, int port) {
   fc_t *fc = calloc(1, sizeof(*fc));
   fc->mode = (int)mode;
   pthread_mutex_init(&fc->mu, NULL);
   fc->lfd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(fc->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof(a);
   if (bind(fc->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fc->lfd, 64) != 0 ||
       getsockname(fc->lfd, (struct sockaddr *)&a, &len) != 0) {

@@ -12,6 +12,8 @@ typedef enum { FC_OK, FC_FAIL, FC_HANG } fc_mode_t;
 typedef struct fc_s fc_t;
 
 fc_t *fc_start(fc_mode_t mode);
+/* The same on a given loopback port (0: any); NULL when it cannot listen there. */
+fc_t *fc_start_at(fc_mode_t mode, int port);
 int fc_port(const fc_t *c);
 void fc_set_mode(fc_t *c, fc_mode_t mode);
 /* POSTs received (whole), and spans in those taken (FC_OK). */

@@ -494,8 +494,8 @@ int th_remap_ports(const char *src, const char *dst, const int *from, const int 
   return 0;
 }
 
-const int th_demo_ports[TH_DEMO_NPORTS] = {8080, 8001,  8002,  8003,  9001, 9002,
-                                           9003, 15000, 15001, 15002, 15003};
+const int th_demo_ports[TH_DEMO_NPORTS] = {8080, 8001,  8002,  8003,  9001,  9002,
+                                           9003, 15000, 15001, 15002, 15003, 9411};
 
 int th_demo_port(const int *ports, int demo_port) {
   for (size_t i = 0; i < TH_DEMO_NPORTS; i++)

@@ -73,7 +73,7 @@ char *th_read_file(const char *path, size_t *len);
  * rewritten to "127.0.0.1:to[i]" (the demo configurations on free ports); 0 or -1. */
 int th_remap_ports(const char *src, const char *dst, const int *from, const int *to, size_t n);
 /* The demo topology's fixed ports (config/demo/), in the order a test remaps them. */
-#define TH_DEMO_NPORTS 11
+#define TH_DEMO_NPORTS 12 /* the demo's listeners, apps, admin ports and span sink */
 extern const int th_demo_ports[TH_DEMO_NPORTS];
 /* The port that stands for `demo_port` in `ports` (parallel to th_demo_ports), or -1. */
 int th_demo_port(const int *ports, int demo_port);

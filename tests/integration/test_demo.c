@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "fake_collector.h"
 #include "harness.h"
 
 static int ports[TH_DEMO_NPORTS];
@@ -29,6 +31,9 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   snprintf(base, sizeof(base), "http://127.0.0.1:%d", port_of(8080));
   pid_t pids[7];
   int np = 0;
+  /* The demo's span sink: every hop exports its spans here. */
+  fc_t *fc = fc_start_at(FC_OK, port_of(9411));
+  cr_assert(fc, "cannot listen on the span sink's port");
 
   for (int i = 1; i <= 3; i++) {
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port_of(9000 + i));
@@ -85,7 +90,39 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   /* 90/10 over 200 requests: v2 between 2 and 45 is a very loose but certain band. */
   cr_assert(v2 >= 2 && v2 <= 45, "split 90/10 gave v1=%d v2=%d", v1, v2);
 
+  /* One request is one trace across the hops: the edge's SERVER span (a child of the
+   * client's), its CLIENT span, the sidecar's SERVER span as that try's child, and the
+   * sidecar's CLIENT span to the app. */
+  const char *tid = "0af7651916cd43dd8448eb211c80319c";
+  cr_assert_eq(th_http(edge, "GET", path,
+                       "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n", NULL, &r),
+               0);
+  cr_assert_eq(r.status, 302);
+  th_resp_free(&r);
+  int idx[4] = {-1, -1, -1, -1}; /* edge SERVER, edge CLIENT, sidecar SERVER, sidecar CLIENT */
+  for (int waited = 0; waited < 5000 && (idx[0] < 0 || idx[1] < 0 || idx[2] < 0 || idx[3] < 0);
+       waited += 50) {
+    usleep(50000);
+    int n = fc_nspans(fc);
+    for (int i = 0; i < n; i++) {
+      const char *t = fc_field(fc, i, "traceId"), *kind = fc_field(fc, i, "kind");
+      const px_json_t *le = px_json_get(fc_span(fc, i), "localEndpoint");
+      const char *svc = le ? px_json_str(px_json_get(le, "serviceName"), NULL) : NULL;
+      if (!t || strcmp(t, tid) != 0 || !kind || !svc) continue;
+      int edge_hop = strcmp(svc, "edge") == 0;
+      idx[(edge_hop ? 0 : 2) + (strcmp(kind, "CLIENT") == 0)] = i;
+    }
+  }
+  for (int k = 0; k < 4; k++) cr_assert_geq(idx[k], 0, "span %d of the trace never arrived", k);
+  cr_expect_str_eq(fc_field(fc, idx[0], "parentId"), "b7ad6b7169203331");
+  cr_expect_str_eq(fc_field(fc, idx[1], "parentId"), fc_field(fc, idx[0], "id"));
+  cr_expect_str_eq(fc_field(fc, idx[2], "parentId"), fc_field(fc, idx[1], "id"),
+                   "the sidecar's span is not the edge try's child");
+  cr_expect_str_eq(fc_field(fc, idx[3], "parentId"), fc_field(fc, idx[2], "id"));
+  cr_expect_str_eq(fc_tag(fc, idx[2], "http.status_code"), "302");
+
   for (int i = np - 1; i >= 0; i--)
     cr_assert_eq(th_stop(pids[i], 10000), 0, "process %d did not exit cleanly", i);
+  fc_stop(fc);
   th_tmpdir_remove(dir);
 }
