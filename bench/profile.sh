@@ -9,6 +9,8 @@
 #
 # Prints one line per binary: instructions, requests, instructions per request.
 # KEEP_PROFILE=PREFIX keeps each profile as PREFIX.<build dir> for callgrind_annotate.
+# PROFILE_EXTRA="YAML" adds top-level keys to the configuration (a tracing block, a
+# log line with access_log, ...) to count what a feature costs.
 # Needs valgrind and wrk (apt-get install -y valgrind wrk).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -27,7 +29,7 @@ for bin in "$@"; do
   cat >"$dir/outrigger.yaml" <<EOF
 workers: 1
 admin: { address: 127.0.0.1:$ADMIN }
-log: { level: warn }
+${PROFILE_EXTRA:-log: { level: warn \}}
 listeners:
   - name: edge
     address: 127.0.0.1:$PORT

@@ -158,7 +158,7 @@ static void access_line(px_req_t *r, uint64_t now_us) {
       .cluster = r->cluster ? cstr(r->cluster->conf->name) : (px_str_t){"", 0},
       .endpoint = r->attempt > 0 && r->cluster ? cstr(r->cluster->eps[r->try_ep].name) : (px_str_t){"", 0},
       .attempts = r->attempt,
-      .bytes_in = px_conn_head(c)->head_bytes + c->body_in,
+      .bytes_in = r->tel_head ? px_conn_head(c)->head_bytes + c->body_in : 0,
       .bytes_out = c->bytes_out - r->out_base,
       .trace_id = cstr(tid),
       .request_id = cstr(r->rid),

@@ -1,5 +1,6 @@
 #include "trace.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* ---- small pieces ------------------------------------------------------- */
@@ -31,10 +32,16 @@ static int parse_hex(const char *p, size_t n, uint8_t *out) {
   return 0;
 }
 
+/* Ids are 8 or 16 bytes: compared a word at a time. */
 static int all_zero(const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i]) return 0;
-  return 1;
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= p[i];
+  return acc == 0;
 }
 
 /* A 16-digit, nonzero span id (B3 and W3C alike: zero means "none"). */
@@ -55,12 +62,16 @@ static int parse_b3_trace(px_str_t s, uint8_t out[16], uint8_t *is64) {
   return 0;
 }
 
+/* Two digits a byte from one table look-up: ids are written on every traced try. */
+static const char hex_pairs[512] =
+#define H4(x)                                                                                                \
+#x "0" #x "1" #x "2" #x "3" #x "4" #x "5" #x "6" #x "7" #x "8" #x "9" #x "a" #x "b" #x "c" #x "d" #x       \
+     "e" #x "f"
+    H4(0) H4(1) H4(2) H4(3) H4(4) H4(5) H4(6) H4(7) H4(8) H4(9) H4(a) H4(b) H4(c) H4(d) H4(e) H4(f);
+#undef H4
+
 void px_trace_hex(const uint8_t *id, size_t n, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[id[i] >> 4];
-    out[2 * i + 1] = digits[id[i] & 15];
-  }
+  for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, hex_pairs + 2 * id[i], 2);
   out[2 * n] = '\0';
 }
 
@@ -182,8 +193,11 @@ int px_trace_parse_tracestate(const px_str_t *values, unsigned n, char *out, siz
 
 /* ---- extract ------------------------------------------------------------ */
 
+/* A new context: everything but the tracestate's bytes cleared (they count only up to
+ * its length, and a context is made for every traced request). */
 static void ctx_new(px_trace_ctx_t *ctx) {
-  memset(ctx, 0, sizeof(*ctx));
+  memset(ctx, 0, offsetof(px_trace_ctx_t, tracestate));
+  ctx->tracestate[0] = '\0';
   ctx->source = PX_TRACE_NEW;
   ctx->sampled = PX_SAMPLE_DEFER;
 }
@@ -249,6 +263,8 @@ static int extract_b3_single(px_str_t v, px_trace_ctx_t *ctx) {
  * context rather than guess. x-b3-flags "1" is debug; other values are ignored, as the
  * B3 spec allows. Sampling alone (no ids) is a new trace that keeps that decision. */
 static int extract_b3_multi(const px_trace_in_t *in, px_trace_ctx_t *ctx) {
+  if (!in->b3_sampled.n && !in->b3_flags.n && !in->b3_traceid.n && !in->b3_spanid.n && !in->b3_parentspanid.n)
+    return -1; /* none came: the usual case */
   px_trace_ctx_t c;
   ctx_new(&c);
   if (in->b3_sampled.n) {
@@ -321,7 +337,7 @@ void px_trace_begin(px_trace_ctx_t *ctx, double sample_rate, double r01) {
 
 /* Appends a header line "name: <hex of id>\r\n" without going through printf: these
  * are written on every try of every traced request. */
-static void hex_line(px_buf_t *out, const char *name, size_t nlen, const uint8_t *id, size_t n) {
+static inline void hex_line(px_buf_t *out, const char *name, size_t nlen, const uint8_t *id, size_t n) {
   char *p = px_buf_reserve(out, nlen + 2 * n + 2);
   memcpy(p, name, nlen);
   px_trace_hex(id, n, p + nlen); /* its NUL goes where the CR goes next */
