@@ -134,3 +134,29 @@ static void check_client_stops(int half_close) {
 
 Test(splice, a_client_gone_mid_body_ends_its_request, .timeout = 60) { check_client_stops(0); }
 Test(splice, a_client_ending_its_side_mid_body_gets_closed, .timeout = 60) { check_client_stops(1); }
+
+/* A client that stalls mid-body: the route's timeout ends the request while the splice
+ * waits for bytes, and the client gets the 504 (the upstream never a whole request). */
+Test(splice, a_client_stalling_mid_body_meets_the_route_timeout, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+  tp_start_simple(&p, NULL, ", timeout: 1s", tp_ep(u), NULL);
+  int fd = th_connect(p.port);
+  const char *head = "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n";
+  cr_assert_eq(th_send_all(fd, head, strlen(head)), 0);
+  static char part[300000];
+  memset(part, 's', sizeof(part));
+  cr_assert_eq(th_send_all(fd, part, sizeof(part)), 0);
+  int64_t t0 = th_now_ms();
+  th_resp_t r;
+  cr_assert_eq(th_read_response(fd, &r, 5000), 0);
+  tp_assert_problem(&r, 504, "upstream_timeout");
+  th_resp_free(&r);
+  int64_t took = th_now_ms() - t0;
+  cr_expect(took >= 800 && took < 4000, "answered after %lld ms", (long long)took);
+  th_close(fd);
+  cr_expect_eq(fu_complete_requests(u), 0);
+  cr_expect_gt(tp_metric(&p, SPLICED), 0, "the body did not go by splice");
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
