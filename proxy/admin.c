@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "canary_run.h"
 #include "config.h"
@@ -27,39 +28,148 @@ static void problem(px_hres_t *res, int status, const char *detail) {
   px_buf_free(&b);
 }
 
+/* ---- GET /metrics: what the running snapshot and the shared state know ------------------
+ *
+ * Each family is printed whole, its HELP and TYPE first, before the next: the text format
+ * wants a family's samples together. Label values are configuration names, escaped. */
+
+/* Unix time the sidecar started serving (its admin listener opened), for
+ * outrigger_start_time_seconds. */
+static double started_at;
+
+static const char *const verdict_names[] = {"insufficient", "pass", "fail"};
+
 static void render_canary_metrics(px_snapshot_t *s, px_buf_t *out) {
-  int any = 0;
-  for (size_t l = 0; l < s->cfg->nlisteners; l++) {
-    const px_listener_rt_t *lr = &s->listeners[l];
-    for (size_t r = 0; r < lr->conf->nroutes; r++) {
-      const px_route_rt_t *rt = &lr->routes[r];
-      if (!rt->rs) continue;
-      if (!any++)
-        px_buf_append_cstr(
-            out,
-            "# HELP outrigger_canary_weight A split route's weight per cluster, as set now.\n"
-            "# TYPE outrigger_canary_weight gauge\n"
-            "# HELP outrigger_canary_rollbacks_total Canaries the analysis rolled back to weight 0.\n"
-            "# TYPE outrigger_canary_rollbacks_total counter\n"
-            "# HELP outrigger_canary_promotions_total Promotion steps the analysis made.\n"
-            "# TYPE outrigger_canary_promotions_total counter\n"
-            "# HELP outrigger_canary_analysis_state 0 ok, 1 failing, 2 rolled back, 3 promoting, 4 promoted.\n"
-            "# TYPE outrigger_canary_analysis_state gauge\n");
-      int w[PX_SPLIT_MAX];
-      px_route_weights_read(rt->rs, w);
-      for (size_t k = 0; k < rt->rs->n; k++)
-        px_buf_printf(out, "outrigger_canary_weight{listener=\"%s\",route=\"%s\",cluster=\"%s\"} %d\n",
-                      lr->conf->name, rt->conf->name, rt->conf->split[k].cluster, w[k]);
-      if (!rt->conf->canary.has_analysis || rt->canary < 0) continue;
-      px_buf_printf(out,
-                    "outrigger_canary_rollbacks_total{listener=\"%s\",route=\"%s\"} %llu\n"
-                    "outrigger_canary_promotions_total{listener=\"%s\",route=\"%s\"} %llu\n"
-                    "outrigger_canary_analysis_state{listener=\"%s\",route=\"%s\"} %d\n",
-                    lr->conf->name, rt->conf->name, (unsigned long long)atomic_load(&rt->rs->rollbacks),
-                    lr->conf->name, rt->conf->name, (unsigned long long)atomic_load(&rt->rs->promotions),
-                    lr->conf->name, rt->conf->name, rt->rs->run_started ? (int)rt->rs->run.state : 0);
+  enum { WEIGHT, REQUESTS, SHARE, STATE, ANALYSES, ROLLBACKS, PROMOTIONS, NFAM };
+  static const struct {
+    const char *name, *type, *help;
+  } fam[NFAM] = {
+      {"outrigger_canary_weight", "gauge", "A split route's weight per cluster, as set now."},
+      {"outrigger_split_requests_total", "counter",
+       "Requests a split route sent to each of its clusters (since its split was last changed in the file)."},
+      {"outrigger_canary_share_ratio", "gauge",
+       "The share of a split route's new requests its canary gets by the weights now (0 to 1)."},
+      {"outrigger_canary_analysis_state", "gauge",
+       "A canary analysis: 0 ok, 1 failing, 2 rolled back, 3 promoting, 4 promoted."},
+      {"outrigger_canary_analyses_total", "counter",
+       "Canary analysis intervals judged, by verdict (pass, fail, insufficient: too few requests)."},
+      {"outrigger_canary_rollbacks_total", "counter", "Canaries the analysis rolled back to weight 0."},
+      {"outrigger_canary_promotions_total", "counter", "Promotion steps the analysis made."},
+  };
+  px_buf_t e1 = {0}, e2 = {0}, e3 = {0};
+  for (int f = 0; f < NFAM; f++) {
+    px_metrics_family(out, fam[f].name, fam[f].type, fam[f].help);
+    for (size_t l = 0; l < s->cfg->nlisteners; l++) {
+      const px_listener_rt_t *lr = &s->listeners[l];
+      for (size_t r = 0; r < lr->conf->nroutes; r++) {
+        const px_route_rt_t *rt = &lr->routes[r];
+        if (!rt->rs) continue;
+        const char *ln = px_metrics_esc(&e1, lr->conf->name), *rn = px_metrics_esc(&e2, rt->conf->name);
+        const px_route_state_t *rs = rt->rs;
+        int w[PX_SPLIT_MAX];
+        int analysed = rt->conf->canary.has_analysis && rt->canary >= 0;
+        switch (f) {
+        case WEIGHT:
+        case REQUESTS:
+          if (f == WEIGHT) px_route_weights_read(rt->rs, w);
+          for (size_t k = 0; k < rs->n; k++) {
+            unsigned long long v = f == WEIGHT ? (unsigned long long)w[k] : px_route_requests(rs, k);
+            px_buf_printf(out, "%s{listener=\"%s\",route=\"%s\",cluster=\"%s\"} %llu\n", fam[f].name, ln, rn,
+                          px_metrics_esc(&e3, rt->conf->split[k].cluster), v);
+          }
+          break;
+        case SHARE:
+          if (rt->canary < 0) break;
+          px_route_weights_read(rt->rs, w);
+          px_buf_printf(out, "%s{listener=\"%s\",route=\"%s\"} %g\n", fam[f].name, ln, rn,
+                        px_canary_share_bp(w, rs->n, rt->canary) / 10000.0);
+          break;
+        case STATE:
+          if (analysed)
+            px_buf_printf(out, "%s{listener=\"%s\",route=\"%s\"} %d\n", fam[f].name, ln, rn,
+                          rs->run_started ? (int)rs->run.state : 0);
+          break;
+        case ANALYSES:
+          for (int k = 0; analysed && k < 3; k++)
+            px_buf_printf(out, "%s{listener=\"%s\",route=\"%s\",verdict=\"%s\"} %llu\n", fam[f].name, ln, rn,
+                          verdict_names[k], (unsigned long long)atomic_load(&rs->analyses[k]));
+          break;
+        default:
+          if (analysed)
+            px_buf_printf(out, "%s{listener=\"%s\",route=\"%s\"} %llu\n", fam[f].name, ln, rn,
+                          (unsigned long long)atomic_load(f == ROLLBACKS ? &rs->rollbacks : &rs->promotions));
+          break;
+        }
+      }
     }
   }
+  px_buf_free(&e1);
+  px_buf_free(&e2);
+  px_buf_free(&e3);
+}
+
+/* Per cluster gauges of the shared state, and per endpoint ones of breakers and health. */
+static void render_cluster_metrics(px_snapshot_t *s, px_buf_t *out) {
+  px_buf_t e1 = {0}, e2 = {0};
+  px_metrics_family(out, "outrigger_upstream_connections_active", "gauge",
+                    "Open upstream connections, all workers.");
+  for (size_t i = 0; i < s->cfg->nclusters; i++)
+    px_buf_printf(out, "outrigger_upstream_connections_active{cluster=\"%s\"} %d\n",
+                  px_metrics_esc(&e1, s->clusters[i].conf->name),
+                  atomic_load(&s->clusters[i].st->connections));
+  px_metrics_family(out, "outrigger_upstream_requests_active", "gauge", "Requests in flight to a cluster.");
+  for (size_t i = 0; i < s->cfg->nclusters; i++)
+    px_buf_printf(out, "outrigger_upstream_requests_active{cluster=\"%s\"} %d\n",
+                  px_metrics_esc(&e1, s->clusters[i].conf->name),
+                  atomic_load(&s->clusters[i].st->active_requests));
+
+  enum { STATE, TRANSITIONS, SUPPRESSED, HEALTHY, NFAM };
+  static const struct {
+    const char *name, *type, *help;
+  } fam[NFAM] = {
+      {"outrigger_circuit_breaker_state", "gauge",
+       "Circuit breaker per endpoint of a cluster with circuit_breaker: 0 closed, 1 open, 2 half-open."},
+      {"outrigger_circuit_breaker_transitions_total", "counter",
+       "Breaker transitions, by cause (consecutive_failures and failure_rate open it, open_elapsed makes it "
+       "half-open, probe_failed opens it again, probe_succeeded and disabled close it)."},
+      {"outrigger_circuit_breaker_suppressed_opens_total", "counter",
+       "Times a breaker would have opened but the cluster's max_open_percent kept it closed."},
+      {"outrigger_endpoint_healthy", "gauge", "1 while an endpoint passes its cluster's health check."},
+  };
+  for (int f = 0; f < NFAM; f++) {
+    px_metrics_family(out, fam[f].name, fam[f].type, fam[f].help);
+    for (size_t i = 0; i < s->cfg->nclusters; i++) {
+      const px_cluster_t *c = &s->clusters[i];
+      if (f == HEALTHY ? !c->conf->has_health_check : !c->conf->has_breaker) continue;
+      const char *cn = px_metrics_esc(&e1, c->conf->name);
+      for (size_t e = 0; e < c->neps; e++) {
+        px_endpoint_state_t *st = c->eps[e].st;
+        const char *en = px_metrics_esc(&e2, c->eps[e].name);
+        switch (f) {
+        case STATE:
+          px_buf_printf(out, "%s{cluster=\"%s\",endpoint=\"%s\"} %d\n", fam[f].name, cn, en,
+                        (int)px_breaker_state(&st->breaker));
+          break;
+        case TRANSITIONS:
+          for (int k = 1; k < PX_BREAKER_CAUSE__N; k++)
+            px_buf_printf(out, "%s{cluster=\"%s\",endpoint=\"%s\",cause=\"%s\"} %llu\n", fam[f].name, cn, en,
+                          px_breaker_cause_name((px_breaker_cause_t)k),
+                          (unsigned long long)atomic_load(&st->transitions[k]));
+          break;
+        case SUPPRESSED:
+          px_buf_printf(out, "%s{cluster=\"%s\",endpoint=\"%s\"} %llu\n", fam[f].name, cn, en,
+                        (unsigned long long)atomic_load(&st->suppressed_opens));
+          break;
+        default:
+          px_buf_printf(out, "%s{cluster=\"%s\",endpoint=\"%s\"} %d\n", fam[f].name, cn, en,
+                        px_health_state(&st->health) == PX_HEALTH_HEALTHY);
+          break;
+        }
+      }
+    }
+  }
+  px_buf_free(&e1);
+  px_buf_free(&e2);
 }
 
 static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
@@ -72,52 +182,10 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
 
   px_snapshot_t *s = *ctx->current;
   render_canary_metrics(s, out);
-  px_buf_append_cstr(out,
-                     "# HELP outrigger_upstream_connections_active Open upstream connections, all workers.\n"
-                     "# TYPE outrigger_upstream_connections_active gauge\n");
-  for (size_t i = 0; i < s->cfg->nclusters; i++)
-    px_buf_printf(out, "outrigger_upstream_connections_active{cluster=\"%s\"} %d\n",
-                  s->clusters[i].conf->name, atomic_load(&s->clusters[i].st->connections));
-  px_buf_append_cstr(out, "# HELP outrigger_upstream_requests_active Requests in flight to a cluster.\n"
-                          "# TYPE outrigger_upstream_requests_active gauge\n");
-  for (size_t i = 0; i < s->cfg->nclusters; i++)
-    px_buf_printf(out, "outrigger_upstream_requests_active{cluster=\"%s\"} %d\n", s->clusters[i].conf->name,
-                  atomic_load(&s->clusters[i].st->active_requests));
-  px_buf_append_cstr(out,
-                     "# HELP outrigger_circuit_breaker_state Circuit breaker per endpoint: 0 closed, 1 open, "
-                     "2 half-open.\n# TYPE outrigger_circuit_breaker_state gauge\n"
-                     "# HELP outrigger_circuit_breaker_transitions_total Breaker transitions, by cause.\n"
-                     "# TYPE outrigger_circuit_breaker_transitions_total counter\n");
-  for (size_t i = 0; i < s->cfg->nclusters; i++) {
-    const px_cluster_t *c = &s->clusters[i];
-    if (!c->conf->has_breaker) continue;
-    for (size_t e = 0; e < c->neps; e++) {
-      px_endpoint_state_t *st = c->eps[e].st;
-      px_buf_printf(out, "outrigger_circuit_breaker_state{cluster=\"%s\",endpoint=\"%s\"} %d\n",
-                    c->conf->name, c->eps[e].name, (int)px_breaker_state(&st->breaker));
-      for (int k = 1; k < PX_BREAKER_CAUSE__N; k++)
-        px_buf_printf(
-            out,
-            "outrigger_circuit_breaker_transitions_total{cluster=\"%s\",endpoint=\"%s\",cause=\"%s\"} %llu\n",
-            c->conf->name, c->eps[e].name, px_breaker_cause_name((px_breaker_cause_t)k),
-            (unsigned long long)atomic_load(&st->transitions[k]));
-      px_buf_printf(out,
-                    "outrigger_circuit_breaker_suppressed_opens_total{cluster=\"%s\",endpoint=\"%s\"} %llu\n",
-                    c->conf->name, c->eps[e].name, (unsigned long long)atomic_load(&st->suppressed_opens));
-    }
-  }
-  px_buf_append_cstr(
-      out, "# HELP outrigger_endpoint_healthy 1 while an endpoint passes its cluster's health check.\n"
-           "# TYPE outrigger_endpoint_healthy gauge\n");
-  for (size_t i = 0; i < s->cfg->nclusters; i++) {
-    const px_cluster_t *c = &s->clusters[i];
-    if (!c->conf->has_health_check) continue;
-    for (size_t e = 0; e < c->neps; e++)
-      px_buf_printf(out, "outrigger_endpoint_healthy{cluster=\"%s\",endpoint=\"%s\"} %d\n", c->conf->name,
-                    c->eps[e].name, px_health_state(&c->eps[e].st->health) == PX_HEALTH_HEALTHY);
-  }
+  render_cluster_metrics(s, out);
   px_buf_printf(out,
-                "# HELP outrigger_config_reloads_total Configuration reloads, by result.\n"
+                "# HELP outrigger_config_reloads_total Configuration reloads (SIGHUP), by result: ok, or "
+                "rejected (the old configuration kept serving).\n"
                 "# TYPE outrigger_config_reloads_total counter\n"
                 "outrigger_config_reloads_total{result=\"ok\"} %llu\n"
                 "outrigger_config_reloads_total{result=\"rejected\"} %llu\n"
@@ -129,9 +197,15 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
                 "outrigger_workers %d\n"
                 "# HELP outrigger_draining 1 while the sidecar drains.\n"
                 "# TYPE outrigger_draining gauge\n"
-                "outrigger_draining %d\n",
+                "outrigger_draining %d\n"
+                "# HELP outrigger_build_info The running build, as labels; always 1.\n"
+                "# TYPE outrigger_build_info gauge\n"
+                "outrigger_build_info{version=\"" PX_VERSION "\"} 1\n"
+                "# HELP outrigger_start_time_seconds When the sidecar started serving, in Unix time.\n"
+                "# TYPE outrigger_start_time_seconds gauge\n"
+                "outrigger_start_time_seconds %.3f\n",
                 (unsigned long long)*ctx->reloads_ok, (unsigned long long)*ctx->reloads_failed, s->generation,
-                ctx->nworkers, *ctx->draining);
+                ctx->nworkers, *ctx->draining, started_at);
 }
 
 static const char *const lb_names[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
@@ -399,6 +473,9 @@ method:
 }
 
 int px_admin_start(uv_loop_t *loop, const struct sockaddr *addr, px_admin_ctx_t *ctx, px_hsrv_t **out) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  started_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
   px_hsrv_opts_t opts = {.max_header_bytes = 16 * 1024,
                          .max_body_bytes = 64 * 1024,
                          .header_timeout_ms = 10000,

@@ -70,6 +70,7 @@ static void judge(const px_listener_rt_t *lr, const px_route_rt_t *rt, uint64_t 
   px_route_state_take(rs, &stable, &canary);
   px_canary_analyze(&p, &stable, &canary, &rs->last);
   rs->have_last = 1;
+  atomic_fetch_add(&rs->analyses[rs->last.kind], 1);
   int share = 0;
   const char *route = rt->conf->name, *listener = lr->conf->name, *cl = rt->conf->split[rt->canary].cluster;
   switch (px_canary_run_tick(&rs->run, &p, &rs->last, now_ms, &share)) {

@@ -14,6 +14,7 @@
  * Keys are scoped by the listener (one store each) and by the client: the SHA-256 of
  * its Authorization header, or none (mTLS identities once TLS lands). */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,29 +57,59 @@ static px_idem_store_t *store_of(const px_listener_conf_t *lc) {
   return e->store;
 }
 
+/* The stores' families, each whole before the next (the text format wants a family's
+ * samples together); a series for each listener whose store exists (made by its first
+ * keyed request). */
 void px_idem_stores_render(px_buf_t *out) {
+  static const struct {
+    const char *name, *type, *help;
+    size_t off; /* the figure in px_idem_store_stats_t */
+  } fam[] = {
+      {"outrigger_idempotency_bytes", "gauge", "Bytes of keys and kept answers an idempotency store holds.",
+       offsetof(px_idem_store_stats_t, bytes)},
+      {"outrigger_idempotency_stored_total", "counter", "Answers kept for their Idempotency-Key.",
+       offsetof(px_idem_store_stats_t, stored)},
+      {"outrigger_idempotency_evictions_total", "counter",
+       "Kept answers dropped before their ttl to make room (least recently used first).",
+       offsetof(px_idem_store_stats_t, evictions)},
+      {"outrigger_idempotency_expired_total", "counter", "Kept answers dropped once their ttl had passed.",
+       offsetof(px_idem_store_stats_t, expired)},
+      {"outrigger_idempotency_full_total", "counter",
+       "Keyed requests that ran unprotected: the store had no room for their entry.",
+       offsetof(px_idem_store_stats_t, full)},
+  };
+  px_buf_t lv = {0};
   pthread_mutex_lock(&reg_mu);
-  if (reg)
-    px_buf_append_cstr(
-        out, "# HELP outrigger_idempotency_entries Inbound idempotency entries held, by listener and state.\n"
-             "# TYPE outrigger_idempotency_entries gauge\n");
-  for (idem_reg_t *e = reg; e; e = e->next) {
-    px_idem_store_stats_t st;
-    px_idem_store_stats(e->store, &st);
+  size_t n = 0;
+  for (idem_reg_t *e = reg; e; e = e->next) n++;
+  px_idem_store_stats_t *st = px_calloc(n ? n : 1, sizeof(*st));
+  n = 0;
+  for (idem_reg_t *e = reg; e; e = e->next) px_idem_store_stats(e->store, &st[n++]);
+
+  px_metrics_family(out, "outrigger_idempotency_entries", "gauge",
+                    "Inbound idempotency entries held, by listener and state (in_flight, completed).");
+  n = 0;
+  for (idem_reg_t *e = reg; e; e = e->next, n++) {
+    const char *l = px_metrics_esc(&lv, e->listener);
     px_buf_printf(out,
                   "outrigger_idempotency_entries{listener=\"%s\",state=\"in_flight\"} %llu\n"
-                  "outrigger_idempotency_entries{listener=\"%s\",state=\"completed\"} %llu\n"
-                  "outrigger_idempotency_bytes{listener=\"%s\"} %llu\n"
-                  "outrigger_idempotency_stored_total{listener=\"%s\"} %llu\n"
-                  "outrigger_idempotency_evictions_total{listener=\"%s\"} %llu\n"
-                  "outrigger_idempotency_expired_total{listener=\"%s\"} %llu\n"
-                  "outrigger_idempotency_full_total{listener=\"%s\"} %llu\n",
-                  e->listener, (unsigned long long)st.in_flight, e->listener,
-                  (unsigned long long)(st.entries - st.in_flight), e->listener, (unsigned long long)st.bytes,
-                  e->listener, (unsigned long long)st.stored, e->listener, (unsigned long long)st.evictions,
-                  e->listener, (unsigned long long)st.expired, e->listener, (unsigned long long)st.full);
+                  "outrigger_idempotency_entries{listener=\"%s\",state=\"completed\"} %llu\n",
+                  l, (unsigned long long)st[n].in_flight, l,
+                  (unsigned long long)(st[n].entries - st[n].in_flight));
+  }
+  for (size_t f = 0; f < PX_ARRAY_SIZE(fam); f++) {
+    px_metrics_family(out, fam[f].name, fam[f].type, fam[f].help);
+    n = 0;
+    for (idem_reg_t *e = reg; e; e = e->next, n++) {
+      uint64_t v;
+      memcpy(&v, (const char *)&st[n] + fam[f].off, sizeof(v));
+      px_buf_printf(out, "%s{listener=\"%s\"} %llu\n", fam[f].name, px_metrics_esc(&lv, e->listener),
+                    (unsigned long long)v);
+    }
   }
   pthread_mutex_unlock(&reg_mu);
+  free(st);
+  px_buf_free(&lv);
 }
 
 void px_idem_stores_free(void) {
@@ -128,7 +159,15 @@ static void req_free(idem_state_t *s) {
   s->x = NULL;
 }
 
+/* An outcome for the listener's outrigger_idempotency_* counters (metrics.h). */
+static void count(px_req_t *r, int what) {
+  int slot = r->ws->snap->listeners[r->lidx].metric_slot;
+  if (slot >= 0) px_metric_inc(&r->w->metrics.idem[slot][what], 1);
+}
+
 static px_filter_rc_t refuse(px_req_t *r, idem_state_t *s, px_errkind_t kind, const char *detail) {
+  if (kind == PX_ERR_IDEM_IN_FLIGHT) count(r, PX_IDEMSTAT_CONFLICT);
+  if (kind == PX_ERR_IDEM_MISMATCH) count(r, PX_IDEMSTAT_MISMATCH);
   req_free(s);
   px_req_fail(r, kind, detail, NULL);
   return PX_FILTER_STOP;
@@ -139,7 +178,7 @@ static void replay(px_req_t *r, const px_idem_record_t *rec) {
   px_buf_t h = {0};
   px_buf_append(&h, rec->headers.p, rec->headers.n);
   px_buf_append_cstr(&h, "idempotent-replayed: true\r\n");
-  px_metric_inc(&r->w->metrics.idem_replayed, 1);
+  count(r, PX_IDEMSTAT_REPLAYED);
   px_req_respond(r, rec->status, (px_str_t){h.data, h.len}, rec->body);
   px_buf_free(&h);
 }

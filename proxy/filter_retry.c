@@ -57,10 +57,11 @@ static int take_budget(px_req_t *r, retry_state_t *s) {
   px_cluster_state_t *st = r->cluster->st;
   int before = atomic_fetch_add_explicit(&st->active_retries, 1, memory_order_relaxed);
   int requests = atomic_load_explicit(&st->active_requests, memory_order_relaxed);
-  if (!px_retry_budget_allows(before, requests, rc->budget_ratio, rc->budget_min_concurrency,
-                              r->cluster->conf->max_retries)) {
+  int denied = px_retry_budget_check(before, requests, rc->budget_ratio, rc->budget_min_concurrency,
+                                     r->cluster->conf->max_retries);
+  if (denied >= 0) {
     atomic_fetch_sub_explicit(&st->active_retries, 1, memory_order_relaxed);
-    px_metric_inc(&r->w->metrics.retries_denied[r->cluster->metric_slot], 1);
+    px_metric_inc(&r->w->metrics.retries_denied[r->cluster->metric_slot][denied], 1);
     return 0;
   }
   s->counted = 1;
@@ -85,8 +86,9 @@ static px_filter_rc_t on_try_failed(px_req_t *r, void *state, px_errkind_t kind,
   px_retry_in_t in = input(r, 0, kind, stale);
   px_retry_t d = px_retry_decide(&in);
   if (d == PX_RETRY_NO) return PX_FILTER_GO;
+  uint64_t *count = &r->w->metrics.retries[r->cluster->metric_slot][px_retry_reason(&in, d)];
   if (d == PX_RETRY_SAME) { /* only that connection was stale: at once, not against the budget */
-    px_metric_inc(&r->w->metrics.retries[r->cluster->metric_slot], 1);
+    px_metric_inc(count, 1);
     r->tried = 0;
     px_req_retry(r, 0);
     return PX_FILTER_STOP;
@@ -96,7 +98,7 @@ static px_filter_rc_t on_try_failed(px_req_t *r, void *state, px_errkind_t kind,
   uint64_t ms = kind == PX_ERR_CONNECT_FAILURE ? 0 : wait_ms(r, s, 0);
   if (px_req_retry_after(r, ms, 1) < 0) return PX_FILTER_GO;
   s->retries++;
-  px_metric_inc(&r->w->metrics.retries[r->cluster->metric_slot], 1);
+  px_metric_inc(count, 1);
   return PX_FILTER_STOP;
 }
 
@@ -105,11 +107,12 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   int status = px_try_head(&r->t)->status;
   if (status < 400) return PX_FILTER_GO; /* the usual case, in one compare */
   px_retry_in_t in = input(r, status, PX_ERR__N, 0);
-  if (px_retry_decide(&in) == PX_RETRY_NO || !take_budget(r, s)) return PX_FILTER_GO;
+  px_retry_t d = px_retry_decide(&in);
+  if (d == PX_RETRY_NO || !take_budget(r, s)) return PX_FILTER_GO;
   /* No time left in the route's timeout: this answer is the client's. */
   if (px_req_retry_after(r, wait_ms(r, s, status), 1) < 0) return PX_FILTER_GO;
   s->retries++;
-  px_metric_inc(&r->w->metrics.retries[r->cluster->metric_slot], 1);
+  px_metric_inc(&r->w->metrics.retries[r->cluster->metric_slot][px_retry_reason(&in, d)], 1);
   return PX_FILTER_STOP;
 }
 

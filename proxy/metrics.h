@@ -45,18 +45,58 @@ typedef enum {
 const char *px_errkind_name(px_errkind_t k);
 int px_errkind_status(px_errkind_t k);
 
+/* Why a retry was made (outrigger_retries_total's `reason`): the failure of the try before
+ * it, or the retry.on rule its answer's status met (5xx first, then gateway-error, then
+ * retriable-status). A reset of a pooled connection the upstream had closed, retried at
+ * once on any endpoint and outside the budget, is stale_connection. */
+#define PX_RETRY_REASON_MAP(XX)                                                                              \
+  XX(CONNECT_FAILURE, "connect_failure")                                                                     \
+  XX(RESET, "reset")                                                                                         \
+  XX(STALE_CONNECTION, "stale_connection")                                                                   \
+  XX(TIMEOUT, "timeout")                                                                                     \
+  XX(STATUS_5XX, "5xx")                                                                                      \
+  XX(GATEWAY_ERROR, "gateway_error")                                                                         \
+  XX(RETRIABLE_STATUS, "retriable_status")
+
+typedef enum {
+#define XX(e, name) PX_RETRY_REASON_##e,
+  PX_RETRY_REASON_MAP(XX)
+#undef XX
+      PX_RETRY_REASON__N
+} px_retry_reason_t;
+
+const char *px_retry_reason_name(px_retry_reason_t r);
+
+/* Retries refused (outrigger_retries_denied_total's `limit`). */
+enum { PX_DENIED_BUDGET, PX_DENIED_MAX_RETRIES, PX_DENIED__N };
+/* Upstream connection events, per cluster. */
+enum { PX_UPCONN_CREATED, PX_UPCONN_FAILED, PX_UPCONN_REUSED, PX_UPCONN__N };
+/* Inbound idempotency outcomes, per listener: a kept answer sent again (replayed), 409
+ * for a key whose request still runs (conflict), 422 for a key used with another
+ * request (mismatch). */
+enum { PX_IDEMSTAT_REPLAYED, PX_IDEMSTAT_CONFLICT, PX_IDEMSTAT_MISMATCH, PX_IDEMSTAT__N };
+
+/* A latency histogram: counts per bucket (the last is +Inf) and the sum, in µs. */
 typedef struct {
-  uint64_t requests[PX_METRICS_MAX_ROUTES][5];      /* by route slot and status class */
-  uint64_t upstream[PX_METRICS_MAX_CLUSTERS][5];    /* upstream responses by class */
-  uint64_t upstream_fail[PX_METRICS_MAX_CLUSTERS];  /* connect failure, reset, timeout, bad response */
-  uint64_t retries[PX_METRICS_MAX_CLUSTERS];        /* tries after the first */
-  uint64_t retries_denied[PX_METRICS_MAX_CLUSTERS]; /* by the retry budget or limits.max_retries */
-  uint64_t overflow[PX_METRICS_MAX_CLUSTERS][2];    /* 503 overloaded: max_requests, max_pending */
-  uint64_t faults[PX_METRICS_MAX_ROUTES][3];        /* by route slot: abort, delay, drop_response */
-  uint64_t idem_replayed;                           /* kept answers sent again (inbound idempotency) */
+  uint64_t bucket[PX_HIST_NBUCKETS + 1];
+  uint64_t sum_us;
+} px_hist_t;
+
+typedef struct {
+  uint64_t requests[PX_METRICS_MAX_ROUTES][5];     /* by route slot and status class */
+  uint64_t lrequests[PX_METRICS_MAX_LISTENERS][5]; /* every answer, routed or not, by listener */
+  uint64_t upstream[PX_METRICS_MAX_CLUSTERS][5];   /* upstream responses by class */
+  uint64_t upstream_fail[PX_METRICS_MAX_CLUSTERS]; /* connect failure, reset, timeout, bad response */
+  uint64_t upconn[PX_METRICS_MAX_CLUSTERS][PX_UPCONN__N];
+  uint64_t retries[PX_METRICS_MAX_CLUSTERS][PX_RETRY_REASON__N]; /* tries after the first, by cause */
+  uint64_t retries_denied[PX_METRICS_MAX_CLUSTERS][PX_DENIED__N];
+  uint64_t overflow[PX_METRICS_MAX_CLUSTERS][2]; /* 503 overloaded: max_requests, max_pending */
+  uint64_t faults[PX_METRICS_MAX_ROUTES][3];     /* by route slot: abort, delay, drop_response */
+  uint64_t idem[PX_METRICS_MAX_LISTENERS][PX_IDEMSTAT__N];
   uint64_t errors[PX_ERR__N];
-  uint64_t hist[PX_METRICS_MAX_LISTENERS][PX_HIST_NBUCKETS + 1];
-  uint64_t hist_sum_us[PX_METRICS_MAX_LISTENERS];
+  px_hist_t hist[PX_METRICS_MAX_LISTENERS];        /* every answered request */
+  px_hist_t route_hist[PX_METRICS_MAX_ROUTES];     /* those a route took */
+  px_hist_t cluster_hist[PX_METRICS_MAX_CLUSTERS]; /* the same, by the route's cluster */
   uint64_t conns_accepted;
   uint64_t conns_closed;
   uint64_t body_spliced; /* request body bytes passed upstream by splice (splice.h) */
@@ -74,8 +114,18 @@ int px_metrics_route_slot(const char *listener, const char *route);
 int px_metrics_cluster_slot(const char *cluster);
 int px_metrics_listener_slot(const char *listener);
 
-/* One finished request: status and duration go to route, listener and class series. */
-void px_metrics_request(px_metrics_t *m, int listener_slot, int route_slot, int status, uint64_t duration_ns);
+/* One answered request: its status class and duration go to the listener's series, and
+ * to the route's and its cluster's when a route took it (slot -1: none). One bucket
+ * search serves the three histograms. */
+void px_metrics_request(px_metrics_t *m, int listener_slot, int route_slot, int cluster_slot, int status,
+                        uint64_t duration_ns);
+
+/* The HELP and TYPE lines of family `name` ("counter", "gauge", "histogram"), which go
+ * once before all of its samples. */
+void px_metrics_family(px_buf_t *out, const char *name, const char *type, const char *help);
+/* `v` escaped as a label value of the text format (backslash, double quote, newline),
+ * NUL-terminated in `tmp`; valid until tmp is used again. */
+const char *px_metrics_esc(px_buf_t *tmp, const char *v);
 
 /* Extra gauges the caller knows (reloads, per-cluster connections...), printed as-is. */
 typedef void (*px_metrics_extra_cb)(void *data, px_buf_t *out);

@@ -108,8 +108,8 @@ static void req_end(px_req_t *r) {
   breaker_forget(r);
   px_try_end(&r->t, 1);
   if (r->status) /* an answer went out (one the client abandoned is not counted) */
-    px_metrics_request(&r->w->metrics, lrt(r)->metric_slot, r->route ? r->route->metric_slot : -1, r->status,
-                       px_now_ns() - r->start_ns);
+    px_metrics_request(&r->w->metrics, lrt(r)->metric_slot, r->route ? r->route->metric_slot : -1,
+                       r->route ? r->cluster->metric_slot : -1, r->status, px_now_ns() - r->start_ns);
   px_buf_free(&r->body);
   r->active = 0;
 }

@@ -45,10 +45,29 @@ uint64_t px_retry_backoff_ms(int n, uint64_t base_ms, uint64_t max_ms, double r)
   return (uint64_t)(r * (double)cap);
 }
 
-int px_retry_budget_allows(int retries, int requests, double ratio, int min_concurrency, int max_retries) {
-  if (retries >= max_retries) return 0;
+px_retry_reason_t px_retry_reason(const px_retry_in_t *in, px_retry_t d) {
+  if (in->status > 0) {
+    int s = in->status;
+    if ((in->on & PX_RETRY_ON_5XX) && s >= 500 && s <= 599) return PX_RETRY_REASON_STATUS_5XX;
+    if ((in->on & PX_RETRY_ON_GATEWAY_ERROR) && (s == 502 || s == 503 || s == 504))
+      return PX_RETRY_REASON_GATEWAY_ERROR;
+    return PX_RETRY_REASON_RETRIABLE_STATUS;
+  }
+  switch (in->kind) {
+  case PX_ERR_CONNECT_FAILURE: return PX_RETRY_REASON_CONNECT_FAILURE;
+  case PX_ERR_UPSTREAM_TIMEOUT: return PX_RETRY_REASON_TIMEOUT;
+  default: return d == PX_RETRY_SAME ? PX_RETRY_REASON_STALE_CONNECTION : PX_RETRY_REASON_RESET;
+  }
+}
+
+int px_retry_budget_check(int retries, int requests, double ratio, int min_concurrency, int max_retries) {
+  if (retries >= max_retries) return PX_DENIED_MAX_RETRIES;
   double allowed = ratio * (double)requests;
-  return retries < min_concurrency || (double)retries < allowed;
+  return retries < min_concurrency || (double)retries < allowed ? -1 : PX_DENIED_BUDGET;
+}
+
+int px_retry_budget_allows(int retries, int requests, double ratio, int min_concurrency, int max_retries) {
+  return px_retry_budget_check(retries, requests, ratio, min_concurrency, max_retries) < 0;
 }
 
 /* ---- Retry-After ----------------------------------------------------------------------- */

@@ -41,6 +41,10 @@ typedef struct {
 
 px_retry_t px_retry_decide(const px_retry_in_t *in);
 
+/* Why the retry `d` (not PX_RETRY_NO) that px_retry_decide gave for `in` is made, for
+ * outrigger_retries_total: the failure, or the retry.on rule the status met. */
+px_retry_reason_t px_retry_reason(const px_retry_in_t *in, px_retry_t d);
+
 /* The wait before retry number `n` (1 for the first retry): full jitter, `r` uniform in
  * [0, 1) times min(max, base × 2^(n-1)). */
 uint64_t px_retry_backoff_ms(int n, uint64_t base_ms, uint64_t max_ms, double r);
@@ -54,5 +58,8 @@ int64_t px_retry_after_ms(px_str_t v, time_t now);
  * and `requests` requests in flight: fewer than max(min_concurrency, ratio × requests)
  * (the route's budget) and fewer than the cluster's limits.max_retries. */
 int px_retry_budget_allows(int retries, int requests, double ratio, int min_concurrency, int max_retries);
+/* The same, saying which refused: -1 allowed, else PX_DENIED_MAX_RETRIES (checked first)
+ * or PX_DENIED_BUDGET (metrics.h), for outrigger_retries_denied_total. */
+int px_retry_budget_check(int retries, int requests, double ratio, int min_concurrency, int max_retries);
 
 #endif

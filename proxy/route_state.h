@@ -42,6 +42,7 @@ typedef struct px_route_state_s {
   atomic_int weights[PX_SPLIT_MAX];
   atomic_int set_at_run_time;          /* the weights are not the file's (admin, canary run) */
   atomic_ullong rollbacks, promotions; /* by the canary's run */
+  atomic_ullong analyses[3];           /* intervals judged, by px_canary_verdict_kind_t */
   /* canary.analysis: per worker windows, and the run (main thread only) */
   int nworkers;
   px_canary_slot_t *slots;

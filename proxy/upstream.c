@@ -112,6 +112,7 @@ void px_upstream_read_stop(px_upconn_t *up) {
 }
 
 static void fail_connect(px_upconn_t *up, int status) {
+  px_metric_inc(&up->w->metrics.upconn[up->cluster->metric_slot][PX_UPCONN_FAILED], 1);
   void *owner = up->owner;
   const px_upconn_cb_t *cb = up->cb;
   up->owner = NULL;
@@ -168,6 +169,7 @@ static px_upconn_t *pool_take(px_wctx_t *w, px_cluster_t *c, size_t ep) {
 static void lend(px_upconn_t *up, void *owner, const px_upconn_cb_t *cb, px_upconn_t **out) {
   /* It keeps reading: an idle connection reads to notice the upstream closing it, and
    * toggling that per request would cost two epoll_ctl calls. */
+  px_metric_inc(&up->w->metrics.upconn[up->cluster->metric_slot][PX_UPCONN_REUSED], 1);
   up->owner = owner;
   up->cb = cb;
   up->reused = 1;
@@ -189,6 +191,7 @@ static int slot_take(px_cluster_t *c) {
 static int connect_new(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep, void *owner,
                        const px_upconn_cb_t *cb, px_upconn_t **out) {
   atomic_fetch_add_explicit(&c->eps[ep].st->connections, 1, memory_order_relaxed);
+  px_metric_inc(&w->metrics.upconn[c->metric_slot][PX_UPCONN_CREATED], 1);
   px_upconn_t *up = px_calloc(1, sizeof(*up));
   up->w = w;
   up->ws = ws;
@@ -203,6 +206,7 @@ static int connect_new(px_wctx_t *w, px_wsnap_t *ws, px_cluster_t *c, size_t ep,
   up->nhandles = 2;
   int r = px_tcp_connect(&up->tp, &w->loop, (const struct sockaddr *)&c->eps[ep].conf->sa, on_connected);
   if (r != 0) {
+    px_metric_inc(&w->metrics.upconn[c->metric_slot][PX_UPCONN_FAILED], 1);
     up->owner = NULL; /* the callback never runs for a call that failed */
     up_close(up);
     return r;

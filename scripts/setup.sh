@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libuv1-dev node-llhttp libssl-dev libyaml-dev libcriterion-dev libsqlite3-dev
   curl sqlite3 procps iproute2
+  # promtool, for `promtool check metrics` in tests/integration/test_admin_metrics.c
+  prometheus
 )
 # Benchmarks only: `scripts/setup.sh --bench` adds them.
 BENCH_PACKAGES=(wrk haproxy nginx-light h2o gnuplot-nox valgrind)
@@ -41,8 +43,9 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # nginx/haproxy/h2o packages start system services on install; the benchmarks run their
-# own instances on loopback ports, so stop the system ones if they were started.
-for svc in nginx haproxy h2o; do
+# own instances on loopback ports, so stop the system ones if they were started (and the
+# Prometheus server that comes with promtool, which nothing here uses).
+for svc in nginx haproxy h2o prometheus; do
   if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 echo "setup: done"

@@ -58,7 +58,7 @@ Test(idempotency, a_repeat_gets_the_kept_answer_without_running_again, .timeout 
   cr_expect_eq(fu_requests(u), 3);
   th_resp_t m;
   cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &m), 0);
-  cr_expect(strstr(m.body, "outrigger_idempotency_replayed_total 2\n"), "%s", m.body);
+  cr_expect(strstr(m.body, "outrigger_idempotency_replayed_total{listener=\"edge\"} 2\n"), "%s", m.body);
   cr_expect(strstr(m.body, "outrigger_idempotency_stored_total{listener=\"edge\"} 1\n"));
   th_resp_free(&m);
   cr_assert_eq(tp_stop(&p), 0);

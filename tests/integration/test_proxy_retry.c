@@ -317,12 +317,14 @@ Test(retry, the_budget_keeps_a_dead_cluster_from_a_retry_storm, .timeout = 60) {
   /* The refusals are counted. */
   th_resp_t r;
   cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
-  const char *m = strstr(r.body, "outrigger_retries_denied_total{cluster=\"c\"} ");
+  const char *budget = "outrigger_retries_denied_total{cluster=\"c\",limit=\"budget\"} ";
+  const char *m = strstr(r.body, budget);
   cr_assert_not_null(m, "%s", r.body);
-  cr_expect_gt(atoi(m + strlen("outrigger_retries_denied_total{cluster=\"c\"} ")), 0);
-  m = strstr(r.body, "outrigger_retries_total{cluster=\"c\"} ");
+  cr_expect_gt(atoi(m + strlen(budget)), 0, "the budget, not limits.max_retries, refused them");
+  const char *gw = "outrigger_retries_total{cluster=\"c\",reason=\"gateway_error\"} ";
+  m = strstr(r.body, gw);
   cr_assert_not_null(m);
-  cr_expect_eq(atoi(m + strlen("outrigger_retries_total{cluster=\"c\"} ")), sent - requests);
+  cr_expect_eq(atoi(m + strlen(gw)), sent - requests);
   th_resp_free(&r);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);

@@ -83,10 +83,10 @@ Test(metrics, clusters_past_the_registry_share_a_slot) {
 Test(metrics, render_sums_workers) {
   int ls = px_metrics_listener_slot("in");
   int rs = px_metrics_route_slot("in", "app");
-  for (int i = 0; i < 3; i++) px_metrics_request(w[0], ls, rs, 200, 1 * MS);
-  px_metrics_request(w[1], ls, rs, 201, 1 * MS);
-  px_metrics_request(w[1], ls, rs, 204, 1 * MS);
-  px_metrics_request(w[1], ls, rs, 503, 1 * MS);
+  for (int i = 0; i < 3; i++) px_metrics_request(w[0], ls, rs, -1, 200, 1 * MS);
+  px_metrics_request(w[1], ls, rs, -1, 201, 1 * MS);
+  px_metrics_request(w[1], ls, rs, -1, 204, 1 * MS);
+  px_metrics_request(w[1], ls, rs, -1, 503, 1 * MS);
   const char *t = render();
   cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"2xx\"}"), 5, "%s",
                t);
@@ -97,7 +97,7 @@ Test(metrics, render_sums_workers) {
   cr_expect_eq(sample(t, "outrigger_request_duration_seconds_count{listener=\"in\"}"), 6, "%s", t);
 
   /* Counting more after a scrape shows in the next scrape. */
-  px_metrics_request(w[0], ls, rs, 502, 1 * MS);
+  px_metrics_request(w[0], ls, rs, -1, 502, 1 * MS);
   t = render();
   cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"5xx\"}"), 2);
 }
@@ -112,7 +112,7 @@ Test(metrics, status_classes) {
                {404, "4xx"}, {499, "4xx"}, {500, "5xx"}, {504, "5xx"}, {599, "5xx"}};
   for (size_t i = 0; i < PX_ARRAY_SIZE(cases); i++) {
     memset(w[0], 0, sizeof(*w[0]));
-    px_metrics_request(w[0], ls, rs, cases[i].status, 0);
+    px_metrics_request(w[0], ls, rs, -1, cases[i].status, 0);
     const char *t = render();
     char series[128];
     snprintf(series, sizeof(series), "outrigger_requests_total{listener=\"in\",route=\"r\",class=\"%s\"}",
@@ -122,9 +122,9 @@ Test(metrics, status_classes) {
   /* Two routes of two listeners are two series. */
   memset(w[0], 0, sizeof(*w[0]));
   int rs2 = px_metrics_route_slot("out", "r");
-  px_metrics_request(w[0], ls, rs, 200, 0);
-  px_metrics_request(w[1], px_metrics_listener_slot("out"), rs2, 200, 0);
-  px_metrics_request(w[1], px_metrics_listener_slot("out"), rs2, 200, 0);
+  px_metrics_request(w[0], ls, rs, -1, 200, 0);
+  px_metrics_request(w[1], px_metrics_listener_slot("out"), rs2, -1, 200, 0);
+  px_metrics_request(w[1], px_metrics_listener_slot("out"), rs2, -1, 200, 0);
   const char *t = render();
   cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"r\",class=\"2xx\"}"), 1);
   cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"out\",route=\"r\",class=\"2xx\"}"), 2);
@@ -133,11 +133,11 @@ Test(metrics, status_classes) {
 Test(metrics, histogram_buckets_cumulative) {
   int ls = px_metrics_listener_slot("in");
   int rs = px_metrics_route_slot("in", "app");
-  px_metrics_request(w[0], ls, rs, 200, 50 * US);
-  px_metrics_request(w[1], ls, rs, 200, 100 * US); /* on a bound: le is inclusive */
-  px_metrics_request(w[0], ls, rs, 200, 101 * US);
-  px_metrics_request(w[1], ls, rs, 200, 3 * MS);
-  px_metrics_request(w[0], ls, rs, 200, 10000 * MS); /* beyond the last bound */
+  px_metrics_request(w[0], ls, rs, -1, 200, 50 * US);
+  px_metrics_request(w[1], ls, rs, -1, 200, 100 * US); /* on a bound: le is inclusive */
+  px_metrics_request(w[0], ls, rs, -1, 200, 101 * US);
+  px_metrics_request(w[1], ls, rs, -1, 200, 3 * MS);
+  px_metrics_request(w[0], ls, rs, -1, 200, 10000 * MS); /* beyond the last bound */
   const char *t = render();
 #define B(le) sample(t, "outrigger_request_duration_seconds_bucket{listener=\"in\",le=\"" le "\"}")
   cr_expect_eq(B("0.0001"), 2, "%s", t);
@@ -178,6 +178,122 @@ Test(metrics, histogram_buckets_cumulative) {
   cr_expect_eq(last_v, 5, "+Inf equals the count");
 }
 
+/* The per-route and per-cluster histograms see the same duration as the listener's; the
+ * listener's class counter also sees answers no route took. */
+Test(metrics, route_and_cluster_histograms) {
+  int ls = px_metrics_listener_slot("in");
+  int rs = px_metrics_route_slot("in", "app"), rs2 = px_metrics_route_slot("in", "other");
+  int cs = px_metrics_cluster_slot("c1");
+  px_metrics_request(w[0], ls, rs, cs, 200, 50 * US);
+  px_metrics_request(w[1], ls, rs, cs, 503, 3 * MS);
+  px_metrics_request(w[1], ls, rs2, cs, 200, 20 * MS);
+  px_metrics_request(w[0], ls, -1, -1, 404, 1 * MS); /* refused before a route took it */
+  const char *t = render();
+#define RB(route, le)                                                                                        \
+  sample(t, "outrigger_route_request_duration_seconds_bucket{listener=\"in\",route=\"" route "\",le=\"" le   \
+            "\"}")
+#define CB(le) sample(t, "outrigger_cluster_request_duration_seconds_bucket{cluster=\"c1\",le=\"" le "\"}")
+  cr_expect_eq(RB("app", "0.0001"), 1, "%s", t);
+  cr_expect_eq(RB("app", "0.0025"), 1);
+  cr_expect_eq(RB("app", "0.005"), 2);
+  cr_expect_eq(RB("app", "+Inf"), 2);
+  cr_expect_eq(RB("other", "0.01"), 0);
+  cr_expect_eq(RB("other", "0.025"), 1);
+  cr_expect_eq(CB("0.0001"), 1);
+  cr_expect_eq(CB("0.005"), 2);
+  cr_expect_eq(CB("0.025"), 3);
+  cr_expect_eq(CB("+Inf"), 3);
+#undef RB
+#undef CB
+  cr_expect_eq(sample(t, "outrigger_route_request_duration_seconds_count{listener=\"in\",route=\"app\"}"), 2);
+  double sum = sample(t, "outrigger_route_request_duration_seconds_sum{listener=\"in\",route=\"app\"}");
+  cr_expect(sum > 0.00304 && sum < 0.00306, "sum %f", sum);
+  cr_expect_eq(sample(t, "outrigger_cluster_request_duration_seconds_count{cluster=\"c1\"}"), 3);
+  cr_expect_eq(sample(t, "outrigger_request_duration_seconds_count{listener=\"in\"}"), 4);
+  cr_expect_eq(sample(t, "outrigger_listener_requests_total{listener=\"in\",class=\"2xx\"}"), 2);
+  cr_expect_eq(sample(t, "outrigger_listener_requests_total{listener=\"in\",class=\"5xx\"}"), 1);
+  cr_expect_eq(sample(t, "outrigger_listener_requests_total{listener=\"in\",class=\"4xx\"}"), 1);
+  cr_expect_eq(sample(t, "outrigger_requests_total{listener=\"in\",route=\"app\",class=\"4xx\"}"), -1,
+               "the unrouted answer is the listener's alone");
+}
+
+/* Names come from the configuration: a quote, a backslash or a newline in one must not
+ * break the exposition. */
+Test(metrics, label_values_are_escaped) {
+  px_buf_t b = {0};
+  cr_expect_str_eq(px_metrics_esc(&b, "plain-name_1.x"), "plain-name_1.x");
+  cr_expect_str_eq(px_metrics_esc(&b, "a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+  cr_expect_str_eq(px_metrics_esc(&b, ""), "");
+  px_buf_free(&b);
+
+  const char *ln = "in \"x\"", *rn = "r\\1\nz", *cn = "c\"1";
+  int ls = px_metrics_listener_slot(ln), rs = px_metrics_route_slot(ln, rn), cs = px_metrics_cluster_slot(cn);
+  px_metrics_request(w[0], ls, rs, cs, 200, 1 * MS);
+  px_metric_inc(&w[1]->retries[cs][PX_RETRY_REASON_RESET], 2);
+  px_metric_inc(&w[1]->idem[ls][PX_IDEMSTAT_REPLAYED], 1);
+  const char *t = render();
+  cr_expect_eq(
+      sample(t, "outrigger_requests_total{listener=\"in \\\"x\\\"\",route=\"r\\\\1\\nz\",class=\"2xx\"}"), 1,
+      "%s", t);
+  cr_expect_eq(sample(t, "outrigger_listener_requests_total{listener=\"in \\\"x\\\"\",class=\"2xx\"}"), 1);
+  cr_expect_eq(
+      sample(
+          t,
+          "outrigger_route_request_duration_seconds_count{listener=\"in \\\"x\\\"\",route=\"r\\\\1\\nz\"}"),
+      1);
+  cr_expect_eq(sample(t, "outrigger_cluster_request_duration_seconds_count{cluster=\"c\\\"1\"}"), 1);
+  cr_expect_eq(sample(t, "outrigger_retries_total{cluster=\"c\\\"1\",reason=\"reset\"}"), 2);
+  cr_expect_eq(sample(t, "outrigger_idempotency_replayed_total{listener=\"in \\\"x\\\"\"}"), 1);
+
+  /* Every line is a comment or one whole sample whose label values hold only escapes. */
+  regex_t re;
+  cr_assert_eq(regcomp(&re,
+                       "^[a-zA-Z_:][a-zA-Z0-9_:]*"
+                       "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\""
+                       "(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\")*\\})? [-+.0-9eInf]+$",
+                       REG_EXTENDED),
+               0);
+  char *copy = strdup(t);
+  for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+    if (line[0] != '#') cr_expect_eq(regexec(&re, line, 0, NULL, 0), 0, "a broken line: \"%s\"", line);
+  free(copy);
+  regfree(&re);
+}
+
+Test(metrics, retries_denials_connections_idempotency) {
+  int cs = px_metrics_cluster_slot("c1"), ls = px_metrics_listener_slot("in");
+  px_metrics_listener_slot("out");
+  px_metric_inc(&w[0]->retries[cs][PX_RETRY_REASON_GATEWAY_ERROR], 2);
+  px_metric_inc(&w[1]->retries[cs][PX_RETRY_REASON_GATEWAY_ERROR], 1);
+  px_metric_inc(&w[1]->retries[cs][PX_RETRY_REASON_CONNECT_FAILURE], 1);
+  px_metric_inc(&w[0]->retries_denied[cs][PX_DENIED_BUDGET], 4);
+  px_metric_inc(&w[1]->retries_denied[cs][PX_DENIED_MAX_RETRIES], 1);
+  px_metric_inc(&w[0]->upconn[cs][PX_UPCONN_CREATED], 5);
+  px_metric_inc(&w[1]->upconn[cs][PX_UPCONN_FAILED], 2);
+  px_metric_inc(&w[1]->upconn[cs][PX_UPCONN_REUSED], 7);
+  px_metric_inc(&w[0]->idem[ls][PX_IDEMSTAT_REPLAYED], 3);
+  px_metric_inc(&w[1]->idem[ls][PX_IDEMSTAT_CONFLICT], 1);
+  px_metric_inc(&w[1]->idem[ls][PX_IDEMSTAT_MISMATCH], 2);
+  px_metric_inc(&w[0]->overflow[cs][1], 6);
+  const char *t = render();
+  cr_expect_eq(sample(t, "outrigger_retries_total{cluster=\"c1\",reason=\"gateway_error\"}"), 3, "%s", t);
+  cr_expect_eq(sample(t, "outrigger_retries_total{cluster=\"c1\",reason=\"connect_failure\"}"), 1);
+  cr_expect_eq(sample(t, "outrigger_retries_total{cluster=\"c1\",reason=\"timeout\"}"), 0,
+               "every reason listed");
+  cr_expect_eq(sample(t, "outrigger_retries_denied_total{cluster=\"c1\",limit=\"budget\"}"), 4);
+  cr_expect_eq(sample(t, "outrigger_retries_denied_total{cluster=\"c1\",limit=\"max_retries\"}"), 1);
+  cr_expect_eq(sample(t, "outrigger_upstream_connections_created_total{cluster=\"c1\"}"), 5);
+  cr_expect_eq(sample(t, "outrigger_upstream_connect_failures_total{cluster=\"c1\"}"), 2);
+  cr_expect_eq(sample(t, "outrigger_upstream_connections_reused_total{cluster=\"c1\"}"), 7);
+  cr_expect_eq(sample(t, "outrigger_overflow_total{cluster=\"c1\",limit=\"max_pending\"}"), 6);
+  cr_expect_eq(sample(t, "outrigger_overflow_total{cluster=\"c1\",limit=\"max_requests\"}"), 0);
+  cr_expect_eq(sample(t, "outrigger_idempotency_replayed_total{listener=\"in\"}"), 3);
+  cr_expect_eq(sample(t, "outrigger_idempotency_conflicts_total{listener=\"in\"}"), 1);
+  cr_expect_eq(sample(t, "outrigger_idempotency_mismatches_total{listener=\"in\"}"), 2);
+  cr_expect_eq(sample(t, "outrigger_idempotency_replayed_total{listener=\"out\"}"), -1,
+               "a listener without idempotency has no series");
+}
+
 Test(metrics, errors_connections_upstream) {
   px_metric_inc(&w[0]->errors[PX_ERR_NO_ROUTE], 2);
   px_metric_inc(&w[1]->errors[PX_ERR_NO_ROUTE], 1);
@@ -215,9 +331,9 @@ Test(metrics, error_kinds_match_the_spec) {
 
 Test(metrics, missing_slots_are_not_counted) {
   /* A full registry hands out -1: the request is still served, just not counted there. */
-  px_metrics_request(w[0], -1, -1, 200, 1 * MS);
+  px_metrics_request(w[0], -1, -1, -1, 200, 1 * MS);
   int ls = px_metrics_listener_slot("in");
-  px_metrics_request(w[0], ls, -1, 200, 1 * MS);
+  px_metrics_request(w[0], ls, -1, -1, 200, 1 * MS);
   const char *t = render();
   cr_expect_null(strstr(t, "outrigger_requests_total{"), "%s", t);
   cr_expect_eq(sample(t, "outrigger_request_duration_seconds_count{listener=\"in\"}"), 1);
@@ -242,9 +358,14 @@ Test(metrics, prometheus_text_syntax) {
   int ls = px_metrics_listener_slot("in");
   px_metrics_listener_slot("out");
   int rs = px_metrics_route_slot("in", "app");
-  px_metrics_cluster_slot("c1");
-  px_metrics_request(w[0], ls, rs, 200, 2 * MS);
-  px_metrics_request(w[1], ls, rs, 404, 20 * MS);
+  int cs = px_metrics_cluster_slot("c1");
+  px_metrics_request(w[0], ls, rs, cs, 200, 2 * MS);
+  px_metrics_request(w[1], ls, rs, cs, 404, 20 * MS);
+  px_metrics_request(w[1], ls, -1, -1, 400, 1 * MS);
+  px_metric_inc(&w[0]->retries[cs][PX_RETRY_REASON_RESET], 1);
+  px_metric_inc(&w[0]->idem[ls][PX_IDEMSTAT_CONFLICT], 1);
+  px_metric_inc(&w[1]->faults[rs][0], 1);
+  px_metric_inc(&w[1]->upstream[cs][1], 1);
   const char *t = render();
   cr_assert_gt(out.len, 0);
   cr_expect_eq(t[out.len - 1], '\n', "the exposition ends with a newline");
@@ -309,6 +430,12 @@ Test(metrics, prometheus_text_syntax) {
   cr_expect(strstr(t, "# TYPE outrigger_errors_total counter\n"));
   cr_expect(strstr(t, "# TYPE outrigger_downstream_connections_active gauge\n"));
   cr_expect(strstr(histos, " outrigger_request_duration_seconds "));
+  cr_expect(strstr(histos, " outrigger_route_request_duration_seconds "));
+  cr_expect(strstr(histos, " outrigger_cluster_request_duration_seconds "));
+  cr_expect(strstr(t, "# TYPE outrigger_listener_requests_total counter\n"));
+  cr_expect(strstr(t, "# TYPE outrigger_retries_total counter\n"));
+  cr_expect(strstr(t, "# TYPE outrigger_upstream_connections_reused_total counter\n"));
+  cr_expect(strstr(t, "# TYPE outrigger_idempotency_conflicts_total counter\n"));
   cr_expect(strstr(t, "outrigger_request_duration_seconds_bucket{listener=\"out\",le=\"+Inf\"} 0\n"),
             "a listener with no requests yet still has its histogram");
 }

@@ -202,3 +202,37 @@ Test(retry, budget_bounds_retries_in_flight) {
   cr_expect_not(px_retry_budget_allows(3, 1000, 0.2, 3, 3), "limits.max_retries caps the budget");
   cr_expect_not(px_retry_budget_allows(0, 1000, 0.2, 3, 0));
 }
+
+/* outrigger_retries_denied_total tells the two refusals apart. */
+Test(retry, budget_check_names_what_refused) {
+  cr_expect_eq(px_retry_budget_check(0, 0, 0.2, 3, 3), -1);
+  cr_expect_eq(px_retry_budget_check(3, 10, 0.2, 3, 100), PX_DENIED_BUDGET);
+  cr_expect_eq(px_retry_budget_check(20, 100, 0.2, 3, 100), PX_DENIED_BUDGET);
+  cr_expect_eq(px_retry_budget_check(3, 1000, 0.2, 3, 3), PX_DENIED_MAX_RETRIES);
+  cr_expect_eq(px_retry_budget_check(5, 10, 0.2, 3, 5), PX_DENIED_MAX_RETRIES, "both refuse: the limit says");
+}
+
+/* outrigger_retries_total's reason: the failure, or the retry.on rule the status met. */
+Test(retry, reason_of_a_retry) {
+  px_retry_in_t in = base();
+  cr_expect_eq(px_retry_reason(&in, px_retry_decide(&in)), PX_RETRY_REASON_CONNECT_FAILURE);
+  in.kind = PX_ERR_UPSTREAM_RESET;
+  in.on = PX_RETRY_ON_RESET;
+  cr_expect_eq(px_retry_reason(&in, px_retry_decide(&in)), PX_RETRY_REASON_RESET);
+  in.stale = 1;
+  cr_assert_eq(px_retry_decide(&in), PX_RETRY_SAME);
+  cr_expect_eq(px_retry_reason(&in, PX_RETRY_SAME), PX_RETRY_REASON_STALE_CONNECTION);
+  in = base();
+  in.kind = PX_ERR_UPSTREAM_TIMEOUT;
+  in.on = PX_RETRY_ON_TIMEOUT;
+  cr_expect_eq(px_retry_reason(&in, px_retry_decide(&in)), PX_RETRY_REASON_TIMEOUT);
+  in = answered(503, PX_RETRY_ON_5XX | PX_RETRY_ON_GATEWAY_ERROR);
+  cr_expect_eq(px_retry_reason(&in, PX_RETRY_OTHER), PX_RETRY_REASON_STATUS_5XX, "5xx is asked first");
+  in = answered(503, PX_RETRY_ON_GATEWAY_ERROR | PX_RETRY_ON_RETRIABLE_STATUS);
+  cr_expect_eq(px_retry_reason(&in, PX_RETRY_OTHER), PX_RETRY_REASON_GATEWAY_ERROR);
+  in = answered(429, PX_RETRY_ON_5XX | PX_RETRY_ON_RETRIABLE_STATUS);
+  cr_assert_eq(px_retry_decide(&in), PX_RETRY_OTHER);
+  cr_expect_eq(px_retry_reason(&in, PX_RETRY_OTHER), PX_RETRY_REASON_RETRIABLE_STATUS);
+  cr_expect_str_eq(px_retry_reason_name(PX_RETRY_REASON_STATUS_5XX), "5xx");
+  cr_expect_str_eq(px_retry_reason_name(PX_RETRY_REASON_CONNECT_FAILURE), "connect_failure");
+}
