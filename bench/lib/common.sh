@@ -531,19 +531,15 @@ clusters:
 EOF
 }
 
-# "Features on": retry policy, circuit breaker, split, tracing (with Zipkin
-# export to the origin nginx, which answers 202) and an access log file.
+# "Features on": the policies over a request (SPEC §5-§7): retry policy, circuit breaker,
+# split and inbound idempotency. Tracing and the access log are measured on their own
+# (write_outrigger_tracing, the 'tracing' case), so each verdict says what its feature costs.
 write_outrigger_features() {
   cat >"$1" <<EOF
 workers: 1
 drain_timeout: 2s
 admin: { address: 127.0.0.1:$A_ORFEAT }
-log: { level: warn, access_log: $OUT/outrigger-features.access.log }
-tracing:
-  service_name: bench
-  propagation: [w3c, b3]
-  sample_rate: 1.0
-  zipkin: http://127.0.0.1:$P_ORIGIN/api/v2/spans
+log: { level: warn }
 listeners:
   - name: bench
     address: 127.0.0.1:$P_ORFEAT
