@@ -118,6 +118,7 @@ static void reload(px_main_t *m) {
   }
   px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, ++m->generation);
   snap->sinks = sinks;
+  snap->tel_on = cfg->tracing.enabled || sinks.alog;
   for (int i = 0; i < m->nworkers; i++) {
     px_snapshot_ref(snap);
     px_worker_post_snapshot(&m->workers[i], snap, fds[i]);
@@ -298,6 +299,7 @@ int main(int argc, char **argv) {
   }
   m.current = px_snapshot_new(cfg, m.nworkers, m.generation);
   m.current->sinks = sinks;
+  m.current->tel_on = cfg->tracing.enabled || sinks.alog;
   m.loop = uv_default_loop();
 
   /* Signals are caught before any port opens: a client may connect (and a

@@ -67,6 +67,7 @@ typedef struct {
 typedef struct px_snapshot_s {
   px_config_t *cfg;
   px_sinks_t sinks; /* the access log and span exporter cfg asks for (sinks.h), set by main */
+  int tel_on;       /* tracing or an access log: requests have something to leave (telemetry.h) */
   atomic_int refs;
   unsigned generation;
   int nworkers;

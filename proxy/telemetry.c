@@ -18,14 +18,11 @@ static int recording(const px_req_t *r) {
   return r->traced && r->ws->snap->sinks.spans && (r->trace->sampled == PX_SAMPLE_YES || r->trace->debug);
 }
 
-void px_tel_begin(px_req_t *r, int have_head) {
+void px__tel_begin(px_req_t *r) {
   const px_config_t *cfg = cfg_of(r);
-  r->traced = r->try_open = r->tel_err = 0;
-  r->tel_head = have_head;
-  if (!cfg->tracing.enabled && !r->ws->snap->sinks.alog) return;
   r->wall_us = px_span_now_us();
   r->out_base = r->c->bytes_out;
-  if (!cfg->tracing.enabled || !have_head) return;
+  if (!cfg->tracing.enabled || !r->tel_head) return;
   if (r->trace == NULL) r->trace = px_malloc(sizeof(*r->trace)); /* freed with the connection */
   px_trace_in_t in;
   px_http1_trace_in(&px_conn_head(r->c)->h, &in);
@@ -92,8 +89,7 @@ static void try_span(px_req_t *r, int retried, uint64_t end_us) {
   px_span_commit(r->ws->snap->sinks.spans, (unsigned)r->w->id);
 }
 
-void px_tel_try_start(px_req_t *r, size_t ep) {
-  if (!r->traced) return;
+void px__tel_try_start(px_req_t *r, size_t ep) {
   uint64_t now = px_span_now_us();
   if (r->try_open) try_span(r, 1, r->try_end_us ? r->try_end_us : now);
   px_trace_new_span_id(r->try_span);
@@ -106,8 +102,7 @@ void px_tel_try_start(px_req_t *r, size_t ep) {
   px_trace_write_headers(r->trace, r->try_span, cfg_of(r)->tracing.propagation, &r->uhead);
 }
 
-void px_tel_try_outcome(px_req_t *r, int status, px_errkind_t kind) {
-  if (!r->try_open) return;
+void px__tel_try_outcome(px_req_t *r, int status, px_errkind_t kind) {
   r->try_end_us = px_span_now_us();
   r->try_status = status;
   r->try_err = status ? 0 : (int)kind + 1;
@@ -168,9 +163,8 @@ static void access_line(px_req_t *r, uint64_t now_us) {
   (void)px_access_log_write(r->ws->snap->sinks.alog, r->w->id, &a); /* a full ring counts it */
 }
 
-void px_tel_end(px_req_t *r) {
+void px__tel_end(px_req_t *r) {
   px_access_log_t *alog = r->ws->snap->sinks.alog;
-  if (!r->traced && !alog) return;
   uint64_t now = px_span_now_us();
   if (recording(r)) {
     try_span(r, 0,
