@@ -554,10 +554,7 @@ static void trace_in(px_trace_in_t *in, px_hkind_t k, px_str_t v) {
 void px_http1_trace_in(const px_head_t *req, px_trace_in_t *in) {
   memset(in, 0, sizeof(*in));
   for (size_t i = 0; i < req->nh; i++) {
-    px_str_t n = px_head_name(req, i);
-    /* Every trace header's name is 2, 10, 11, 12 or 17 bytes long. */
-    if (n.n != 2 && (n.n < 10 || n.n > 12) && n.n != 17) continue;
-    px_hkind_t k = classify(n);
+    px_hkind_t k = classify(px_head_name(req, i));
     if (k >= H_TRACEPARENT) trace_in(in, k, px_head_value(req, i));
   }
 }

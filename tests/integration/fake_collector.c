@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
+
 #define FC_MAX_BATCHES 4096
 
 struct fc_s {
@@ -143,19 +145,11 @@ fc_t *fc_start_at(fc_mode_t mode, int port) {
   fc_t *fc = calloc(1, sizeof(*fc));
   fc->mode = (int)mode;
   pthread_mutex_init(&fc->mu, NULL);
-  fc->lfd = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(fc->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  struct sockaddr_in a = {
-      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(a);
-  if (bind(fc->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fc->lfd, 64) != 0 ||
-      getsockname(fc->lfd, (struct sockaddr *)&a, &len) != 0) {
-    close(fc->lfd);
+  fc->lfd = th_listen(port, 64, &fc->port);
+  if (fc->lfd < 0) {
     free(fc);
     return NULL;
   }
-  fc->port = ntohs(a.sin_port);
   pthread_create(&fc->thread, NULL, accept_main, fc);
   return fc;
 }

@@ -300,18 +300,11 @@ static void *accept_main(void *arg) {
 fu_t *fu_start(const fu_opts_t *opts) {
   fu_t *u = calloc(1, sizeof(*u));
   u->o = *opts;
-  u->lfd = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(u->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(a);
-  if (bind(u->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(u->lfd, 128) != 0 ||
-      getsockname(u->lfd, (struct sockaddr *)&a, &len) != 0) {
-    close(u->lfd);
+  u->lfd = th_listen(0, 128, &u->port);
+  if (u->lfd < 0) {
     free(u);
     return NULL;
   }
-  u->port = ntohs(a.sin_port);
   pthread_create(&u->thread, NULL, accept_main, u);
   return u;
 }

@@ -34,6 +34,9 @@ int th_wait_exit(pid_t pid, int timeout_ms);
 /* Monotonic milliseconds, for bounding waits and timing what a test asserts on. */
 int64_t th_now_ms(void);
 int th_connect(int port);
+/* A listening socket on 127.0.0.1:`port` (0: any free one), for the fake servers; the
+ * port it got in *bound. The descriptor, or -1. */
+int th_listen(int port, int backlog, int *bound);
 int th_send_all(int fd, const void *p, size_t n);
 /* Closes fd and forgets bytes buffered for it by th_read_response. */
 void th_close(int fd);
