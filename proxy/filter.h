@@ -35,6 +35,10 @@ typedef struct px_filter_s {
   px_filter_rc_t (*on_try_failed)(px_req_t *r, void *state, px_errkind_t kind, int stale);
   /* A response head is held: GO passes it on to the client. */
   px_filter_rc_t (*on_response_head)(px_req_t *r, void *state);
+  /* The upstream's whole answer is queued for the client, its last bytes not yet
+   * written: what must hold before the client can have the answer (and act on it)
+   * happens here. Not called for an answer a fault drops or one the sidecar made. */
+  void (*on_response_done)(px_req_t *r, void *state);
   /* The request ended, whatever way: completed, failed, timed out, or its client
    * went away. Exactly once per request that began. */
   void (*on_end)(px_req_t *r, void *state);

@@ -303,23 +303,37 @@ static void on_response_body(px_req_t *r, void *state, px_str_t run) {
   px_buf_append(&x->answer, run.p, run.n);
 }
 
+/* Keeps the answer under its key: only the upstream's whole answer, for the whole
+ * request body. */
+static void complete(px_req_t *r, idem_req_t *x) {
+  px_str_t skey = {x->key, x->keylen};
+  px_sha256_final(&x->body_hash, x->fp.body);
+  int rc = px_idem_store_complete(
+      x->store, skey, x->token, &x->fp, x->status, (px_str_t){x->answer.data, x->hlen},
+      (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, px_now_ms());
+  if (rc < 0) px_debug("idempotency: the answer for a key was not kept: %s", px_strerror(rc));
+  x->token = 0;
+}
+
+/* The answer is whole and its last bytes are about to go: the record completes first,
+ * so a client that repeats the request the moment it has the answer is replayed it
+ * (never a 409 for a request that already ended). */
+static void on_response_done(px_req_t *r, void *state) {
+  idem_req_t *x = ((idem_state_t *)state)->x;
+  if (x && x->token && x->storable && r->c->body_done) complete(r, x);
+}
+
 static void on_end(px_req_t *r, void *state) {
   idem_state_t *s = state;
   idem_req_t *x = s->x;
   if (!x) return;
   if (x->token) {
-    px_str_t skey = {x->key, x->keylen};
-    /* Kept only when the upstream's whole answer came (to the client, or dropped on
-     * purpose by a fault) for the whole request body. */
-    if (x->storable && r->t.resp_done && r->c->body_done) {
-      px_sha256_final(&x->body_hash, x->fp.body);
-      int rc = px_idem_store_complete(
-          x->store, skey, x->token, &x->fp, x->status, (px_str_t){x->answer.data, x->hlen},
-          (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, px_now_ms());
-      if (rc < 0) px_debug("idempotency: the answer for a key was not kept: %s", px_strerror(rc));
-    } else {
-      px_idem_store_abort(x->store, skey, x->token);
-    }
+    /* A whole answer dropped on purpose by a fault is kept too; anything else that
+     * ends a request before its answer is whole frees the key. */
+    if (x->storable && r->t.resp_done && r->c->body_done)
+      complete(r, x);
+    else
+      px_idem_store_abort(x->store, (px_str_t){x->key, x->keylen}, x->token);
   }
   req_free(s);
 }
@@ -329,6 +343,7 @@ const px_filter_t px_filter_idempotency = {.name = "idempotency",
                                            .wanted = wanted,
                                            .on_request = on_request,
                                            .on_response_head = on_response_head,
+                                           .on_response_done = on_response_done,
                                            .on_end = on_end,
                                            .on_request_body = on_request_body,
                                            .on_response_body = on_response_body};

@@ -259,6 +259,8 @@ static void on_try_done(px_try_t *t) {
     px_conn_abort(r->c);
     return;
   }
+  for (size_t i = NFILTERS; i-- > 0;)
+    if (ON(r, i) && chain[i]->on_response_done) chain[i]->on_response_done(r, fstate(r, i));
   r->resp_done = 1;
   flush(r);
 }

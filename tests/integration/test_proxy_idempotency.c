@@ -65,6 +65,42 @@ Test(idempotency, a_repeat_gets_the_kept_answer_without_running_again, .timeout 
   fu_stop(u);
 }
 
+/* The key's record is complete before the client has the answer's last byte: a repeat
+ * sent the moment the answer is in, on connections already open (and so on either
+ * worker), is replayed, never refused as still running. */
+Test(idempotency, a_repeat_right_after_the_answer_is_replayed, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+  start(&p, u, NULL);
+  enum { KEYS = 400, CONNS = 4 };
+  int fd[CONNS];
+  for (int i = 0; i < CONNS; i++) fd[i] = th_connect(p.port);
+  int replayed = 0;
+  for (int i = 0; i < KEYS; i++) {
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "POST /links HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"now-%d\"\r\n"
+                     "Content-Length: 2\r\n\r\n{}",
+                     i);
+    int first = fd[i % CONNS], again = fd[(i + 1 + i / CONNS % (CONNS - 1)) % CONNS];
+    th_resp_t a, b;
+    cr_assert_eq(th_send_all(first, req, (size_t)n), 0);
+    cr_assert_eq(th_read_response(first, &a, 5000), 0);
+    cr_assert_eq(th_send_all(again, req, (size_t)n), 0);
+    cr_assert_eq(a.status, 200);
+    th_resp_free(&a);
+    cr_assert_eq(th_read_response(again, &b, 5000), 0);
+    cr_assert_eq(b.status, 200, "key %d: a repeat right after the answer got %d", i, b.status);
+    replayed += th_header(&b, "idempotent-replayed") != NULL;
+    th_resp_free(&b);
+  }
+  for (int i = 0; i < CONNS; i++) th_close(fd[i]);
+  cr_expect_eq(replayed, KEYS);
+  cr_expect_eq(fu_requests(u), KEYS);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
 Test(idempotency, the_key_with_another_request_is_422, .timeout = 30) {
   fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   tp_t p;
