@@ -10,6 +10,8 @@ PACKAGES=(
   curl sqlite3 procps iproute2
   # promtool, for `promtool check metrics` in tests/integration/test_admin_metrics.c
   prometheus
+  # etcd, the registry's store (SPEC §12): the registry tests and the demo start it
+  etcd-server
 )
 # Benchmarks only: `scripts/setup.sh --bench` adds them.
 BENCH_PACKAGES=(wrk haproxy nginx-light h2o gnuplot-nox valgrind)
