@@ -172,6 +172,21 @@ static void render_cluster_metrics(px_snapshot_t *s, px_buf_t *out) {
   px_buf_free(&e2);
 }
 
+/* What routing has of each discovered cluster: the running snapshot's endpoints. */
+static void render_discovered(px_snapshot_t *s, px_buf_t *out) {
+  px_buf_t e = {0};
+  int head = 0;
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    if (!s->clusters[i].conf->has_discovery) continue;
+    if (!head++)
+      px_metrics_family(out, "outrigger_discovery_endpoints", "gauge",
+                        "Endpoints a discovered cluster routes to now (the running snapshot's).");
+    px_buf_printf(out, "outrigger_discovery_endpoints{cluster=\"%s\"} %zu\n",
+                  px_metrics_esc(&e, s->clusters[i].conf->name), s->clusters[i].neps);
+  }
+  px_buf_free(&e);
+}
+
 static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_metrics_t *ws[256];
   int n = PX_MIN(ctx->nworkers, 256);
@@ -179,6 +194,8 @@ static void render_metrics(px_admin_ctx_t *ctx, px_buf_t *out) {
   px_metrics_render(ws, n, out);
   px_idem_stores_render(out);
   px_sinks_render(out);
+  if (ctx->regrun) px_regrun_render(*ctx->regrun, out);
+  render_discovered(*ctx->current, out);
 
   px_snapshot_t *s = *ctx->current;
   render_canary_metrics(s, out);
@@ -235,9 +252,12 @@ static void render_clusters(px_admin_ctx_t *ctx, px_buf_t *out) {
       for (int k = 1; k < PX_BREAKER_CAUSE__N; k++)
         px_buf_printf(out, "%s\"%s\":%llu", k > 1 ? "," : "", px_breaker_cause_name((px_breaker_cause_t)k),
                       (unsigned long long)atomic_load(&ep->st->transitions[k]));
-      px_buf_append_cstr(out, "}}");
+      px_buf_printf(out, "},\"source\":\"%s\",\"revision\":%lld,\"weight\":%d}",
+                    ep->discovered ? "etcd" : "static", (long long)ep->revision, ep->weight);
     }
-    px_buf_append_cstr(out, "]}");
+    px_buf_append_cstr(out, "]");
+    if (c->conf->has_discovery && ctx->regrun) px_regrun_cluster_json(*ctx->regrun, c->conf->name, out);
+    px_buf_append_cstr(out, "}");
   }
   px_buf_append_cstr(out, "]}\n");
 }

@@ -5,6 +5,7 @@
 #define PX_ADMIN_H
 
 #include "httpserver.h"
+#include "registry_run.h"
 #include "worker.h"
 
 typedef struct {
@@ -15,6 +16,7 @@ typedef struct {
   const int *ready;
   const uint64_t *reloads_ok;
   const uint64_t *reloads_failed;
+  px_regrun_t **regrun;      /* the service registry's state (SPEC §12); *regrun NULL without */
   void (*drain)(void *data); /* POST /drain */
   void *data;
 } px_admin_ctx_t;

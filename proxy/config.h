@@ -8,6 +8,7 @@
 #ifndef PX_CONFIG_H
 #define PX_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -41,6 +42,16 @@ typedef struct {
   char **items;
   size_t n;
 } px_strlist_t;
+
+/* Labels of a registered instance, or a discovered cluster's selector: {K: V}, keys
+ * unique, both non-empty strings of at most 128 bytes (SPEC §12). */
+typedef struct {
+  char *key, *value;
+} px_label_conf_t;
+typedef struct {
+  px_label_conf_t *items;
+  size_t n;
+} px_labels_conf_t;
 
 /* ---- listeners ---------------------------------------------------------- */
 
@@ -158,9 +169,20 @@ typedef struct {
   px_pos_t pos;
 } px_route_conf_t;
 
+/* A listener's `register` (SPEC §12): its record in the registry. */
+typedef struct {
+  char *service;
+  px_addr_conf_t address; /* what callers connect to; defaults to the listener's */
+  uint64_t ttl_ms;        /* the lease's; whole seconds, default 10s */
+  px_labels_conf_t labels;
+  int weight; /* 1..128, default 1 */
+} px_register_conf_t;
+
 typedef struct {
   char *name;
   px_addr_conf_t address;
+  int has_register;
+  px_register_conf_t reg;
   int has_tls;
   px_tls_listener_conf_t tls;
   px_listener_limits_t limits;
@@ -204,10 +226,19 @@ typedef struct {
   char *ca, *cert, *key, *server_name;
 } px_tls_cluster_conf_t;
 
+/* A cluster's `discovery` (SPEC §12): its endpoints are the records of `service`
+ * whose labels include all of `labels`. */
+typedef struct {
+  char *service;
+  px_labels_conf_t labels;
+} px_discovery_conf_t;
+
 typedef struct {
   char *name;
-  px_addr_conf_t *endpoints;
+  px_addr_conf_t *endpoints; /* none with discovery: the registry gives them */
   size_t nendpoints;
+  int has_discovery;
+  px_discovery_conf_t discovery;
   px_lb_kind_t lb;                /* default round_robin */
   px_hash_kind_t hash;            /* default none (ring_hash/maglev need one) */
   char *hash_name;                /* header or cookie name */
@@ -239,6 +270,13 @@ typedef struct {
   int enabled;                                   /* a `tracing:` block was given */
 } px_tracing_conf_t;
 
+/* `registry.etcd` (SPEC §12). */
+typedef struct {
+  px_strlist_t endpoints; /* members' client URLs, "http://127.0.0.1:2379" */
+  char *prefix;           /* default "/outrigger", kept without trailing slashes */
+  uint64_t timeout_ms;    /* per etcd request; default 2s */
+} px_etcd_conf_t;
+
 typedef struct px_config_s {
   char *path;                   /* file name as given, used in error positions */
   int workers;                  /* 0 = auto (default) */
@@ -249,10 +287,13 @@ typedef struct px_config_s {
   int log_json;                 /* format: json */
   char *access_log;             /* NULL = off (default), "stdout", or a path */
   px_tracing_conf_t tracing;
+  int has_registry; /* a `registry:` block was given */
+  px_etcd_conf_t etcd;
   px_listener_conf_t *listeners;
   size_t nlisteners;
   px_cluster_conf_t *clusters;
   size_t nclusters;
+  atomic_int refs; /* 1 when loaded; px_config_ref adds one, px_config_free drops one */
 } px_config_t;
 
 /* Loads and validates a file. On failure returns NULL and appends every error
@@ -260,6 +301,10 @@ typedef struct px_config_s {
 px_config_t *px_config_load(const char *path, px_errlist_t *errs);
 /* Same from memory; `name` stands for the file name in positions. */
 px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_errlist_t *errs);
+/* Another holder of cfg (a snapshot that swaps only discovered endpoints shares its
+ * file's configuration); each reference is dropped by px_config_free. */
+void px_config_ref(px_config_t *cfg);
+/* Drops a reference; the last one frees. NULL is a no-op. */
 void px_config_free(px_config_t *cfg);
 /* The index of the listener bound to `sa`, or -1 (NULL cfg: -1). Reloads identify
  * listeners by address. */

@@ -15,12 +15,15 @@
 
 #include "config_int.h"
 #include "core.h"
+#include "etcd_client.h"
 #include "log.h"
 #include "net.h"
+#include "registry.h"
 #include "span.h"
 
 #define MS 1.0
 #define SEC 1000.0
+#undef MIN /* <sys/param.h>'s, by way of uv.h */
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 #define KIB 1024.0
@@ -180,6 +183,123 @@ static void headers_free(const px__key_t *k, void *base) {
   free(m->headers);
 }
 static const px__custom_t headers_type = {headers_parse, headers_json, headers_free};
+
+/* register.labels, discovery.labels: { KEY: VALUE, ... } (SPEC §12), strings both. */
+static void labels_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void *base) {
+  px_labels_conf_t *l = PX__FIELD(base, k->off, px_labels_conf_t);
+  char tmp[64];
+  if (n->type != YAML_MAPPING_NODE) {
+    px__err(c, px__node_pos(c, n), "'labels': expected a mapping, got %s", px__describe(n, tmp, sizeof(tmp)));
+    return;
+  }
+  size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+  if (count > PX_REG_MAX_LABELS) {
+    px__err(c, px__node_pos(c, n), "'labels': at most %d labels, got %zu", PX_REG_MAX_LABELS, count);
+    return;
+  }
+  l->items = px_calloc(count ? count : 1, sizeof(*l->items));
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *kn = px__node(c, p->key), *vn = px__node(c, p->value);
+    const char *key = px__scalar(c, "labels", kn);
+    if (!key) continue;
+    if (vn->type != YAML_SCALAR_NODE || px__is_null(vn)) {
+      px__err(c, px__node_pos(c, vn), "'labels': value of '%s' must be a string, got %s", key,
+              px__describe(vn, tmp, sizeof(tmp)));
+      continue;
+    }
+    const char *value = (const char *)vn->data.scalar.value;
+    size_t kl = strlen(key), vl = strlen(value);
+    if (kl == 0 || kl > PX_REG_MAX_LABEL_LEN || kl != kn->data.scalar.length) {
+      px__err(c, px__node_pos(c, kn), "'labels': a key must be 1 to %d bytes without NUL",
+              PX_REG_MAX_LABEL_LEN);
+      continue;
+    }
+    if (vl == 0 || vl > PX_REG_MAX_LABEL_LEN || vl != vn->data.scalar.length) {
+      px__err(c, px__node_pos(c, vn), "'labels': the value of '%s' must be 1 to %d bytes without NUL", key,
+              PX_REG_MAX_LABEL_LEN);
+      continue;
+    }
+    size_t i;
+    for (i = 0; i < l->n && strcmp(l->items[i].key, key) != 0; i++) {
+    }
+    if (i < l->n) {
+      px__err(c, px__node_pos(c, kn), "'labels': '%s' is given twice", key);
+      continue;
+    }
+    l->items[l->n].key = px_strdup(key);
+    l->items[l->n++].value = px_strdup(value);
+  }
+}
+static void labels_json(const px__key_t *k, const void *base, px_buf_t *out) {
+  const px_labels_conf_t *l = PX__FIELD(base, k->off, const px_labels_conf_t);
+  px_buf_append_cstr(out, "{");
+  for (size_t i = 0; i < l->n; i++) {
+    if (i) px_buf_append_cstr(out, ",");
+    px_buf_json_str(out, l->items[i].key, strlen(l->items[i].key));
+    px_buf_append_cstr(out, ":");
+    px_buf_json_str(out, l->items[i].value, strlen(l->items[i].value));
+  }
+  px_buf_append_cstr(out, "}");
+}
+static void labels_free(const px__key_t *k, void *base) {
+  px_labels_conf_t *l = PX__FIELD(base, k->off, px_labels_conf_t);
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->items[i].key);
+    free(l->items[i].value);
+  }
+  free(l->items);
+}
+static const px__custom_t labels_type = {labels_parse, labels_json, labels_free};
+
+/* registry.etcd.endpoints: [URL, ...], each an etcd member's http:// client URL. */
+static void etcd_urls_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void *base) {
+  px_strlist_t *l = PX__FIELD(base, k->off, px_strlist_t);
+  char tmp[64];
+  if (n->type != YAML_SEQUENCE_NODE) {
+    px__err(c, px__node_pos(c, n), "'endpoints': expected a list of etcd client URLs, got %s",
+            px__describe(n, tmp, sizeof(tmp)));
+    return;
+  }
+  size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (count == 0 || count > 16) {
+    px__err(c, px__node_pos(c, n), "'endpoints': expected 1 to 16 etcd client URLs, got %zu", count);
+    return;
+  }
+  l->items = px_calloc(count, sizeof(char *));
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+    yaml_node_t *in = px__node(c, *it);
+    const char *url = px__scalar(c, "endpoints", in);
+    if (!url) continue;
+    struct sockaddr_storage sa;
+    char why[160];
+    if (px_etcd_url_parse(url, &sa, why, sizeof(why)) != 0) {
+      px__err(c, px__node_pos(c, in), "'endpoints': '%s': %s", url, why);
+      continue;
+    }
+    size_t i;
+    for (i = 0; i < l->n && strcmp(l->items[i], url) != 0; i++) {
+    }
+    if (i < l->n)
+      px__err(c, px__node_pos(c, in), "'endpoints': '%s' is listed twice", url);
+    else
+      l->items[l->n++] = px_strdup(url);
+  }
+}
+static void etcd_urls_json(const px__key_t *k, const void *base, px_buf_t *out) {
+  const px_strlist_t *l = PX__FIELD(base, k->off, const px_strlist_t);
+  px_buf_append_cstr(out, "[");
+  for (size_t i = 0; i < l->n; i++) {
+    if (i) px_buf_append_cstr(out, ",");
+    px_buf_json_str(out, l->items[i], strlen(l->items[i]));
+  }
+  px_buf_append_cstr(out, "]");
+}
+static void etcd_urls_free(const px__key_t *k, void *base) {
+  px_strlist_t *l = PX__FIELD(base, k->off, px_strlist_t);
+  for (size_t i = 0; i < l->n; i++) free(l->items[i]);
+  free(l->items);
+}
+static const px__custom_t etcd_urls_type = {etcd_urls_parse, etcd_urls_json, etcd_urls_free};
 
 /* retry.status: [409, 503, ...], each 100..599 */
 static void status_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void *base) {
@@ -401,6 +521,14 @@ static void cluster_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__se
     px__err(c, px__field_pos(c, &cl->lb, px__node_pos(c, n)),
             "lb '%s' needs 'hash' (path, source_ip, { header: NAME } or { cookie: NAME })",
             cl->lb == PX_LB_RING_HASH ? "ring_hash" : "maglev");
+  const px__seen_t *eps = px__seen(&cluster_map, seen, "endpoints"),
+                   *disc = px__seen(&cluster_map, seen, "discovery");
+  if (!eps && !disc)
+    px__err(c, px__node_pos(c, n), "a cluster needs 'endpoints' or 'discovery'");
+  else if (eps && disc)
+    px__err(c, px__node_pos(c, disc->key),
+            "'discovery' and 'endpoints' exclude each other (the registry gives a discovered cluster its "
+            "endpoints)");
   /* A hash with another lb is kept, not refused: SPEC's example does it, and it lets one
    * switch lb to ring_hash and back without editing two keys. */
   for (size_t i = 0; i < cl->nendpoints; i++)
@@ -410,6 +538,50 @@ static void cluster_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__se
         px__err(c, cl->endpoints[i].pos, "endpoint '%s' is listed twice", cl->endpoints[i].text);
         break;
       }
+}
+
+/* A service name is a key segment: [A-Za-z0-9._-], 1..128 bytes. */
+static void service_check(px__ctx_t *c, const char *const *field, px_pos_t fallback) {
+  const char *s = *field;
+  if (!s) return;
+  size_t n = strlen(s);
+  int ok = n > 0 && n <= 128 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+         s[i] == '.' || s[i] == '_' || s[i] == '-';
+  if (!ok)
+    px__err(c, px__field_pos(c, field, fallback),
+            "'service': '%s' must be 1 to 128 of letters, digits, '.', '_' and '-' (it is a segment of the "
+            "registry key)",
+            s);
+}
+
+static void register_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
+  px_register_conf_t *r = base;
+  (void)seen;
+  service_check(c, (const char *const *)&r->service, px__node_pos(c, n));
+  if (r->ttl_ms % 1000)
+    px__err(c, px__field_pos(c, &r->ttl_ms, px__node_pos(c, n)),
+            "'ttl' must be whole seconds (an etcd lease's TTL is)");
+  char why[160];
+  if (r->address.text &&
+      px_reg_address_check(r->address.text, strlen(r->address.text), NULL, why, sizeof(why)) != 0)
+    px__err(c, r->address.pos, "'address': %s", why);
+}
+
+static void discovery_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
+  px_discovery_conf_t *d = base;
+  (void)seen;
+  service_check(c, (const char *const *)&d->service, px__node_pos(c, n));
+}
+
+static void etcd_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
+  px_etcd_conf_t *e = base;
+  (void)seen;
+  if (e->prefix && e->prefix[0] != '/')
+    px__err(c, px__field_pos(c, &e->prefix, px__node_pos(c, n)), "'prefix' must start with '/'");
+  /* Kept in its normal form: "/outrigger/" is "/outrigger" (SPEC: no trailing slash). */
+  if (e->prefix) e->prefix[px_reg_prefix_len(e->prefix)] = '\0';
 }
 
 static void breaker_check(px__ctx_t *c, void *base, yaml_node_t *n, const px__seen_t *seen) {
@@ -640,9 +812,21 @@ static const px__map_t route_map =
     MAP_OF("route", route_keys, px_route_conf_t, .pos_off = offsetof(px_route_conf_t, pos) + 1,
            .check = route_check);
 
+static const px__key_t register_keys[] = {
+    K("service", PX__T_STRING, px_register_conf_t, service, .flags = PX__K_REQUIRED),
+    K("address", PX__T_ADDR, px_register_conf_t, address),
+    K("ttl", PX__T_DURATION, px_register_conf_t, ttl_ms, .min = SEC, .max = HOUR, .def = 10 * SEC),
+    K("labels", PX__T_CUSTOM, px_register_conf_t, labels, .custom = &labels_type),
+    K("weight", PX__T_INT, px_register_conf_t, weight, .min = 1, .max = PX_REG_MAX_WEIGHT, .def = 1),
+};
+static const px__map_t register_map =
+    MAP_OF("register", register_keys, px_register_conf_t, .check = register_check);
+
 static const px__key_t listener_keys[] = {
     K("name", PX__T_STRING, px_listener_conf_t, name, .flags = PX__K_REQUIRED),
     K("address", PX__T_ADDR, px_listener_conf_t, address, .flags = PX__K_REQUIRED),
+    K("register", PX__T_MAP, px_listener_conf_t, reg, .map = &register_map,
+      HAS(px_listener_conf_t, has_register), .flags = PX__K_NULL_IF_ABSENT),
     K("tls", PX__T_MAP, px_listener_conf_t, tls, .map = &listener_tls_map, HAS(px_listener_conf_t, has_tls),
       .flags = PX__K_NULL_IF_ABSENT),
     K("limits", PX__T_MAP, px_listener_conf_t, limits, .map = &listener_limits_map),
@@ -712,10 +896,18 @@ static const px__key_t cluster_tls_keys[] = {
 static const px__map_t cluster_tls_map =
     MAP_OF("cluster tls", cluster_tls_keys, px_tls_cluster_conf_t, .check = cluster_tls_check);
 
+static const px__key_t discovery_keys[] = {
+    K("service", PX__T_STRING, px_discovery_conf_t, service, .flags = PX__K_REQUIRED),
+    K("labels", PX__T_CUSTOM, px_discovery_conf_t, labels, .custom = &labels_type),
+};
+static const px__map_t discovery_map =
+    MAP_OF("discovery", discovery_keys, px_discovery_conf_t, .check = discovery_check);
+
 static const px__key_t cluster_keys[] = {
     K("name", PX__T_STRING, px_cluster_conf_t, name, .flags = PX__K_REQUIRED),
-    K("endpoints", PX__T_ADDRS, px_cluster_conf_t, endpoints, CNT(px_cluster_conf_t, nendpoints),
-      .flags = PX__K_REQUIRED, .min = 1),
+    K("endpoints", PX__T_ADDRS, px_cluster_conf_t, endpoints, CNT(px_cluster_conf_t, nendpoints), .min = 1),
+    K("discovery", PX__T_MAP, px_cluster_conf_t, discovery, .map = &discovery_map,
+      HAS(px_cluster_conf_t, has_discovery), .flags = PX__K_NULL_IF_ABSENT),
     K("lb", PX__T_ENUM, px_cluster_conf_t, lb, .enums = lbs, .def = PX_LB_ROUND_ROBIN),
     K("hash", PX__T_CUSTOM, px_cluster_conf_t, hash, .custom = &hash_type),
     K("connect_timeout", PX__T_DURATION, px_cluster_conf_t, connect_timeout_ms, .min = MS, .max = HOUR,
@@ -733,6 +925,18 @@ static const px__map_t cluster_map =
     MAP_OF("cluster", cluster_keys, px_cluster_conf_t, .pos_off = offsetof(px_cluster_conf_t, pos) + 1,
            .check = cluster_check);
 
+static const px__key_t etcd_keys[] = {
+    K("endpoints", PX__T_CUSTOM, px_etcd_conf_t, endpoints, .flags = PX__K_REQUIRED,
+      .custom = &etcd_urls_type),
+    K("prefix", PX__T_STRING, px_etcd_conf_t, prefix, .defs = "/outrigger"),
+    K("timeout", PX__T_DURATION, px_etcd_conf_t, timeout_ms, .min = 10 * MS, .max = MIN, .def = 2 * SEC),
+};
+static const px__map_t etcd_map = MAP_OF("etcd", etcd_keys, px_etcd_conf_t, .check = etcd_check);
+static const px__key_t registry_keys[] = {
+    K("etcd", PX__T_MAP, px_config_t, etcd, .map = &etcd_map, .flags = PX__K_REQUIRED),
+};
+static const px__map_t registry_map = MAP_OF("registry", registry_keys, px_config_t);
+
 static const px__key_t root_keys[] = {
     K("workers", PX__T_CUSTOM, px_config_t, workers, .custom = &workers_type),
     K("drain_timeout", PX__T_DURATION, px_config_t, drain_timeout_ms, .min = 0, .max = 24 * HOUR,
@@ -741,6 +945,7 @@ static const px__key_t root_keys[] = {
     INLINE("log", &log_map),
     K("tracing", PX__T_MAP, px_config_t, tracing, .map = &tracing_map, HAS(px_config_t, tracing.enabled),
       .flags = PX__K_NULL_IF_ABSENT),
+    INLINE("registry", &registry_map, HAS(px_config_t, has_registry), .flags = PX__K_NULL_IF_ABSENT),
     K("listeners", PX__T_LIST, px_config_t, listeners, .map = &listener_map, CNT(px_config_t, nlisteners),
       .flags = PX__K_REQUIRED, .min = 1),
     K("clusters", PX__T_LIST, px_config_t, clusters, .map = &cluster_map, CNT(px_config_t, nclusters)),
@@ -843,6 +1048,33 @@ static void check_addresses(px__ctx_t *c) {
   }
 }
 
+/* register and discovery need the registry; a record's address is one callers can
+ * reach (the listener's, unless register.address says otherwise). */
+static void check_registry(px__ctx_t *c) {
+  px_config_t *cfg = ((px_config_t *)c->root);
+  const char *need = "needs a top-level 'registry: { etcd: { endpoints: [...] } }'";
+  for (size_t i = 0; i < cfg->nlisteners; i++) {
+    px_listener_conf_t *l = &cfg->listeners[i];
+    if (!l->has_register) continue;
+    px_pos_t pos = px__field_pos(c, &l->reg.service, l->pos);
+    if (!cfg->has_registry) px__err(c, pos, "'register' %s", need);
+    if (l->reg.address.text || !l->address.text) continue;
+    char why[160];
+    if (addr_wildcard(&l->address.sa))
+      px__err(c, pos,
+              "'register' needs an 'address': the listener's '%s' is a wildcard, which callers cannot "
+              "connect to",
+              l->address.text);
+    else if (px_reg_address_check(l->address.text, strlen(l->address.text), NULL, why, sizeof(why)) != 0)
+      px__err(c, pos, "'register' needs an 'address': the listener's: %s", why);
+  }
+  for (size_t i = 0; i < cfg->nclusters; i++) {
+    px_cluster_conf_t *cl = &cfg->clusters[i];
+    if (cl->has_discovery && !cfg->has_registry)
+      px__err(c, px__field_pos(c, &cl->discovery.service, cl->pos), "'discovery' %s", need);
+  }
+}
+
 static void check_config(px__ctx_t *c) {
   px_config_t *cfg = ((px_config_t *)c->root);
   size_t nroutes = 0;
@@ -882,6 +1114,7 @@ static void check_config(px__ctx_t *c) {
       }
     }
   check_addresses(c);
+  check_registry(c);
 }
 
 /* ---- the public calls: this schema, handed to the engine ------------------------- */
@@ -890,12 +1123,17 @@ static const px__schema_t schema = {&root_map, sizeof(px_config_t), check_config
 
 px_config_t *px_config_parse(const char *name, const char *text, size_t len, px_errlist_t *errs) {
   px_config_t *cfg = px__parse(&schema, name, text, len, errs);
-  if (cfg) cfg->path = px_strdup(name);
+  if (cfg) {
+    cfg->path = px_strdup(name);
+    atomic_init(&cfg->refs, 1);
+  }
   return cfg;
 }
 
+void px_config_ref(px_config_t *cfg) { atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed); }
+
 void px_config_free(px_config_t *cfg) {
-  if (!cfg) return;
+  if (!cfg || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) return;
   free(cfg->path);
   px__free(&schema, cfg);
 }

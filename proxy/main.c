@@ -15,6 +15,7 @@
 #include "prober.h"
 #include "log.h"
 #include "net.h"
+#include "registry_run.h"
 #include "worker.h"
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
@@ -35,9 +36,9 @@ static const char usage_text[] =
     "  -v, --version         print the version and exit\n"
     "  -h, --help            print this help and exit\n"
     "\n"
-    "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads FILE (a bad file is\n"
-    "rejected and the running configuration kept); SIGUSR1 reopens the access log\n"
-    "(for logrotate).\n"
+    "Signals: SIGTERM/SIGINT drain (registry records are withdrawn at once) and exit 0;\n"
+    "SIGHUP reloads FILE (a bad file is rejected and the running configuration kept);\n"
+    "SIGUSR1 reopens the access log (for logrotate).\n"
     "Exit codes: 0 ok, 1 configuration error, 2 usage error, 3 runtime failure.\n";
 
 typedef struct {
@@ -54,9 +55,48 @@ typedef struct {
   px_hsrv_t *admin;
   px_admin_ctx_t admin_ctx;
   uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
-  uv_timer_t drain_timer, poll_timer, canary_timer;
+  uv_timer_t drain_timer, poll_timer, canary_timer, disc_timer;
   uv_thread_t joiner;
+  px_regrun_t *regrun; /* the service registry (SPEC §12) */
 } px_main_t;
+
+/* Publishes `snap` to every worker (`fds`: sockets of new listeners, per worker, or
+ * NULL) and the prober, and lets the old one go. */
+static void publish(px_main_t *m, px_snapshot_t *snap, int **fds) {
+  for (int i = 0; i < m->nworkers; i++) {
+    px_snapshot_ref(snap);
+    px_worker_post_snapshot(&m->workers[i], snap, fds ? fds[i] : NULL);
+  }
+  free(fds);
+  px_snapshot_t *old = m->current;
+  m->current = snap;
+  px_prober_set(snap);
+  px_snapshot_unref(old);
+}
+
+/* Discovered endpoints changed: the same configuration, with the endpoints the registry
+ * has now, becomes the running snapshot. Requests never look them up. */
+static void on_disc_timer(uv_timer_t *t) {
+  px_main_t *m = t->data;
+  px_config_t *cfg = m->current->cfg;
+  px_config_ref(cfg);
+  px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, m->generation, px_regrun_lookup, m->regrun);
+  snap->sinks = m->current->sinks;
+  snap->tel_on = m->current->tel_on;
+  publish(m, snap, NULL);
+}
+
+/* Changes that come together (a list, the events of one watch message, several
+ * clusters' answers in one loop turn) make one snapshot, built on the next turn. */
+static void on_disc_changed(void *data) {
+  px_main_t *m = data;
+  if (!uv_is_active((uv_handle_t *)&m->disc_timer)) uv_timer_start(&m->disc_timer, on_disc_timer, 0, 0);
+}
+
+static int app_healthy(void *data, const char *listener) {
+  px_main_t *m = data;
+  return px_snapshot_listener_healthy(m->current, listener);
+}
 
 /* The canary runs' clock: each route judges its windows when its interval ends. */
 static void on_canary_timer(uv_timer_t *t) {
@@ -116,18 +156,13 @@ static void reload(px_main_t *m) {
     m->reloads_failed++;
     return;
   }
-  px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, ++m->generation);
+  /* The registry follows the file first, so the snapshot gets the endpoints of the
+   * discovered clusters it keeps (new ones start empty and fill as etcd answers). */
+  px_regrun_apply(m->regrun, cfg);
+  px_snapshot_t *snap = px_snapshot_new(cfg, m->nworkers, ++m->generation, px_regrun_lookup, m->regrun);
   snap->sinks = sinks;
   snap->tel_on = cfg->tracing.enabled || sinks.alog;
-  for (int i = 0; i < m->nworkers; i++) {
-    px_snapshot_ref(snap);
-    px_worker_post_snapshot(&m->workers[i], snap, fds[i]);
-  }
-  free(fds);
-  px_snapshot_t *old = m->current;
-  m->current = snap;
-  px_prober_set(snap);
-  px_snapshot_unref(old);
+  publish(m, snap, fds);
   m->reloads_ok++;
   px_log_setup("outrigger", m->log_level_cli >= 0 ? m->log_level_cli : cfg->log_level, cfg->log_json);
   px_info("configuration generation %u is live", m->generation);
@@ -143,6 +178,9 @@ static void close_main_handles(px_main_t *m) {
   uv_close((uv_handle_t *)&m->drain_timer, NULL);
   uv_close((uv_handle_t *)&m->poll_timer, NULL);
   uv_close((uv_handle_t *)&m->canary_timer, NULL);
+  uv_close((uv_handle_t *)&m->disc_timer, NULL);
+  if (m->regrun) px_regrun_close(m->regrun, NULL, NULL); /* once a drain's revokes are answered */
+  m->regrun = NULL;
   if (m->admin) px_hsrv_close(m->admin, on_admin_closed, NULL);
   m->admin = NULL;
 }
@@ -168,6 +206,7 @@ static void start_drain(void *data) {
   if (m->draining) return;
   m->draining = 1;
   px_info("draining: not accepting new connections, finishing requests in flight");
+  if (m->regrun) px_regrun_drain(m->regrun); /* callers stop choosing this instance */
   for (int i = 0; i < m->nworkers; i++) px_worker_post_drain(&m->workers[i]);
   uv_timer_start(&m->drain_timer, on_drain_timeout, m->current->cfg->drain_timeout_ms, 0);
   uv_timer_start(&m->poll_timer, on_poll, 20, 20);
@@ -297,7 +336,7 @@ int main(int argc, char **argv) {
     px_config_free(cfg);
     return EXIT_RUNTIME;
   }
-  m.current = px_snapshot_new(cfg, m.nworkers, m.generation);
+  m.current = px_snapshot_new(cfg, m.nworkers, m.generation, NULL, NULL); /* nothing discovered yet */
   m.current->sinks = sinks;
   m.current->tel_on = cfg->tracing.enabled || sinks.alog;
   m.loop = uv_default_loop();
@@ -317,7 +356,8 @@ int main(int argc, char **argv) {
   uv_timer_init(m.loop, &m.drain_timer);
   uv_timer_init(m.loop, &m.poll_timer);
   uv_timer_init(m.loop, &m.canary_timer);
-  m.drain_timer.data = m.poll_timer.data = m.canary_timer.data = &m;
+  uv_timer_init(m.loop, &m.disc_timer);
+  m.drain_timer.data = m.poll_timer.data = m.canary_timer.data = m.disc_timer.data = &m;
 
   int **fds = NULL;
   if (open_listeners(&m, cfg, NULL, &fds) != 0) {
@@ -331,6 +371,7 @@ int main(int argc, char **argv) {
                                  .ready = &m.ready,
                                  .reloads_ok = &m.reloads_ok,
                                  .reloads_failed = &m.reloads_failed,
+                                 .regrun = &m.regrun,
                                  .drain = start_drain,
                                  .data = &m};
   m.workers = px_calloc((size_t)m.nworkers, sizeof(px_worker_t));
@@ -359,6 +400,9 @@ int main(int argc, char **argv) {
   uv_thread_create(&m.joiner, worker_watch, &m);
   px_prober_start(m.current);
   uv_timer_start(&m.canary_timer, on_canary_timer, 200, 200); /* intervals are whole seconds */
+  /* The listeners accept: records can be written, and discovered clusters listed. */
+  m.regrun = px_regrun_new(m.loop, &(px_regrun_hooks_t){app_healthy, on_disc_changed, &m});
+  px_regrun_apply(m.regrun, cfg);
 
   for (size_t l = 0; l < cfg->nlisteners; l++)
     px_info("listener %s on %s (%zu routes)", cfg->listeners[l].name, cfg->listeners[l].address.text,

@@ -551,7 +551,7 @@ const px_reg_endpoint_t *px_reg_set_endpoints(px_reg_set_t *s, size_t *n) {
     size_t k = 0;
     for (size_t i = 0; i < s->n; i++) {
       if (px_reg_labels_match(&s->v[i]->rec, s->sel, s->nsel))
-        s->eps[k++] = (px_reg_endpoint_t){s->v[i]->rec.address, s->v[i]->rec.weight};
+        s->eps[k++] = (px_reg_endpoint_t){s->v[i]->rec.address, s->v[i]->rec.weight, s->v[i]->mod_revision};
     }
     qsort(s->eps, k, sizeof(s->eps[0]), ep_cmp);
     size_t u = 0;

@@ -120,6 +120,7 @@ typedef enum {
 typedef struct {
   const char *address;
   int weight;
+  int64_t mod_revision; /* of the record it comes from (0: unknown) */
 } px_reg_endpoint_t;
 
 /* A set for `service` under `prefix` whose endpoints are the records matching the

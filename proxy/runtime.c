@@ -7,7 +7,22 @@
 #include "metrics.h"
 #include "net.h"
 
-px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generation) {
+/* Endpoint e of cluster c: its counters and breaker and health configured by this file. */
+static void endpoint_setup(px_cluster_t *c, px_endpoint_t *ep) {
+  ep->st = px_endpoint_state_get(c->st, ep->name);
+  /* The endpoint keeps its breaker across reloads; the numbers are this file's. */
+  px_breaker_transition_t tr;
+  px_breaker_configure(&ep->st->breaker, c->conf->has_breaker ? &c->conf->breaker : NULL, px_now_ms(), &tr);
+  px_endpoint_breaker_noted(c->st, ep->st, c->conf->name, &tr);
+  px_health_transition_t ht;
+  px_health_configure(&ep->st->health, c->conf->has_health_check ? &c->conf->health : NULL, &ht);
+  if (ht.changed)
+    px_info("health of %s in cluster %s: %s (the configuration changed)", ep->name, c->conf->name,
+            px_health_state_name(ht.to));
+}
+
+px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generation, px_disc_lookup_fn lookup,
+                               void *lookup_ctx) {
   px_snapshot_t *s = px_calloc(1, sizeof(*s));
   s->cfg = cfg;
   atomic_init(&s->refs, 1);
@@ -19,28 +34,47 @@ px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generati
     c->conf = &cfg->clusters[i];
     c->index = (int)i;
     c->metric_slot = px_metrics_cluster_slot(c->conf->name);
-    c->neps = c->conf->nendpoints;
     c->st = px_cluster_state_get(c->conf->name);
-    c->eps = px_calloc(c->neps, sizeof(*c->eps));
-    for (size_t e = 0; e < c->neps; e++) {
-      c->eps[e].conf = &c->conf->endpoints[e];
-      px_addr_format((const struct sockaddr *)&c->eps[e].conf->sa, c->eps[e].name, sizeof(c->eps[e].name));
-      c->eps[e].st = px_endpoint_state_get(c->st, c->eps[e].name);
-      /* The endpoint keeps its breaker across reloads; the numbers are this file's. */
-      px_breaker_transition_t tr;
-      px_breaker_configure(&c->eps[e].st->breaker, c->conf->has_breaker ? &c->conf->breaker : NULL,
-                           px_now_ms(), &tr);
-      px_endpoint_breaker_noted(c->st, c->eps[e].st, c->conf->name, &tr);
-      px_health_transition_t ht;
-      px_health_configure(&c->eps[e].st->health, c->conf->has_health_check ? &c->conf->health : NULL, &ht);
-      if (ht.changed)
-        px_info("health of %s in cluster %s: %s (the configuration changed)", c->eps[e].name, c->conf->name,
-                px_health_state_name(ht.to));
+    if (c->conf->has_discovery) {
+      px_disc_view_t v = {0};
+      if (lookup) lookup(lookup_ctx, c->conf, &v);
+      c->neps = v.n;
+      c->disc_revision = v.revision;
+      c->disc_stale = v.stale;
+      c->eps = px_calloc(c->neps ? c->neps : 1, sizeof(*c->eps));
+      for (size_t e = 0; e < c->neps; e++) {
+        px_endpoint_t *ep = &c->eps[e];
+        snprintf(ep->name, sizeof(ep->name), "%s", v.eps[e].name);
+        ep->own.sa = v.eps[e].sa;
+        ep->own.text = ep->name;
+        ep->conf = &ep->own;
+        ep->weight = v.eps[e].weight;
+        ep->discovered = 1;
+        ep->revision = v.eps[e].revision;
+        c->weighted |= ep->weight != 1;
+        endpoint_setup(c, ep);
+      }
+    } else {
+      c->neps = c->conf->nendpoints;
+      c->eps = px_calloc(c->neps, sizeof(*c->eps));
+      for (size_t e = 0; e < c->neps; e++) {
+        px_endpoint_t *ep = &c->eps[e];
+        ep->conf = &c->conf->endpoints[e];
+        ep->weight = 1;
+        px_addr_format((const struct sockaddr *)&ep->conf->sa, ep->name, sizeof(ep->name));
+        endpoint_setup(c, ep);
+      }
     }
-    const char *names[PX_LB_MAX_ENDPOINTS > 1024 ? 1024 : PX_LB_MAX_ENDPOINTS];
-    size_t nn = PX_MIN(c->neps, sizeof(names) / sizeof(names[0]));
-    for (size_t e = 0; e < nn; e++) names[e] = c->eps[e].name;
-    if (nn == 0 || px_lb_build(&c->lb, c->conf->lb, names, NULL, nn, NULL) != 0) c->lb = NULL;
+    size_t nn = PX_MIN(c->neps, PX_LB_MAX_ENDPOINTS);
+    const char **names = px_calloc(nn ? nn : 1, sizeof(*names));
+    int *weights = px_calloc(nn ? nn : 1, sizeof(*weights));
+    for (size_t e = 0; e < nn; e++) {
+      names[e] = c->eps[e].name;
+      weights[e] = c->eps[e].weight;
+    }
+    if (nn == 0 || px_lb_build(&c->lb, c->conf->lb, names, weights, nn, NULL) != 0) c->lb = NULL;
+    free(names);
+    free(weights);
     c->per_worker = px_calloc((size_t)nworkers, sizeof(*c->per_worker));
     for (int w = 0; w < nworkers; w++) c->per_worker[w].rr = (unsigned)w; /* spread starts */
   }
@@ -98,6 +132,26 @@ px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name) {
   for (size_t l = 0; l < s->cfg->nlisteners; l++)
     if (strcmp(s->listeners[l].conf->name, name) == 0) return &s->listeners[l];
   return NULL;
+}
+
+static void cluster_health(const px_cluster_t *c, int *checked, int *healthy) {
+  if (!c->conf->has_health_check) return;
+  *checked = 1;
+  for (size_t e = 0; e < c->neps && !*healthy; e++)
+    *healthy = px_health_state(&c->eps[e].st->health) == PX_HEALTH_HEALTHY;
+}
+
+int px_snapshot_listener_healthy(px_snapshot_t *s, const char *name) {
+  px_listener_rt_t *l = px_snapshot_listener(s, name);
+  if (!l) return 1;
+  int checked = 0, healthy = 0;
+  for (size_t r = 0; r < l->conf->nroutes && !healthy; r++) {
+    const px_route_conf_t *rc = &l->conf->routes[r];
+    if (rc->cluster_index >= 0) cluster_health(&s->clusters[rc->cluster_index], &checked, &healthy);
+    for (size_t k = 0; k < rc->nsplit; k++)
+      cluster_health(&s->clusters[rc->split[k].cluster_index], &checked, &healthy);
+  }
+  return healthy || !checked;
 }
 
 px_cluster_t *px_route_pick(px_snapshot_t *s, int wid, const px_route_rt_t *rt, px_canary_force_t force,
@@ -164,7 +218,7 @@ int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, i
   /* The usual case in one step: a first try, round robin (what px_lb_pick gives for it),
    * no breaker; or more endpoints than the balancer takes. */
   if ((exclude == 0 && c->conf->lb == PX_LB_ROUND_ROBIN && !c->conf->has_breaker &&
-       !c->conf->has_health_check) ||
+       !c->conf->has_health_check && !c->weighted) ||
       PX_UNLIKELY(c->lb == NULL))
     return (int)((*rr)++ % c->neps);
   uint64_t now = px_now_ms();

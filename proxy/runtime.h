@@ -24,10 +24,31 @@
 typedef struct px_pool_s px_pool_t;
 
 typedef struct {
-  const px_addr_conf_t *conf;
-  char name[64];           /* "127.0.0.1:9001" */
-  px_endpoint_state_t *st; /* its counters, kept across reloads */
+  const px_addr_conf_t *conf; /* the file's, or `own` for a discovered endpoint */
+  char name[64];              /* "127.0.0.1:9001" */
+  px_endpoint_state_t *st;    /* its counters, kept across reloads */
+  int weight;                 /* 1 for the file's; a discovered record's `weight` */
+  int discovered;             /* from the registry (SPEC §12), not the file */
+  int64_t revision;           /* a discovered endpoint's record: its etcd mod_revision */
+  px_addr_conf_t own;
 } px_endpoint_t;
+
+/* A discovered cluster's endpoints as the registry knows them at one moment (SPEC §12,
+ * registry_run.h): what a snapshot is built with. */
+typedef struct {
+  char name[64]; /* canonical "127.0.0.1:8001" */
+  struct sockaddr_storage sa;
+  int weight;
+  int64_t revision; /* its record's mod_revision */
+} px_disc_ep_t;
+typedef struct {
+  const px_disc_ep_t *eps;
+  size_t n;
+  int64_t revision; /* the registry's revision the set reflects; 0 before the first list */
+  int stale;        /* etcd is unreachable: these are the last known */
+} px_disc_view_t;
+/* Fills `out` for discovered cluster `cc`; the view is copied before the call returns. */
+typedef void (*px_disc_lookup_fn)(void *ctx, const px_cluster_conf_t *cc, px_disc_view_t *out);
 
 typedef struct {
   const px_cluster_conf_t *conf;
@@ -37,6 +58,9 @@ typedef struct {
   size_t neps;
   px_cluster_state_t *st; /* its counters, kept across reloads */
   px_lb_t *lb;            /* its balancer (cluster `lb`), tables built with the snapshot */
+  int weighted;           /* some endpoint's weight is not 1: the balancer always picks */
+  int64_t disc_revision;  /* a discovered cluster's: the registry revision of eps */
+  int disc_stale;         /* a discovered cluster's: etcd was unreachable (last known eps) */
   /* Per worker: its round-robin position, its idle-connection pools (one per
    * endpoint) and the requests waiting for a connection (limits.max_pending). A worker
    * touches only its own row, so these need no locking. */
@@ -75,12 +99,20 @@ typedef struct px_snapshot_s {
   px_listener_rt_t *listeners;
 } px_snapshot_t;
 
-/* Takes ownership of `cfg`; the snapshot starts with one reference. */
-px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generation);
+/* Takes ownership of (one reference to) `cfg`; the snapshot starts with one reference.
+ * Discovered clusters get their endpoints from `lookup` (NULL: none yet). */
+px_snapshot_t *px_snapshot_new(px_config_t *cfg, int nworkers, unsigned generation, px_disc_lookup_fn lookup,
+                               void *lookup_ctx);
 void px_snapshot_ref(px_snapshot_t *s);
 /* Drops a reference; the last one frees the snapshot and its config. Pools must
  * have been emptied by their workers before (px_upstream_release_pools). */
 void px_snapshot_unref(px_snapshot_t *s);
+
+/* Whether listener `name`'s app passes its health checks: unless every endpoint of the
+ * clusters its routes reach that have a health_check is unhealthy (clusters without
+ * one do not count; a listener none of whose clusters has one is healthy). For the
+ * registry, which withdraws the listener's record meanwhile (SPEC §12). */
+int px_snapshot_listener_healthy(px_snapshot_t *s, const char *name);
 
 /* Finds the listener runtime whose name matches, or NULL. */
 px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name);

@@ -724,7 +724,8 @@ Test(config, json_shows_effective_config) {
       "\"split\":[{\"cluster\":\"shortener-v1\",\"weight\":90,\"canary\":false}",
       "\"hash\":{\"header\":\"x-user-id\"}",
       "\"circuit_breaker\":{\"consecutive_failures\":5,\"failure_rate\":{\"threshold\":0.5,\"window\":\"10s\"",
-      ("\"name\":\"local\",\"endpoints\":[\"127.0.0.1:9001\"],\"lb\":\"round_robin\",\"hash\":null,"
+      ("\"name\":\"local\",\"endpoints\":[\"127.0.0.1:9001\"],\"discovery\":null,\"lb\":\"round_robin\","
+       "\"hash\":null,"
        "\"connect_timeout\":\"1s\""),
       "\"circuit_breaker\":null,\"health_check\":null,\"tls\":null}",
       "\"key\":\"[redacted]\"",
@@ -806,4 +807,107 @@ Test(config, example_yaml_is_valid) {
   cr_assert_not_null(cfg);
   cr_assert_eq(errs.n, 0);
   cr_assert_geq(cfg->nlisteners, 2);
+}
+
+/* SPEC §12: registry.etcd, a listener's register, a cluster's discovery. */
+Test(config, registry_register_and_discovery) {
+  parse(
+      "registry:\n"
+      "  etcd: { endpoints: [http://127.0.0.1:2379, \"http://[::1]:22379/\"], prefix: /mesh/, timeout: 500ms }\n"
+      "listeners:\n"
+      "  - name: in\n"
+      "    address: 127.0.0.1:8001\n"
+      "    register: { service: shortener, ttl: 5s, labels: { version: v1, zone: a }, weight: 3 }\n"
+      "    routes:\n"
+      "      - { name: r1, cluster: v2 }\n"
+      "  - name: out\n"
+      "    address: 0.0.0.0:8002\n"
+      "    register: { service: edge, address: 127.0.0.1:8002 }\n"
+      "    routes:\n"
+      "      - { name: r2, cluster: v2 }\n"
+      "clusters:\n"
+      "  - { name: v2, discovery: { service: shortener, labels: { version: v2 } } }\n");
+  if (!cfg) dump_errors();
+  cr_assert_not_null(cfg);
+  cr_expect(cfg->has_registry);
+  cr_expect_eq(cfg->etcd.endpoints.n, 2);
+  cr_expect_str_eq(cfg->etcd.prefix, "/mesh", "the prefix is kept without its trailing slash");
+  cr_expect_eq(cfg->etcd.timeout_ms, 500);
+  const px_register_conf_t *r = &cfg->listeners[0].reg;
+  cr_expect(cfg->listeners[0].has_register);
+  cr_expect_str_eq(r->service, "shortener");
+  cr_expect_null(r->address.text, "the listener's address is the default");
+  cr_expect_eq(r->ttl_ms, 5000);
+  cr_expect_eq(r->weight, 3);
+  cr_assert_eq(r->labels.n, 2);
+  cr_expect_str_eq(r->labels.items[1].key, "zone");
+  cr_expect_str_eq(r->labels.items[1].value, "a");
+  cr_expect_eq(cfg->listeners[1].reg.ttl_ms, 10000, "ttl defaults to 10s");
+  cr_expect_eq(cfg->listeners[1].reg.weight, 1);
+  cr_expect(cfg->clusters[0].has_discovery);
+  cr_expect_eq(cfg->clusters[0].nendpoints, 0);
+  cr_expect_str_eq(cfg->clusters[0].discovery.labels.items[0].value, "v2");
+  px_buf_t j = {0};
+  px_config_to_json(cfg, &j);
+  px_buf_append(&j, "", 1);
+  cr_expect(strstr(j.data, "\"discovery\":{\"service\":\"shortener\",\"labels\":{\"version\":\"v2\"}}"), "%s",
+            j.data);
+  cr_expect(strstr(j.data, "\"prefix\":\"/mesh\""), "%s", j.data);
+  px_buf_free(&j);
+  teardown();
+  /* Without a registry block: null in GET /config, and default prefix when given. */
+  parse(BASE);
+  cr_assert_not_null(cfg);
+  cr_expect(!cfg->has_registry);
+  teardown();
+  parse("registry: { etcd: { endpoints: [http://127.0.0.1:2379] } }\n" BASE);
+  cr_assert_not_null(cfg);
+  cr_expect_str_eq(cfg->etcd.prefix, "/outrigger");
+  cr_expect_eq(cfg->etcd.timeout_ms, 2000);
+}
+
+Test(config, registry_errors) {
+  parse("registry:\n"
+        "  etcd: { endpoints: [https://127.0.0.1:2379, http://etcd.example:2379, http://127.0.0.1:2379,\n"
+        "                      http://127.0.0.1:2379], prefix: mesh }\n"
+        "listeners:\n"
+        "  - name: in\n"
+        "    address: 0.0.0.0:8001\n"
+        "    register: { service: short/ener, ttl: 1500ms, labels: { v: [1] }, weight: 200 }\n"
+        "    routes:\n"
+        "      - { name: r1, cluster: c1 }\n"
+        "clusters:\n"
+        "  - { name: c1, endpoints: [127.0.0.1:9001], discovery: { service: s } }\n"
+        "  - { name: c2 }\n"
+        "  - { name: c3, discovery: { labels: { a: b } } }\n");
+  cr_assert_null(cfg);
+  expect_error(2, 23, "https is not supported");
+  expect_error(2, 47, "'endpoints': 'http://etcd.example:2379'");
+  expect_error(3, 23, "'http://127.0.0.1:2379' is listed twice");
+  expect_error(3, 55, "'prefix' must start with '/'");
+  expect_error(7, 26, "'service': 'short/ener' must be");
+  expect_error(7, 43, "'ttl' must be whole seconds");
+  expect_error(7, 64, "'labels': value of 'v' must be a string");
+  expect_error(7, 79, "'weight'");
+  expect_error(7, 26, "'register' needs an 'address': the listener's '0.0.0.0:8001' is a wildcard");
+  expect_error(11, 46, "'discovery' and 'endpoints' exclude each other");
+  expect_error(12, 5, "a cluster needs 'endpoints' or 'discovery'");
+  expect_error(13, 28, "discovery: missing required key 'service'");
+  teardown();
+  /* register and discovery need the registry. */
+  parse("listeners:\n"
+        "  - name: in\n"
+        "    address: 127.0.0.1:8001\n"
+        "    register: { service: s }\n"
+        "    routes:\n"
+        "      - { name: r1, cluster: c1 }\n"
+        "clusters:\n"
+        "  - { name: c1, discovery: { service: s } }\n");
+  cr_assert_null(cfg);
+  expect_error(4, 26, "'register' needs a top-level 'registry: { etcd: { endpoints: [...] } }'");
+  expect_error(8, 39, "'discovery' needs a top-level 'registry");
+  teardown();
+  parse("registry: { etcd: { prefix: /x } }\n" BASE);
+  cr_assert_null(cfg);
+  expect_error(1, 19, "etcd: missing required key 'endpoints'");
 }

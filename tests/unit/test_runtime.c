@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "net.h"
 #include "runtime.h"
 
 static const char yaml[] = "listeners:\n"
@@ -52,7 +53,7 @@ static void setup(void) {
   for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "  %s\n", errs.items[i]);
   px_errlist_free(&errs);
   cr_assert_not_null(cfg);
-  snap = px_snapshot_new(cfg, 2, 7);
+  snap = px_snapshot_new(cfg, 2, 7, NULL, NULL);
   cr_assert_not_null(snap);
 }
 
@@ -328,7 +329,7 @@ static px_snapshot_t *snapshot_of(const char *text) {
   for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "  %s\n", errs.items[i]);
   px_errlist_free(&errs);
   cr_assert_not_null(cfg);
-  return px_snapshot_new(cfg, 1, 1);
+  return px_snapshot_new(cfg, 1, 1, NULL, NULL);
 }
 
 static px_cluster_t *cluster_in(px_snapshot_t *s, const char *name) {
@@ -386,4 +387,87 @@ Test(runtime, a_removed_endpoint_loses_its_state) {
   px_snapshot_unref(s2);
   px_snapshot_unref(s3);
   cr_expect_eq(px_cluster_state_count(), before);
+}
+
+/* ---- discovered clusters (SPEC §12) ------------------------------------------------ */
+
+static const char disc_yaml[] = "registry: { etcd: { endpoints: [http://127.0.0.1:2379] } }\n"
+                                "listeners:\n"
+                                "  - name: in\n"
+                                "    address: 127.0.0.1:8001\n"
+                                "    routes:\n"
+                                "      - { name: d, match: { path: /d }, cluster: d }\n"
+                                "      - { name: s, cluster: s }\n"
+                                "clusters:\n"
+                                "  - { name: d, discovery: { service: app } }\n"
+                                "  - name: s\n"
+                                "    endpoints: [127.0.0.1:9001]\n"
+                                "    health_check: { interval: 1s }\n";
+
+static px_disc_ep_t disc_eps[2];
+
+static void lookup_two(void *ctx, const px_cluster_conf_t *cc, px_disc_view_t *out) {
+  int *calls = ctx;
+  (*calls)++;
+  cr_assert_str_eq(cc->name, "d");
+  for (int i = 0; i < 2; i++) {
+    snprintf(disc_eps[i].name, sizeof(disc_eps[i].name), "127.0.0.1:%d", 7001 + i);
+    cr_assert_eq(px_addr_parse(disc_eps[i].name, &disc_eps[i].sa), 0);
+    disc_eps[i].weight = i ? 3 : 1;
+    disc_eps[i].revision = 40 + i;
+  }
+  *out = (px_disc_view_t){.eps = disc_eps, .n = 2, .revision = 42, .stale = 0};
+}
+
+Test(runtime, a_discovered_cluster_takes_the_registry_endpoints_with_their_weights) {
+  px_errlist_t errs = {0};
+  px_config_t *cfg = px_config_parse("d.yaml", disc_yaml, strlen(disc_yaml), &errs);
+  px_errlist_free(&errs);
+  cr_assert_not_null(cfg);
+  /* Without a lookup (at start, nothing listed yet) it has no endpoint. */
+  px_config_ref(cfg);
+  px_snapshot_t *empty = px_snapshot_new(cfg, 1, 1, NULL, NULL);
+  cr_expect_eq(cluster_in(empty, "d")->neps, 0);
+  cr_expect_eq(cluster_in(empty, "s")->neps, 1);
+  cr_expect_eq(cluster_in(empty, "s")->eps[0].discovered, 0);
+  /* The same configuration, shared, with what the registry found. */
+  int calls = 0;
+  px_snapshot_t *s = px_snapshot_new(cfg, 1, 1, lookup_two, &calls);
+  cr_expect_eq(calls, 1, "only the discovered cluster is looked up");
+  px_cluster_t *d = cluster_in(s, "d");
+  cr_assert_eq(d->neps, 2);
+  cr_expect(d->eps[1].discovered);
+  cr_expect_str_eq(d->eps[1].name, "127.0.0.1:7002");
+  cr_expect_eq(d->eps[1].weight, 3);
+  cr_expect_eq(d->eps[1].revision, 41);
+  cr_expect_eq(d->disc_revision, 42);
+  cr_expect(d->weighted);
+  disc_eps[1].name[0] = '\0'; /* copied: the registry's view may change under it */
+  cr_expect_str_eq(d->eps[1].name, "127.0.0.1:7002");
+  /* Round robin honours the weights: 1 in 4 to the first. */
+  int n[2] = {0};
+  for (int i = 0; i < 400; i++) {
+    int is_probe;
+    int e = px_cluster_pick(d, 0, 0, 0, 0, &is_probe);
+    cr_assert(e == 0 || e == 1);
+    n[e]++;
+  }
+  cr_expect_eq(n[0], 100, "weights 1 and 3: %d and %d", n[0], n[1]);
+  px_snapshot_unref(empty); /* the configuration stays with the other snapshot */
+  cr_expect_str_eq(cluster_in(s, "s")->conf->name, "s");
+  px_snapshot_unref(s);
+}
+
+Test(runtime, a_listener_is_healthy_unless_every_checked_endpoint_is_not) {
+  px_snapshot_t *s = snapshot_of(disc_yaml);
+  cr_expect(px_snapshot_listener_healthy(s, "in"));
+  px_health_transition_t tr;
+  px_endpoint_state_t *e = cluster_in(s, "s")->eps[0].st;
+  for (int i = 0; i < 3; i++) px_health_report(&e->health, 0, &tr);
+  cr_expect_eq(px_health_state(&e->health), PX_HEALTH_UNHEALTHY);
+  cr_expect(!px_snapshot_listener_healthy(s, "in"), "the only checked cluster has no healthy endpoint");
+  for (int i = 0; i < 2; i++) px_health_report(&e->health, 1, &tr);
+  cr_expect(px_snapshot_listener_healthy(s, "in"));
+  cr_expect(px_snapshot_listener_healthy(s, "nobody"));
+  px_snapshot_unref(s);
 }

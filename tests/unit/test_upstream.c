@@ -71,7 +71,7 @@ static void setup(void) {
   for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "  %s\n", errs.items[i]);
   px_errlist_free(&errs);
   cr_assert_not_null(cfg);
-  snap = px_snapshot_new(cfg, 1, 1);
+  snap = px_snapshot_new(cfg, 1, 1, NULL, NULL);
   memset(&w, 0, sizeof(w));
   uv_loop_init(&w.loop);
   px_queue_init(&w.conns);
