@@ -11,6 +11,9 @@
 # the app did the work, and the edge retries POSTs safely with idempotency keys.
 # CANARY=1 runs the edge of config/demo/canary/ instead: v2 is promoted from 10% while
 # its analysis passes, and rolled back by itself if it starts failing (GET :15000/canary).
+# Every sidecar registers its shortener in a one-member etcd (Debian's etcd-server, on
+# :2379, data in the run directory, stopped by PID) and the edge discovers them there by
+# label: a fourth instance joins with its sidecar alone (README, "Scaling out").
 # Every hop traces every request and sends its spans to :9411: the demo starts
 # span-sink there (spans as JSON lines in $RUN/spans.jsonl), unless something already
 # listens on it (a Zipkin or a Jaeger, which then draws the traces).
@@ -21,7 +24,7 @@ cd "$ROOT"
 scripts/setup.sh
 build build-release Release
 
-for p in 8080 8001 8002 8003 9001 9002 9003 15000 15001 15002 15003; do
+for p in 8080 8001 8002 8003 9001 9002 9003 15000 15001 15002 15003 2379 2380; do
   port_free "$p" || { echo "demo: port $p is in use; stop what uses it first" >&2; exit 1; }
 done
 
@@ -40,6 +43,19 @@ stop_all() {
   echo "demo: stopped; logs were in $RUN"
 }
 trap stop_all EXIT INT TERM
+
+# The registry: one etcd member on loopback, in the run directory.
+etcd --name demo --data-dir "$RUN/etcd" \
+  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster demo=http://127.0.0.1:2380 --initial-cluster-state new \
+  --logger zap --log-outputs "$RUN/etcd.log" 2>>"$RUN/etcd.log" &
+pids+=($!)
+wait_port 2379
+for _ in $(seq 100); do
+  curl -fs http://127.0.0.1:2379/health | grep -q '"health":"true"' && break
+  sleep 0.1
+done
 
 SPANS="$RUN/spans.jsonl"
 if port_free 9411; then
@@ -65,6 +81,12 @@ done
 build-release/proxy/outrigger -c "$EDGE" >"$RUN/edge.log" 2>&1 &
 pids+=($!)
 for p in 8001 8002 8003 8080; do wait_port "$p"; done
+# The edge has found the three instances in etcd (within a second of their sidecars).
+for _ in $(seq 100); do
+  n=$(curl -s http://127.0.0.1:15000/metrics | grep -c '^outrigger_discovery_endpoints{.*} [1-9]' || true)
+  [ "$n" -ge 2 ] && break
+  sleep 0.1
+done
 
 created=$(curl -s -X POST http://127.0.0.1:8080/api/links -d '{"url":"https://example.com/hello"}')
 code=$(printf '%s' "$created" | sed -n 's/.*"code": *"\([^"]*\)".*/\1/p')
@@ -74,6 +96,7 @@ Outrigger demo is running (logs in $RUN).
   edge      http://127.0.0.1:8080   admin http://127.0.0.1:15000
   sidecars  :8001 :8002 :8003       admin :15001 :15002 :15003
   shortener :9001 :9002 (v1) :9003 (v2, canary), one SQLite file
+  etcd      http://127.0.0.1:2379   (the registry: each sidecar's record, the edge watches)
 
 A link was created through the edge:
   $created
@@ -85,6 +108,7 @@ Try:
   for i in \$(seq 100); do curl -s -o /dev/null -w '%header{x-shortener-version}\\n' http://127.0.0.1:8080/healthz; done | sort | uniq -c
   curl -s http://127.0.0.1:15000/metrics | grep outrigger_requests_total
   curl -s http://127.0.0.1:15000/clusters
+  curl -s http://127.0.0.1:2379/v3/kv/range -d '{"key":"L291dHJpZ2dlci9zZXJ2aWNlcy8=","range_end":"L291dHJpZ2dlci9zZXJ2aWNlczA="}'   # the records (base64)
   curl -s http://127.0.0.1:15000/canary
   curl -s -X POST http://127.0.0.1:15000/canary/shortener -d '{"weights": {"shortener-v2": 25}}'
 
@@ -93,6 +117,12 @@ One request's trace (a trace id of your choosing; without a traceparent the edge
   tid=4bf92f3577b34da6a3ce929d0e0e4736
   curl -s -o /dev/null http://127.0.0.1:8080/$code -H "traceparent: 00-\$tid-00f067aa0ba902b7-01"
   sleep 0.5; grep \$tid $SPANS
+
+Scale out: a fourth v1 instance and its sidecar register, and the edge sends them
+traffic within a second (no other file changes):
+  build-release/shortener/shortener --listen 127.0.0.1:9004 --db $RUN/links.db --base-url http://127.0.0.1:8080 --label v1 &
+  build-release/proxy/outrigger -c config/demo/sidecar-4.yaml &
+  curl -s http://127.0.0.1:15000/clusters | grep -o '"address":"127.0.0.1:800[0-9]"' | sort | uniq -c
 
 Ctrl-C stops everything.
 MSG

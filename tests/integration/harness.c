@@ -494,8 +494,26 @@ int th_remap_ports(const char *src, const char *dst, const int *from, const int 
   return 0;
 }
 
-const int th_demo_ports[TH_DEMO_NPORTS] = {8080, 8001,  8002,  8003,  9001,  9002,
-                                           9003, 15000, 15001, 15002, 15003, 9411};
+const int th_demo_ports[TH_DEMO_NPORTS] = {8080,  8001,  8002,  8003,  9001, 9002, 9003,
+                                           15000, 15001, 15002, 15003, 9411, 2379};
+
+void th_demo_set_port(int *ports, int demo_port, int port) {
+  for (size_t i = 0; i < TH_DEMO_NPORTS; i++)
+    if (th_demo_ports[i] == demo_port) ports[i] = port;
+}
+
+int th_wait_metric(int admin_port, const char *series, long want, int timeout_ms) {
+  char pat[256];
+  snprintf(pat, sizeof(pat), "\n%s %ld\n", series, want);
+  for (int64_t t0 = th_now_ms(); th_now_ms() - t0 < timeout_ms; usleep(20000)) {
+    th_resp_t r;
+    if (th_http(admin_port, "GET", "/metrics", NULL, NULL, &r) != 0) continue;
+    int found = r.body && strstr(r.body, pat) != NULL;
+    th_resp_free(&r);
+    if (found) return 0;
+  }
+  return -1;
+}
 
 int th_demo_port(const int *ports, int demo_port) {
   for (size_t i = 0; i < TH_DEMO_NPORTS; i++)

@@ -76,8 +76,14 @@ char *th_read_file(const char *path, size_t *len);
  * rewritten to "127.0.0.1:to[i]" (the demo configurations on free ports); 0 or -1. */
 int th_remap_ports(const char *src, const char *dst, const int *from, const int *to, size_t n);
 /* The demo topology's fixed ports (config/demo/), in the order a test remaps them. */
-#define TH_DEMO_NPORTS 12 /* the demo's listeners, apps, admin ports and span sink */
+#define TH_DEMO_NPORTS 13 /* the demo's listeners, apps, admin ports, span sink and etcd */
 extern const int th_demo_ports[TH_DEMO_NPORTS];
+/* Makes `port` stand for `demo_port` in `ports` (a server the test started on a port
+ * of its own choosing: the demo's etcd). */
+void th_demo_set_port(int *ports, int demo_port, int port);
+/* Waits until GET /metrics on admin_port has the sample `series` (name and labels, as
+ * they are written) with the value `want`: 0, or -1 after timeout_ms. */
+int th_wait_metric(int admin_port, const char *series, long want, int timeout_ms);
 /* The port that stands for `demo_port` in `ports` (parallel to th_demo_ports), or -1. */
 int th_demo_port(const int *ports, int demo_port);
 

@@ -10,6 +10,7 @@
 
 #include "fake_collector.h"
 #include "harness.h"
+#include "harness_etcd.h"
 
 static int ports[TH_DEMO_NPORTS];
 
@@ -25,6 +26,10 @@ static void remap(const char *name, const char *dir, char *out, size_t n) {
 
 Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   for (size_t i = 0; i < TH_DEMO_NPORTS; i++) ports[i] = th_free_port();
+  /* The demo's registry: one etcd member; every sidecar registers there. */
+  te_cluster_t etcd = {0};
+  cr_assert_eq(te_start(&etcd, 1), 0);
+  th_demo_set_port(ports, 2379, etcd.client_port[0]);
   char *dir = th_tmpdir();
   char db[512], listen[64], base[64], logp[512], cfg[512];
   snprintf(db, sizeof(db), "%s/links.db", dir);
@@ -54,6 +59,13 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
                  files[i]);
   }
 
+  /* The edge finds the sidecars in etcd: two v1, one v2. */
+  cr_assert_eq(
+      th_wait_metric(port_of(15000), "outrigger_discovery_endpoints{cluster=\"shortener-v1\"}", 2, 5000), 0,
+      "the edge never found the two v1 sidecars");
+  cr_assert_eq(
+      th_wait_metric(port_of(15000), "outrigger_discovery_endpoints{cluster=\"shortener-v2\"}", 1, 5000), 0,
+      "the edge never found the v2 sidecar");
   int edge = port_of(8080);
   th_resp_t r;
   cr_assert_eq(th_http(edge, "POST", "/api/links", "Content-Type: application/json\r\n",
@@ -123,6 +135,7 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
 
   for (int i = np - 1; i >= 0; i--)
     cr_assert_eq(th_stop(pids[i], 10000), 0, "process %d did not exit cleanly", i);
+  te_stop(&etcd);
   fc_stop(fc);
   th_tmpdir_remove(dir);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_etcd.h"
 
 static int ports[TH_DEMO_NPORTS];
 
@@ -50,6 +51,12 @@ static pid_t start_edge(const char *dir, const char *mode) {
   const char *argv[] = {th_bin("outrigger"), "-c", cfg, NULL};
   pid_t pid = th_spawn(argv, logp);
   cr_assert_eq(th_wait_port_pid(pid, port_of(8080), 5000), 0, "the edge did not start");
+  /* It finds each sidecar in etcd by its instance label. */
+  for (int i = 1; i <= 3; i++) {
+    char series[96];
+    snprintf(series, sizeof(series), "outrigger_discovery_endpoints{cluster=\"sidecar-%d\"}", i);
+    cr_assert_eq(th_wait_metric(port_of(15000), series, 1, 5000), 0, "the edge never found sidecar %d", i);
+  }
   return pid;
 }
 
@@ -87,6 +94,10 @@ static void *post_same_key(void *arg) {
 
 Test(demo_chaos, retries_with_idempotency_keys_make_each_link_once, .timeout = 120) {
   for (size_t i = 0; i < TH_DEMO_NPORTS; i++) ports[i] = th_free_port();
+  /* The demo's registry: one etcd member; every sidecar registers there. */
+  te_cluster_t etcd = {0};
+  cr_assert_eq(te_start(&etcd, 1), 0);
+  th_demo_set_port(ports, 2379, etcd.client_port[0]);
   char *dir = th_tmpdir();
   char db[512], listen[64], base[64], logp[512], src[512], cfg[512];
   snprintf(db, sizeof(db), "%s/links.db", dir);
@@ -151,5 +162,6 @@ Test(demo_chaos, retries_with_idempotency_keys_make_each_link_once, .timeout = 1
 
   for (int i = np - 1; i >= 0; i--)
     cr_assert_eq(th_stop(pids[i], 10000), 0, "process %d did not exit cleanly", i);
+  te_stop(&etcd);
   th_tmpdir_remove(dir);
 }
