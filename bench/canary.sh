@@ -17,10 +17,13 @@ BIN=build-release
 OUT=bench/out/canary; rm -rf "$OUT"; mkdir -p "$OUT"
 # demo port -> this script's port
 map() { sed -e 's/127\.0\.0\.1:8080/127.0.0.1:28080/g; s/127\.0\.0\.1:800\([123]\)/127.0.0.1:2800\1/g' \
-            -e 's/127\.0\.0\.1:900\([123]\)/127.0.0.1:2900\1/g; s/127\.0\.0\.1:1500\([0-3]\)/127.0.0.1:2500\1/g' "$1"; }
+            -e 's/127\.0\.0\.1:900\([123]\)/127.0.0.1:2900\1/g; s/127\.0\.0\.1:1500\([0-3]\)/127.0.0.1:2500\1/g' \
+            -e 's/127\.0\.0\.1:2379/127.0.0.1:22379/g' "$1"; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+. bench/lib/etcd.sh
+etcd_start 22379 22380   # the sidecars register here, the edge finds them here
 up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return 0; sleep 0.05; done; return 1; }
 for i in 1 2 3; do
   $BIN/shortener/shortener --listen 127.0.0.1:2900$i --db "$OUT/links.db" --base-url http://127.0.0.1:28080 \
@@ -36,6 +39,7 @@ done
 map config/demo/canary/edge.yaml >"$OUT/edge.yaml"
 $BIN/proxy/outrigger -c "$OUT/edge.yaml" >"$OUT/edge.log" 2>&1 & pids+=($!)
 up 28001; up 28002; up 28003; up 28080
+etcd_wait_discovered 25000 shortener-v1 2; etcd_wait_discovered 25000 shortener-v2 1
 T0=$(date +%s%N)
 now_ms() { echo $(( ($(date +%s%N) - T0) / 1000000 )); }
 # The clients: one line per answer: milliseconds, status, the shortener's version.

@@ -16,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey sticky tracing redirect"
+ALL_CASES="small50 capped50 small400 1k 16k post1m small2k small10k demo features postkey sticky tracing discovery redirect"
 
 # Remember the user-set knobs for the "exact command" line before defaulting them.
 CMDLINE=""
@@ -75,6 +75,7 @@ case_def() {
     features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
     postkey)  C_PATH=/upload;    C_CONNS=50;  C_POST=256; C_KEYS=1; C_TARGETS="outrigger outrigger-features"; C_DESC="POST 256 bytes, each with an Idempotency-Key of its own, 50 connections: features off vs on (on: inbound idempotency keeps every answer, the retry policy keeps every body)";;
     tracing)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-tracing"; C_DESC="GET 13 bytes, 50 connections: Outrigger plain vs with tracing (sample_rate 1.0, every span exported to Zipkin) and the access log to a file";;
+    discovery) C_PATH=/small.txt; C_CONNS=50; C_TARGETS="outrigger outrigger-discovered"; C_DESC="GET 13 bytes, 50 connections: a cluster listed in the file vs the same cluster discovered in etcd (its endpoint set swapped in, never looked up per request)";;
     sticky)   C_PATH=/small.txt; C_CONNS=50;  C_STICKY=1; C_TARGETS="outrigger outrigger-sticky"; C_DESC="GET 13 bytes, 50 connections, an x-user-id of 10,000 users: a plain cluster route vs a 90/10 canary split with sticky assignment by that header";;
     redirect) C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=""; C_TARGETS="shortener nginx-302"; C_DESC="GET redirect, servers hit directly: shortener vs nginx 'return 302', 50 connections";;
   esac
@@ -92,6 +93,7 @@ target_def() {
     */outrigger-features) T_PORT=$P_ORFEAT;     T_SVCS=orfeat ;;
     */outrigger-sticky)   T_PORT=$P_ORSTICKY;   T_SVCS=orsticky ;;
     */outrigger-tracing)  T_PORT=$P_ORTRACE;    T_SVCS=ortrace ;;
+    */outrigger-discovered) T_PORT=$P_ORDISC;   T_SVCS=ordisc ;;
     */haproxy)            T_PORT=$P_HAPROXY;    T_SVCS=haproxy ;;
     */nginx)              T_PORT=$P_NGINXPROXY; T_SVCS=nginxproxy ;;
     */h2o)                T_PORT=$P_H2O;        T_SVCS=h2o ;;
@@ -178,6 +180,23 @@ fi
 if [ -n "${NEED[ortrace]:-}" ]; then
   write_outrigger_tracing "$OUT/outrigger-tracing.yaml"
   if start_outrigger outrigger-tracing "$OUT/outrigger-tracing.yaml" $P_ORTRACE; then SVC_PID[ortrace]=$LAST_PID; else SVC_SKIP[ortrace]=$SKIP_MSG; fi
+fi
+if [ -n "${NEED[ordisc]:-}" ]; then
+  if start_etcd; then
+    write_outrigger_discovered "$OUT/outrigger-discovered.yaml"
+    if start_outrigger outrigger-discovered "$OUT/outrigger-discovered.yaml" $P_ORDISC; then
+      SVC_PID[ordisc]=$LAST_PID
+      # Until its list is in, the discovered cluster has no endpoint (503): wait for it.
+      for _ in $(seq 50); do
+        curl -fs -o /dev/null "http://127.0.0.1:$P_ORDISC/small.txt" && break
+        sleep 0.1
+      done
+    else
+      SVC_SKIP[ordisc]=$SKIP_MSG
+    fi
+  else
+    SVC_SKIP[ordisc]=$SKIP_MSG
+  fi
 fi
 if [ -n "${NEED[orsticky]:-}" ]; then
   write_outrigger_sticky "$OUT/outrigger-sticky.yaml"

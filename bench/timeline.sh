@@ -14,10 +14,13 @@ BIN=build-release
 OUT=bench/out/timeline; rm -rf "$OUT"; mkdir -p "$OUT"
 # demo port -> this script's port
 map() { sed -e 's/127\.0\.0\.1:8080/127.0.0.1:28080/g; s/127\.0\.0\.1:800\([123]\)/127.0.0.1:2800\1/g' \
-            -e 's/127\.0\.0\.1:900\([123]\)/127.0.0.1:2900\1/g; s/127\.0\.0\.1:1500\([0-3]\)/127.0.0.1:2500\1/g' "$1"; }
+            -e 's/127\.0\.0\.1:900\([123]\)/127.0.0.1:2900\1/g; s/127\.0\.0\.1:1500\([0-3]\)/127.0.0.1:2500\1/g' \
+            -e 's/127\.0\.0\.1:2379/127.0.0.1:22379/g' "$1"; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+. bench/lib/etcd.sh
+etcd_start 22379 22380   # the sidecars register here, the edge finds them here
 start_app() {  # N
   $BIN/shortener/shortener --listen 127.0.0.1:2900$1 --db "$OUT/links.db" --base-url http://127.0.0.1:28080 \
     --label v$([ "$1" = 3 ] && echo 2 || echo 1) >>"$OUT/shortener-$1.log" 2>&1 &
@@ -30,6 +33,7 @@ for f in sidecar-1 sidecar-2 sidecar-3 edge; do
   $BIN/proxy/outrigger -c "$OUT/$f.yaml" >"$OUT/$f.log" 2>&1 & pids+=($!)
 done
 up 28001; up 28002; up 28003; up 28080
+etcd_wait_discovered 25000 shortener-v1 2; etcd_wait_discovered 25000 shortener-v2 1
 code=$(curl -s -X POST http://127.0.0.1:28080/api/links -d '{"url":"https://example.com/t"}' | sed -n 's/.*"code": *"\([^"]*\)".*/\1/p')
 EP=127.0.0.1:28002  # sidecar 2, in front of the replica that fails
 # The client: GET /CODE back to back, one line per answer: second status

@@ -25,6 +25,9 @@ P_SIDECAR=18012
 P_ORFEAT=18021      # outrigger, all features on
 P_ORSTICKY=18022    # outrigger, a sticky canary split instead of a cluster
 P_ORTRACE=18023     # outrigger, tracing (sample 1.0, Zipkin export) and the access log on
+P_ORDISC=18024      # outrigger, its cluster discovered in etcd instead of listed
+P_ETCD=18026        # etcd (one member) for the discovery case; its peer port next
+P_ETCD_PEER=18027
 P_H2O=18004         # h2o as reverse proxy
 P_ORIGIN_STATUS=18081  # the upstream nginx's stub_status (connections accepted)
 # The same upstream on one port per peer proxy: each proxy's pool then has the
@@ -39,8 +42,9 @@ A_SIDECAR=19912
 A_ORFEAT=19921
 A_ORSTICKY=19922
 A_ORTRACE=19923
+A_ORDISC=19924
 A_LEAK=19931
-ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $P_ORSTICKY $P_ORTRACE $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_ORSTICKY $A_ORTRACE $A_LEAK"
+ALL_PORTS="$P_ORIGIN $P_ORIGIN_STATUS $P_ORIGIN_HAPROXY $P_ORIGIN_NGINX $P_ORIGIN_H2O $P_H2O $P_NGINX302 $P_SHORTENER $P_OUTRIGGER $P_HAPROXY $P_NGINXPROXY $P_EDGE $P_SIDECAR $P_ORFEAT $P_ORSTICKY $P_ORTRACE $P_ORDISC $P_ETCD $P_ETCD_PEER $A_OUTRIGGER $A_EDGE $A_SIDECAR $A_ORFEAT $A_ORSTICKY $A_ORTRACE $A_ORDISC $A_LEAK"
 
 STARTED_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
@@ -529,6 +533,47 @@ clusters:
     endpoints: [127.0.0.1:$P_ORIGIN]
     pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
 EOF
+}
+
+# The plain configuration with its cluster discovered in etcd (SPEC §12) instead of
+# listed: the same one endpoint, put in the registry by start_etcd.
+write_outrigger_discovered() {
+  cat >"$1" <<EOF
+workers: 1
+drain_timeout: 2s
+admin: { address: 127.0.0.1:$A_ORDISC }
+log: { level: warn }
+registry: { etcd: { endpoints: [http://127.0.0.1:$P_ETCD] } }
+listeners:
+  - name: bench
+    address: 127.0.0.1:$P_ORDISC
+    routes:
+      - { name: all, match: { prefix: / }, cluster: origin }
+clusters:
+  - name: origin
+    discovery: { service: origin }
+    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
+EOF
+}
+
+# start_etcd: one etcd member (Debian's etcd-server) in bench/out/etcd, with the origin's
+# record written as another tool would (no lease).
+start_etcd() {
+  command -v etcd >/dev/null || { skip "etcd: not installed (etcd-server)"; return 1; }
+  rm -rf "$OUT/etcd"
+  start_bg etcd "$OUT/etcd.log" etcd --name bench --data-dir "$OUT/etcd" \
+    --listen-client-urls http://127.0.0.1:$P_ETCD --advertise-client-urls http://127.0.0.1:$P_ETCD \
+    --listen-peer-urls http://127.0.0.1:$P_ETCD_PEER --initial-advertise-peer-urls http://127.0.0.1:$P_ETCD_PEER \
+    --initial-cluster bench=http://127.0.0.1:$P_ETCD_PEER --initial-cluster-state new
+  wait_port "$LAST_PID" "$P_ETCD" 10 || { skip "etcd: did not start (see bench/out/etcd.log)"; return 1; }
+  local key val i
+  key=$(printf '/outrigger/services/origin/bench' | base64 -w0)
+  val=$(printf '{"address":"127.0.0.1:%s"}' "$P_ORIGIN" | base64 -w0)
+  for i in $(seq 50); do
+    curl -fs "http://127.0.0.1:$P_ETCD/v3/kv/put" -d "{\"key\":\"$key\",\"value\":\"$val\"}" >/dev/null && return 0
+    sleep 0.1
+  done
+  skip "etcd: the origin's record could not be written"
 }
 
 # "Features on": the policies over a request (SPEC §5-§7): retry policy, circuit breaker,

@@ -6,7 +6,7 @@ svc_label() {
   case $1 in
     origin) echo "nginx upstream (origin)";; nginx302) echo "nginx return 302";;
     shortener) echo "shortener";; outrigger) echo "outrigger";;
-    orfeat) echo "outrigger, features on";; orsticky) echo "outrigger, sticky canary split";; ortrace) echo "outrigger, tracing and access log";; haproxy) echo "haproxy";;
+    orfeat) echo "outrigger, features on";; orsticky) echo "outrigger, sticky canary split";; ortrace) echo "outrigger, tracing and access log";; ordisc) echo "outrigger, cluster discovered in etcd";; haproxy) echo "haproxy";;
     nginxproxy) echo "nginx reverse proxy";; h2o) echo "h2o reverse proxy";; sidecar) echo "outrigger sidecar (demo)";;
     edge) echo "outrigger edge (demo)";; *) echo "$1";;
   esac
@@ -161,6 +161,9 @@ targets_table() {
   feat=$(field tracing outrigger-tracing 4); off=$(field tracing outrigger 4)
   ratio=$(ratio_of "$feat" "$off")
   echo "| Tracing (sample_rate 1.0, spans exported) and the access log on ≥ 0.90× both off req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.90) |"
+  feat=$(field discovery outrigger-discovered 4); off=$(field discovery outrigger 4)
+  ratio=$(ratio_of "$feat" "$off")
+  echo "| A cluster discovered in etcd ≥ 0.97× the same cluster listed in the file, req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.97) |"
   sh=$(field redirect shortener 4); ng=$(field redirect nginx-302 4)
   ratio=$(ratio_of "$sh" "$ng")
   echo "| Shortener redirect ≥ 0.7× nginx \`return 302\` req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.7) |"
@@ -259,7 +262,7 @@ unset multiplot
 EOF
     PLOT_LINKS+="![connection sweep](plots/sweep.png)"$'\n\n'
   fi
-  awk -F'\t' 'NR > 1 && ($1 == "demo" || $1 == "features" || $1 == "sticky" || $1 == "tracing" || $1 == "redirect") { print $1 ":" $2, $4 }' \
+  awk -F'\t' 'NR > 1 && ($1 == "demo" || $1 == "features" || $1 == "sticky" || $1 == "tracing" || $1 == "discovery" || $1 == "redirect") { print $1 ":" $2, $4 }' \
     "$OUT/summary.tsv" >"$OUT/plot-other.dat"
   if [ -s "$OUT/plot-other.dat" ]; then
     gnuplot <<EOF

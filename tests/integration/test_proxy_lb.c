@@ -150,7 +150,7 @@ static void *p2c_client(void *arg) {
 }
 
 Test(lb, least_request_prefers_the_less_loaded_endpoint, .timeout = 60) {
-  fu_t *slow = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 150});
+  fu_t *slow = fu_start(&(fu_opts_t){.mode = FU_SLOW, .delay_ms = 300});
   fu_t *fast = fu_start(&(fu_opts_t){.mode = FU_ECHO});
   char eps[128];
   snprintf(eps, sizeof(eps), "%s, %s", tp_ep(slow), tp_ep(fast));

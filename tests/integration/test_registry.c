@@ -396,3 +396,54 @@ Test(registry, an_unhealthy_app_is_withdrawn_until_it_recovers) {
   inst_stop(&a);
   inst_stop(&b);
 }
+
+/* A reload keeps the discovered endpoints and the records it does not change, and
+ * replaces a record whose labels it changes. */
+Test(registry, a_reload_keeps_what_it_does_not_change) {
+  inst_t a = {0};
+  tp_t c;
+  inst_start(&a, "app", "{ version: v1 }", 0);
+  caller_start(&c, 0, NULL);
+  cr_assert_geq(wait_endpoints(&c, "app", 1, 5000), 0);
+  cr_assert_geq(wait_endpoints(&c, "app-v1", 1, 1000), 0);
+  long updates = tp_metric(&c, "outrigger_discovery_updates_total{cluster=\"app\"} ");
+  /* The caller gets one more route: its discovered clusters answer at once. */
+  tp_rewrite(&c,
+             "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: info }\n"
+             "registry: { etcd: { endpoints: %s, timeout: 500ms } }\n"
+             "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n"
+             "    routes:\n      - { name: v1, match: { prefix: /v1 }, cluster: app-v1 }\n"
+             "      - { name: all, match: { prefix: / }, cluster: app }\n"
+             "clusters:\n"
+             "  - { name: app, discovery: { service: app } }\n"
+             "  - { name: app-v1, discovery: { service: app, labels: { version: v1 } } }\n"
+             "  - { name: app-v2, discovery: { service: app, labels: { version: v2 } } }\n",
+             c.admin, urls, c.port);
+  kill(c.pid, SIGHUP);
+  for (int k = 0; tp_metric(&c, "outrigger_config_reloads_total{result=\"ok\"} ") != 1; k++) {
+    cr_assert_lt(k, 200, "the reload never applied");
+    usleep(10000);
+  }
+  th_resp_t r;
+  cr_assert_eq(th_http(c.port, "GET", "/v1/x", NULL, NULL, &r), 0);
+  cr_expect_eq(r.status, 200, "the new route's discovered cluster had no endpoint after the reload");
+  th_resp_free(&r);
+  cr_expect_eq(get(&c), 200);
+  cr_expect_eq(tp_metric(&c, "outrigger_discovery_updates_total{cluster=\"app\"} "), updates,
+               "the reload listed the kept cluster again");
+  /* The instance now says version v2: its record is written again with the new labels. */
+  tp_rewrite(&a.p,
+             "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: info }\n"
+             "registry: { etcd: { endpoints: %s, timeout: 500ms } }\n"
+             "listeners:\n  - name: inbound\n    address: 127.0.0.1:%d\n"
+             "    register: { service: app, ttl: %ds, labels: { version: v2 } }\n"
+             "    routes:\n      - { name: app, match: { prefix: / }, cluster: local }\n"
+             "clusters:\n  - { name: local, endpoints: [%s] }\n",
+             a.p.admin, urls, a.p.port, TTL_S, tp_ep(a.u));
+  kill(a.p.pid, SIGHUP);
+  cr_expect_geq(wait_endpoints(&c, "app-v2", 1, 3000), 0, "the relabelled record never came");
+  cr_expect_geq(wait_endpoints(&c, "app-v1", 0, 1000), 0, "the old labels stayed");
+  cr_expect_geq(wait_endpoints(&c, "app", 1, 1000), 0);
+  cr_expect_eq(tp_stop(&c), 0);
+  inst_stop(&a);
+}
