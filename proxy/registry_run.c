@@ -47,7 +47,7 @@ typedef struct disc_s {
   size_t nlabels;
   px_reg_set_t *set;
   px_buf_t start, end; /* the service's key range */
-  int64_t revision;    /* the store's revision seen last (list header, watch message) */
+  int64_t revision;    /* seen up to here: the list's header revision, then each event's */
   px_etcd_call_t *call;
   px_etcd_watch_t *watch;
   int listed;        /* a list answered since the cluster was set up */
@@ -364,7 +364,9 @@ static void on_watch_msg(void *data, const char *msg, size_t n) {
     disc_apply(d, &ev);
     if (e->kv.mod_revision > d->revision) d->revision = e->kv.mod_revision;
   }
-  if (m.revision > d->revision) d->revision = m.revision;
+  /* Where a new watch resumes: the last event's revision, never the message header's
+   * (a watcher still catching up sends older events under the store's current
+   * revision; resuming after that would skip them). */
   px_etcd_watch_msg_free(&m);
   disc_publish(d);
 }
@@ -714,7 +716,8 @@ void px_regrun_render(px_regrun_t *rr, px_buf_t *out) {
   } fam[] = {
       {"outrigger_discovery_stale", "gauge",
        "1 while etcd is unreachable and a discovered cluster keeps its last known endpoints."},
-      {"outrigger_discovery_revision", "gauge", "The etcd revision a discovered cluster has seen last."},
+      {"outrigger_discovery_revision", "gauge",
+       "How far a discovered cluster has followed etcd (the last list's revision, then each event's)."},
       {"outrigger_discovery_updates_total", "counter", "Changes of a discovered cluster's endpoints."},
       {"outrigger_discovery_records_skipped_total", "counter",
        "Records under a discovered cluster's service that were skipped (malformed or foreign)."},
