@@ -29,7 +29,6 @@ typedef struct reg_s {
   int64_t lease; /* ours, 0 when none */
   int put_done;  /* the record is written under `lease` */
   int healthy;   /* the app's health at the last tick */
-  int gone;      /* withdrawn for good (drain, or the file no longer registers it) */
   px_etcd_call_t *call;
   const char *op;   /* the call's, for logs: "grant", "put", "keepalive", "revoke" */
   uint64_t next_ms; /* no call before this (keepalive period, retry backoff) */
@@ -83,8 +82,6 @@ struct px_regrun_s {
 
 static void tick_now(px_regrun_t *rr);
 
-static char *dup_or_null(const char *s) { return s ? px_strdup(s) : NULL; }
-
 static void backoff(unsigned *b, uint64_t *next_ms) {
   *b = *b ? PX_MIN(*b * 2, (unsigned)RETRY_MAX_MS) : RETRY_MIN_MS;
   *next_ms = px_now_ms() + *b;
@@ -113,7 +110,7 @@ static void reg_failed(reg_t *g, int rc, const char *what) {
 
 /* A lease etcd no longer has (expired while it was away, or revoked): start over. */
 static void reg_lease_lost(reg_t *g) {
-  if (g->lease && g->put_done && !g->gone)
+  if (g->lease && g->put_done)
     px_warn("registry: the lease of %s (listener %s) was gone; registering again", g->key.data, g->listener);
   g->lease = 0;
   g->put_done = 0;
@@ -188,15 +185,14 @@ static void reg_call(reg_t *g, const char *op, const char *path, px_buf_t *body)
 static void reg_step(reg_t *g, uint64_t now) {
   px_regrun_t *rr = g->rr;
   if (g->call) return;
-  int want = !g->gone && !rr->draining && g->healthy;
   if (g->healthy != rr->hooks.app_healthy(rr->hooks.data, g->listener)) {
     g->healthy = !g->healthy;
     px_info("registry: the app of listener %s is %s: %s", g->listener, g->healthy ? "healthy" : "unhealthy",
             g->healthy ? "registering again" : "withdrawing its record");
-    want = !g->gone && !rr->draining && g->healthy;
     g->next_ms = 0;
     g->backoff_ms = 0;
   }
+  int want = !rr->draining && g->healthy;
   px_buf_t b = {0};
   if (!want) {
     if (g->lease && now >= g->next_ms) { /* withdraw: the record goes with its lease */
@@ -579,7 +575,7 @@ void px_regrun_apply(px_regrun_t *rr, const px_config_t *cfg) {
     rr->conf.endpoints.items = px_calloc(cfg->etcd.endpoints.n, sizeof(char *));
     for (size_t i = 0; i < cfg->etcd.endpoints.n; i++)
       rr->conf.endpoints.items[i] = px_strdup(cfg->etcd.endpoints.items[i]);
-    rr->conf.prefix = dup_or_null(cfg->etcd.prefix ? cfg->etcd.prefix : "");
+    rr->conf.prefix = px_strdup(cfg->etcd.prefix ? cfg->etcd.prefix : "");
     rr->conf.timeout_ms = cfg->etcd.timeout_ms;
     rr->etcd = px_etcd_new(rr->loop, (const char *const *)rr->conf.endpoints.items, rr->conf.endpoints.n,
                            rr->conf.timeout_ms);
