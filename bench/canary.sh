@@ -18,7 +18,7 @@ OUT=bench/out/canary; rm -rf "$OUT"; mkdir -p "$OUT"
 # demo port -> this script's port
 map() { sed -e 's/127\.0\.0\.1:8080/127.0.0.1:28080/g; s/127\.0\.0\.1:800\([123]\)/127.0.0.1:2800\1/g' \
             -e 's/127\.0\.0\.1:900\([123]\)/127.0.0.1:2900\1/g; s/127\.0\.0\.1:1500\([0-3]\)/127.0.0.1:2500\1/g' \
-            -e 's/127\.0\.0\.1:2379/127.0.0.1:22379/g' "$1"; }
+            -e 's/127\.0\.0\.1:2479/127.0.0.1:22379/g' "$1"; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT

@@ -12,7 +12,7 @@
 # CANARY=1 runs the edge of config/demo/canary/ instead: v2 is promoted from 10% while
 # its analysis passes, and rolled back by itself if it starts failing (GET :15000/canary).
 # Every sidecar registers its shortener in a one-member etcd (Debian's etcd-server, on
-# :2379, data in the run directory, stopped by PID) and the edge discovers them there by
+# :2479, data in the run directory, stopped by PID) and the edge discovers them there by
 # label: a fourth instance joins with its sidecar alone (README, "Scaling out").
 # Every hop traces every request and sends its spans to :9411: the demo starts
 # span-sink there (spans as JSON lines in $RUN/spans.jsonl), unless something already
@@ -24,7 +24,7 @@ cd "$ROOT"
 scripts/setup.sh
 build build-release Release
 
-for p in 8080 8001 8002 8003 9001 9002 9003 15000 15001 15002 15003 2379 2380; do
+for p in 8080 8001 8002 8003 9001 9002 9003 15000 15001 15002 15003 2479 2480; do
   port_free "$p" || { echo "demo: port $p is in use; stop what uses it first" >&2; exit 1; }
 done
 
@@ -46,14 +46,14 @@ trap stop_all EXIT INT TERM
 
 # The registry: one etcd member on loopback, in the run directory.
 etcd --name demo --data-dir "$RUN/etcd" \
-  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-  --initial-cluster demo=http://127.0.0.1:2380 --initial-cluster-state new \
+  --listen-client-urls http://127.0.0.1:2479 --advertise-client-urls http://127.0.0.1:2479 \
+  --listen-peer-urls http://127.0.0.1:2480 --initial-advertise-peer-urls http://127.0.0.1:2480 \
+  --initial-cluster demo=http://127.0.0.1:2480 --initial-cluster-state new \
   --logger zap --log-outputs "$RUN/etcd.log" 2>>"$RUN/etcd.log" &
 pids+=($!)
-wait_port 2379
+wait_port 2479
 for _ in $(seq 100); do
-  curl -fs http://127.0.0.1:2379/health | grep -q '"health":"true"' && break
+  curl -fs http://127.0.0.1:2479/health | grep -q '"health":"true"' && break
   sleep 0.1
 done
 
@@ -96,7 +96,7 @@ Outrigger demo is running (logs in $RUN).
   edge      http://127.0.0.1:8080   admin http://127.0.0.1:15000
   sidecars  :8001 :8002 :8003       admin :15001 :15002 :15003
   shortener :9001 :9002 (v1) :9003 (v2, canary), one SQLite file
-  etcd      http://127.0.0.1:2379   (the registry: each sidecar's record, the edge watches)
+  etcd      http://127.0.0.1:2479   (the registry: each sidecar's record, the edge watches)
 
 A link was created through the edge:
   $created
@@ -108,7 +108,7 @@ Try:
   for i in \$(seq 100); do curl -s -o /dev/null -w '%header{x-shortener-version}\\n' http://127.0.0.1:8080/healthz; done | sort | uniq -c
   curl -s http://127.0.0.1:15000/metrics | grep outrigger_requests_total
   curl -s http://127.0.0.1:15000/clusters
-  curl -s http://127.0.0.1:2379/v3/kv/range -d '{"key":"L291dHJpZ2dlci9zZXJ2aWNlcy8=","range_end":"L291dHJpZ2dlci9zZXJ2aWNlczA="}'   # the records (base64)
+  curl -s http://127.0.0.1:2479/v3/kv/range -d '{"key":"L291dHJpZ2dlci9zZXJ2aWNlcy8=","range_end":"L291dHJpZ2dlci9zZXJ2aWNlczA="}'   # the records (base64)
   curl -s http://127.0.0.1:15000/canary
   curl -s -X POST http://127.0.0.1:15000/canary/shortener -d '{"weights": {"shortener-v2": 25}}'
 

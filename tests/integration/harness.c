@@ -495,7 +495,7 @@ int th_remap_ports(const char *src, const char *dst, const int *from, const int 
 }
 
 const int th_demo_ports[TH_DEMO_NPORTS] = {8080,  8001,  8002,  8003,  9001, 9002, 9003,
-                                           15000, 15001, 15002, 15003, 9411, 2379};
+                                           15000, 15001, 15002, 15003, 9411, 2479};
 
 void th_demo_set_port(int *ports, int demo_port, int port) {
   for (size_t i = 0; i < TH_DEMO_NPORTS; i++)

@@ -29,7 +29,7 @@ Test(demo, topology_shortens_redirects_and_splits, .timeout = 60) {
   /* The demo's registry: one etcd member; every sidecar registers there. */
   te_cluster_t etcd = {0};
   cr_assert_eq(te_start(&etcd, 1), 0);
-  th_demo_set_port(ports, 2379, etcd.client_port[0]);
+  th_demo_set_port(ports, 2479, etcd.client_port[0]);
   char *dir = th_tmpdir();
   char db[512], listen[64], base[64], logp[512], cfg[512];
   snprintf(db, sizeof(db), "%s/links.db", dir);
