@@ -471,3 +471,60 @@ Test(runtime, a_listener_is_healthy_unless_every_checked_endpoint_is_not) {
   cr_expect(px_snapshot_listener_healthy(s, "nobody"));
   px_snapshot_unref(s);
 }
+
+/* A discovered ring_hash cluster that gains an endpoint moves only the keys the new one
+ * takes (SPEC §12: the same balancers as static endpoints). */
+static const char ring_yaml[] = "registry: { etcd: { endpoints: [http://127.0.0.1:2379] } }\n"
+                                "listeners:\n"
+                                "  - name: in\n"
+                                "    address: 127.0.0.1:8001\n"
+                                "    routes:\n"
+                                "      - { name: d, cluster: d }\n"
+                                "clusters:\n"
+                                "  - { name: d, lb: ring_hash, hash: path, discovery: { service: app } }\n";
+
+static px_disc_ep_t ring_eps[4];
+static size_t ring_n;
+
+static void lookup_ring(void *ctx, const px_cluster_conf_t *cc, px_disc_view_t *out) {
+  (void)ctx, (void)cc;
+  for (size_t i = 0; i < ring_n; i++) {
+    snprintf(ring_eps[i].name, sizeof(ring_eps[i].name), "127.0.0.1:%zu", 7101 + i);
+    cr_assert_eq(px_addr_parse(ring_eps[i].name, &ring_eps[i].sa), 0);
+    ring_eps[i].weight = 1;
+  }
+  *out = (px_disc_view_t){.eps = ring_eps, .n = ring_n, .revision = (int64_t)ring_n};
+}
+
+Test(runtime, a_discovered_ring_moves_only_the_keys_a_new_endpoint_takes) {
+  px_errlist_t errs = {0};
+  px_config_t *cfg = px_config_parse("r.yaml", ring_yaml, strlen(ring_yaml), &errs);
+  px_errlist_free(&errs);
+  cr_assert_not_null(cfg);
+  px_config_ref(cfg);
+  ring_n = 3;
+  px_snapshot_t *a = px_snapshot_new(cfg, 1, 1, lookup_ring, NULL);
+  ring_n = 4;
+  px_snapshot_t *b = px_snapshot_new(cfg, 1, 1, lookup_ring, NULL);
+  px_cluster_t *ca = cluster_in(a, "d"), *cb = cluster_in(b, "d");
+  cr_assert_eq(ca->neps, 3);
+  cr_assert_eq(cb->neps, 4);
+  enum { KEYS = 4000 };
+  int moved = 0, to_new = 0;
+  for (int k = 0; k < KEYS; k++) {
+    char key[32];
+    int n = snprintf(key, sizeof(key), "/links/%d", k);
+    uint64_t h = px_lb_hash(key, (size_t)n);
+    int is_probe;
+    int ea = px_cluster_pick(ca, 0, 0, h, 1, &is_probe), eb = px_cluster_pick(cb, 0, 0, h, 1, &is_probe);
+    cr_assert(ea >= 0 && eb >= 0);
+    if (strcmp(ca->eps[ea].name, cb->eps[eb].name) != 0) {
+      moved++;
+      to_new += strcmp(cb->eps[eb].name, "127.0.0.1:7104") == 0;
+    }
+  }
+  cr_expect_eq(moved, to_new, "%d keys moved, only %d of them to the new endpoint", moved, to_new);
+  cr_expect(moved > KEYS / 8 && moved < KEYS / 3, "the new endpoint took %d of %d keys", moved, KEYS);
+  px_snapshot_unref(a);
+  px_snapshot_unref(b);
+}
