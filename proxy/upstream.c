@@ -1,6 +1,7 @@
 #include "upstream.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core.h"
 #include "log.h"
@@ -344,6 +345,49 @@ void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s) {
     for (size_t e = 0; e < c->neps; e++) {
       px_pool_t *pool = &c->per_worker[w->id].pools[e];
       while (!px_queue_empty(&pool->idle)) up_close(PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link));
+    }
+  }
+}
+
+/* The endpoint of `c` named `name`, or -1; clusters this large are not searched (their
+ * connections close instead: a reload of one is rare, a search per idle connection not). */
+static int endpoint_named(const px_cluster_t *c, const char *name) {
+  if (c->neps > 1024) return -1;
+  for (size_t e = 0; e < c->neps; e++)
+    if (strcmp(c->eps[e].name, name) == 0) return (int)e;
+  return -1;
+}
+
+void px_upstream_adopt_idle(px_wctx_t *w, px_wsnap_t *old, px_wsnap_t *cur) {
+  px_snapshot_t *s = old->snap, *n = cur->snap;
+  for (size_t i = 0; i < s->cfg->nclusters; i++) {
+    px_cluster_t *c = &s->clusters[i];
+    if (c->per_worker[w->id].pools == NULL) continue;
+    px_cluster_t *nc = NULL;
+    for (size_t k = 0; k < n->cfg->nclusters && !nc; k++)
+      if (strcmp(n->clusters[k].conf->name, c->conf->name) == 0) nc = &n->clusters[k];
+    /* The same cluster state (kept by name) counts these connections in both. */
+    if (nc && (nc->st != c->st || nc->conf->has_tls || c->conf->has_tls)) nc = NULL;
+    for (size_t e = 0; e < c->neps; e++) {
+      px_pool_t *pool = &c->per_worker[w->id].pools[e];
+      int ne = nc && !px_queue_empty(&pool->idle) ? endpoint_named(nc, c->eps[e].name) : -1;
+      while (!px_queue_empty(&pool->idle)) {
+        px_upconn_t *up = PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link);
+        px_pool_t *to = ne >= 0 ? pool_of(w, nc, (size_t)ne) : NULL;
+        if (!to || to->nidle >= nc->conf->pool_max_idle_per_endpoint || up->ws != old) {
+          up_close(up);
+          continue;
+        }
+        px_queue_remove(&up->link);
+        pool->nidle--;
+        up->cluster = nc;
+        up->ep = (size_t)ne;
+        old->users--; /* the caller frees old when this reaches 0 */
+        up->ws = cur;
+        cur->users++;
+        px_queue_insert_tail(&to->idle, &up->link);
+        to->nidle++;
+      }
     }
   }
 }

@@ -91,5 +91,10 @@ void px_upstream_read_stop(px_upconn_t *up);
 void px_upstream_release(px_upconn_t *up, int reusable);
 /* Closes every idle connection of this worker in snapshot `s` (on reload/drain). */
 void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s);
+/* The worker moved from `old` to `cur` (a reload, or discovered endpoints swapped in):
+ * its idle connections to an endpoint that `cur` still has, in a cluster of the same
+ * name, move into `cur`'s pools (up to their limit); the others close. The caller frees
+ * `old` afterwards when nothing else uses it. */
+void px_upstream_adopt_idle(px_wctx_t *w, px_wsnap_t *old, px_wsnap_t *cur);
 
 #endif

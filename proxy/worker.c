@@ -143,9 +143,9 @@ static void on_mailbox(uv_async_t *a) {
   if (snap) {
     px_wsnap_t *old = w->x.cur;
     w->x.cur = wsnap_new(snap);
-    /* Idle upstream connections of the old snapshot are not reused (its clusters are
-     * gone for new requests); busy ones close when their request ends. */
-    px_upstream_close_idle(&w->x, old->snap);
+    /* Idle upstream connections to endpoints the new snapshot keeps go on serving in
+     * its pools; the others close, and busy ones close when their request ends. */
+    px_upstream_adopt_idle(&w->x, old, w->x.cur);
     if (old->users == 0) {
       px_snapshot_unref(old->snap);
       free(old);

@@ -952,3 +952,66 @@ Test(proxy, max_requests_two_under_ten_concurrent_clients, .timeout = 30) {
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
+
+/* A reload keeps the pooled connections to the endpoints it keeps: the requests after it
+ * go on the same upstream connections; an endpoint the reload removes loses them. */
+Test(proxy, a_reload_keeps_the_pooled_connections_of_endpoints_it_keeps, .timeout = 30) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO}), *v = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+#define POOL_CFG                                                                                             \
+  "workers: 1\nadmin: { address: 127.0.0.1:%d }\nlog: { level: warn }\n"                                     \
+  "listeners:\n  - name: l\n    address: 127.0.0.1:%d\n    routes:\n"                                        \
+  "      - { name: r, match: { prefix: / }, cluster: c }\n%s"                                                \
+  "clusters:\n  - { name: c, endpoints: [%s] }\n"
+  tp_prepare(&p);
+  tp_launch(&p, POOL_CFG, p.admin, p.port, "", tp_ep(u));
+  th_resp_t r;
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(th_http(p.port, "GET", "/a", NULL, NULL, &r), 0);
+    cr_assert_eq(r.status, 200);
+    th_resp_free(&r);
+  }
+  int c0 = fu_connections(u); /* one, sometimes two (see the pooling test above) */
+  for (int g = 1; g <= 2; g++) {
+    char eps[96];
+    snprintf(eps, sizeof(eps), "%s%s%s", tp_ep(u), g == 2 ? ", " : "", g == 2 ? tp_ep(v) : "");
+    tp_rewrite(&p, POOL_CFG, p.admin, p.port,
+               g == 1 ? "      - { name: o, match: { prefix: /o }, cluster: c }\n" : "", eps);
+    kill(p.pid, SIGHUP);
+    char want[64];
+    snprintf(want, sizeof(want), "outrigger_config_reloads_total{result=\"ok\"} %d\n", g);
+    for (int k = 0;; k++) {
+      cr_assert_eq(th_http(p.admin, "GET", "/metrics", NULL, NULL, &r), 0);
+      int done = strstr(r.body, want) != NULL;
+      th_resp_free(&r);
+      if (done) break;
+      cr_assert_lt(k, 200, "reload %d never applied", g);
+      usleep(10000);
+    }
+    for (int i = 0; i < 6; i++) {
+      cr_assert_eq(th_http(p.port, "GET", "/a", NULL, NULL, &r), 0);
+      cr_assert_eq(r.status, 200);
+      th_resp_free(&r);
+    }
+    cr_expect_eq(fu_connections(u), c0, "reload %d: %d connections to the kept endpoint, %d before", g,
+                 fu_connections(u), c0);
+  }
+  cr_expect_geq(fu_connections(v), 1, "the added endpoint is not used");
+  long reused = tp_metric(&p, "outrigger_upstream_connections_reused_total{cluster=\"c\"} ");
+  long created = tp_metric(&p, "outrigger_upstream_connections_created_total{cluster=\"c\"} ");
+  cr_expect_eq(created + reused, 5 + 6 + 6, "%ld created, %ld reused", created, reused);
+  cr_expect_eq(created, fu_connections(u) + fu_connections(v), "%ld created, %d + %d accepted", created,
+               fu_connections(u), fu_connections(v));
+  /* The kept endpoint leaves the file: its pooled connection closes. */
+  tp_rewrite(&p, POOL_CFG, p.admin, p.port, "", tp_ep(v));
+  kill(p.pid, SIGHUP);
+  for (int k = 0; tp_metric(&p, "outrigger_config_reloads_total{result=\"ok\"} ") != 3; k++) {
+    cr_assert_lt(k, 200, "reload 3 never applied");
+    usleep(10000);
+  }
+  cr_assert_eq(th_http(p.port, "GET", "/a", NULL, NULL, &r), 0);
+  th_resp_free(&r);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+  fu_stop(v);
+}
