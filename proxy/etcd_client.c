@@ -29,6 +29,7 @@
 #include "core.h"
 #include "etcd_json.h"
 #include "log.h"
+#include "net.h"
 #include "queue.h"
 #include "transport.h"
 
@@ -130,70 +131,35 @@ static int url_fail(char *why, size_t whylen, const char *fmt, ...) {
 }
 
 int px_etcd_url_parse(const char *url, struct sockaddr_storage *sa, char *why, size_t whylen) {
-  if (url == NULL || url[0] == '\0') return url_fail(why, whylen, "empty URL");
-  if (strlen(url) >= PX_ETCD_URL_MAX) return url_fail(why, whylen, "URL too long");
-  if (strncasecmp(url, "https://", 8) == 0)
-    return url_fail(why, whylen, "https is not supported (only http://)");
-  if (strncasecmp(url, "http://", 7) != 0) return url_fail(why, whylen, "not an http:// URL");
-  const char *auth = url + 7, *auth_end = auth + strcspn(auth, "/?#");
-  if (*auth_end == '?' || *auth_end == '#')
-    return url_fail(why, whylen, "a query or fragment is not allowed");
-  if (auth_end[0] == '/' && auth_end[1] != '\0')
+  if (url && strlen(url) >= PX_ETCD_URL_MAX) return url_fail(why, whylen, "URL too long");
+  px_http_url_t u;
+  int rc = px_http_url_parse(url, &u, why, whylen);
+  if (rc != 0) return rc;
+  if (!u.port[0]) return url_fail(why, whylen, "a port is required (\"http://HOST:PORT\")");
+  if (u.path[0] == '?') return url_fail(why, whylen, "a query is not allowed");
+  if (u.path[0] && strcmp(u.path, "/") != 0)
     return url_fail(why, whylen, "a path is not allowed (only an empty one or \"/\")");
-  if (memchr(auth, '@', (size_t)(auth_end - auth)))
-    return url_fail(why, whylen, "user information is not allowed");
-
-  char host[64];
-  const char *p;
-  int v6 = auth[0] == '[';
-  if (v6) {
-    const char *close = memchr(auth, ']', (size_t)(auth_end - auth));
-    if (close == NULL) return url_fail(why, whylen, "unterminated [IPv6] address");
-    if ((size_t)(close - auth - 1) >= sizeof(host)) return url_fail(why, whylen, "bad IPv6 address");
-    memcpy(host, auth + 1, (size_t)(close - auth - 1));
-    host[close - auth - 1] = '\0';
-    p = close + 1;
-  } else {
-    const char *colon = memchr(auth, ':', (size_t)(auth_end - auth));
-    const char *hend = colon ? colon : auth_end;
-    if (hend == auth) return url_fail(why, whylen, "no host");
-    if ((size_t)(hend - auth) >= sizeof(host)) return url_fail(why, whylen, "host too long");
-    memcpy(host, auth, (size_t)(hend - auth));
-    host[hend - auth] = '\0';
-    p = hend;
-  }
-  if (p == auth_end || *p != ':') return url_fail(why, whylen, "a port is required (\"http://HOST:PORT\")");
-  p++;
-  size_t digits = (size_t)(auth_end - p);
-  unsigned port = 0;
-  if (digits == 0 || digits > 5) return url_fail(why, whylen, "bad port");
-  for (; p < auth_end; p++) {
-    if (*p < '0' || *p > '9') return url_fail(why, whylen, "bad port");
-    port = port * 10 + (unsigned)(*p - '0');
-  }
-  if (port == 0 || port > 65535) return url_fail(why, whylen, "port out of range (1..65535)");
-
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof(ss));
-  if (v6) {
+  uint16_t port = (uint16_t)atoi(u.port);
+  if (u.authority[0] == '[') {
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
-      return url_fail(why, whylen, "bad IPv6 address \"%s\"", host);
+    inet_pton(AF_INET6, u.host, &a6->sin6_addr); /* px_http_url_parse checked it */
     a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons((uint16_t)port);
+    a6->sin6_port = htons(port);
   } else {
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    if (strcasecmp(host, "localhost") == 0) {
+    if (strcasecmp(u.host, "localhost") == 0) {
       a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
+    } else if (inet_pton(AF_INET, u.host, &a4->sin_addr) != 1) {
       return url_fail(
           why, whylen,
           "host \"%s\" is not an IPv4 address, a [bracketed] IPv6 address or localhost (names are "
           "not resolved)",
-          host);
+          u.host);
     }
     a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)port);
+    a4->sin_port = htons(port);
   }
   if (sa) *sa = ss;
   return 0;

@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "core.h"
 
 int px_addr_parse(const char *text, struct sockaddr_storage *out) {
   memset(out, 0, sizeof(*out));
@@ -31,6 +34,74 @@ int px_addr_parse(const char *text, struct sockaddr_storage *out) {
   }
   if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
   return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
+}
+
+static int url_fail(char *why, size_t whylen, const char *msg) {
+  if (why && whylen) snprintf(why, whylen, "%s", msg);
+  return PX_ECONFIG;
+}
+
+static int host_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+         c == '_';
+}
+
+int px_http_url_parse(const char *url, px_http_url_t *out, char *why, size_t whylen) {
+  memset(out, 0, sizeof(*out));
+  if (url == NULL || url[0] == '\0') return url_fail(why, whylen, "empty URL");
+  if (strncasecmp(url, "https://", 8) == 0)
+    return url_fail(why, whylen, "https is not supported (only http://)");
+  if (strncasecmp(url, "http://", 7) != 0) return url_fail(why, whylen, "not an http:// URL");
+  const char *auth = url + 7, *auth_end = auth + strcspn(auth, "/?#");
+  size_t auth_len = (size_t)(auth_end - auth);
+  if (memchr(auth, '@', auth_len)) return url_fail(why, whylen, "user information is not allowed");
+  if (auth_len >= sizeof(out->authority)) return url_fail(why, whylen, "host too long");
+
+  const char *host, *host_end, *p;
+  if (auth[0] == '[') {
+    host = auth + 1;
+    host_end = memchr(host, ']', (size_t)(auth_end - host));
+    if (host_end == NULL) return url_fail(why, whylen, "unterminated [IPv6] address");
+    p = host_end + 1;
+    char tmp[INET6_ADDRSTRLEN + 1];
+    struct in6_addr a6;
+    size_t n = (size_t)(host_end - host);
+    if (n >= sizeof(tmp)) return url_fail(why, whylen, "bad IPv6 address");
+    memcpy(tmp, host, n);
+    tmp[n] = '\0';
+    if (inet_pton(AF_INET6, tmp, &a6) != 1) return url_fail(why, whylen, "bad IPv6 address");
+  } else {
+    host = auth;
+    for (host_end = host; host_end < auth_end && *host_end != ':'; host_end++)
+      if (!host_char(*host_end)) return url_fail(why, whylen, "bad character in the host");
+    if (host_end == host) return url_fail(why, whylen, "no host");
+    p = host_end;
+  }
+  if ((size_t)(host_end - host) >= sizeof(out->host)) return url_fail(why, whylen, "host too long");
+  if (p < auth_end) {
+    if (*p != ':')
+      return url_fail(why, whylen, "after the host, a port is required as \":PORT\", or nothing");
+    size_t digits = (size_t)(auth_end - ++p);
+    unsigned port = 0;
+    if (digits == 0 || digits > 5) return url_fail(why, whylen, "bad port");
+    for (const char *d = p; d < auth_end; d++) {
+      if (*d < '0' || *d > '9') return url_fail(why, whylen, "bad port");
+      port = port * 10 + (unsigned)(*d - '0');
+    }
+    if (port == 0 || port > 65535) return url_fail(why, whylen, "port out of range (1..65535)");
+    snprintf(out->port, sizeof(out->port), "%u", port);
+  }
+  size_t path_len = strlen(auth_end);
+  if (path_len >= sizeof(out->path)) return url_fail(why, whylen, "path too long");
+  for (size_t i = 0; i < path_len; i++) {
+    unsigned char c = (unsigned char)auth_end[i];
+    if (c <= 0x20 || c >= 0x7f) return url_fail(why, whylen, "bad character in the path");
+    if (c == '#') return url_fail(why, whylen, "a fragment (#) is not allowed");
+  }
+  memcpy(out->host, host, (size_t)(host_end - host));
+  memcpy(out->authority, auth, auth_len);
+  memcpy(out->path, auth_end, path_len);
+  return 0;
 }
 
 void px_addr_format(const struct sockaddr *sa, char *out, size_t n) {

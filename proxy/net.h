@@ -14,6 +14,21 @@
 /* Parses "HOST:PORT" (IPv4 dotted, "localhost", or "[v6]:PORT") without DNS.
  * Returns 0 or a negative libuv error. */
 int px_addr_parse(const char *text, struct sockaddr_storage *out);
+/* An http:// URL taken apart: "http://HOST[:PORT][PATH]" (the Zipkin collector's, an etcd
+ * member's). */
+typedef struct {
+  char host[256];      /* an IPv4 address, an IPv6 one without its brackets, or a name */
+  char port[6];        /* decimal 1..65535; "" when the URL gives none */
+  char authority[272]; /* host (bracketed if IPv6) and ":port" as the URL has them: a Host header */
+  char path[1024];     /* from the first '/' or '?' after the authority on; "" when none */
+} px_http_url_t;
+
+/* Parses an http:// URL (https is refused until TLS lands; user information and a
+ * fragment too; the path's bytes must be printable ASCII). 0, or PX_ECONFIG with the
+ * reason in why (whylen bytes; may be NULL). Callers add their own rules (a default
+ * port, the paths they take, whether names are resolved). */
+int px_http_url_parse(const char *url, px_http_url_t *out, char *why, size_t whylen);
+
 /* Writes "HOST:PORT" into out (at least 64 bytes). */
 void px_addr_format(const struct sockaddr *sa, char *out, size_t n);
 /* Creates a non-blocking listening TCP socket bound to `sa`, with SO_REUSEADDR, and

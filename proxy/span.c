@@ -294,81 +294,19 @@ size_t px_span_zipkin_json(const px_span_t *spans, size_t n, px_buf_t *out) {
 
 #define PX_SPAN_DEFAULT_PATH "/api/v2/spans"
 
-static int url_fail(char *err, size_t errlen, const char *url, const char *why) {
-  if (err && errlen) snprintf(err, errlen, "collector URL \"%.200s\": %s", url, why);
-  return PX_ECONFIG;
-}
-
-static int host_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_';
-}
-
 int px_span_url_parse(const char *url, px_span_url_t *out, char *err, size_t errlen) {
-  memset(out, 0, sizeof(*out));
-  if (url == NULL || url[0] == '\0') return url_fail(err, errlen, "", "empty");
-  if (strncasecmp(url, "https://", 8) == 0)
-    return url_fail(err, errlen, url, "https is not supported yet (only http://)");
-  if (strncasecmp(url, "http://", 7) != 0) return url_fail(err, errlen, url, "not an http:// URL");
-
-  const char *auth = url + 7;
-  const char *auth_end = auth + strcspn(auth, "/");
-  size_t auth_len = (size_t)(auth_end - auth);
-  if (memchr(auth, '@', auth_len)) return url_fail(err, errlen, url, "user information is not supported");
-  if (auth_len >= sizeof(out->authority)) return url_fail(err, errlen, url, "host too long");
-
-  const char *host, *host_end, *p;
-  if (auth[0] == '[') {
-    host = auth + 1;
-    host_end = memchr(host, ']', (size_t)(auth_end - host));
-    if (host_end == NULL) return url_fail(err, errlen, url, "unterminated [IPv6] address");
-    p = host_end + 1;
-    char tmp[INET6_ADDRSTRLEN + 1];
-    struct in6_addr a6;
-    size_t n = (size_t)(host_end - host);
-    if (n >= sizeof(tmp)) return url_fail(err, errlen, url, "bad IPv6 address");
-    memcpy(tmp, host, n);
-    tmp[n] = '\0';
-    if (inet_pton(AF_INET6, tmp, &a6) != 1) return url_fail(err, errlen, url, "bad IPv6 address");
-  } else {
-    host = auth;
-    host_end = host;
-    while (host_end < auth_end && *host_end != ':') host_end++;
-    if (host_end == host) return url_fail(err, errlen, url, "no host");
-    for (const char *c = host; c < host_end; c++)
-      if (!host_char(*c)) return url_fail(err, errlen, url, "bad character in the host");
-    p = host_end;
+  char why[160];
+  int rc = px_http_url_parse(url, out, why, sizeof(why));
+  if (rc == 0 && out->path[0] && out->path[0] != '/') {
+    snprintf(why, sizeof(why), "the path must start with '/'");
+    rc = PX_ECONFIG;
   }
-  size_t host_len = (size_t)(host_end - host);
-  if (host_len >= sizeof(out->host)) return url_fail(err, errlen, url, "host too long");
-
-  unsigned port = 80;
-  if (p < auth_end) {
-    if (*p != ':') return url_fail(err, errlen, url, "expected ':' and a port after the host");
-    p++;
-    size_t digits = (size_t)(auth_end - p);
-    if (digits == 0 || digits > 5) return url_fail(err, errlen, url, "bad port");
-    port = 0;
-    for (; p < auth_end; p++) {
-      if (*p < '0' || *p > '9') return url_fail(err, errlen, url, "bad port");
-      port = port * 10 + (unsigned)(*p - '0');
-    }
-    if (port == 0 || port > 65535) return url_fail(err, errlen, url, "port out of range (1..65535)");
+  if (rc != 0) {
+    if (err && errlen) snprintf(err, errlen, "collector URL \"%.200s\": %s", url ? url : "", why);
+    return rc;
   }
-
-  const char *path = auth_end[0] ? auth_end : PX_SPAN_DEFAULT_PATH;
-  size_t path_len = strlen(path);
-  if (path_len >= sizeof(out->path)) return url_fail(err, errlen, url, "path too long");
-  for (size_t i = 0; i < path_len; i++) {
-    unsigned char c = (unsigned char)path[i];
-    if (c <= 0x20 || c >= 0x7f) return url_fail(err, errlen, url, "bad character in the path");
-    if (c == '#') return url_fail(err, errlen, url, "a fragment (#) is not allowed");
-  }
-
-  memcpy(out->host, host, host_len);
-  snprintf(out->port, sizeof(out->port), "%u", port);
-  memcpy(out->authority, auth, auth_len);
-  memcpy(out->path, path, path_len);
+  if (!out->port[0]) snprintf(out->port, sizeof(out->port), "80");
+  if (!out->path[0]) snprintf(out->path, sizeof(out->path), "%s", PX_SPAN_DEFAULT_PATH);
   return 0;
 }
 

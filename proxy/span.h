@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "net.h"
 #include "core.h"
 
 /* Capacities of the inline strings, the terminating NUL included: a longer string is
@@ -106,15 +107,10 @@ size_t px_span_zipkin_json(const px_span_t *spans, size_t n, px_buf_t *out);
 
 /* ---- the exporter ---------------------------------------------------------------- */
 
-/* A collector URL, "http://HOST[:PORT][/PATH]": HOST is an IPv4 address, "[IPv6]" or a
- * host name (resolved by the exporter thread at each connect); PORT defaults to 80,
- * PATH to /api/v2/spans. */
-typedef struct {
-  char host[256];      /* without the brackets of an IPv6 address */
-  char port[6];        /* decimal, for getaddrinfo */
-  char authority[272]; /* the Host header: host (bracketed if IPv6) and ":port" if given */
-  char path[1024];     /* the request target, query included */
-} px_span_url_t;
+/* A collector URL, "http://HOST[:PORT][/PATH]" (net.h's px_http_url_t): HOST is an IPv4
+ * address, "[IPv6]" or a host name (resolved by the exporter thread at each connect); PORT
+ * defaults to 80, PATH to /api/v2/spans. */
+typedef px_http_url_t px_span_url_t;
 
 /* Parses a collector URL. Returns 0, or PX_ECONFIG with a message in err (errlen
  * bytes, NUL-terminated) when it is not an http URL this exporter can use (https
