@@ -52,6 +52,14 @@ typedef struct {
   px_label_conf_t *items;
   size_t n;
 } px_labels_conf_t;
+/* A deep copy of `from` into `to` (for state that outlives its configuration). */
+void px_labels_copy(px_labels_conf_t *to, const px_labels_conf_t *from);
+/* Frees what a copy or the loader allocated; the set is empty after. */
+void px_labels_free(px_labels_conf_t *l);
+/* Whether both hold the same pairs in the same order. */
+int px_labels_equal(const px_labels_conf_t *a, const px_labels_conf_t *b);
+/* Appends the labels as one JSON object, {"version":"v1"}. */
+void px_labels_json(const px_labels_conf_t *l, px_buf_t *out);
 
 /* ---- listeners ---------------------------------------------------------- */
 

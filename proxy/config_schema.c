@@ -230,8 +230,29 @@ static void labels_parse(px__ctx_t *c, const px__key_t *k, yaml_node_t *n, void 
     l->items[l->n++].value = px_strdup(value);
   }
 }
-static void labels_json(const px__key_t *k, const void *base, px_buf_t *out) {
-  const px_labels_conf_t *l = PX__FIELD(base, k->off, const px_labels_conf_t);
+void px_labels_copy(px_labels_conf_t *to, const px_labels_conf_t *from) {
+  to->n = from->n;
+  to->items = px_calloc(from->n ? from->n : 1, sizeof(*to->items));
+  for (size_t i = 0; i < from->n; i++)
+    to->items[i] = (px_label_conf_t){px_strdup(from->items[i].key), px_strdup(from->items[i].value)};
+}
+void px_labels_free(px_labels_conf_t *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->items[i].key);
+    free(l->items[i].value);
+  }
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+int px_labels_equal(const px_labels_conf_t *a, const px_labels_conf_t *b) {
+  if (a->n != b->n) return 0;
+  for (size_t i = 0; i < a->n; i++)
+    if (strcmp(a->items[i].key, b->items[i].key) != 0 || strcmp(a->items[i].value, b->items[i].value) != 0)
+      return 0;
+  return 1;
+}
+void px_labels_json(const px_labels_conf_t *l, px_buf_t *out) {
   px_buf_append_cstr(out, "{");
   for (size_t i = 0; i < l->n; i++) {
     if (i) px_buf_append_cstr(out, ",");
@@ -241,13 +262,11 @@ static void labels_json(const px__key_t *k, const void *base, px_buf_t *out) {
   }
   px_buf_append_cstr(out, "}");
 }
+static void labels_json(const px__key_t *k, const void *base, px_buf_t *out) {
+  px_labels_json(PX__FIELD(base, k->off, const px_labels_conf_t), out);
+}
 static void labels_free(const px__key_t *k, void *base) {
-  px_labels_conf_t *l = PX__FIELD(base, k->off, px_labels_conf_t);
-  for (size_t i = 0; i < l->n; i++) {
-    free(l->items[i].key);
-    free(l->items[i].value);
-  }
-  free(l->items);
+  px_labels_free(PX__FIELD(base, k->off, px_labels_conf_t));
 }
 static const px__custom_t labels_type = {labels_parse, labels_json, labels_free};
 

@@ -42,8 +42,7 @@ typedef struct reg_s {
 typedef struct disc_s {
   px_regrun_t *rr;
   char *cluster, *service;
-  px_label_conf_t *labels; /* copied, to compare on reload */
-  size_t nlabels;
+  px_labels_conf_t labels; /* the selector, copied, to compare on reload */
   px_reg_set_t *set;
   px_buf_t start, end; /* the service's key range */
   int64_t revision;    /* seen up to here: the list's header revision, then each event's */
@@ -81,6 +80,13 @@ struct px_regrun_s {
 };
 
 static void tick_now(px_regrun_t *rr);
+
+/* The configuration's labels as registry.c takes them (the loader bounds their number). */
+static size_t reg_labels(const px_labels_conf_t *l, px_reg_label_t out[PX_REG_MAX_LABELS]) {
+  size_t n = PX_MIN(l->n, (size_t)PX_REG_MAX_LABELS);
+  for (size_t i = 0; i < n; i++) out[i] = (px_reg_label_t){l->items[i].key, l->items[i].value};
+  return n;
+}
 
 static void backoff(unsigned *b, uint64_t *next_ms) {
   *b = *b ? PX_MIN(*b * 2, (unsigned)RETRY_MAX_MS) : RETRY_MIN_MS;
@@ -229,9 +235,7 @@ static reg_t *reg_new(px_regrun_t *rr, const px_listener_conf_t *l) {
   px_buf_append(&g->key, "", 1); /* NUL-terminated for logs; len stays the key's */
   g->key.len--;
   px_reg_label_t labels[PX_REG_MAX_LABELS];
-  for (size_t i = 0; i < rc->labels.n && i < PX_REG_MAX_LABELS; i++)
-    labels[i] = (px_reg_label_t){rc->labels.items[i].key, rc->labels.items[i].value};
-  px_reg_record_t rec = {.weight = rc->weight, .labels = labels, .nlabels = rc->labels.n};
+  px_reg_record_t rec = {.weight = rc->weight, .labels = labels, .nlabels = reg_labels(&rc->labels, labels)};
   snprintf(rec.address, sizeof(rec.address), "%s", g->address);
   snprintf(rec.started, sizeof(rec.started), "%s", rr->started);
   px_reg_record_encode(&rec, &g->value);
@@ -453,15 +457,9 @@ static disc_t *disc_new(px_regrun_t *rr, const px_cluster_conf_t *cc) {
   d->cluster = px_strdup(cc->name);
   d->service = px_strdup(cc->discovery.service);
   d->need_list = 1;
-  d->nlabels = cc->discovery.labels.n;
-  d->labels = px_calloc(d->nlabels ? d->nlabels : 1, sizeof(*d->labels));
+  px_labels_copy(&d->labels, &cc->discovery.labels);
   px_reg_label_t sel[PX_REG_MAX_LABELS];
-  for (size_t i = 0; i < d->nlabels && i < PX_REG_MAX_LABELS; i++) {
-    d->labels[i].key = px_strdup(cc->discovery.labels.items[i].key);
-    d->labels[i].value = px_strdup(cc->discovery.labels.items[i].value);
-    sel[i] = (px_reg_label_t){d->labels[i].key, d->labels[i].value};
-  }
-  px_reg_set_new(&d->set, rr->conf.prefix, d->service, sel, d->nlabels);
+  px_reg_set_new(&d->set, rr->conf.prefix, d->service, sel, reg_labels(&d->labels, sel));
   px_reg_service_range(&d->start, &d->end, rr->conf.prefix, d->service);
   return d;
 }
@@ -472,11 +470,7 @@ static void disc_free(disc_t *d) {
   px_reg_set_free(d->set);
   px_buf_free(&d->start);
   px_buf_free(&d->end);
-  for (size_t i = 0; i < d->nlabels; i++) {
-    free(d->labels[i].key);
-    free(d->labels[i].value);
-  }
-  free(d->labels);
+  px_labels_free(&d->labels);
   free(d->eps);
   free(d->cluster);
   free(d->service);
@@ -484,14 +478,8 @@ static void disc_free(disc_t *d) {
 }
 
 static int disc_same(const disc_t *d, const px_cluster_conf_t *cc) {
-  if (!cc->has_discovery || strcmp(cc->name, d->cluster) != 0 ||
-      strcmp(cc->discovery.service, d->service) != 0 || cc->discovery.labels.n != d->nlabels)
-    return 0;
-  for (size_t i = 0; i < d->nlabels; i++)
-    if (strcmp(cc->discovery.labels.items[i].key, d->labels[i].key) != 0 ||
-        strcmp(cc->discovery.labels.items[i].value, d->labels[i].value) != 0)
-      return 0;
-  return 1;
+  return cc->has_discovery && strcmp(cc->name, d->cluster) == 0 &&
+         strcmp(cc->discovery.service, d->service) == 0 && px_labels_equal(&cc->discovery.labels, &d->labels);
 }
 
 /* ---- the whole ---------------------------------------------------------------------- */
@@ -740,14 +728,9 @@ void px_regrun_cluster_json(px_regrun_t *rr, const char *cluster, px_buf_t *out)
     if (strcmp(d->cluster, cluster) != 0) continue;
     px_buf_append_cstr(out, ",\"discovery\":{\"service\":");
     px_buf_json_str(out, d->service, strlen(d->service));
-    px_buf_append_cstr(out, ",\"labels\":{");
-    for (size_t i = 0; i < d->nlabels; i++) {
-      if (i) px_buf_append_cstr(out, ",");
-      px_buf_json_str(out, d->labels[i].key, strlen(d->labels[i].key));
-      px_buf_append_cstr(out, ":");
-      px_buf_json_str(out, d->labels[i].value, strlen(d->labels[i].value));
-    }
-    px_buf_printf(out, "},\"revision\":%lld,\"listed\":%s,\"stale\":%s,\"records\":%zu,\"etcd\":",
+    px_buf_append_cstr(out, ",\"labels\":");
+    px_labels_json(&d->labels, out);
+    px_buf_printf(out, ",\"revision\":%lld,\"listed\":%s,\"stale\":%s,\"records\":%zu,\"etcd\":",
                   (long long)d->revision, d->listed ? "true" : "false", d->stale ? "true" : "false",
                   px_reg_set_count(d->set));
     const char *m = px_etcd_member(rr->etcd);
