@@ -535,25 +535,12 @@ clusters:
 EOF
 }
 
-# The plain configuration with its cluster discovered in etcd (SPEC §12) instead of
-# listed: the same one endpoint, put in the registry by start_etcd.
+# The plain configuration (write_outrigger_plain) with its cluster discovered in etcd
+# (SPEC §12) instead of listed: the same one endpoint, put in the registry by start_etcd.
 write_outrigger_discovered() {
-  cat >"$1" <<EOF
-workers: 1
-drain_timeout: 2s
-admin: { address: 127.0.0.1:$A_ORDISC }
-log: { level: warn }
-registry: { etcd: { endpoints: [http://127.0.0.1:$P_ETCD] } }
-listeners:
-  - name: bench
-    address: 127.0.0.1:$P_ORDISC
-    routes:
-      - { name: all, match: { prefix: / }, cluster: origin }
-clusters:
-  - name: origin
-    discovery: { service: origin }
-    pool: { max_idle_per_endpoint: 1024, idle_timeout: 60s }
-EOF
+  write_outrigger_plain "$1" $P_ORDISC $A_ORDISC $P_ORIGIN
+  sed -i -e "s|^listeners:|registry: { etcd: { endpoints: [http://127.0.0.1:$P_ETCD] } }\nlisteners:|" \
+    -e "s|^    endpoints: \[127.0.0.1:$P_ORIGIN\]|    discovery: { service: origin }|" "$1"
 }
 
 # start_etcd: one etcd member (Debian's etcd-server) in bench/out/etcd, with the origin's
