@@ -147,4 +147,14 @@ void *px__parse(const px__schema_t *schema, const char *name, const char *text, 
 /* Frees what px__parse made. */
 void px__free(const px__schema_t *schema, void *base);
 
+/* ---- provided by config_values.c: the values that are not a plain type ---- */
+
+extern const px__custom_t px__workers_type;
+extern const px__custom_t px__access_log_type;
+extern const px__custom_t px__headers_type;
+extern const px__custom_t px__labels_type;
+extern const px__custom_t px__etcd_urls_type;
+extern const px__custom_t px__status_type;
+extern const px__custom_t px__hash_type;
+
 #endif
