@@ -2,9 +2,9 @@
  * checks that relate several keys: within one mapping (the map's `check`), or across the
  * file (check_config: names, cluster references, addresses, the registry). The values
  * that are not a plain type (workers, access_log, headers, labels, etcd URLs, retry
- * status codes, cluster hash) have their handlers in config_values.c. The public loading calls are here too: they hand
- * this schema to the generic engine of config.c, which knows nothing of it. Defaults live in the rows and
- * must match the comments in config.h and config/REFERENCE.md. */
+ * status codes, cluster hash) have their handlers in config_values.c. The public loading calls are here too:
+ * they hand this schema to the generic engine of config.c, which knows nothing of it. Defaults live in the
+ * rows and must match the comments in config.h and config/REFERENCE.md. */
 #include <errno.h>
 #include <llhttp.h>
 #include <netinet/in.h>
