@@ -58,15 +58,31 @@ char *px_strndup(const char *s, size_t n) {
 
 char *px_strdup(const char *s) { return px_strndup(s, strlen(s)); }
 
-static inline unsigned char px__lower(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
+/* Eight bytes with their ASCII capitals made small, each byte in its own lane: with a
+ * lane's top bit cleared first, adding to it never carries into the next. */
+static inline uint64_t lower8(uint64_t w) {
+  uint64_t low7 = w & 0x7f7f7f7f7f7f7f7full;
+  uint64_t ge_a = low7 + 0x3f3f3f3f3f3f3f3full;                /* top bit: low7 >= 'A' */
+  uint64_t gt_z = low7 + 0x2525252525252525ull;                /* top bit: low7 > 'Z' */
+  uint64_t upper = (ge_a ^ gt_z) & ~w & 0x8080808080808080ull; /* 'A'..'Z', and ASCII */
+  return w | (upper >> 2);
 }
 
+/* Header names are compared on every request: eight bytes at a time. */
 int px_str_ieq(px_str_t a, px_str_t b) {
   if (a.n != b.n) return 0;
-  for (size_t i = 0; i < a.n; i++)
-    if (px__lower((unsigned char)a.p[i]) != px__lower((unsigned char)b.p[i])) return 0;
-  return 1;
+  size_t i = 0;
+  uint64_t x, y;
+  for (; i + 8 <= a.n; i += 8) {
+    memcpy(&x, a.p + i, 8);
+    memcpy(&y, b.p + i, 8);
+    if (x != y && lower8(x) != lower8(y)) return 0;
+  }
+  if (i == a.n) return 1;
+  x = y = 0;
+  memcpy(&x, a.p + i, a.n - i);
+  memcpy(&y, b.p + i, a.n - i);
+  return x == y || lower8(x) == lower8(y);
 }
 
 int px_str_ieq_cstr(px_str_t a, const char *s) { return px_str_ieq(a, (px_str_t){s, strlen(s)}); }

@@ -1233,3 +1233,41 @@ Test(build_response, no_length_on_a_204) {
   cr_expect_str_eq(hval(cstr(&out), "content-length"), "5");
   px_buf_free(&out);
 }
+
+/* Field names are compared without ASCII case (RFC 9110 §5.1), eight bytes at a time
+ * (core.c): every pair of bytes in every position of names up to 40 bytes long must
+ * agree with a byte-by-byte reading, bytes of 0x80 and above and the neighbours of the
+ * letters ('@', '[', '`', '{') included, which differ from a letter by 0x20 too. */
+static int ieq_ref(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (x >= 'A' && x <= 'Z') x |= 0x20;
+    if (y >= 'A' && y <= 'Z') y |= 0x20;
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
+Test(str_ieq, agrees_with_a_byte_by_byte_comparison) {
+  char a[40], b[40];
+  for (size_t n = 1; n <= sizeof(a); n += 3) {
+    for (size_t pos = 0; pos < n; pos++) {
+      for (int x = 0; x < 256; x++) {
+        for (int y = 0; y < 256; y += (x & 7) + 1) { /* every y for some x, a spread for the rest */
+          memset(a, 'k', n);
+          memset(b, 'K', n);
+          a[pos] = (char)x;
+          b[pos] = (char)y;
+          int want = ieq_ref(a, b, n);
+          cr_assert_eq(px_str_ieq((px_str_t){a, n}, (px_str_t){b, n}), want, "len %zu at %zu: %02x vs %02x",
+                       n, pos, x, y);
+        }
+      }
+    }
+  }
+  cr_expect(px_str_ieq(PX_STR("Idempotency-Key"), PX_STR("idempotency-key")));
+  cr_expect(!px_str_ieq(PX_STR("Idempotency-Key"), PX_STR("idempotency-kex")));
+  cr_expect(!px_str_ieq(PX_STR("Host"), PX_STR("Hos")), "lengths differ");
+  cr_expect(!px_str_ieq(PX_STR("a@"), PX_STR("A`")), "'@' and '`' differ by 0x20 but are no letters");
+  cr_expect(px_str_ieq(PX_STR(""), PX_STR("")));
+}
