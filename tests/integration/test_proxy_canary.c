@@ -24,14 +24,17 @@
   "        canary: { override_header: x-canary, sticky: { header: x-user-id } }\n"                           \
   "clusters:\n  - { name: stable, endpoints: [%s] }\n  - { name: canary, endpoints: [%s] }\n"
 
-/* With analysis: the canary block's extra keys, after the sticky header. */
+/* With analysis; `extra` holds more keys of the canary block. Its latency gate is loosened (20 x the 1 ms
+ * floor): a healthy canary's p99 under a sanitizer build on a loaded 2-core host reached 2.2 ms and was
+ * rolled back (a CI flake); these tests are about error rates and promotion, and the latency verdicts are
+ * unit-tested (test_canary.c). */
 #define CFG_A                                                                                                \
   "workers: 2\nadmin: { address: 127.0.0.1:%d }\nlog: { level: info }\n"                                     \
   "listeners:\n  - name: edge\n    address: 127.0.0.1:%d\n"                                                  \
   "    routes:\n      - name: app\n        match: { prefix: / }\n"                                           \
   "        split:\n          - { cluster: stable, weight: %d }\n"                                            \
   "          - { cluster: canary, weight: %d, canary: true }\n"                                              \
-  "        canary:\n          analysis: { interval: 1s, min_requests: 20 }\n%s"                              \
+  "        canary:\n          analysis: { interval: 1s, min_requests: 20, max_latency_ratio: 20 }\n%s"       \
   "clusters:\n  - { name: stable, endpoints: [%s] }\n  - { name: canary, endpoints: [%s] }\n"
 
 static fu_t *up_s, *up_c;
