@@ -205,16 +205,25 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
   const px_idempotency_conf_t *ic = conf_of(r);
   if (!ic->enabled) return PX_FILTER_GO;
   const px_head_t *h = &px_conn_head(r->c)->h;
-  int k = px_head_find(h, "idempotency-key");
+  int k = -1, a = -1, dup = 0; /* one pass for both names, their lengths compared first */
+  for (size_t i = 0; i < h->nh; i++) {
+    uint32_t n = h->h[i].name_len;
+    if (n == 15 && px_str_ieq(px_head_name(h, i), PX_STR("idempotency-key"))) {
+      if (k >= 0)
+        dup = 1;
+      else
+        k = (int)i;
+    } else if (n == 13 && a < 0 && px_str_ieq(px_head_name(h, i), PX_STR("authorization"))) {
+      a = (int)i;
+    }
+  }
   switch (px_idem_admit(ic, r->method, k >= 0)) {
   case PX_IDEM_ADMIT_PASS: return PX_FILTER_GO;
   case PX_IDEM_ADMIT_MISSING:
     return refuse(r, s, PX_ERR_IDEM_KEY_MISSING, "this listener requires an Idempotency-Key for this method");
   case PX_IDEM_ADMIT_KEYED: break;
   }
-  for (size_t i = (size_t)k + 1; i < h->nh; i++)
-    if (px_str_ieq(px_head_name(h, i), PX_STR("idempotency-key")))
-      return refuse(r, s, PX_ERR_IDEM_KEY_INVALID, "more than one Idempotency-Key");
+  if (dup) return refuse(r, s, PX_ERR_IDEM_KEY_INVALID, "more than one Idempotency-Key");
   char key[PX_IDEM_KEY_MAX];
   size_t klen;
   const char *why = NULL;
@@ -222,7 +231,6 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     return refuse(r, s, PX_ERR_IDEM_KEY_INVALID, why ? why : "the Idempotency-Key is malformed");
 
   px_idem_scope_t scope;
-  int a = px_head_find(h, "authorization");
   if (a >= 0)
     px_idem_scope_authorization(px_head_value(h, (size_t)a), &scope);
   else
@@ -236,6 +244,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     atomic_store_explicit(&lrt->idem_store, x->store, memory_order_release);
   }
   x->keylen = px_idem_store_key(&scope, key, klen, x->key);
+  px_idem_store_prefetch(x->store, (px_str_t){x->key, x->keylen}, 0); /* while the head is hashed */
   x->max_bytes = ic->max_response_bytes;
   const char *m = llhttp_method_name((llhttp_method_t)r->method);
   px_idem_fp_head((px_str_t){m, strlen(m)}, (px_str_t){h->base + h->url_off, h->url_len}, x->fp.head);
@@ -281,6 +290,7 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   idem_req_t *x = s->x;
   if (!x || !x->token) return PX_FILTER_GO;
   const px_head_t *h = px_try_head(&r->t);
+  px_idem_store_prefetch(x->store, (px_str_t){x->key, x->keylen}, x->token); /* for complete */
   x->status = h->status;
   x->answer.len = 0;
   px_buf_reserve(&x->answer, 512);

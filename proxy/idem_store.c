@@ -10,12 +10,12 @@
  * keyed request is a first one, so each makes an entry and, once the store is full,
  * evicts one. An answer therefore lives in a per-shard ring of bytes, written at the
  * head and evicted from the tail, and the shard's index is an open-addressed table of
- * (hash, reference) pairs. A first request costs one probe of the table (a cache line),
- * one small allocation for its in-flight entry and a copy of its answer onto the ring's
- * head, and the eviction it makes reads the record at the tail, which lies just past
- * the previous one: no chain to walk, no scattered blocks to free, no malloc of an
- * answer-sized block. (A linked hash table with one allocation an answer, as this store
- * was first built, cost three to four times as much with its working set out of cache.)
+ * (tag, reference) pairs. A first request costs one probe of the table (a cache line),
+ * an in-flight entry from a pool and a copy of its answer onto the ring's head, and the
+ * eviction it makes reads the record at the tail, which lies just past the previous
+ * one: no chain to walk, no scattered blocks to free, no malloc of an answer-sized
+ * block. (A linked hash table with one allocation an answer, as this store was first
+ * built, cost three to four times as much with its working set out of cache.)
  *
  * The ring's order is the LRU order: an answer that is used (replayed, or looked up) is
  * copied to the head and its old place marked dead, so the tail is always the least
@@ -23,13 +23,25 @@
  * across the ring's end: when the head cannot fit one there, a wrap marker fills the
  * rest and the head starts again at 0.
  *
- * In-flight entries are small blocks of their own (key, head fingerprint, token) that
- * the table points to; they are not in the ring, so nothing evicts them.
+ * In-flight entries live in a per-shard pool of fixed-size entries (key, hash, head
+ * fingerprint, token), taken from and given back to a free list under the lock: no
+ * allocation a request, and the pool grows by a chunk only when more requests are in
+ * flight at once than ever before. They are not in the ring, so nothing evicts them. A
+ * token names its entry, so complete and abort find it without the table.
+ *
+ * A table slot is 8 bytes, a 32-bit tag of the key's hash (which also gives its home)
+ * and a 32-bit reference, so that the table of a store of 100,000 entries is 2 MiB and
+ * mostly stays in cache beside the app's working set. What a request will read there
+ * and in the pool is prefetched on the caller's hint (px_idem_store_prefetch), well
+ * before the lock is taken: measured in the pod layout, those two lines were the store's
+ * largest cost, each a miss after the millisecond a request spends upstream.
  *
  * The bounds are logical, as the interface says: entries (in flight included) and bytes
  * of keys, header lines and bodies. The ring has room for both plus each record's
  * bookkeeping and an eighth more, for wrap markers and the dead copies of used answers;
- * when that room runs out first, the tail goes a little before the bounds would ask.
+ * when that room runs out first, the tail goes a little before the bounds would ask. Of
+ * that room the ring uses only what it needs (ring_reserve): a store bounded by
+ * max_entries with small answers touches about 4/3 of what it holds, not max_bytes.
  *
  * Records handed out are copies, made under the lock: a replay is rare next to a first
  * request, and a copy stays intact whatever the ring does afterwards. */
@@ -38,6 +50,7 @@
 #define REC_DEAD 2u /* used and moved to the head, or dropped: only its space is left */
 #define REC_WRAP 3u /* the unused end of the ring, up to its end */
 #define NONE SIZE_MAX
+#define RING_START ((size_t)64 << 10) /* a shard's ring in use at first, in bytes */
 
 /* A record on the ring, 8-byte aligned; its key, header lines and body follow it. A wrap
  * marker has only its size and kind. What eviction reads comes first, in the record's
@@ -52,19 +65,37 @@ typedef struct {
   px_idem_fp_t fp;
 } rec_t;
 
-/* An in-flight entry, pointed to by its slot. */
+/* An in-flight entry in its shard's pool. */
 typedef struct {
   uint64_t token;
+  uint64_t hash; /* the key's */
+  uint32_t keylen;
+  uint32_t next_free; /* on the free list: the next free entry's index + 1, 0 for none */
   uint8_t head[PX_SHA256_LEN];
-  size_t keylen;
-  char key[];
+  char key[PX_IDEM_STORE_KEY_MAX];
 } infl_t;
 
-/* A table slot: hash 0 is empty (key_hash never gives 0); `ref` is an infl_t pointer
- * with bit 0 set, or a ring offset shifted left by one. */
+/* The pool grows by chunks that double: chunk k holds INFL_CHUNK << k entries, from index
+ * INFL_CHUNK * (2^k - 1). Its chunk table is fixed, so that a chunk, once made, stays
+ * where it is and may be read without the lock (by the prefetch hint). */
+#define INFL_CHUNK 64u
+#define POOL_CHUNKS 18 /* 16.8 million entries in flight at once, a shard: below 2^24 */
+/* A token is its shard's count of begins, the shard and the pool entry's index, so that
+ * complete and abort go straight to the entry (its hash is kept there: the key is not
+ * hashed again) rather than through the table; the count's 32 bits wrap after 4 billion
+ * begins a shard, and a token is only taken with its own key. */
+#define TOKEN_IDX_BITS 24
+#define TOKEN_IDX_MASK ((1u << TOKEN_IDX_BITS) - 1)
+#define TOKEN_SHARD_SHIFT TOKEN_IDX_BITS
+#define TOKEN_GEN_SHIFT 32
+#define MAX_SHARDS 256u
+
+/* A table slot: tag 0 is empty (key_hash never gives a hash whose low half is 0); `ref`
+ * is a pool index shifted left by one with bit 0 set, or a ring offset (a multiple of 8)
+ * shifted right by two. */
 typedef struct {
-  uint64_t hash;
-  uintptr_t ref;
+  uint32_t tag;
+  uint32_t ref;
 } slot_t;
 
 /* A record handed out: the record, then its header lines, body and key (the key for
@@ -81,13 +112,16 @@ typedef struct {
 typedef struct {
   pthread_mutex_t mu;
   slot_t *slots;
-  size_t mask; /* slots - 1; at least twice the shard's entries, so probes stay short */
+  uint32_t mask; /* slots - 1; at least twice the shard's entries, so probes stay short */
+  _Atomic(infl_t *) pool[POOL_CHUNKS]; /* in-flight entries, in chunks made as needed */
+  uint32_t pool_chunks, pool_free;     /* chunks made; the first free entry's index + 1 */
   char *ring;
   size_t cap, head, tail, used; /* bytes; used counts dead records and wrap markers too */
+  size_t lim;                   /* the ring's end in use: it grows up to cap as needed */
   size_t n, max_n;              /* entries, in flight included */
   size_t bytes, max_bytes;
   size_t in_flight;
-  uint64_t gen; /* the last token given; tokens are unique per shard, so per key */
+  uint64_t gen; /* begins so far, the high part of the tokens */
   atomic_ullong c_entries, c_in_flight, c_bytes, c_stored, c_evictions, c_expired, c_full;
   char pad[64]; /* keeps one shard's lock off its neighbour's cache line */
 } shard_t;
@@ -118,25 +152,34 @@ static uint64_t key_hash(const mem_t *m, px_str_t k) {
   w = 0;
   memcpy(&w, k.p + i, k.n - i);
   h = px_fmix64(h ^ w * 0x4cf5ad432745937full);
-  return h ? h : 1;
+  return (uint32_t)h ? h : h | 1;
 }
+
+/* The slot tag of a hash: its low half (the high half picks the shard). */
+static uint32_t tag_of(uint64_t h) { return (uint32_t)h; }
 
 static shard_t *shard_of(mem_t *m, uint64_t h) { return &m->shards[(uint32_t)(h >> 32) % m->nshards]; }
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 static rec_t *rec_at(shard_t *sh, size_t off) { return (rec_t *)(void *)(sh->ring + off); }
 static char *rec_key(rec_t *r) { return (char *)(r + 1); }
-static int is_infl(uintptr_t ref) { return ref & 1; }
-static infl_t *infl_of(uintptr_t ref) { return (infl_t *)(ref & ~(uintptr_t)1); }
-static uintptr_t ref_infl(infl_t *f) { return (uintptr_t)f | 1; }
-static uintptr_t ref_off(size_t off) { return (uintptr_t)off << 1; }
-static size_t off_of(uintptr_t ref) { return ref >> 1; }
+static int is_infl(uint32_t ref) { return ref & 1; }
+static unsigned chunk_of(uint32_t idx) { return 31u - (unsigned)__builtin_clz(idx / INFL_CHUNK + 1); }
+static uint32_t chunk_base(unsigned k) { return INFL_CHUNK * ((1u << k) - 1); }
+static infl_t *infl_at(shard_t *sh, uint32_t idx) {
+  unsigned k = chunk_of(idx);
+  return atomic_load_explicit(&sh->pool[k], memory_order_relaxed) + (idx - chunk_base(k));
+}
+static infl_t *infl_of(shard_t *sh, uint32_t ref) { return infl_at(sh, ref >> 1); }
+static uint32_t ref_infl(uint32_t idx) { return idx << 1 | 1; }
+static uint32_t ref_off(size_t off) { return (uint32_t)(off >> 2); }
+static size_t off_of(uint32_t ref) { return (size_t)ref << 2; }
 static size_t rec_bytes(const rec_t *r) { return (size_t)r->keylen + r->hlen + r->blen; }
 static int expired(const rec_t *r, uint64_t now_ms) { return now_ms >= r->expires_ms; }
 
-static int key_is(shard_t *sh, uintptr_t ref, px_str_t key) {
+static int key_is(shard_t *sh, uint32_t ref, px_str_t key) {
   if (is_infl(ref)) {
-    infl_t *f = infl_of(ref);
+    infl_t *f = infl_of(sh, ref);
     return f->keylen == key.n && (key.n == 0 || memcmp(f->key, key.p, key.n) == 0);
   }
   rec_t *r = rec_at(sh, off_of(ref));
@@ -146,24 +189,25 @@ static int key_is(shard_t *sh, uintptr_t ref, px_str_t key) {
 /* ---- the table: linear probing, deletion by backward shift (no tombstones) ----------- */
 
 static size_t find(shard_t *sh, uint64_t h, px_str_t key) {
-  for (size_t i = h & sh->mask;; i = (i + 1) & sh->mask) {
+  uint32_t t = tag_of(h);
+  for (uint32_t i = t & sh->mask;; i = (i + 1) & sh->mask) {
     const slot_t *s = &sh->slots[i];
-    if (!s->hash) return NONE;
-    if (s->hash == h && key_is(sh, s->ref, key)) return i;
+    if (!s->tag) return NONE;
+    if (s->tag == t && key_is(sh, s->ref, key)) return i;
   }
 }
 
 /* The slot holding `ref` (which is in the table). */
-static size_t find_ref(shard_t *sh, uint64_t h, uintptr_t ref) {
-  size_t i = h & sh->mask;
-  while (sh->slots[i].ref != ref || sh->slots[i].hash != h) i = (i + 1) & sh->mask;
+static size_t find_ref(shard_t *sh, uint64_t h, uint32_t ref) {
+  uint32_t t = tag_of(h), i = t & sh->mask;
+  while (sh->slots[i].ref != ref || sh->slots[i].tag != t) i = (i + 1) & sh->mask;
   return i;
 }
 
-static void slot_insert(shard_t *sh, uint64_t h, uintptr_t ref) {
-  size_t i = h & sh->mask;
-  while (sh->slots[i].hash) i = (i + 1) & sh->mask;
-  sh->slots[i] = (slot_t){h, ref};
+static void slot_insert(shard_t *sh, uint64_t h, uint32_t ref) {
+  uint32_t t = tag_of(h), i = t & sh->mask;
+  while (sh->slots[i].tag) i = (i + 1) & sh->mask;
+  sh->slots[i] = (slot_t){t, ref};
 }
 
 /* Empties slot i, moving back each later slot of the run that may take its place (one
@@ -172,14 +216,42 @@ static void slot_insert(shard_t *sh, uint64_t h, uintptr_t ref) {
 static void slot_delete(shard_t *sh, size_t i) {
   for (size_t j = i;;) {
     j = (j + 1) & sh->mask;
-    if (!sh->slots[j].hash) break;
-    size_t home = sh->slots[j].hash & sh->mask;
+    if (!sh->slots[j].tag) break;
+    size_t home = sh->slots[j].tag & sh->mask;
     if (((j - home) & sh->mask) >= ((j - i) & sh->mask)) {
       sh->slots[i] = sh->slots[j];
       i = j;
     }
   }
-  sh->slots[i].hash = 0;
+  sh->slots[i].tag = 0;
+}
+
+/* ---- the in-flight pool ------------------------------------------------------------- */
+
+/* A free pool entry's index, or -1 when a new chunk cannot be had. Under the lock. */
+static int64_t pool_take(shard_t *sh) {
+  if (!sh->pool_free) {
+    unsigned k = sh->pool_chunks;
+    if (k == POOL_CHUNKS) return -1;
+    uint32_t n = INFL_CHUNK << k, base = chunk_base(k);
+    infl_t *c = px_malloc(n * sizeof(*c));
+    for (uint32_t i = 0; i < n; i++) {
+      c[i].token = 0;
+      c[i].next_free = i + 1 < n ? base + i + 2 : 0;
+    }
+    atomic_store_explicit(&sh->pool[k], c, memory_order_release);
+    sh->pool_chunks = k + 1;
+    sh->pool_free = base + 1;
+  }
+  uint32_t idx = sh->pool_free - 1;
+  sh->pool_free = infl_at(sh, idx)->next_free;
+  return idx;
+}
+
+static void pool_give(shard_t *sh, uint32_t idx) {
+  infl_at(sh, idx)->token = 0;
+  infl_at(sh, idx)->next_free = sh->pool_free;
+  sh->pool_free = idx + 1;
 }
 
 /* ---- entries -------------------------------------------------------------------------- */
@@ -197,23 +269,21 @@ static void count_drop(shard_t *sh, drop_why_t why) {
 }
 
 /* Takes the entry of slot i out. A completed record's place on the ring turns dead; an
- * in-flight entry's block is returned for the caller to free once the lock is let go. */
-static infl_t *drop(shard_t *sh, size_t i, drop_why_t why) {
-  uintptr_t ref = sh->slots[i].ref;
-  infl_t *f = NULL;
+ * in-flight entry goes back to the pool. */
+static void drop(shard_t *sh, size_t i, drop_why_t why) {
+  uint32_t ref = sh->slots[i].ref;
   slot_delete(sh, i);
   sh->n--;
   if (is_infl(ref)) {
-    f = infl_of(ref);
     sh->in_flight--;
-    sh->bytes -= f->keylen;
+    sh->bytes -= infl_of(sh, ref)->keylen;
+    pool_give(sh, ref >> 1);
   } else {
     rec_t *r = rec_at(sh, off_of(ref));
     r->kind = REC_DEAD;
     sh->bytes -= rec_bytes(r);
   }
   count_drop(sh, why);
-  return f;
 }
 
 /* Gives back the space of the record at the ring's tail, dropping it from the table when
@@ -227,11 +297,18 @@ static int pop_tail(shard_t *sh, uint64_t now_ms) {
     drop(sh, find_ref(sh, r->hash, ref_off(sh->tail)), expired(r, now_ms) ? DROP_EXPIRED : DROP_EVICTED);
   sh->used -= r->size;
   sh->tail += r->size;
-  if (sh->tail == sh->cap) sh->tail = 0;
+  if (sh->tail == sh->lim) sh->tail = 0;
   if (!sh->used) sh->head = sh->tail = 0;
-  /* The next eviction reads the next record: the ring is far larger than a cache, and
-   * with the shards taking turns no prefetcher follows one tail by itself. */
-  __builtin_prefetch(sh->ring + sh->tail, 1);
+  /* The next eviction reads the next record and then its table slot: the ring is far
+   * larger than a cache, and with the shards taking turns no prefetcher follows one
+   * tail by itself. The record was fetched by the eviction before this one, so its slot
+   * can be now, and the record after it. */
+  if (sh->used) {
+    const rec_t *nx = rec_at(sh, sh->tail);
+    if (nx->kind == REC_LIVE) __builtin_prefetch(&sh->slots[tag_of(nx->hash) & sh->mask], 1);
+    size_t after = sh->tail + nx->size;
+    if (after < sh->lim) __builtin_prefetch(sh->ring + after, 1);
+  }
   return live;
 }
 
@@ -245,18 +322,39 @@ static int make_room(shard_t *sh, size_t need_n, size_t need_bytes, uint64_t now
   return 0;
 }
 
+/* Moves the ring's end in use to at least `end`, by an eighth more, up to its capacity. */
+static void ring_grow(shard_t *sh, size_t end) {
+  size_t l = sh->lim + sh->lim / 8;
+  if (l < end) l = end;
+  sh->lim = l < sh->cap ? align8(l) : sh->cap;
+}
+
 /* Where `size` contiguous bytes (at most the ring's capacity) can be written: at the
- * head, or at 0 after a wrap marker, once the tail has gone far enough. */
+ * head, or at 0 after a wrap marker, once the tail has gone far enough. The ring's end
+ * in use (lim) grows, rather than the head wrapping, while the start has no room or the
+ * ring is more than three quarters used: so the memory the ring touches follows what it
+ * holds (a store bounded by max_entries with small answers never touches most of the
+ * room max_bytes reserves), and a wrapped ring keeps a quarter free for the head to
+ * catch the tail up. The end grows only while the ring has not wrapped. */
 static size_t ring_reserve(shard_t *sh, size_t size, uint64_t now_ms) {
   for (;;) {
-    if (!sh->used) return 0;
+    if (!sh->used) {
+      if (sh->lim < size) ring_grow(sh, size);
+      return 0;
+    }
     if (sh->head > sh->tail) { /* data in [tail, head): room at the end, then at the start */
-      if (sh->cap - sh->head >= size) return sh->head;
+      if (sh->lim - sh->head >= size) return sh->head;
+      if (sh->lim < sh->cap && (sh->tail < size || sh->used + size > sh->lim - sh->lim / 4)) {
+        ring_grow(sh, sh->head + size);
+        if (sh->lim - sh->head >= size) return sh->head;
+      }
       if (sh->tail >= size) {
-        rec_t *w = rec_at(sh, sh->head);
-        w->size = (uint32_t)(sh->cap - sh->head);
-        w->kind = REC_WRAP;
-        sh->used += w->size;
+        if (sh->lim > sh->head) {
+          rec_t *w = rec_at(sh, sh->head);
+          w->size = (uint32_t)(sh->lim - sh->head);
+          w->kind = REC_WRAP;
+          sh->used += w->size;
+        }
         sh->head = 0;
         return 0;
       }
@@ -286,11 +384,11 @@ static size_t put_rec(shard_t *sh, uint64_t h, px_str_t key, const px_idem_fp_t 
   if (key.n) memcpy(p, key.p, key.n);
   if (headers.n) memcpy(p + key.n, headers.p, headers.n);
   if (body.n) memcpy(p + key.n + headers.n, body.p, body.n);
-  sh->head = off + size == sh->cap ? 0 : off + size;
+  sh->head = off + size; /* lim at most: ring_reserve wraps or grows from there */
   sh->used += size;
   /* The next record goes there: have its lines on their way by the time this shard's
    * turn comes again. */
-  for (size_t l = 0; l < 512 && sh->head + l < sh->cap; l += 64)
+  for (size_t l = 0; l < 512 && sh->head + l < sh->lim; l += 64)
     __builtin_prefetch(sh->ring + sh->head + l, 1);
   return off;
 }
@@ -313,10 +411,10 @@ static out_t *copy_out(rec_t *r) {
 /* Makes the completed entry of slot i the most recently used: its record, copied in `o`,
  * goes back onto the head (unless it is the last record there already). */
 static void touch(shard_t *sh, size_t i, const out_t *o, uint64_t now_ms) {
-  uint64_t h = sh->slots[i].hash;
   size_t off = off_of(sh->slots[i].ref);
+  uint64_t h = rec_at(sh, off)->hash;
   size_t end = off + rec_at(sh, off)->size;
-  if ((end == sh->cap ? 0 : end) == sh->head) return;
+  if (end == sh->head || (end == sh->lim && sh->head == 0)) return;
   drop(sh, i, DROP_OWNER); /* its place turns dead; n and bytes come back below */
   px_str_t key = {o->bytes + o->rec.headers.n + o->rec.body.n, o->keylen};
   size_t at =
@@ -346,9 +444,9 @@ static void publish(shard_t *sh) {
  * absent, a live one copied out and made the most recently used. */
 static px_idem_store_rc_t existing(shard_t *sh, size_t i, uint64_t now_ms, px_idem_begin_t *out) {
   if (i == NONE) return PX_IDEM_STORE_ABSENT;
-  uintptr_t ref = sh->slots[i].ref;
+  uint32_t ref = sh->slots[i].ref;
   if (is_infl(ref)) {
-    memcpy(out->head, infl_of(ref)->head, PX_SHA256_LEN);
+    memcpy(out->head, infl_of(sh, ref)->head, PX_SHA256_LEN);
     return PX_IDEM_STORE_IN_FLIGHT;
   }
   rec_t *r = rec_at(sh, off_of(ref));
@@ -367,85 +465,99 @@ static px_idem_store_rc_t mem_begin(px_idem_store_t *s, px_str_t key, const uint
   mem_t *m = (mem_t *)s;
   uint64_t h = key_hash(m, key);
   shard_t *sh = shard_of(m, h);
-  __builtin_prefetch(&sh->slots[h & sh->mask]);      /* the table is out of cache too */
-  infl_t *fresh = px_malloc(sizeof(*fresh) + key.n); /* made before the lock: BEGUN is the usual answer */
-  fresh->keylen = key.n;
-  if (key.n) memcpy(fresh->key, key.p, key.n);
-  memcpy(fresh->head, head, PX_SHA256_LEN);
+  __builtin_prefetch(&sh->slots[tag_of(h) & sh->mask]); /* the table may be out of cache */
   memset(out, 0, sizeof(*out));
+  if (key.n > PX_IDEM_STORE_KEY_MAX) { /* no pool entry holds it */
+    bump(&sh->c_full);
+    return PX_IDEM_STORE_FULL;
+  }
   pthread_mutex_lock(&sh->mu);
   reap(sh, now_ms);
   px_idem_store_rc_t rc = existing(sh, find(sh, h, key), now_ms, out);
+  int64_t idx = -1;
   if (rc == PX_IDEM_STORE_ABSENT) {
-    if (make_room(sh, 1, key.n, now_ms) != 0) {
+    if (make_room(sh, 1, key.n, now_ms) != 0 || (idx = pool_take(sh)) < 0) {
       bump(&sh->c_full);
       rc = PX_IDEM_STORE_FULL;
     } else {
-      fresh->token = out->token = ++sh->gen;
-      slot_insert(sh, h, ref_infl(fresh));
+      infl_t *f = infl_at(sh, (uint32_t)idx);
+      f->token = out->token = (uint64_t)(uint32_t)++sh->gen << TOKEN_GEN_SHIFT |
+                              (uint64_t)(sh - m->shards) << TOKEN_SHARD_SHIFT | (uint64_t)idx;
+      f->hash = h;
+      f->keylen = (uint32_t)key.n;
+      if (key.n) memcpy(f->key, key.p, key.n);
+      memcpy(f->head, head, PX_SHA256_LEN);
+      slot_insert(sh, h, ref_infl((uint32_t)idx));
       sh->n++;
       sh->in_flight++;
       sh->bytes += key.n;
-      fresh = NULL;
       rc = PX_IDEM_STORE_BEGUN;
     }
   }
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  free(fresh);
   return rc;
+}
+
+/* The shard a token names, or NULL. */
+static shard_t *token_shard(mem_t *m, uint64_t token) {
+  unsigned i = (unsigned)(token >> TOKEN_SHARD_SHIFT) & (MAX_SHARDS - 1);
+  return token && i < m->nshards ? &m->shards[i] : NULL;
+}
+
+/* The reference of the in-flight entry `token` names, if it is still that token's and
+ * holds `key`; else 0. */
+static uint32_t owned(shard_t *sh, px_str_t key, uint64_t token) {
+  uint32_t idx = (uint32_t)(token & TOKEN_IDX_MASK);
+  if (token == 0 || idx >= chunk_base(sh->pool_chunks)) return 0;
+  const infl_t *f = infl_at(sh, idx);
+  if (f->token != token || f->keylen != key.n || (key.n && memcmp(f->key, key.p, key.n) != 0)) return 0;
+  return ref_infl(idx);
 }
 
 static int mem_complete(px_idem_store_t *s, px_str_t key, uint64_t token, const px_idem_fp_t *fp, int status,
                         px_str_t headers, px_str_t body, uint64_t ttl_ms, uint64_t now_ms) {
-  mem_t *m = (mem_t *)s;
-  uint64_t h = key_hash(m, key);
-  shard_t *sh = shard_of(m, h);
+  shard_t *sh = token_shard((mem_t *)s, token);
   size_t total = key.n + headers.n + body.n;
   uint64_t expires_ms = ttl_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + ttl_ms;
-  infl_t *gone = NULL;
   int rc = 0;
-  if (token == 0) return PX_ENOTFOUND;
+  if (!sh) return PX_ENOTFOUND;
   pthread_mutex_lock(&sh->mu);
-  size_t i = find(sh, h, key);
-  infl_t *f = i == NONE || !is_infl(sh->slots[i].ref) ? NULL : infl_of(sh->slots[i].ref);
-  if (!f || f->token != token) {
+  uint32_t ref = owned(sh, key, token);
+  uint64_t h = ref ? infl_of(sh, ref)->hash : 0;
+  if (!ref) {
     rc = PX_ENOTFOUND;
   } else if (total > sh->max_bytes) {
-    gone = drop(sh, i, DROP_OWNER);
+    drop(sh, find_ref(sh, h, ref), DROP_OWNER);
     rc = PX_ETOOLARGE;
   } else if (make_room(sh, 0, total - key.n, now_ms) != 0) {
-    gone = drop(sh, find_ref(sh, h, ref_infl(f)), DROP_OWNER); /* making room moves slots */
+    drop(sh, find_ref(sh, h, ref), DROP_OWNER); /* making room moves slots */
     rc = PX_EOVERFLOW;
   } else {
     size_t at = put_rec(sh, h, key, fp, status, headers, body, expires_ms, now_ms);
-    sh->slots[find_ref(sh, h, ref_infl(f))].ref = ref_off(at);
+    sh->slots[find_ref(sh, h, ref)].ref = ref_off(at);
+    pool_give(sh, ref >> 1);
     sh->in_flight--;
     sh->bytes += total - key.n;
     bump(&sh->c_stored);
-    gone = f;
   }
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  free(gone);
   return rc;
 }
 
 static int mem_abort(px_idem_store_t *s, px_str_t key, uint64_t token) {
-  mem_t *m = (mem_t *)s;
-  uint64_t h = key_hash(m, key);
-  shard_t *sh = shard_of(m, h);
-  infl_t *gone = NULL;
+  shard_t *sh = token_shard((mem_t *)s, token);
   int rc = PX_ENOTFOUND;
+  if (!sh) return rc;
   pthread_mutex_lock(&sh->mu);
-  size_t i = find(sh, h, key);
-  if (i != NONE && is_infl(sh->slots[i].ref) && token != 0 && infl_of(sh->slots[i].ref)->token == token) {
-    gone = drop(sh, i, DROP_OWNER);
+  uint32_t ref = owned(sh, key, token);
+  if (ref) {
+    drop(sh, find_ref(sh, infl_of(sh, ref)->hash, ref), DROP_OWNER);
     rc = 0;
   }
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
-  free(gone);
   return rc;
 }
 
@@ -460,6 +572,21 @@ static px_idem_store_rc_t mem_lookup(px_idem_store_t *s, px_str_t key, uint64_t 
   publish(sh);
   pthread_mutex_unlock(&sh->mu);
   return rc;
+}
+
+static void mem_prefetch(px_idem_store_t *s, px_str_t key, uint64_t token) {
+  mem_t *m = (mem_t *)s;
+  uint64_t h = key_hash(m, key);
+  shard_t *sh = shard_of(m, h);
+  __builtin_prefetch(sh, 1);
+  __builtin_prefetch(&sh->slots[tag_of(h) & sh->mask], 1);
+  /* The token's pool entry, read without the lock: a chunk, once made, stays. */
+  if (token) {
+    uint32_t idx = (uint32_t)(token & TOKEN_IDX_MASK);
+    unsigned k = chunk_of(idx);
+    const infl_t *c = k < POOL_CHUNKS ? atomic_load_explicit(&sh->pool[k], memory_order_acquire) : NULL;
+    if (c) __builtin_prefetch(c + (idx - chunk_base(k)), 1);
+  }
 }
 
 static void mem_release(px_idem_store_t *s, const px_idem_record_t *rec) {
@@ -519,8 +646,8 @@ static void mem_destroy(px_idem_store_t *s) {
   mem_t *m = (mem_t *)s;
   for (unsigned i = 0; i < m->nshards; i++) {
     shard_t *sh = &m->shards[i];
-    for (size_t b = 0; b <= sh->mask; b++)
-      if (sh->slots[b].hash && is_infl(sh->slots[b].ref)) free(infl_of(sh->slots[b].ref));
+    for (unsigned c = 0; c < sh->pool_chunks; c++)
+      free(atomic_load_explicit(&sh->pool[c], memory_order_relaxed));
     pthread_mutex_destroy(&sh->mu);
   }
   region_free(m->rings, m->rings_len);
@@ -534,6 +661,7 @@ static const px_idem_store_vt_t mem_vt = {
     .complete = mem_complete,
     .abort = mem_abort,
     .lookup = mem_lookup,
+    .prefetch = mem_prefetch,
     .release = mem_release,
     .stats = mem_stats,
     .destroy = mem_destroy,
@@ -543,6 +671,7 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
   if (max_entries == 0) max_entries = 1;
   if (nshards == 0) nshards = 1;
   if (nshards > max_entries) nshards = (unsigned)max_entries;
+  if (nshards > MAX_SHARDS) nshards = MAX_SHARDS; /* what a token can name */
   mem_t *m = px_calloc(1, sizeof(*m));
   m->base.vt = &mem_vt;
   m->nshards = nshards;
@@ -558,6 +687,8 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
     size_t rec_max = sizeof(rec_t) + 8;
     sh->cap =
         align8(sh->max_bytes + sh->max_n * rec_max + (sh->max_bytes + sh->max_n * rec_max) / 8 + rec_max);
+    if (sh->cap > (size_t)1 << 34) sh->cap = (size_t)1 << 34; /* what a 32-bit reference reaches */
+    sh->lim = sh->cap < RING_START ? sh->cap : RING_START;
     size_t ns = 16;
     while (ns < 2 * sh->max_n) ns <<= 1;
     sh->mask = ns - 1;

@@ -71,8 +71,9 @@ typedef struct {
 typedef struct {
   /* Atomically either makes an in-flight entry for `key` (BEGUN, with its token) or
    * reports what is there: IN_FLIGHT, COMPLETED (a reference in out->rec), or FULL
-   * when there is no room for another entry. An expired completed entry counts as
-   * absent and is replaced. */
+   * when there is no room for another entry (or the key is longer than
+   * PX_IDEM_STORE_KEY_MAX, which px_idem_store_key never makes). An expired completed
+   * entry counts as absent and is replaced. */
   px_idem_store_rc_t (*begin)(px_idem_store_t *s, px_str_t key, const uint8_t head[PX_SHA256_LEN],
                               uint64_t now_ms, px_idem_begin_t *out);
   /* Turns the caller's in-flight entry into a completed one holding copies of the
@@ -89,6 +90,11 @@ typedef struct {
   /* What begin would find, without making anything: ABSENT, IN_FLIGHT or COMPLETED (a
    * reference to release). For the admin endpoint and tests; the data path uses begin. */
   px_idem_store_rc_t (*lookup)(px_idem_store_t *s, px_str_t key, uint64_t now_ms, px_idem_begin_t *out);
+  /* A hint that begin (token 0) or complete or abort with `key` and `token` follows
+   * soon, so that a store may start fetching what they will read (the in-memory store:
+   * the key's table slot and the token's entry, cache misses in a large store) while the
+   * caller does other work. May be NULL. */
+  void (*prefetch)(px_idem_store_t *s, px_str_t key, uint64_t token);
   /* Gives back a record from begin or lookup. */
   void (*release)(px_idem_store_t *s, const px_idem_record_t *rec);
   /* Reads the counters, each on its own: for metrics, not for decisions. */
@@ -108,9 +114,9 @@ struct px_idem_store_s {
  * of both (fewer shards are made when max_entries is smaller than nshards). Over either
  * bound a shard evicts its least recently used completed entries; a shard whose share is
  * all in flight answers FULL. A record bigger than one shard's share of max_bytes is
- * never kept, so max_bytes / nshards should exceed max_response_bytes plus a key. The
- * rings are allocated up front (about 1.2 × max_bytes plus 125 bytes an entry, as
- * address space: pages are touched as answers fill them). */
+ * never kept, so max_bytes / nshards should exceed max_response_bytes plus a key. At most
+ * 256 shards. The rings are reserved up front (about 1.2 × max_bytes plus 125 bytes an
+ * entry, as address space) and touched as they fill, about 4/3 of what they hold. */
 px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, unsigned nshards);
 
 /* The calls through the vtable, so callers read as plain functions. */
@@ -130,6 +136,9 @@ static inline int px_idem_store_abort(px_idem_store_t *s, px_str_t key, uint64_t
 static inline px_idem_store_rc_t px_idem_store_lookup(px_idem_store_t *s, px_str_t key, uint64_t now_ms,
                                                       px_idem_begin_t *out) {
   return s->vt->lookup(s, key, now_ms, out);
+}
+static inline void px_idem_store_prefetch(px_idem_store_t *s, px_str_t key, uint64_t token) {
+  if (s->vt->prefetch) s->vt->prefetch(s, key, token);
 }
 static inline void px_idem_store_release(px_idem_store_t *s, const px_idem_record_t *rec) {
   s->vt->release(s, rec);

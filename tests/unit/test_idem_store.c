@@ -361,6 +361,68 @@ Test(idem_store, full_when_every_slot_is_in_flight) {
   expect_no_leaks();
 }
 
+/* Requests in flight at once, many more than the store first makes room for: each keeps
+ * its own entry (its token, its head), however they end; and a key longer than any the
+ * filter makes (px_idem_store_key) is refused as FULL rather than cut. */
+Test(idem_store, many_requests_in_flight_at_once) {
+  enum { N = 300 };
+  px_idem_store_t *st = px_idem_store_mem_new(1000, 1 << 20, 1);
+  px_idem_fp_t fp = fp_of("POST", "/pay", "req"), other = fp_of("PUT", "/pay", "req");
+  px_idem_begin_t b[N], again;
+  char key[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(key[i], sizeof(key[i]), "k%d", i);
+    cr_assert_eq(px_idem_store_begin(st, S(key[i]), i % 2 ? other.head : fp.head, 0, &b[i]),
+                 PX_IDEM_STORE_BEGUN);
+  }
+  cr_expect_eq(stats(st).in_flight, N);
+  /* tokens no begin gave are nobody's: another entry's index, one past the pool, all ones */
+  cr_expect_eq(px_idem_store_abort(st, S(key[0]), b[1].token), PX_ENOTFOUND);
+  cr_expect_eq(px_idem_store_abort(st, S(key[0]), b[0].token + 1000), PX_ENOTFOUND);
+  cr_expect_eq(px_idem_store_abort(st, S(key[0]), UINT64_MAX), PX_ENOTFOUND);
+  cr_expect_eq(px_idem_store_complete(st, S(key[0]), UINT64_MAX, &fp, 200, S(""), S("x"), 1000, 0),
+               PX_ENOTFOUND);
+  px_idem_store_prefetch(st, S(key[0]), UINT64_MAX); /* a hint only: never a bad read */
+  px_idem_store_prefetch(st, S(key[0]), b[N - 1].token);
+  for (int i = 0; i < N; i++) {
+    cr_expect_eq(px_idem_store_begin(st, S(key[i]), fp.head, 0, &again), PX_IDEM_STORE_IN_FLIGHT);
+    cr_expect_eq(memcmp(again.head, i % 2 ? other.head : fp.head, PX_SHA256_LEN), 0, "the head of %s",
+                 key[i]);
+  }
+  for (int i = 0; i < N; i++) { /* ended in turn: a third aborted, the rest completed */
+    if (i % 3 == 0)
+      cr_expect_eq(px_idem_store_abort(st, S(key[i]), b[i].token), 0);
+    else
+      cr_expect_eq(px_idem_store_complete(st, S(key[i]), b[i].token, &fp, 200, S(""), S(key[i]), 1000, 0), 0);
+    cr_expect_eq(px_idem_store_abort(st, S(key[i]), b[i].token), PX_ENOTFOUND, "ended once");
+  }
+  for (int i = 0; i < N; i++) {
+    px_idem_begin_t l;
+    px_idem_store_rc_t rc = px_idem_store_lookup(st, S(key[i]), 0, &l);
+    cr_expect_eq(rc, i % 3 == 0 ? PX_IDEM_STORE_ABSENT : PX_IDEM_STORE_COMPLETED, "%s", key[i]);
+    if (rc == PX_IDEM_STORE_COMPLETED) {
+      cr_expect_eq(l.rec->body.n, strlen(key[i]));
+      cr_expect_eq(memcmp(l.rec->body.p, key[i], l.rec->body.n), 0);
+      px_idem_store_release(st, l.rec);
+    }
+  }
+  px_idem_store_stats_t s = stats(st);
+  cr_expect_eq(s.in_flight, 0);
+  cr_expect_eq(s.entries, N - (N + 2) / 3);
+  /* the entries given back are taken again */
+  for (int i = 0; i < N; i += 3)
+    cr_expect_eq(px_idem_store_begin(st, S(key[i]), fp.head, 0, &b[i]), PX_IDEM_STORE_BEGUN);
+  char longkey[PX_IDEM_STORE_KEY_MAX + 2];
+  memset(longkey, 'L', sizeof(longkey) - 1);
+  longkey[sizeof(longkey) - 1] = '\0';
+  cr_expect_eq(px_idem_store_begin(st, S(longkey), fp.head, 0, &again), PX_IDEM_STORE_FULL);
+  longkey[PX_IDEM_STORE_KEY_MAX] = '\0';
+  cr_expect_eq(px_idem_store_begin(st, S(longkey), fp.head, 0, &again), PX_IDEM_STORE_BEGUN,
+               "the longest key");
+  px_idem_store_destroy(st); /* with entries in flight: they are freed too */
+  expect_no_leaks();
+}
+
 Test(idem_store, full_by_bytes) {
   px_idem_store_t *st = px_idem_store_mem_new(100, 10, 1);
   px_idem_fp_t fp = fp_of("POST", "/pay", "req");
@@ -497,10 +559,9 @@ Test(idem_store, shards_share_the_bounds) {
  * replays that move an answer to the head and aborts that leave gaps must never mix up
  * one answer's bytes with another's, nor lose one that a lookup should still find while
  * the bounds leave room for it. A model tracks what each key last stored. */
-Test(idem_store, answers_stay_intact_as_the_ring_wraps) {
-  enum { KEYS = 200, OPS = 20000 };
-  px_idem_store_t *st = px_idem_store_mem_new(64, 8192, 1);
-  int version[KEYS] = {0}; /* the version a key's kept answer has, 0 for none */
+static void ring_model(size_t max_entries, size_t max_bytes, int KEYS, int OPS) {
+  px_idem_store_t *st = px_idem_store_mem_new(max_entries, max_bytes, 1);
+  int *version = calloc((size_t)KEYS, sizeof(int)); /* a key's kept answer's version, 0: none */
   int next_version = 1, replays = 0, stored = 0;
   unsigned rnd = 12345;
   char body[700], want[700], key[16];
@@ -537,8 +598,9 @@ Test(idem_store, answers_stay_intact_as_the_ring_wraps) {
     version[k] = v;
     stored++;
     px_idem_store_stats_t s = stats(st);
-    cr_assert_leq(s.entries, 64);
-    cr_assert_leq(s.bytes, 8192);
+    cr_assert_leq(s.entries, max_entries);
+    cr_assert_leq(s.bytes, max_bytes);
+    cr_assert_eq(holds(st, key, 0), PX_IDEM_STORE_COMPLETED, "op %d: the newest answer is kept", op);
   }
   /* what the model still holds, the store holds unless it was pushed out since */
   int held = 0;
@@ -547,11 +609,18 @@ Test(idem_store, answers_stay_intact_as_the_ring_wraps) {
     held += version[k] && holds(st, key, 0) == PX_IDEM_STORE_COMPLETED;
   }
   cr_expect_eq((uint64_t)held, stats(st).entries, "every entry is one the model expects");
-  cr_expect_gt(replays, 1000);
-  cr_expect_gt(stored, 5000);
+  cr_expect_gt(replays, OPS / 20);
+  cr_expect_gt(stored, OPS / 4);
+  free(version);
   px_idem_store_destroy(st);
   expect_no_leaks();
 }
+
+Test(idem_store, answers_stay_intact_as_the_ring_wraps) { ring_model(64, 8192, 200, 20000); }
+
+/* A ring whose capacity (for 1 MiB of answers) is far more than it first uses: it grows
+ * as 2,000 entries of up to 600 bytes fill it, then wraps within what it uses. */
+Test(idem_store, answers_stay_intact_as_the_ring_grows) { ring_model(2000, 1 << 20, 5000, 60000); }
 
 /* ---- threads ------------------------------------------------------------ */
 
