@@ -58,8 +58,12 @@ static void reload(tp_t *p, const char *eps, const char *lb, const char *extra) 
   }
 }
 
-/* Keys stay on their endpoint; a reload without endpoint C moves only C's keys. */
-static void sticky(const char *lb, const char *hash, const char *pre, const char *post) {
+/* Keys stay on their endpoint; a reload without endpoint C moves C's keys, and at most
+ * `others` of the rest: none on the ring; Maglev's "minimal disruption" is approximate
+ * (up to 2% of all keys also move, test_lb.c), and which keys those are depends on the
+ * endpoints' names, here with free ports that differ each run: a run may see one or two
+ * of its 40 move. */
+static void sticky(const char *lb, const char *hash, const char *pre, const char *post, int others) {
   start_upstreams();
   tp_t p;
   tp_prepare(&p);
@@ -79,24 +83,28 @@ static void sticky(const char *lb, const char *hash, const char *pre, const char
   }
   cr_expect(per[0] && per[1] && per[2], "%s: keys on A %d, B %d, C %d", lb, per[0], per[1], per[2]);
   reload(&p, eps2, lb, extra);
-  int moved = 0;
+  int moved = 0, moved_others = 0;
   for (int k = 0; k < KEYS; k++) {
     snprintf(h, sizeof(h), "%s%d%s\r\n", pre, k, post);
     char now = who(&p, h);
     cr_expect_neq(now, 'C');
-    if (where[k] != 'C') cr_expect_eq(now, where[k], "%s: key %d on %c moved to %c", lb, k, where[k], now);
     if (now != where[k]) moved++;
+    if (where[k] != 'C' && now != where[k]) {
+      moved_others++;
+      cr_log_info("%s: key %d on %c moved to %c", lb, k, where[k], now);
+    }
   }
-  cr_expect_eq(moved, per[2], "%s: only C's keys move", lb);
+  cr_expect_leq(moved_others, others, "%s: %d keys not on C moved", lb, moved_others);
+  cr_expect_eq(moved - moved_others, per[2], "%s: every key of C moved", lb);
   cr_assert_eq(tp_stop(&p), 0);
   stop_upstreams();
 }
 
 Test(lb, ring_hash_by_header, .timeout = 60) {
-  sticky("ring_hash", "{ header: x-user-id }", "x-user-id: u", "");
+  sticky("ring_hash", "{ header: x-user-id }", "x-user-id: u", "", 0);
 }
 Test(lb, maglev_by_cookie, .timeout = 60) {
-  sticky("maglev", "{ cookie: sid }", "Cookie: a=1; sid=s", "; b=2");
+  sticky("maglev", "{ cookie: sid }", "Cookie: a=1; sid=s", "; b=2", 2);
 }
 
 static void spreads(const char *lb, const char *extra) {
