@@ -171,6 +171,13 @@ static infl_t *infl_at(shard_t *sh, uint32_t idx) {
   return atomic_load_explicit(&sh->pool[k], memory_order_relaxed) + (idx - chunk_base(k));
 }
 static infl_t *infl_of(shard_t *sh, uint32_t ref) { return infl_at(sh, ref >> 1); }
+/* The pool entry of index idx, or NULL when no chunk holds it: for an index from a
+ * caller's token, and safe without the lock (a chunk, once made, stays). */
+static infl_t *infl_find(shard_t *sh, uint32_t idx) {
+  unsigned k = chunk_of(idx);
+  infl_t *c = k < POOL_CHUNKS ? atomic_load_explicit(&sh->pool[k], memory_order_acquire) : NULL;
+  return c ? c + (idx - chunk_base(k)) : NULL;
+}
 static uint32_t ref_infl(uint32_t idx) { return idx << 1 | 1; }
 static uint32_t ref_off(size_t off) { return (uint32_t)(off >> 2); }
 static size_t off_of(uint32_t ref) { return (size_t)ref << 2; }
@@ -509,9 +516,8 @@ static shard_t *token_shard(mem_t *m, uint64_t token) {
  * holds `key`; else 0. */
 static uint32_t owned(shard_t *sh, px_str_t key, uint64_t token) {
   uint32_t idx = (uint32_t)(token & TOKEN_IDX_MASK);
-  if (token == 0 || idx >= chunk_base(sh->pool_chunks)) return 0;
-  const infl_t *f = infl_at(sh, idx);
-  if (f->token != token || f->keylen != key.n || (key.n && memcmp(f->key, key.p, key.n) != 0)) return 0;
+  const infl_t *f = token ? infl_find(sh, idx) : NULL;
+  if (!f || f->token != token || f->keylen != key.n || (key.n && memcmp(f->key, key.p, key.n) != 0)) return 0;
   return ref_infl(idx);
 }
 
@@ -580,13 +586,8 @@ static void mem_prefetch(px_idem_store_t *s, px_str_t key, uint64_t token) {
   shard_t *sh = shard_of(m, h);
   __builtin_prefetch(sh, 1);
   __builtin_prefetch(&sh->slots[tag_of(h) & sh->mask], 1);
-  /* The token's pool entry, read without the lock: a chunk, once made, stays. */
-  if (token) {
-    uint32_t idx = (uint32_t)(token & TOKEN_IDX_MASK);
-    unsigned k = chunk_of(idx);
-    const infl_t *c = k < POOL_CHUNKS ? atomic_load_explicit(&sh->pool[k], memory_order_acquire) : NULL;
-    if (c) __builtin_prefetch(c + (idx - chunk_base(k)), 1);
-  }
+  const infl_t *f = token ? infl_find(sh, (uint32_t)(token & TOKEN_IDX_MASK)) : NULL;
+  if (f) __builtin_prefetch(f, 1);
 }
 
 static void mem_release(px_idem_store_t *s, const px_idem_record_t *rec) {
