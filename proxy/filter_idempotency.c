@@ -325,26 +325,33 @@ static void complete(px_req_t *r, idem_req_t *x) {
   x->token = 0;
 }
 
-/* The answer is whole and its last bytes are about to go: the record completes first,
- * so a client that repeats the request the moment it has the answer is replayed it
- * (never a 409 for a request that already ended). */
-static void on_response_done(px_req_t *r, void *state) {
-  idem_req_t *x = ((idem_state_t *)state)->x;
-  if (x && x->token && x->storable && r->c->body_done) complete(r, x);
+/* Ends the request's in-flight entry: its answer is kept when the upstream's answer is
+ * whole (`resp_done`), storable, and for the whole request body; otherwise the key is
+ * freed. */
+static void finish(px_req_t *r, idem_req_t *x, int resp_done) {
+  if (!x->token) return;
+  if (x->storable && resp_done && r->c->body_done) {
+    complete(r, x);
+  } else {
+    px_idem_store_abort(x->store, (px_str_t){x->key, x->keylen}, x->token);
+    x->token = 0;
+  }
 }
 
+/* The answer is whole and its last bytes are about to go: the entry ends first, kept or
+ * freed, so a client that repeats the request the moment it has the answer is replayed
+ * it or runs again (never a 409 for a request that already ended). */
+static void on_response_done(px_req_t *r, void *state) {
+  idem_req_t *x = ((idem_state_t *)state)->x;
+  if (x) finish(r, x, 1);
+}
+
+/* However the request ended: a whole answer dropped on purpose by a fault is kept too;
+ * anything else that ends a request before its answer is whole frees the key. */
 static void on_end(px_req_t *r, void *state) {
   idem_state_t *s = state;
-  idem_req_t *x = s->x;
-  if (!x) return;
-  if (x->token) {
-    /* A whole answer dropped on purpose by a fault is kept too; anything else that
-     * ends a request before its answer is whole frees the key. */
-    if (x->storable && r->t.resp_done && r->c->body_done)
-      complete(r, x);
-    else
-      px_idem_store_abort(x->store, (px_str_t){x->key, x->keylen}, x->token);
-  }
+  if (!s->x) return;
+  finish(r, s->x, r->t.resp_done);
   req_free(s);
 }
 

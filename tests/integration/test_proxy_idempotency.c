@@ -65,16 +65,13 @@ Test(idempotency, a_repeat_gets_the_kept_answer_without_running_again, .timeout 
   fu_stop(u);
 }
 
-/* The key's record is complete before the client has the answer's last byte: a repeat
- * sent the moment the answer is in, on connections already open (and so on either
- * worker), is replayed, never refused as still running. */
-Test(idempotency, a_repeat_right_after_the_answer_is_replayed, .timeout = 60) {
-  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
-  tp_t p;
-  start(&p, u, NULL);
+/* Each of 400 keys sent, then again the moment its answer is in, on connections already
+ * open (and so on either worker); returns how many repeats were replayed. Every answer
+ * must have `status`: a repeat is never refused as still running. */
+static int repeat_right_after(tp_t *p, int status) {
   enum { KEYS = 400, CONNS = 4 };
   int fd[CONNS];
-  for (int i = 0; i < CONNS; i++) fd[i] = th_connect(p.port);
+  for (int i = 0; i < CONNS; i++) fd[i] = th_connect(p->port);
   int replayed = 0;
   for (int i = 0; i < KEYS; i++) {
     char req[256];
@@ -87,16 +84,40 @@ Test(idempotency, a_repeat_right_after_the_answer_is_replayed, .timeout = 60) {
     cr_assert_eq(th_send_all(first, req, (size_t)n), 0);
     cr_assert_eq(th_read_response(first, &a, 5000), 0);
     cr_assert_eq(th_send_all(again, req, (size_t)n), 0);
-    cr_assert_eq(a.status, 200);
+    cr_assert_eq(a.status, status);
     th_resp_free(&a);
     cr_assert_eq(th_read_response(again, &b, 5000), 0);
-    cr_assert_eq(b.status, 200, "key %d: a repeat right after the answer got %d", i, b.status);
+    cr_assert_eq(b.status, status, "key %d: a repeat right after the answer got %d", i, b.status);
     replayed += th_header(&b, "idempotent-replayed") != NULL;
     th_resp_free(&b);
   }
   for (int i = 0; i < CONNS; i++) th_close(fd[i]);
-  cr_expect_eq(replayed, KEYS);
-  cr_expect_eq(fu_requests(u), KEYS);
+  return replayed;
+}
+
+/* The key's record is complete before the client has the answer's last byte: a repeat
+ * sent the moment the answer is in is replayed, never refused as still running. */
+Test(idempotency, a_repeat_right_after_the_answer_is_replayed, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_ECHO});
+  tp_t p;
+  start(&p, u, NULL);
+  cr_expect_eq(repeat_right_after(&p, 200), 400);
+  cr_expect_eq(fu_requests(u), 400);
+  cr_assert_eq(tp_stop(&p), 0);
+  fu_stop(u);
+}
+
+/* An answer that is not kept (a 5xx) frees its key before the client has its last byte
+ * too: the repeat runs again, never a 409 (a flake of the test below showed it did, when
+ * the key was only freed once the answer had been written). */
+Test(idempotency, a_repeat_right_after_an_answer_not_kept_runs_again, .timeout = 60) {
+  fu_t *u = fu_start(&(fu_opts_t){.mode = FU_RAW,
+                                  .raw = "HTTP/1.1 503 Service Unavailable\r\n"
+                                         "Content-Length: 4\r\n\r\nbusy"});
+  tp_t p;
+  start(&p, u, NULL);
+  cr_expect_eq(repeat_right_after(&p, 503), 0);
+  cr_expect_eq(fu_requests(u), 800);
   cr_assert_eq(tp_stop(&p), 0);
   fu_stop(u);
 }
