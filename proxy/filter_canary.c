@@ -19,7 +19,7 @@ static void on_end(px_req_t *r, void *state) {
   /* A 5xx, the upstream's or this sidecar's own (a failed try, a timeout), fails; so does
    * a request that got no answer at all. */
   int failed = r->status >= 500 || r->status == 0;
-  px_route_state_record(rt->rs, r->w->id, canary, failed, (px_now_ns() - r->start_ns) / 1000);
+  px_route_state_record(rt->rs, r->w->id, canary, failed, (r->end_ns - r->start_ns) / 1000);
 }
 
 const px_filter_t px_filter_canary = {.name = "canary", .state_size = 0, .wanted = wanted, .on_end = on_end};

@@ -126,10 +126,10 @@ void px_idem_stores_free(void) {
 
 /* ---- the filter --------------------------------------------------------------------- */
 
-/* A keyed request's part, on the heap: keyed requests are few, and this is large. */
+/* A keyed request's part, on the heap: keyed requests are few, and this is large. The
+ * key comes last, so that a block used again is cleared up to it (req_new). */
 typedef struct {
   px_idem_store_t *store;
-  char key[PX_IDEM_STORE_KEY_MAX];
   size_t keylen;
   uint64_t token;              /* ours: the request runs and its answer may be kept */
   const px_idem_record_t *rec; /* a kept answer, to compare the body with */
@@ -139,11 +139,61 @@ typedef struct {
   size_t max_bytes;
   px_buf_t answer; /* its header lines, then its body, as it goes to the client */
   size_t hlen;     /* where the body starts in it */
+  char key[PX_IDEM_STORE_KEY_MAX];
 } idem_req_t;
 
 typedef struct {
   idem_req_t *x;
 } idem_state_t;
+
+/* The blocks of keyed requests that ended, kept for the next ones on the same thread (a
+ * worker), their answer's room with them: a keyed request then costs no calloc, malloc
+ * and frees. A thread's spares go when it exits (the key's destructor). */
+#define IDEM_SPARES 64
+#define IDEM_ANSWER_KEEP 4096 /* bytes of answer room a spare keeps */
+static __thread idem_req_t *spares[IDEM_SPARES];
+static __thread int nspares, spares_owned;
+static pthread_key_t spares_key;
+static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
+static int spares_keyed; /* the key exists: without it, nothing is kept */
+
+static void spares_free(void *unused) {
+  (void)unused;
+  while (nspares > 0) {
+    idem_req_t *x = spares[--nspares];
+    px_buf_free(&x->answer);
+    free(x);
+  }
+}
+
+static void spares_key_make(void) { spares_keyed = pthread_key_create(&spares_key, spares_free) == 0; }
+
+static idem_req_t *req_new(void) {
+  if (nspares == 0) return px_calloc(1, sizeof(idem_req_t));
+  idem_req_t *x = spares[--nspares];
+  px_buf_t a = x->answer;
+  memset(x, 0, offsetof(idem_req_t, key));
+  x->answer = (px_buf_t){a.data, 0, a.cap};
+  return x;
+}
+
+static void req_put(idem_req_t *x) {
+  if (nspares == IDEM_SPARES || x->answer.cap > IDEM_ANSWER_KEEP) {
+    px_buf_free(&x->answer);
+    free(x);
+    return;
+  }
+  if (!spares_owned) { /* the thread's first: its exit must free them */
+    pthread_once(&spares_once, spares_key_make);
+    if (!spares_keyed || pthread_setspecific(spares_key, &spares_owned) != 0) {
+      px_buf_free(&x->answer);
+      free(x);
+      return;
+    }
+    spares_owned = 1;
+  }
+  spares[nspares++] = x;
+}
 
 static const px_idempotency_conf_t *conf_of(const px_req_t *r) {
   return &r->ws->snap->listeners[r->lidx].conf->idempotency;
@@ -154,8 +204,7 @@ static void req_free(idem_state_t *s) {
   if (!x) return;
   if (x->rec) px_idem_store_release(x->store, x->rec);
   px_sha256_discard(&x->body_hash);
-  px_buf_free(&x->answer);
-  free(x);
+  req_put(x);
   s->x = NULL;
 }
 
@@ -235,7 +284,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     px_idem_scope_authorization(px_head_value(h, (size_t)a), &scope);
   else
     px_idem_scope_none(&scope);
-  idem_req_t *x = px_calloc(1, sizeof(*x));
+  idem_req_t *x = req_new();
   s->x = x;
   px_listener_rt_t *lrt = &r->ws->snap->listeners[r->lidx];
   x->store = atomic_load_explicit(&lrt->idem_store, memory_order_acquire);
@@ -251,7 +300,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
 
   px_idem_begin_t out;
   px_str_t skey = {x->key, x->keylen};
-  switch (px_idem_store_begin(x->store, skey, x->fp.head, px_now_ms(), &out)) {
+  switch (px_idem_store_begin(x->store, skey, x->fp.head, uv_now(&r->w->loop), &out)) {
   case PX_IDEM_STORE_BEGUN:
     x->token = out.token;
     px_sha256_init(&x->body_hash);
@@ -320,7 +369,7 @@ static void complete(px_req_t *r, idem_req_t *x) {
   px_sha256_final(&x->body_hash, x->fp.body);
   int rc = px_idem_store_complete(
       x->store, skey, x->token, &x->fp, x->status, (px_str_t){x->answer.data, x->hlen},
-      (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, px_now_ms());
+      (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, uv_now(&r->w->loop));
   if (rc < 0) px_debug("idempotency: the answer for a key was not kept: %s", px_strerror(rc));
   x->token = 0;
 }

@@ -17,6 +17,9 @@ typedef struct {
 
 static px_req_t *req_of(px_conn_t *c) { return &((px_pconn_t *)c->data)->r; }
 
+/* The room a request's body copy (for a resend) keeps for the connection's next one. */
+#define PX_REQ_BODY_KEEP 1024
+
 /* ---- the filter chain -------------------------------------------------------------- */
 
 /* The canary's record first (it only has an end hook, which sees every answer). Fault
@@ -82,8 +85,8 @@ static void breaker_report(px_req_t *r, int failure) {
   px_endpoint_state_t *e = c->eps[r->t.ep].st;
   px_breaker_room_t room = {c->st, (int)c->neps, c->conf->breaker.max_open_percent};
   px_breaker_transition_t tr;
-  px_breaker_report(&e->breaker, px_now_ms(), failure ? PX_BREAKER_FAILURE : PX_BREAKER_SUCCESS, r->bk_probe,
-                    px_breaker_room, &room, &tr);
+  px_breaker_report(&e->breaker, uv_now(&r->w->loop), failure ? PX_BREAKER_FAILURE : PX_BREAKER_SUCCESS,
+                    r->bk_probe, px_breaker_room, &room, &tr);
   px_endpoint_breaker_noted(c->st, e, c->conf->name, &tr);
 }
 
@@ -101,6 +104,7 @@ static void breaker_forget(px_req_t *r) {
 static void req_end(px_req_t *r) {
   if (!r->active || r->ended) return;
   r->ended = 1;
+  r->end_ns = px_now_ns();
   if (r->route)
     for (size_t i = NFILTERS; i-- > 0;)
       if (ON(r, i) && chain[i]->on_end) chain[i]->on_end(r, fstate(r, i));
@@ -109,8 +113,10 @@ static void req_end(px_req_t *r) {
   px_try_end(&r->t, 1);
   if (r->status) /* an answer went out (one the client abandoned is not counted) */
     px_metrics_request(&r->w->metrics, lrt(r)->metric_slot, r->route ? r->route->metric_slot : -1,
-                       r->route ? r->cluster->metric_slot : -1, r->status, px_now_ns() - r->start_ns);
-  px_buf_free(&r->body);
+                       r->route ? r->cluster->metric_slot : -1, r->status, r->end_ns - r->start_ns);
+  /* A small body's copy keeps its room for the connection's next request (freed with
+   * the connection): a keyed POST's resend copy is then no malloc and free a request. */
+  if (r->body.cap > PX_REQ_BODY_KEEP) px_buf_free(&r->body);
   r->active = 0;
 }
 
@@ -295,7 +301,7 @@ void px_req_retry(px_req_t *r, int other) {
   int probe;
   int pick =
       px_cluster_pick(r->cluster, r->w->id, other && r->route->conf->retry.other_endpoint ? r->tried : 0,
-                      r->lb_hash, r->lb_keyed, &probe);
+                      r->lb_hash, r->lb_keyed, uv_now(&r->w->loop), &probe);
   if (pick == -2) {
     px_req_fail(r, PX_ERR_NO_ENDPOINT, "no endpoint of the cluster passes its health check", NULL);
     return;

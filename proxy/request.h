@@ -54,7 +54,7 @@ struct px_req_s {
   px_try_t t;
   /* its life */
   int active, ended, resp_started, resp_done, status;
-  uint64_t start_ns;
+  uint64_t start_ns, end_ns; /* monotonic: its head complete; its end hook (px_now_ns) */
   /* what it leaves for operators (telemetry.c) */
   px_trace_ctx_t *trace; /* its trace context; allocated on the connection's first traced request */
   int traced, tel_err;   /* tel_err: the sidecar's own answer's px_errkind_t + 1 */

@@ -212,7 +212,8 @@ static int lb_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, in
   return px_lb_pick(c->lb, &in);
 }
 
-int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, int *probe) {
+int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, uint64_t now,
+                    int *probe) {
   *probe = 0;
   unsigned *rr = &c->per_worker[wid].rr;
   /* The usual case in one step: a first try, round robin (what px_lb_pick gives for it),
@@ -221,7 +222,6 @@ int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, i
        !c->conf->has_health_check && !c->weighted) ||
       PX_UNLIKELY(c->lb == NULL))
     return (int)((*rr)++ % c->neps);
-  uint64_t now = px_now_ms();
   uint64_t refused = 0; /* by their breakers, at admission */
   for (size_t tries = 0; tries <= c->neps; tries++) {
     int i = lb_pick(c, wid, exclude | refused, hash, has_hash, now);

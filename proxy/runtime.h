@@ -124,16 +124,14 @@ px_listener_rt_t *px_snapshot_listener(px_snapshot_t *s, const char *name);
 px_cluster_t *px_route_pick(px_snapshot_t *s, int wid, const px_route_rt_t *rt, px_canary_force_t force,
                             int has_key, uint64_t key_hash, double r);
 
-/* Round-robin choice of an endpoint index for worker `wid`, skipping those in
- * `exclude` (a bitmask over the first 64 endpoints, for retries that prefer an
- * endpoint not tried yet) when another one exists. */
 /* The endpoint for a request: by the cluster's balancer, from worker `wid`'s turn (round
  * robin), keyed by `hash` when `has_hash` (ring hash, Maglev), avoiding the endpoints in
  * `exclude` (a bit each for the first 64: those already tried) while another is left,
- * and those unhealthy or whose circuit breaker is open. -1 when every breaker refuses,
- * -2 when no endpoint is healthy. `probe` says
- * the try is a half-open breaker's probe: its outcome must be reported, or its slot
- * released. */
-int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, int *probe);
+ * and those unhealthy or whose circuit breaker is open at `now` (monotonic ms; the data
+ * path passes its loop's time, read once a loop turn). -1 when every breaker refuses,
+ * -2 when no endpoint is healthy. `probe` says the try is a half-open breaker's probe:
+ * its outcome must be reported, or its slot released. */
+int px_cluster_pick(px_cluster_t *c, int wid, uint64_t exclude, uint64_t hash, int has_hash, uint64_t now,
+                    int *probe);
 
 #endif

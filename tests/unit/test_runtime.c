@@ -245,10 +245,10 @@ Test(runtime, round_robin_visits_every_endpoint_evenly) {
   px_cluster_t *a = cluster("a");
   for (int w = 0; w < 2; w++) {
     int seen[3] = {0};
-    size_t prev = px_cluster_pick(a, w, 0, 0, 0, &probe);
+    size_t prev = px_cluster_pick(a, w, 0, 0, 0, px_now_ms(), &probe);
     seen[prev]++;
     for (int i = 1; i < 3000; i++) {
-      size_t e = px_cluster_pick(a, w, 0, 0, 0, &probe);
+      size_t e = px_cluster_pick(a, w, 0, 0, 0, px_now_ms(), &probe);
       cr_assert(e < 3);
       cr_assert_eq(e, (prev + 1) % 3, "worker %d: %zu after %zu", w, e, prev);
       seen[e]++;
@@ -263,8 +263,8 @@ Test(runtime, workers_round_robin_independently) {
   size_t w0[6], w1[6];
   /* Interleaving the workers' picks does not change either one's sequence. */
   for (int i = 0; i < 6; i++) {
-    w0[i] = px_cluster_pick(a, 0, 0, 0, 0, &probe);
-    w1[i] = px_cluster_pick(a, 1, 0, 0, 0, &probe);
+    w0[i] = px_cluster_pick(a, 0, 0, 0, 0, px_now_ms(), &probe);
+    w1[i] = px_cluster_pick(a, 1, 0, 0, 0, px_now_ms(), &probe);
   }
   for (int i = 1; i < 6; i++) {
     cr_expect_eq(w0[i], (w0[i - 1] + 1) % 3);
@@ -276,17 +276,17 @@ Test(runtime, workers_round_robin_independently) {
 Test(runtime, exclude_skips_tried_endpoints) {
   px_cluster_t *a = cluster("a");
   for (int i = 0; i < 30; i++) {
-    cr_assert_eq(px_cluster_pick(a, 0, 1u << 0 | 1u << 1, 0, 0, &probe), 2);
-    cr_assert_eq(px_cluster_pick(a, 1, 1u << 2 | 1u << 0, 0, 0, &probe), 1);
-    size_t e = px_cluster_pick(a, 0, 1u << 1, 0, 0, &probe);
+    cr_assert_eq(px_cluster_pick(a, 0, 1u << 0 | 1u << 1, 0, 0, px_now_ms(), &probe), 2);
+    cr_assert_eq(px_cluster_pick(a, 1, 1u << 2 | 1u << 0, 0, 0, px_now_ms(), &probe), 1);
+    size_t e = px_cluster_pick(a, 0, 1u << 1, 0, 0, px_now_ms(), &probe);
     cr_assert(e == 0 || e == 2, "excluded endpoint 1 picked");
   }
   /* A retry after endpoint e failed never goes back to e while others remain. */
   for (int i = 0; i < 30; i++) {
-    size_t first = px_cluster_pick(a, 1, 0, 0, 0, &probe);
-    size_t second = px_cluster_pick(a, 1, 1ull << first, 0, 0, &probe);
+    size_t first = px_cluster_pick(a, 1, 0, 0, 0, px_now_ms(), &probe);
+    size_t second = px_cluster_pick(a, 1, 1ull << first, 0, 0, px_now_ms(), &probe);
     cr_assert_neq(first, second);
-    size_t third = px_cluster_pick(a, 1, 1ull << first | 1ull << second, 0, 0, &probe);
+    size_t third = px_cluster_pick(a, 1, 1ull << first | 1ull << second, 0, 0, px_now_ms(), &probe);
     cr_assert(third != first && third != second);
   }
 }
@@ -294,9 +294,9 @@ Test(runtime, exclude_skips_tried_endpoints) {
 Test(runtime, all_excluded_still_returns_one) {
   px_cluster_t *a = cluster("a"), *b = cluster("b");
   for (int i = 0; i < 10; i++) {
-    cr_assert(px_cluster_pick(a, 0, 0x7, 0, 0, &probe) < 3);
-    cr_assert(px_cluster_pick(a, 1, ~0ull, 0, 0, &probe) < 3);
-    cr_assert_eq(px_cluster_pick(b, 0, 0x1, 0, 0, &probe), 0, "the only endpoint, though tried");
+    cr_assert(px_cluster_pick(a, 0, 0x7, 0, 0, px_now_ms(), &probe) < 3);
+    cr_assert(px_cluster_pick(a, 1, ~0ull, 0, 0, px_now_ms(), &probe) < 3);
+    cr_assert_eq(px_cluster_pick(b, 0, 0x1, 0, 0, px_now_ms(), &probe), 0, "the only endpoint, though tried");
   }
 }
 
@@ -448,7 +448,7 @@ Test(runtime, a_discovered_cluster_takes_the_registry_endpoints_with_their_weigh
   int n[2] = {0};
   for (int i = 0; i < 400; i++) {
     int is_probe;
-    int e = px_cluster_pick(d, 0, 0, 0, 0, &is_probe);
+    int e = px_cluster_pick(d, 0, 0, 0, 0, px_now_ms(), &is_probe);
     cr_assert(e == 0 || e == 1);
     n[e]++;
   }
@@ -516,7 +516,8 @@ Test(runtime, a_discovered_ring_moves_only_the_keys_a_new_endpoint_takes) {
     int n = snprintf(key, sizeof(key), "/links/%d", k);
     uint64_t h = px_lb_hash(key, (size_t)n);
     int is_probe;
-    int ea = px_cluster_pick(ca, 0, 0, h, 1, &is_probe), eb = px_cluster_pick(cb, 0, 0, h, 1, &is_probe);
+    int ea = px_cluster_pick(ca, 0, 0, h, 1, px_now_ms(), &is_probe),
+        eb = px_cluster_pick(cb, 0, 0, h, 1, px_now_ms(), &is_probe);
     cr_assert(ea >= 0 && eb >= 0);
     if (strcmp(ca->eps[ea].name, cb->eps[eb].name) != 0) {
       moved++;
