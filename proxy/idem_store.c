@@ -130,6 +130,11 @@ typedef struct {
   px_idem_store_t base;
   shard_t *shards;
   unsigned nshards;
+  /* Read-only once made, so that the prefetch hint finds a key's table slot and an
+   * in-flight entry's place without loading its shard (a miss of its own): every shard's
+   * table has the same size, one after another; and each shard's first pool chunk. */
+  uint32_t mask;
+  _Atomic(infl_t *) *chunk0;
   char *rings, *tables; /* every shard's ring and table, in two regions */
   size_t rings_len, tables_len;
   uint64_t seed; /* so that keys colliding on purpose cannot be worked out in advance */
@@ -235,8 +240,9 @@ static void slot_delete(shard_t *sh, size_t i) {
 
 /* ---- the in-flight pool ------------------------------------------------------------- */
 
-/* A free pool entry's index, or -1 when a new chunk cannot be had. Under the lock. */
-static int64_t pool_take(shard_t *sh) {
+/* A free pool entry's index, or -1 when a new chunk cannot be had. Under the lock. A new
+ * first chunk is published in *chunk0 too. */
+static int64_t pool_take(shard_t *sh, _Atomic(infl_t *) *chunk0) {
   if (!sh->pool_free) {
     unsigned k = sh->pool_chunks;
     if (k == POOL_CHUNKS) return -1;
@@ -247,6 +253,7 @@ static int64_t pool_take(shard_t *sh) {
       c[i].next_free = i + 1 < n ? base + i + 2 : 0;
     }
     atomic_store_explicit(&sh->pool[k], c, memory_order_release);
+    if (k == 0) atomic_store_explicit(chunk0, c, memory_order_release);
     sh->pool_chunks = k + 1;
     sh->pool_free = base + 1;
   }
@@ -483,7 +490,7 @@ static px_idem_store_rc_t mem_begin(px_idem_store_t *s, px_str_t key, const uint
   px_idem_store_rc_t rc = existing(sh, find(sh, h, key), now_ms, out);
   int64_t idx = -1;
   if (rc == PX_IDEM_STORE_ABSENT) {
-    if (make_room(sh, 1, key.n, now_ms) != 0 || (idx = pool_take(sh)) < 0) {
+    if (make_room(sh, 1, key.n, now_ms) != 0 || (idx = pool_take(sh, &m->chunk0[sh - m->shards])) < 0) {
       bump(&sh->c_full);
       rc = PX_IDEM_STORE_FULL;
     } else {
@@ -583,11 +590,14 @@ static px_idem_store_rc_t mem_lookup(px_idem_store_t *s, px_str_t key, uint64_t 
 static void mem_prefetch(px_idem_store_t *s, px_str_t key, uint64_t token) {
   mem_t *m = (mem_t *)s;
   uint64_t h = key_hash(m, key);
-  shard_t *sh = shard_of(m, h);
-  __builtin_prefetch(sh, 1);
-  __builtin_prefetch(&sh->slots[tag_of(h) & sh->mask], 1);
-  const infl_t *f = token ? infl_find(sh, (uint32_t)(token & TOKEN_IDX_MASK)) : NULL;
-  if (f) __builtin_prefetch(f, 1);
+  unsigned i = (uint32_t)(h >> 32) % m->nshards;
+  __builtin_prefetch(&m->shards[i], 1);
+  __builtin_prefetch((slot_t *)(void *)m->tables + ((size_t)i * (m->mask + 1) + (tag_of(h) & m->mask)), 1);
+  uint32_t idx = (uint32_t)(token & TOKEN_IDX_MASK);
+  if (token && idx < INFL_CHUNK) {
+    const infl_t *c = atomic_load_explicit(&m->chunk0[i], memory_order_relaxed);
+    if (c) __builtin_prefetch(c + idx, 1);
+  }
 }
 
 static void mem_release(px_idem_store_t *s, const px_idem_record_t *rec) {
@@ -653,6 +663,7 @@ static void mem_destroy(px_idem_store_t *s) {
   }
   region_free(m->rings, m->rings_len);
   region_free(m->tables, m->tables_len);
+  free(m->chunk0);
   free(m->shards);
   free(m);
 }
@@ -678,6 +689,12 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
   m->nshards = nshards;
   m->seed = px_rand64();
   m->shards = px_calloc(nshards, sizeof(shard_t));
+  m->chunk0 = px_calloc(nshards, sizeof(*m->chunk0));
+  for (unsigned i = 0; i < nshards; i++) atomic_init(&m->chunk0[i], NULL);
+  /* One table size for all, twice the largest shard's entries (a power of two). */
+  size_t ns = 16;
+  while (ns < 2 * (max_entries / nshards + (max_entries % nshards != 0))) ns <<= 1;
+  m->mask = (uint32_t)(ns - 1);
   size_t rings = 0, tables = 0;
   for (unsigned i = 0; i < nshards; i++) {
     shard_t *sh = &m->shards[i];
@@ -690,9 +707,7 @@ px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, uns
         align8(sh->max_bytes + sh->max_n * rec_max + (sh->max_bytes + sh->max_n * rec_max) / 8 + rec_max);
     if (sh->cap > (size_t)1 << 34) sh->cap = (size_t)1 << 34; /* what a 32-bit reference reaches */
     sh->lim = sh->cap < RING_START ? sh->cap : RING_START;
-    size_t ns = 16;
-    while (ns < 2 * sh->max_n) ns <<= 1;
-    sh->mask = ns - 1;
+    sh->mask = m->mask;
     rings += sh->cap;
     tables += ns * sizeof(slot_t);
   }
