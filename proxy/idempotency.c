@@ -3,7 +3,6 @@
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init and friends: see below */
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,26 +121,12 @@ void px_idem_scope_identity(px_str_t identity, px_idem_scope_t *s) {
   px_sha256_final(&h, s->b);
 }
 
-static char hex_pairs[256][2];
-
-static void hex_pairs_init(void) {
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 256; i++) {
-    hex_pairs[i][0] = hex[i >> 4];
-    hex_pairs[i][1] = hex[i & 15];
-  }
-}
-
 size_t px_idem_store_key(const px_idem_scope_t *s, const char *key, size_t keylen,
                          char out[PX_IDEM_STORE_KEY_MAX]) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, hex_pairs_init); /* a byte's two digits: one copy a byte */
-  size_t n = 0;
-  for (size_t i = 0; i < sizeof(s->b); i++, n += 2) memcpy(out + n, hex_pairs[s->b[i]], 2);
-  out[n++] = ':';
+  memcpy(out, s->b, sizeof(s->b));
   keylen = PX_MIN(keylen, (size_t)PX_IDEM_KEY_MAX);
-  memcpy(out + n, key, keylen);
-  return n + keylen;
+  memcpy(out + sizeof(s->b), key, keylen);
+  return sizeof(s->b) + keylen;
 }
 
 /* ---- the decisions ------------------------------------------------------ */
