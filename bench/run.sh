@@ -222,7 +222,7 @@ else
   PIN_NOTE="not pinned (PIN=0 or fewer than 2 CPUs)"
 fi
 log "cpu: $PIN_NOTE"
-log "runs: cases=[$CASES] duration=${DUR}s warmup=${WARM}s reps=$REPS wrk -t$WRK_THREADS, interleaved per repetition"
+log "runs: cases=[$CASES] duration=${DUR}s warmup=${WARM}s reps=$REPS wrk -t$WRK_THREADS, interleaved per repetition (even ones backwards)"
 
 # ---------------------------------------------------------------- the matrix
 RES="$OUT/results.tsv"; SKIPS="$OUT/skips.tsv"
@@ -257,7 +257,11 @@ local rep c t
 for rep in $(seq "$REPS"); do
   for c in "$@"; do
     case_def "$c"
-    for t in $C_TARGETS; do
+    # Odd repetitions run a case's targets in order, even ones backwards (A B, B A, ...),
+    # so that a host that speeds up or slows down over a repetition favours none.
+    order=$C_TARGETS
+    [ $((rep % 2)) = 0 ] && order=$(printf '%s\n' $C_TARGETS | tac | tr '\n' ' ')
+    for t in $order; do
       target_def "$c" "$t"
       key="$c/$t"
       [ -n "${SKIPPED[$key]:-}" ] && continue

@@ -130,6 +130,20 @@ verdict() {
 }
 field() { row "$1" "$2" | cut -f"$3"; }
 ratio_of() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b }'; return 0; }
+# paired CASE A B -> the median over repetitions of A's req/s over B's in the same
+# repetition (runs next to each other), or nothing when no repetition has both. On a
+# host whose speed drifts over minutes this reads a ratio better than the medians' ratio.
+paired() {
+  awk -F'\t' -v c="$1" -v a="$2" -v b="$3" '
+    NR > 1 && $2 == c && $4 > 0 { if ($3 == a) ra[$1] = $4; if ($3 == b) rb[$1] = $4 }
+    END {
+      n = 0
+      for (k in ra) if (k in rb) x[++n] = ra[k] / rb[k]
+      if (n == 0) exit
+      for (i = 2; i <= n; i++) { v = x[i]; for (j = i - 1; j >= 1 && x[j] > v; j--) x[j + 1] = x[j]; x[j + 1] = v }
+      printf "%.3f", n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+    }' "$RES"
+}
 
 targets_table() {
   local x c r p99o p99b podo podb feat off ratio sh ng idle best
@@ -149,20 +163,15 @@ targets_table() {
   echo "| capped50: Outrigger ≥ 1.0× the best peer's req/s (${best:-–}; the proxy, held to half a core, is the bottleneck) | ${x:-–} | $(verdict "$x" '>=' 1.0) |"
   idle=${SVC_IDLE[outrigger]:-}
   echo "| Outrigger idle RSS ≤ 10 MiB | $( [ -n "$idle" ] && mib "$idle" || echo –) MiB | $(verdict "$idle" '<=' 10240) |"
-  feat=$(field features outrigger-features 4); off=$(field features outrigger 4)
-  ratio=$(ratio_of "$feat" "$off")
+  ratio=$(paired features outrigger-features outrigger)
   echo "| Features on ≥ 0.95× features off req/s (GET: the retry policy, the split) | ${ratio:-–} | $(verdict "$ratio" '>=' 0.95) |"
-  feat=$(field postkey outrigger-features 4); off=$(field postkey outrigger 4)
-  ratio=$(ratio_of "$feat" "$off")
+  ratio=$(paired postkey outrigger-features outrigger)
   echo "| Keyed POSTs: features on ≥ 0.95× features off req/s (inbound idempotency, retry) | ${ratio:-–} | $(verdict "$ratio" '>=' 0.95) |"
-  feat=$(field sticky outrigger-sticky 4); off=$(field sticky outrigger 4)
-  ratio=$(ratio_of "$feat" "$off")
+  ratio=$(paired sticky outrigger-sticky outrigger)
   echo "| A sticky canary split ≥ 0.97× a plain \`cluster:\` route's req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.97) |"
-  feat=$(field tracing outrigger-tracing 4); off=$(field tracing outrigger 4)
-  ratio=$(ratio_of "$feat" "$off")
+  ratio=$(paired tracing outrigger-tracing outrigger)
   echo "| Tracing (sample_rate 1.0, spans exported) and the access log on ≥ 0.90× both off req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.90) |"
-  feat=$(field discovery outrigger-discovered 4); off=$(field discovery outrigger 4)
-  ratio=$(ratio_of "$feat" "$off")
+  ratio=$(paired discovery outrigger-discovered outrigger)
   echo "| A cluster discovered in etcd ≥ 0.97× the same cluster listed in the file, req/s | ${ratio:-–} | $(verdict "$ratio" '>=' 0.97) |"
   sh=$(field redirect shortener 4); ng=$(field redirect nginx-302 4)
   ratio=$(ratio_of "$sh" "$ng")
@@ -298,7 +307,7 @@ write_report() {
     echo "- machine: $NPROC CPUs (\`nproc\`), ${cpu:-unknown CPU}; kernel $kernel"
     echo "- commit: $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT_DIR" diff --quiet HEAD 2>/dev/null || echo ' (working tree has uncommitted changes)')"
     echo "- tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | sed 's/.*: //'); $(h2o --version 2>/dev/null | head -1)"
-    echo "- runs: ${DUR} s each (after a ${WARM} s warm-up), $REPS repetition(s), interleaved (every target of every case once per repetition), \`wrk -t$WRK_THREADS --timeout 5s\`; medians over repetitions, req/s spread as min–max"
+    echo "- runs: ${DUR} s each (after a ${WARM} s warm-up), $REPS repetition(s), interleaved (every target of every case once per repetition, backwards in even ones), \`wrk -t$WRK_THREADS --timeout 5s\`; medians over repetitions, req/s spread as min–max"
     echo "- cores: $PIN_NOTE"
     [ "$QUICK" = 1 ] && echo "- **QUICK=1 smoke run: numbers are not meaningful as a benchmark**"
     echo
@@ -329,6 +338,8 @@ write_report() {
     echo "## Targets"
     echo
     targets_table
+    echo
+    echo "The ratios of one configuration to another (features, keyed POSTs, sticky, tracing, discovery) are the median over repetitions of each repetition's ratio: the two runs of a pair are next to each other, in alternating order, so a host whose speed drifts over minutes moves both. The req/s columns above are each target's own median."
     echo
     if [ -n "${PLOT_LINKS:-}" ]; then echo "## Plots"; echo; printf '%s' "$PLOT_LINKS"; fi
     if [ -s "$SKIPS" ]; then
