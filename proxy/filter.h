@@ -33,7 +33,9 @@ typedef struct px_filter_s {
   /* A try failed before an answer was committed (`stale`: a pooled connection the
    * upstream closed unanswered). GO lets the failure reach the client (as `kind`). */
   px_filter_rc_t (*on_try_failed)(px_req_t *r, void *state, px_errkind_t kind, int stale);
-  /* A response head is held: GO passes it on to the client. */
+  /* A response head is held: GO passes it on to the client. A filter that keeps the
+   * answer may set r->keep_head to a buffer: as the head is written for the client, its
+   * end-to-end header lines go there too (px_resp_rewrite_t.keep). */
   px_filter_rc_t (*on_response_head)(px_req_t *r, void *state);
   /* The upstream's whole answer is queued for the client, its last bytes not yet
    * written: what must hold before the client can have the answer (and act on it)

@@ -136,6 +136,8 @@ typedef struct {
   px_idem_fp_t fp;
   px_sha256_t body_hash;
   int status, storable;
+  int head_pending;   /* its header lines go into `answer` as the answer is committed */
+  uint64_t announced; /* the answer's Content-Length, or 0 */
   size_t max_bytes;
   px_buf_t answer; /* its header lines, then its body, as it goes to the client */
   size_t hlen;     /* where the body starts in it */
@@ -341,20 +343,34 @@ static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
   const px_head_t *h = px_try_head(&r->t);
   px_idem_store_prefetch(x->store, (px_str_t){x->key, x->keylen}, x->token); /* for complete */
   x->status = h->status;
-  x->answer.len = 0;
-  px_buf_reserve(&x->answer, 512);
-  px_http1_end_to_end_headers(h, &x->answer); /* the replay frames itself */
-  x->hlen = x->answer.len;
-  x->storable = px_idem_response_storable(
-      x->status, x->hlen, h->content_length > 0 ? (uint64_t)h->content_length : 0, x->max_bytes);
-  if (x->storable) r->tap_response = r->t.tap = 1;
+  x->answer.len = x->hlen = 0;
+  x->announced = h->content_length > 0 ? (uint64_t)h->content_length : 0;
+  x->storable = px_idem_response_storable(x->status, 0, x->announced, x->max_bytes);
+  x->head_pending = x->storable;
+  if (x->storable) {
+    /* The replay frames itself: what is kept are the end-to-end header lines, which the
+     * answer's head for the client writes here too (px_resp_rewrite_t.keep). */
+    px_buf_reserve(&x->answer, 512);
+    r->keep_head = &x->answer;
+    r->tap_response = r->t.tap = 1;
+  }
   return PX_FILTER_GO;
+}
+
+/* Once the answer is committed, its kept header lines are whole: the body starts there. */
+static void head_in(idem_req_t *x) {
+  if (!x->head_pending) return;
+  x->head_pending = 0;
+  x->hlen = x->answer.len;
+  if (!px_idem_response_storable(x->status, x->hlen, x->announced, x->max_bytes)) x->storable = 0;
 }
 
 static void on_response_body(px_req_t *r, void *state, px_str_t run) {
   (void)r;
   idem_req_t *x = ((idem_state_t *)state)->x;
   if (!x || !x->storable) return;
+  head_in(x);
+  if (!x->storable) return;
   if (!px_idem_response_storable(x->status, x->hlen, x->answer.len - x->hlen + run.n, x->max_bytes)) {
     x->storable = 0; /* too large to keep after all */
     return;
@@ -379,6 +395,7 @@ static void complete(px_req_t *r, idem_req_t *x) {
  * freed. */
 static void finish(px_req_t *r, idem_req_t *x, int resp_done) {
   if (!x->token) return;
+  head_in(x);
   if (x->storable && resp_done && r->c->body_done) {
     complete(r, x);
   } else {

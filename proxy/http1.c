@@ -702,10 +702,13 @@ px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewr
        * what a GET would get); never on a 204 (RFC 9110 §8.6). */
       if (mode != PX_BODY_LENGTH && mode != PX_BODY_NONE) continue;
       if (resp->status == 204) continue;
-      break;
+      append_header(out, px_head_name(resp, i), px_head_value(resp, i));
+      continue;
     default: break;
     }
+    size_t at = out->len;
     append_header(out, px_head_name(resp, i), px_head_value(resp, i));
+    if (rw->keep) px_buf_append(rw->keep, out->data + at, out->len - at);
   }
   if (mode == PX_BODY_CHUNKED) px_buf_append_cstr(out, "transfer-encoding: chunked\r\n");
   px_buf_append_cstr(out, "x-outrigger-attempts: ");

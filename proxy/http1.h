@@ -150,10 +150,8 @@ int px_http1_absolute_target(px_str_t target, px_str_t *authority, px_str_t *ori
  * header the Connection header names: these are never forwarded as they came. */
 int px_http1_is_hop_by_hop(px_str_t name);
 
-/* Appends a response's end-to-end header lines ("name: value\r\n"): what reaches the
- * client, less the framing (Content-Length, Transfer-Encoding), the hop-by-hop headers
- * (those its Connection header names included) and this hop's own x-outrigger-*. For an
- * answer kept to be sent again with framing of its own (inbound idempotency). */
+/* Appends a response's end-to-end header lines, as px_resp_rewrite_t.keep gets them,
+ * for an answer that is not written for the client (px_req_drop). */
 void px_http1_end_to_end_headers(const px_head_t *resp, px_buf_t *out);
 
 /* Fills `id` (37 bytes with NUL) with a random UUIDv4. */
@@ -200,6 +198,12 @@ typedef struct {
   int close;           /* the client connection closes after this response */
   int attempts;        /* x-outrigger-attempts */
   const char *cluster; /* x-outrigger-upstream */
+  /* NULL, or a buffer the response's end-to-end header lines ("name: value\r\n") are
+   * appended to as well: what reaches the client, less the framing (Content-Length,
+   * Transfer-Encoding), the hop-by-hop headers (those its Connection header names
+   * included) and this hop's own x-outrigger-*. For an answer kept to be sent again with
+   * framing of its own (inbound idempotency), without classifying the head twice. */
+  px_buf_t *keep;
 } px_resp_rewrite_t;
 
 /* How an upstream frames a response body (RFC 9112 §6.3): none after HEAD and for 1xx,

@@ -188,6 +188,7 @@ static void on_try_head(px_try_t *t) {
   px_conn_t *c = r->c;
   px_tel_try_outcome(r, px_try_head(t)->status, 0);
   if (PX_UNLIKELY(r->bk_pending)) breaker_report(r, px_try_head(t)->status >= 500);
+  r->keep_head = NULL;
   for (size_t i = NFILTERS; i-- > 0;)
     if (ON(r, i) && chain[i]->on_response_head &&
         chain[i]->on_response_head(r, fstate(r, i)) == PX_FILTER_STOP)
@@ -200,7 +201,9 @@ static void on_try_head(px_try_t *t) {
                           .request_is_head = r->is_head,
                           .close = c->close_after,
                           .attempts = r->attempt,
-                          .cluster = r->cluster->conf->name};
+                          .cluster = r->cluster->conf->name,
+                          .keep = r->keep_head};
+  r->keep_head = NULL;
   r->resp_started = 1;
   r->status = px_try_head(t)->status;
   px_conn_deadline(c, PX_DL_TRY, 0); /* answered: only the route's timeout applies now */
@@ -285,6 +288,9 @@ static void on_try_broken(px_try_t *t, px_errkind_t kind, const char *detail) {
 
 void px_req_drop(px_req_t *r) {
   r->dropping = 1;
+  /* No head is written for the client: a filter that keeps the answer gets its lines here. */
+  if (r->keep_head) px_http1_end_to_end_headers(px_try_head(&r->t), r->keep_head);
+  r->keep_head = NULL;
   px_conn_deadline(r->c, PX_DL_TRY, 0);
   px_try_drain(&r->t, r->is_head); /* may end the request: nothing of r is touched after it */
 }

@@ -48,6 +48,7 @@ struct px_req_s {
   size_t fnext;               /* the filter on_request runs next (one paused, px_req_pause) */
   int dropping;               /* its answer is read and dropped, its client reset (px_req_drop) */
   int tap_body, tap_response; /* filters' body taps wanted (filter.h) */
+  px_buf_t *keep_head;        /* set by on_response_head: px_resp_rewrite_t.keep */
   int absorbing;              /* its body is read here, not sent (px_req_absorb_body) */
   unsigned filters;           /* the filters its route wants, a bit each (request.c) */
   px_str_t authority, origin; /* an absolute-form target's parts (px_http1_absolute_target) */

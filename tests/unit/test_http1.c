@@ -749,6 +749,48 @@ Test(build_response, hop_by_hop_removed) {
   px_buf_free(&out);
 }
 
+/* What inbound idempotency keeps of an answer, written beside the client's head: only
+ * the end-to-end lines, exactly as sent, for a replay that frames itself. */
+Test(build_response, keep_gets_the_end_to_end_lines) {
+  thead_t t;
+  resp_init(&t, 201, 2, 0);
+  hadd(&t, "Content-Type", "text/plain");
+  hadd(&t, "Content-Length", "2");
+  hadd(&t, "Connection", "X-Internal");
+  hadd(&t, "x-internal", "secret");
+  hadd(&t, "Transfer-Encoding", "identity");
+  hadd(&t, "X-Outrigger-Attempts", "9");
+  hadd(&t, "Location", "/x/1");
+  hadd(&t, "Set-Cookie", "a=1");
+  hadd(&t, "Set-Cookie", "b=2");
+  px_buf_t out = {0}, keep = {0};
+  px_resp_rewrite_t rw = rrw_default;
+  rw.keep = &keep;
+  cr_expect_eq(px_http1_build_response(&t.m, &rw, &out), PX_BODY_LENGTH);
+  cr_expect_str_eq(cstr(&keep),
+                   "Content-Type: text/plain\r\nLocation: /x/1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n");
+  const char *s = cstr(&out);
+  static const char *lines[] = {"Content-Type: text/plain\r\n", "Location: /x/1\r\n", "Set-Cookie: a=1\r\n",
+                                "Set-Cookie: b=2\r\n"};
+  for (size_t i = 0; i < PX_ARRAY_SIZE(lines); i++)
+    cr_expect(strstr(s, lines[i]) != NULL, "the client gets the same line %s:\n%s", lines[i], s);
+  cr_expect_eq(hcount(s, "content-length"), 1, "the client's head is unchanged: %s", s);
+
+  /* What px_http1_end_to_end_headers writes for an answer the client never gets. */
+  px_buf_t e2e = {0};
+  px_http1_end_to_end_headers(&t.m, &e2e);
+  cr_expect_str_eq(cstr(&e2e), cstr(&keep));
+  px_buf_free(&e2e);
+  /* Without `keep`, the same head. */
+  px_buf_t again = {0};
+  rw.keep = NULL;
+  px_http1_build_response(&t.m, &rw, &again);
+  cr_expect_str_eq(cstr(&again), s);
+  px_buf_free(&out);
+  px_buf_free(&keep);
+  px_buf_free(&again);
+}
+
 Test(build_response, own_headers_replace_the_upstreams) {
   thead_t t;
   resp_init(&t, 502, 0, 0);

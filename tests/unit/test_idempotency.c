@@ -171,6 +171,26 @@ Test(idem_key, bytes_a_token_cannot_hold) {
   expect_invalid_n("a\0b", 3);
 }
 
+/* Every byte value, alone and inside a token, against RFC 9110's tchar list (plus ':'
+ * and '/') as written there. */
+Test(idem_key, every_byte_in_a_token) {
+  static const char allowed[] = "!#$%&'*+-.^_`|~:/0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  for (int c = 0; c < 256; c++) {
+    int ok = c != 0 && memchr(allowed, c, sizeof(allowed) - 1) != NULL;
+    int ws = c == ' ' || c == '\t';
+    char v[4] = {'a', (char)c, 'z', '\0'};
+    char out[PX_IDEM_KEY_MAX + 1];
+    size_t n = 0;
+    cr_expect_eq(px_idem_key_parse((px_str_t){v, 3}, out, &n, NULL),
+                 ok ? PX_IDEM_KEY_OK : PX_IDEM_KEY_INVALID, "byte 0x%02x inside a token", c);
+    if (ok) cr_expect(n == 3 && memcmp(out, v, 3) == 0, "byte 0x%02x: the key is not the token", c);
+    if (ws || c == '"') continue; /* alone, it is whitespace or opens a string */
+    cr_expect_eq(px_idem_key_parse((px_str_t){v + 1, 1}, out, &n, NULL),
+                 ok ? PX_IDEM_KEY_OK : PX_IDEM_KEY_INVALID, "byte 0x%02x alone", c);
+  }
+}
+
 Test(idem_key, length_limits) {
   char v[2 * PX_IDEM_KEY_MAX + 8], want[PX_IDEM_KEY_MAX + 2];
   memset(want, 'k', sizeof(want));
