@@ -655,18 +655,18 @@ const char *px_http1_response_refuse(const px_head_t *h, int http_major, unsigne
   return NULL;
 }
 
+/* Whether a response header of this kind is kept for a replay (px_resp_rewrite_t.keep):
+ * not framing, hop-by-hop or this hop's own. */
+static int kept_end_to_end(px_hkind_t k) {
+  return k != H_HOP && k != H_CONNECTION && k != H_OWN_RESPONSE && k != H_CONTENT_LENGTH;
+}
+
 void px_http1_end_to_end_headers(const px_head_t *resp, px_buf_t *out) {
   unsigned char kinds[PX_HTTP1_MAX_HEADERS];
   classify_all(resp, kinds);
-  for (size_t i = 0; i < resp->nh; i++) {
-    switch ((px_hkind_t)kinds[i]) {
-    case H_HOP:
-    case H_CONNECTION:
-    case H_OWN_RESPONSE:
-    case H_CONTENT_LENGTH: continue;
-    default: append_header(out, px_head_name(resp, i), px_head_value(resp, i));
-    }
-  }
+  for (size_t i = 0; i < resp->nh; i++)
+    if (kept_end_to_end((px_hkind_t)kinds[i]))
+      append_header(out, px_head_name(resp, i), px_head_value(resp, i));
 }
 
 px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewrite_t *rw, px_buf_t *out) {
@@ -702,13 +702,13 @@ px_body_mode_t px_http1_build_response(const px_head_t *resp, const px_resp_rewr
        * what a GET would get); never on a 204 (RFC 9110 §8.6). */
       if (mode != PX_BODY_LENGTH && mode != PX_BODY_NONE) continue;
       if (resp->status == 204) continue;
-      append_header(out, px_head_name(resp, i), px_head_value(resp, i));
-      continue;
+      break;
     default: break;
     }
     size_t at = out->len;
     append_header(out, px_head_name(resp, i), px_head_value(resp, i));
-    if (rw->keep) px_buf_append(rw->keep, out->data + at, out->len - at);
+    if (rw->keep && kept_end_to_end((px_hkind_t)kinds[i]))
+      px_buf_append(rw->keep, out->data + at, out->len - at);
   }
   if (mode == PX_BODY_CHUNKED) px_buf_append_cstr(out, "transfer-encoding: chunked\r\n");
   px_buf_append_cstr(out, "x-outrigger-attempts: ");
