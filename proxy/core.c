@@ -68,6 +68,21 @@ static inline uint64_t lower8(uint64_t w) {
   return w | (upper >> 2);
 }
 
+/* Up to eight bytes as a word, without a call to memcpy for a length it cannot know:
+ * two overlapping loads of four (or of one and two) cover every length. Zero-padded. */
+static inline uint64_t load_tail(const char *p, size_t n) {
+  uint32_t lo = 0, hi = 0;
+  if (n >= 4) {
+    memcpy(&lo, p, 4);
+    memcpy(&hi, p + n - 4, 4);
+    return (uint64_t)lo | (uint64_t)hi << ((n - 4) * 8);
+  }
+  if (n == 0) return 0;
+  /* 1 to 3 bytes: the first, the middle and the last (some twice). */
+  return (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[n / 2] << ((n / 2) * 8) |
+         (uint64_t)(unsigned char)p[n - 1] << ((n - 1) * 8);
+}
+
 /* Header names are compared on every request: eight bytes at a time. */
 int px_str_ieq(px_str_t a, px_str_t b) {
   if (a.n != b.n) return 0;
@@ -79,9 +94,8 @@ int px_str_ieq(px_str_t a, px_str_t b) {
     if (x != y && lower8(x) != lower8(y)) return 0;
   }
   if (i == a.n) return 1;
-  x = y = 0;
-  memcpy(&x, a.p + i, a.n - i);
-  memcpy(&y, b.p + i, a.n - i);
+  x = load_tail(a.p + i, a.n - i);
+  y = load_tail(b.p + i, a.n - i);
   return x == y || lower8(x) == lower8(y);
 }
 
@@ -118,6 +132,20 @@ uint64_t px_rand64(void) {
   rng_s[2] ^= t;
   rng_s[3] = rotl(rng_s[3], 45);
   return r;
+}
+
+uint64_t px_hash64(const void *p, size_t n, uint64_t seed) {
+  const char *b = p;
+  uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull), w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, b + i, 8);
+    w *= 0x87c37b91114253d5ull;
+    h ^= (w << 31) | (w >> 33);
+    h = ((h << 27) | (h >> 37)) * 5 + 0x52dce729;
+  }
+  w = load_tail(b + i, n - i);
+  return px_fmix64(h ^ w * 0x4cf5ad432745937full);
 }
 
 double px_rand01(void) { return (double)(px_rand64() >> 11) * (1.0 / 9007199254740992.0); }

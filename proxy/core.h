@@ -78,6 +78,12 @@ static inline uint64_t px_fmix64(uint64_t k) {
 }
 double px_rand01(void); /* uniform in [0, 1) */
 
+/* A fast non-cryptographic 64-bit hash of `n` bytes from `seed`, eight bytes at a time
+ * (each word multiplied in and rotated, as murmur3 mixes its blocks, then px_fmix64), so
+ * that its high and low bits both depend on every byte and on the length. Not for
+ * anything an adversary may choose to collide unless the seed is secret. */
+uint64_t px_hash64(const void *p, size_t n, uint64_t seed);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t px_now_ns(void);
 static inline uint64_t px_now_ms(void) { return px_now_ns() / 1000000; }

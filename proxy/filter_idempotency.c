@@ -134,7 +134,7 @@ typedef struct {
   uint64_t token;              /* ours: the request runs and its answer may be kept */
   const px_idem_record_t *rec; /* a kept answer, to compare the body with */
   px_idem_fp_t fp;
-  px_sha256_t body_hash;
+  px_sha256_t fp_hash; /* the fingerprint's SHA-256, fed the body as it goes */
   int status, storable;
   int head_pending;   /* its header lines go into `answer` as the answer is committed */
   uint64_t announced; /* the answer's Content-Length, or 0 */
@@ -205,7 +205,7 @@ static void req_free(idem_state_t *s) {
   idem_req_t *x = s->x;
   if (!x) return;
   if (x->rec) px_idem_store_release(x->store, x->rec);
-  px_sha256_discard(&x->body_hash);
+  px_sha256_discard(&x->fp_hash);
   req_put(x);
   s->x = NULL;
 }
@@ -237,8 +237,8 @@ static void replay(px_req_t *r, const px_idem_record_t *rec) {
 /* A repeat of a kept request whose body is now hashed: the same answer, or 422. */
 static px_filter_rc_t decide_body(px_req_t *r, idem_state_t *s) {
   idem_req_t *x = s->x;
-  px_sha256_final(&x->body_hash, x->fp.body);
-  if (px_idem_decide_body(x->rec->fp.body, x->fp.body) != PX_IDEM_REPLAY)
+  px_sha256_final(&x->fp_hash, x->fp.sha);
+  if (px_idem_decide_body(x->rec->fp.sha, x->fp.sha) != PX_IDEM_REPLAY)
     return refuse(r, s, PX_ERR_IDEM_MISMATCH, "the Idempotency-Key was used for a request with another body");
   replay(r, x->rec);
   req_free(s);
@@ -275,7 +275,9 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
   case PX_IDEM_ADMIT_KEYED: break;
   }
   if (dup) return refuse(r, s, PX_ERR_IDEM_KEY_INVALID, "more than one Idempotency-Key");
-  char key[PX_IDEM_KEY_MAX];
+  idem_req_t *x = req_new();
+  s->x = x;
+  char *key = x->key + PX_SHA256_LEN; /* parsed into its place in the store key */
   size_t klen;
   const char *why = NULL;
   if (px_idem_key_parse(px_head_value(h, (size_t)k), key, &klen, &why) != PX_IDEM_KEY_OK)
@@ -286,8 +288,6 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     px_idem_scope_authorization(px_head_value(h, (size_t)a), &scope);
   else
     px_idem_scope_none(&scope);
-  idem_req_t *x = req_new();
-  s->x = x;
   px_listener_rt_t *lrt = &r->ws->snap->listeners[r->lidx];
   x->store = atomic_load_explicit(&lrt->idem_store, memory_order_acquire);
   if (PX_UNLIKELY(!x->store)) { /* the registry's lock once per listener of a snapshot */
@@ -295,17 +295,17 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     atomic_store_explicit(&lrt->idem_store, x->store, memory_order_release);
   }
   x->keylen = px_idem_store_key(&scope, key, klen, x->key);
-  px_idem_store_prefetch(x->store, (px_str_t){x->key, x->keylen}, 0); /* while the head is hashed */
   x->max_bytes = ic->max_response_bytes;
-  const char *m = llhttp_method_name((llhttp_method_t)r->method);
-  px_idem_fp_head((px_str_t){m, strlen(m)}, (px_str_t){h->base + h->url_off, h->url_len}, x->fp.head);
+  const char *mn = llhttp_method_name((llhttp_method_t)r->method);
+  px_str_t method = {mn, strlen(mn)}, target = {h->base + h->url_off, h->url_len};
+  x->fp.head = px_idem_fp_head(method, target);
 
   px_idem_begin_t out;
   px_str_t skey = {x->key, x->keylen};
   switch (px_idem_store_begin(x->store, skey, x->fp.head, uv_now(&r->w->loop), &out)) {
   case PX_IDEM_STORE_BEGUN:
     x->token = out.token;
-    px_sha256_init(&x->body_hash);
+    px_idem_fp_start(&x->fp_hash, method, target);
     r->tap_body = 1;
     return PX_FILTER_GO;
   case PX_IDEM_STORE_IN_FLIGHT:
@@ -316,7 +316,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
     x->rec = out.rec;
     if (px_idem_decide_head(PX_IDEM_FOUND_COMPLETED, out.rec->fp.head, x->fp.head) == PX_IDEM_MISMATCH)
       return refuse(r, s, PX_ERR_IDEM_MISMATCH, "the Idempotency-Key was used for another request");
-    px_sha256_init(&x->body_hash);
+    px_idem_fp_start(&x->fp_hash, method, target);
     r->tap_body = 1;
     px_req_absorb_body(r); /* then on_request again, which decides */
     return PX_FILTER_STOP;
@@ -333,7 +333,7 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
 static void on_request_body(px_req_t *r, void *state, px_str_t run) {
   (void)r;
   idem_state_t *s = state;
-  if (s->x) px_sha256_update(&s->x->body_hash, run.p, run.n);
+  if (s->x) px_sha256_update(&s->x->fp_hash, run.p, run.n);
 }
 
 static px_filter_rc_t on_response_head(px_req_t *r, void *state) {
@@ -382,7 +382,7 @@ static void on_response_body(px_req_t *r, void *state, px_str_t run) {
  * request body. */
 static void complete(px_req_t *r, idem_req_t *x) {
   px_str_t skey = {x->key, x->keylen};
-  px_sha256_final(&x->body_hash, x->fp.body);
+  px_sha256_final(&x->fp_hash, x->fp.sha);
   int rc = px_idem_store_complete(
       x->store, skey, x->token, &x->fp, x->status, (px_str_t){x->answer.data, x->hlen},
       (px_str_t){x->answer.data + x->hlen, x->answer.len - x->hlen}, conf_of(r)->ttl_ms, uv_now(&r->w->loop));

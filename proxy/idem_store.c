@@ -24,7 +24,7 @@
  * rest and the head starts again at 0.
  *
  * In-flight entries live in a per-shard pool of fixed-size entries (key, hash, head
- * fingerprint, token), taken from and given back to a free list under the lock: no
+ * digest, token), taken from and given back to a free list under the lock: no
  * allocation a request, and the pool grows by a chunk only when more requests are in
  * flight at once than ever before. They are not in the ring, so nothing evicts them. A
  * token names its entry, so complete and abort find it without the table.
@@ -71,7 +71,7 @@ typedef struct {
   uint64_t hash; /* the key's */
   uint32_t keylen;
   uint32_t next_free; /* on the free list: the next free entry's index + 1, 0 for none */
-  uint8_t head[PX_SHA256_LEN];
+  uint64_t head;
   char key[PX_IDEM_STORE_KEY_MAX];
 } infl_t;
 
@@ -142,21 +142,11 @@ typedef struct {
 
 typedef enum { DROP_OWNER, DROP_EVICTED, DROP_EXPIRED } drop_why_t;
 
-/* Eight bytes at a time from a per-store basis, each word multiplied in and rotated (as
- * murmur3 mixes its blocks), then px_fmix64, so that the high bits (the shard) and the low
- * bits (the slot) both depend on every byte. Never 0, which marks an empty slot. */
+/* px_hash64 from a per-store seed, so that keys colliding on purpose cannot be worked out
+ * in advance; its high bits pick the shard and its low bits the slot. Never 0 in its low
+ * half, which marks an empty slot. */
 static uint64_t key_hash(const mem_t *m, px_str_t k) {
-  uint64_t h = m->seed ^ (k.n * 0x9e3779b97f4a7c15ull), w;
-  size_t i = 0;
-  for (; i + 8 <= k.n; i += 8) {
-    memcpy(&w, k.p + i, 8);
-    w *= 0x87c37b91114253d5ull;
-    h ^= (w << 31) | (w >> 33);
-    h = ((h << 27) | (h >> 37)) * 5 + 0x52dce729;
-  }
-  w = 0;
-  memcpy(&w, k.p + i, k.n - i);
-  h = px_fmix64(h ^ w * 0x4cf5ad432745937full);
+  uint64_t h = px_hash64(k.p, k.n, m->seed);
   return (uint32_t)h ? h : h | 1;
 }
 
@@ -460,7 +450,7 @@ static px_idem_store_rc_t existing(shard_t *sh, size_t i, uint64_t now_ms, px_id
   if (i == NONE) return PX_IDEM_STORE_ABSENT;
   uint32_t ref = sh->slots[i].ref;
   if (is_infl(ref)) {
-    memcpy(out->head, infl_of(sh, ref)->head, PX_SHA256_LEN);
+    out->head = infl_of(sh, ref)->head;
     return PX_IDEM_STORE_IN_FLIGHT;
   }
   rec_t *r = rec_at(sh, off_of(ref));
@@ -474,8 +464,8 @@ static px_idem_store_rc_t existing(shard_t *sh, size_t i, uint64_t now_ms, px_id
   return PX_IDEM_STORE_COMPLETED;
 }
 
-static px_idem_store_rc_t mem_begin(px_idem_store_t *s, px_str_t key, const uint8_t head[PX_SHA256_LEN],
-                                    uint64_t now_ms, px_idem_begin_t *out) {
+static px_idem_store_rc_t mem_begin(px_idem_store_t *s, px_str_t key, uint64_t head, uint64_t now_ms,
+                                    px_idem_begin_t *out) {
   mem_t *m = (mem_t *)s;
   uint64_t h = key_hash(m, key);
   shard_t *sh = shard_of(m, h);
@@ -500,7 +490,7 @@ static px_idem_store_rc_t mem_begin(px_idem_store_t *s, px_str_t key, const uint
       f->hash = h;
       f->keylen = (uint32_t)key.n;
       if (key.n) memcpy(f->key, key.p, key.n);
-      memcpy(f->head, head, PX_SHA256_LEN);
+      f->head = head;
       slot_insert(sh, h, ref_infl((uint32_t)idx));
       sh->n++;
       sh->in_flight++;

@@ -51,7 +51,7 @@ typedef enum {
 
 typedef struct {
   uint64_t token;              /* BEGUN: for complete or abort; never 0 */
-  uint8_t head[PX_SHA256_LEN]; /* IN_FLIGHT: the running request's head fingerprint */
+  uint64_t head;               /* IN_FLIGHT: the running request's head digest (px_idem_fp_t) */
   const px_idem_record_t *rec; /* COMPLETED */
 } px_idem_begin_t;
 
@@ -74,8 +74,8 @@ typedef struct {
    * when there is no room for another entry (or the key is longer than
    * PX_IDEM_STORE_KEY_MAX, which px_idem_store_key never makes). An expired completed
    * entry counts as absent and is replaced. */
-  px_idem_store_rc_t (*begin)(px_idem_store_t *s, px_str_t key, const uint8_t head[PX_SHA256_LEN],
-                              uint64_t now_ms, px_idem_begin_t *out);
+  px_idem_store_rc_t (*begin)(px_idem_store_t *s, px_str_t key, uint64_t head, uint64_t now_ms,
+                              px_idem_begin_t *out);
   /* Turns the caller's in-flight entry into a completed one holding copies of the
    * bytes, expiring at now_ms + ttl_ms, if `token` is still its token. Returns 0;
    * PX_ENOTFOUND when the entry is not the caller's in-flight one (never begun, already
@@ -115,14 +115,13 @@ struct px_idem_store_s {
  * bound a shard evicts its least recently used completed entries; a shard whose share is
  * all in flight answers FULL. A record bigger than one shard's share of max_bytes is
  * never kept, so max_bytes / nshards should exceed max_response_bytes plus a key. At most
- * 256 shards. The rings are reserved up front (about 1.2 × max_bytes plus 125 bytes an
+ * 256 shards. The rings are reserved up front (about 1.2 × max_bytes plus 100 bytes an
  * entry, as address space) and touched as they fill, about 4/3 of what they hold. */
 px_idem_store_t *px_idem_store_mem_new(size_t max_entries, size_t max_bytes, unsigned nshards);
 
 /* The calls through the vtable, so callers read as plain functions. */
-static inline px_idem_store_rc_t px_idem_store_begin(px_idem_store_t *s, px_str_t key,
-                                                     const uint8_t head[PX_SHA256_LEN], uint64_t now_ms,
-                                                     px_idem_begin_t *out) {
+static inline px_idem_store_rc_t px_idem_store_begin(px_idem_store_t *s, px_str_t key, uint64_t head,
+                                                     uint64_t now_ms, px_idem_begin_t *out) {
   return s->vt->begin(s, key, head, now_ms, out);
 }
 static inline int px_idem_store_complete(px_idem_store_t *s, px_str_t key, uint64_t token,

@@ -69,22 +69,33 @@ void px_sha256(const void *p, size_t n, uint8_t out[PX_SHA256_LEN]);
 
 /* ---- the fingerprint ---------------------------------------------------- */
 
-/* What makes two requests with one key "the same request" (the draft's fingerprint):
- * `head` covers the method and the request target (path and query, as sent: a client
- * that retries sends the same bytes, and normalising would make targets the upstream
- * tells apart look alike), `body` the body's bytes. Kept apart so the head can be checked
- * before the body has arrived. */
+/* What makes two requests with one key "the same request" (the draft's fingerprint): the
+ * method, the request target (path and query, as sent: a client that retries sends the
+ * same bytes, and normalising would make targets the upstream tells apart look alike)
+ * and the body's bytes.
+ *
+ * `sha` is the fingerprint: the SHA-256 of the method, a space, the target, a NUL and the
+ * body (a method name holds no space and a target no NUL, which the parser refuses, so
+ * no two requests give the same bytes). One digest over all three rather than one of
+ * the head and one of the body: a keyed request is hashed once, a block less.
+ *
+ * `head` is a 64-bit digest of the method and the target alone, known before the body
+ * has arrived: it lets a repeat for another method or target meet 422 at once, and a
+ * repeat of a request still running meet 409 without its body being read. It only ever
+ * decides early; whether a repeat is replayed is the SHA-256's to say, so a collision
+ * of heads (2^-64, and within one client's own keys) can at worst turn a 422 into a 409
+ * or make a mismatch wait for its body. Unseeded, so that stores shared between
+ * processes compare it too. */
 typedef struct {
-  uint8_t head[PX_SHA256_LEN]; /* SHA-256 of METHOD SP TARGET */
-  uint8_t body[PX_SHA256_LEN]; /* SHA-256 of the body (of no bytes for a bodiless request) */
+  uint64_t head;
+  uint8_t sha[PX_SHA256_LEN];
 } px_idem_fp_t;
 
-/* The head fingerprint: SHA-256 of the method name, one space and the target (a method
- * name holds no space, so no two pairs give the same bytes). */
-void px_idem_fp_head(px_str_t method, px_str_t target, uint8_t out[PX_SHA256_LEN]);
-/* The body fingerprint of a request without a body (the SHA-256 of no bytes), without
- * hashing anything. */
-void px_idem_fp_body_empty(uint8_t out[PX_SHA256_LEN]);
+/* The head digest of a request with `method` and `target`. */
+uint64_t px_idem_fp_head(px_str_t method, px_str_t target);
+/* Starts the fingerprint's SHA-256 in `h` with the method, a space, the target and a
+ * NUL; the body follows with px_sha256_update, then px_sha256_final gives `sha`. */
+void px_idem_fp_start(px_sha256_t *h, px_str_t method, px_str_t target);
 
 /* ---- the scope and the store key ---------------------------------------- */
 
@@ -109,7 +120,8 @@ void px_idem_scope_identity(px_str_t identity, px_idem_scope_t *s);
 #define PX_IDEM_STORE_KEY_MAX (PX_SHA256_LEN + PX_IDEM_KEY_MAX)
 
 /* Writes the store key: the scope's 32 bytes as they are, then the key's bytes (a parsed
- * key, so keylen <= PX_IDEM_KEY_MAX; more is cut); returns its length. The scope's fixed
+ * key, so keylen <= PX_IDEM_KEY_MAX; more is cut; a key parsed into its place, at
+ * out + PX_SHA256_LEN, stays where it is); returns its length. The scope's fixed
  * width makes the split unambiguous whatever the key holds. Binary rather than hex, as
  * it was first: every keyed request hashes, copies and compares the store key several
  * times and keeps it with its answer, and 32 bytes less of it was measurable; a store
@@ -147,17 +159,15 @@ typedef enum {
   PX_IDEM_REPLAY,    /* send the stored answer with idempotent-replayed: true */
 } px_idem_decision_t;
 
-/* The decision on the head: the stored head fingerprint (of the entry in flight or
- * completed; unused for NOTHING) against the request's. A different head is MISMATCH
- * even while the first request runs: retrying cannot cure that, so 422 beats a 409 that
- * invites a retry only to meet 422 later. The same head in flight is CONFLICT; completed,
- * NEED_BODY. */
-px_idem_decision_t px_idem_decide_head(px_idem_found_t found, const uint8_t stored_head[PX_SHA256_LEN],
-                                       const uint8_t req_head[PX_SHA256_LEN]);
-/* The decision once the request's body is hashed: REPLAY when it matches the stored
- * body fingerprint, else MISMATCH. */
-px_idem_decision_t px_idem_decide_body(const uint8_t stored_body[PX_SHA256_LEN],
-                                       const uint8_t req_body[PX_SHA256_LEN]);
+/* The decision on the head: the stored head digest (of the entry in flight or completed;
+ * unused for NOTHING) against the request's. A different head is MISMATCH even while the
+ * first request runs: retrying cannot cure that, so 422 beats a 409 that invites a retry
+ * only to meet 422 later. The same head in flight is CONFLICT; completed, NEED_BODY. */
+px_idem_decision_t px_idem_decide_head(px_idem_found_t found, uint64_t stored_head, uint64_t req_head);
+/* The decision once the request's body is hashed: REPLAY when its fingerprint (`sha`) is
+ * the stored one, else MISMATCH. */
+px_idem_decision_t px_idem_decide_body(const uint8_t stored_sha[PX_SHA256_LEN],
+                                       const uint8_t req_sha[PX_SHA256_LEN]);
 
 /* 1 when an answer may be stored for replay. `status` must be final (200-499): 1xx are
  * interim, 5xx say the server failed, so a retry should run again (the draft and SPEC

@@ -1313,3 +1313,40 @@ Test(str_ieq, agrees_with_a_byte_by_byte_comparison) {
   cr_expect(!px_str_ieq(PX_STR("a@"), PX_STR("A`")), "'@' and '`' differ by 0x20 but are no letters");
   cr_expect(px_str_ieq(PX_STR(""), PX_STR("")));
 }
+
+/* ---- px_hash64 -------------------------------------------------------------------- */
+
+/* The hash as written out plainly: the words, then the tail zero-padded by memcpy. */
+static uint64_t hash64_ref(const char *p, size_t n, uint64_t seed) {
+  uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull), w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    w *= 0x87c37b91114253d5ull;
+    h ^= (w << 31) | (w >> 33);
+    h = ((h << 27) | (h >> 37)) * 5 + 0x52dce729;
+  }
+  w = 0;
+  memcpy(&w, p + i, n - i);
+  return px_fmix64(h ^ w * 0x4cf5ad432745937full);
+}
+
+Test(hash64, every_length_reads_each_byte_once_and_no_more) {
+  char buf[80];
+  for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (char)(i * 37 + 11);
+  for (size_t n = 0; n <= 64; n++) {
+    /* the tail is read in place, never past the end: the bytes after it must not count */
+    char *p = malloc(n ? n : 1);
+    memcpy(p, buf, n);
+    uint64_t h = px_hash64(p, n, 42);
+    cr_assert_eq(h, hash64_ref(p, n, 42), "length %zu", n);
+    for (size_t at = 0; at < n; at++) {
+      p[at] ^= 1;
+      cr_assert_neq(px_hash64(p, n, 42), h, "length %zu: byte %zu changed", n, at);
+      p[at] ^= 1;
+    }
+    cr_assert_neq(px_hash64(p, n, 43), h, "length %zu: the seed", n);
+    free(p);
+  }
+  cr_expect_neq(px_hash64("\0", 1, 0), px_hash64("", 0, 0), "the length counts");
+}

@@ -91,11 +91,32 @@ Test(idem_key, every_printable_byte_in_a_string) {
   expect_key(v, want);
 }
 
+/* Each byte value at each place of a string long enough to be read eight bytes at a time
+ * (and at its very end), against the sf-string rule as the draft writes it. */
+Test(idem_key, every_byte_at_every_place_of_a_long_string) {
+  for (int c = 0; c < 256; c++) {
+    int ok = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+    for (size_t at = 0; at < 27; at++) {
+      char v[32], key[PX_IDEM_KEY_MAX + 1];
+      size_t n = 0;
+      v[0] = '"';
+      memset(v + 1, 'a', 27);
+      v[1 + at] = (char)c;
+      v[28] = '"';
+      cr_expect_eq(parse_n(v, 29, key, &n), ok ? PX_IDEM_KEY_OK : PX_IDEM_KEY_INVALID, "byte 0x%02x at %zu",
+                   c, at);
+      if (ok) cr_expect(n == 27 && memcmp(key, v + 1, 27) == 0, "byte 0x%02x at %zu: the key", c, at);
+    }
+  }
+}
+
 Test(idem_key, escapes) {
   expect_key("\"a\\\"b\"", "a\"b");
   expect_key("\"a\\\\b\"", "a\\b");
   expect_key("\"\\\\\"", "\\");
   expect_key("\"\\\"\\\"\"", "\"\"");
+  expect_key("\"0123456789abcdef\\\"0123456789\"", "0123456789abcdef\"0123456789"); /* past a word or two */
+  expect_key("\"0123456789abcdef\\\\\"", "0123456789abcdef\\");
   expect_invalid("\"a\\b\""); /* only \" and \\ */
   expect_invalid("\"a\\n\"");
   expect_invalid("\"a\\ \"");
@@ -315,37 +336,91 @@ Test(idem_sha256, discard_is_safe_whatever_the_state) {
 
 /* ---- the fingerprint ---------------------------------------------------- */
 
-Test(idem_fp, head_is_method_space_target) {
+static void fp_sha(const char *method, const char *target, const char *body, size_t bodylen,
+                   uint8_t out[PX_SHA256_LEN]) {
+  px_sha256_t h;
+  px_idem_fp_start(&h, S(method), S(target));
+  px_sha256_update(&h, body, bodylen);
+  px_sha256_final(&h, out);
+}
+
+Test(idem_fp, sha_is_of_method_space_target_nul_body) {
   uint8_t a[PX_SHA256_LEN], b[PX_SHA256_LEN];
-  px_idem_fp_head(S("POST"), S("/pay?order=7"), a);
-  px_sha256("POST /pay?order=7", 17, b);
+  fp_sha("POST", "/pay?order=7", "{\"amount\":10}", 13, a);
+  px_sha256("POST /pay?order=7\0{\"amount\":10}", 31, b);
+  cr_expect_eq(memcmp(a, b, PX_SHA256_LEN), 0);
+  fp_sha("POST", "/pay", "", 0, a); /* a bodiless request */
+  px_sha256("POST /pay", 10, b);    /* with the literal's own NUL */
   cr_expect_eq(memcmp(a, b, PX_SHA256_LEN), 0);
 }
 
-Test(idem_fp, head_differs_by_method_and_by_target) {
+Test(idem_fp, sha_tells_the_parts_apart) {
   uint8_t base[PX_SHA256_LEN], other[PX_SHA256_LEN];
-  px_idem_fp_head(S("POST"), S("/pay"), base);
-  px_idem_fp_head(S("PATCH"), S("/pay"), other);
+  fp_sha("POST", "/pay", "{\"amount\":10}", 13, base);
+  fp_sha("POST", "/pay", "{\"amount\":11}", 13, other);
+  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "body");
+  fp_sha("POST", "/pay", "", 0, other);
+  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "no body");
+  fp_sha("PATCH", "/pay", "{\"amount\":10}", 13, other);
   cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "method");
-  px_idem_fp_head(S("POST"), S("/pay/"), other);
-  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "path");
-  px_idem_fp_head(S("POST"), S("/pay?x=1"), other);
-  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "query");
-  px_idem_fp_head(S("POST"), S("/Pay"), other);
-  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "targets are compared as sent");
-  px_idem_fp_head(S("POST"), S("/pay"), other);
+  fp_sha("POST", "/pay?", "{\"amount\":10}", 13, other);
+  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "target");
+  /* where the target ends and the body starts is fixed by the NUL */
+  fp_sha("POST", "/pa", "y{\"amount\":10}", 14, other);
+  cr_expect_neq(memcmp(base, other, PX_SHA256_LEN), 0, "the target's last byte moved into the body");
+  fp_sha("POST", "/pay", "{\"amount\":10}", 13, other);
   cr_expect_eq(memcmp(base, other, PX_SHA256_LEN), 0, "and the same request is the same");
 }
 
-Test(idem_fp, body_fingerprints) {
-  uint8_t empty[PX_SHA256_LEN], hashed[PX_SHA256_LEN], a[PX_SHA256_LEN], b[PX_SHA256_LEN];
-  px_idem_fp_body_empty(empty);
-  px_sha256(NULL, 0, hashed);
-  cr_expect_eq(memcmp(empty, hashed, PX_SHA256_LEN), 0, "a bodiless request is an empty body");
-  px_sha256("{\"amount\":10}", 13, a);
-  px_sha256("{\"amount\":11}", 13, b);
-  cr_expect_neq(memcmp(a, b, PX_SHA256_LEN), 0);
-  cr_expect_neq(memcmp(a, empty, PX_SHA256_LEN), 0);
+/* Short targets are hashed from a copy, long ones in place: the same digest either way. */
+Test(idem_fp, sha_of_targets_of_every_length) {
+  char t[600], m[640];
+  for (size_t n = 1; n < sizeof(t); n += 7) {
+    memset(t, 'p', n);
+    t[0] = '/';
+    memcpy(m, "PUT ", 4);
+    memcpy(m + 4, t, n);
+    m[4 + n] = '\0';
+    memcpy(m + 5 + n, "body", 4);
+    uint8_t a[PX_SHA256_LEN], b[PX_SHA256_LEN];
+    px_sha256_t h;
+    px_idem_fp_start(&h, S("PUT"), (px_str_t){t, n});
+    px_sha256_update(&h, "body", 4);
+    px_sha256_final(&h, a);
+    px_sha256(m, 9 + n, b);
+    cr_assert_eq(memcmp(a, b, PX_SHA256_LEN), 0, "target of %zu bytes", n);
+  }
+}
+
+Test(idem_fp, head_differs_by_method_and_by_target) {
+  uint64_t base = px_idem_fp_head(S("POST"), S("/pay"));
+  cr_expect_neq(base, px_idem_fp_head(S("PATCH"), S("/pay")), "method");
+  cr_expect_neq(base, px_idem_fp_head(S("POST"), S("/pay/")), "path");
+  cr_expect_neq(base, px_idem_fp_head(S("POST"), S("/pay?x=1")), "query");
+  cr_expect_neq(base, px_idem_fp_head(S("POST"), S("/Pay")), "targets are compared as sent");
+  cr_expect_neq(base, px_idem_fp_head(S("POS"), S("T/pay")), "the split between method and target");
+  cr_expect_eq(base, px_idem_fp_head(S("POST"), S("/pay")), "and the same request is the same");
+}
+
+/* Unseeded: the same in every process, so that a shared store can compare it. */
+Test(idem_fp, head_is_fixed) {
+  cr_expect_eq(px_idem_fp_head(S("POST"), S("/pay")),
+               px_hash64("/pay", 4, px_hash64("POST", 4, 0x6a09e667bb67ae85ull)));
+}
+
+Test(idem_fp, head_digests_of_many_targets_do_not_collide) {
+  enum { N = 20000 };
+  uint64_t *h = malloc(N * sizeof(*h));
+  char t[32];
+  for (int i = 0; i < N; i++) {
+    int n = snprintf(t, sizeof(t), "/orders/%d", i);
+    h[i] = px_idem_fp_head(S("POST"), (px_str_t){t, (size_t)n});
+  }
+  int same = 0;
+  for (int i = 0; i < N; i++)
+    for (int j = i + 1; j < N; j++) same += h[i] == h[j];
+  cr_expect_eq(same, 0);
+  free(h);
 }
 
 /* ---- the scope and the store key ---------------------------------------- */
@@ -442,10 +517,8 @@ Test(idem_decide, admit) {
 }
 
 Test(idem_decide, head) {
-  uint8_t a[PX_SHA256_LEN], b[PX_SHA256_LEN];
-  px_idem_fp_head(S("POST"), S("/pay"), a);
-  px_idem_fp_head(S("POST"), S("/refund"), b);
-  cr_expect_eq(px_idem_decide_head(PX_IDEM_FOUND_NOTHING, NULL, a), PX_IDEM_RUN);
+  uint64_t a = px_idem_fp_head(S("POST"), S("/pay")), b = px_idem_fp_head(S("POST"), S("/refund"));
+  cr_expect_eq(px_idem_decide_head(PX_IDEM_FOUND_NOTHING, 0, a), PX_IDEM_RUN);
   cr_expect_eq(px_idem_decide_head(PX_IDEM_FOUND_IN_FLIGHT, a, a), PX_IDEM_CONFLICT);
   cr_expect_eq(px_idem_decide_head(PX_IDEM_FOUND_IN_FLIGHT, a, b), PX_IDEM_MISMATCH);
   cr_expect_eq(px_idem_decide_head(PX_IDEM_FOUND_COMPLETED, a, a), PX_IDEM_NEED_BODY);
@@ -454,9 +527,9 @@ Test(idem_decide, head) {
 
 Test(idem_decide, body) {
   uint8_t a[PX_SHA256_LEN], b[PX_SHA256_LEN], e[PX_SHA256_LEN];
-  px_sha256("one", 3, a);
-  px_sha256("two", 3, b);
-  px_idem_fp_body_empty(e);
+  fp_sha("POST", "/pay", "one", 3, a);
+  fp_sha("POST", "/pay", "two", 3, b);
+  fp_sha("POST", "/pay", "", 0, e);
   cr_expect_eq(px_idem_decide_body(a, a), PX_IDEM_REPLAY);
   cr_expect_eq(px_idem_decide_body(a, b), PX_IDEM_MISMATCH);
   cr_expect_eq(px_idem_decide_body(e, e), PX_IDEM_REPLAY);
