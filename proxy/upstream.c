@@ -305,11 +305,58 @@ void px_upstream_wake(px_wctx_t *w) {
   for (px_wsnap_t *ws = w->retired; ws; ws = ws->next) wake_snapshot(w, ws->snap);
 }
 
+/* The endpoint of `c` named `name`, or -1; clusters this large are not searched (their
+ * connections close instead: a reload of one is rare, a search per idle connection not). */
+static int endpoint_named(const px_cluster_t *c, const char *name) {
+  if (c->neps > 1024) return -1;
+  for (size_t e = 0; e < c->neps; e++)
+    if (strcmp(c->eps[e].name, name) == 0) return (int)e;
+  return -1;
+}
+
+/* The cluster of snapshot `n` that takes over connections of `c` (the same name and the
+ * same cluster state, which counts them in both; never with TLS, whose sessions are
+ * configured per snapshot), or NULL. */
+static px_cluster_t *successor(px_snapshot_t *n, const px_cluster_t *c) {
+  for (size_t k = 0; k < n->cfg->nclusters; k++) {
+    px_cluster_t *nc = &n->clusters[k];
+    if (strcmp(nc->conf->name, c->conf->name) != 0) continue;
+    return nc->st == c->st && !nc->conf->has_tls && !c->conf->has_tls ? nc : NULL;
+  }
+  return NULL;
+}
+
+/* Moves connection `up` (in no pool) to endpoint `ne` of cluster `nc` of snapshot `cur`
+ * (successor's, and the endpoint of the same name; -1: none) when the pool there has
+ * room, taking a reference on `cur`: 1, and the caller drops the one on the snapshot it
+ * came from; else 0, and it is left as it was. */
+static int move_to(px_wctx_t *w, px_upconn_t *up, px_wsnap_t *cur, px_cluster_t *nc, int ne) {
+  if (ne < 0 || pool_of(w, nc, (size_t)ne)->nidle >= nc->conf->pool_max_idle_per_endpoint) return 0;
+  up->cluster = nc;
+  up->ep = (size_t)ne;
+  up->ws = cur;
+  cur->users++;
+  return 1;
+}
+
+/* move_to for one connection that ends its request in a replaced snapshot. */
+static void rehome(px_wctx_t *w, px_upconn_t *up, px_wsnap_t *cur) {
+  px_wsnap_t *old = up->ws;
+  px_cluster_t *nc = successor(cur->snap, up->cluster);
+  if (move_to(w, up, cur, nc, nc ? endpoint_named(nc, up->cluster->eps[up->ep].name) : -1))
+    px__wsnap_release(w, old); /* the connection's reference; its request holds its own */
+}
+
 void px_upstream_release(px_upconn_t *up, int reusable) {
   px_wctx_t *w = up->w;
   up->owner = NULL;
   up->cb = NULL;
   if (up->closing) return;
+  /* Released to a snapshot a reload has replaced (its request began before the reload):
+   * it goes on in the current one if that keeps its endpoint, as px_upstream_adopt_idle
+   * moves those idle at the reload. */
+  if (PX_UNLIKELY(up->ws != w->cur) && reusable && up->connected && !up->writing && !w->draining)
+    rehome(w, up, w->cur);
   px_pool_t *pool = pool_of(w, up->cluster, up->ep);
   if (!reusable || !up->connected || up->writing || w->draining || up->ws != w->cur ||
       pool->nidle >= up->cluster->conf->pool_max_idle_per_endpoint) {
@@ -349,42 +396,27 @@ void px_upstream_close_idle(px_wctx_t *w, px_snapshot_t *s) {
   }
 }
 
-/* The endpoint of `c` named `name`, or -1; clusters this large are not searched (their
- * connections close instead: a reload of one is rare, a search per idle connection not). */
-static int endpoint_named(const px_cluster_t *c, const char *name) {
-  if (c->neps > 1024) return -1;
-  for (size_t e = 0; e < c->neps; e++)
-    if (strcmp(c->eps[e].name, name) == 0) return (int)e;
-  return -1;
-}
-
 void px_upstream_adopt_idle(px_wctx_t *w, px_wsnap_t *old, px_wsnap_t *cur) {
-  px_snapshot_t *s = old->snap, *n = cur->snap;
+  px_snapshot_t *s = old->snap;
   for (size_t i = 0; i < s->cfg->nclusters; i++) {
     px_cluster_t *c = &s->clusters[i];
     if (c->per_worker[w->id].pools == NULL) continue;
-    px_cluster_t *nc = NULL;
-    for (size_t k = 0; k < n->cfg->nclusters && !nc; k++)
-      if (strcmp(n->clusters[k].conf->name, c->conf->name) == 0) nc = &n->clusters[k];
-    /* The same cluster state (kept by name) counts these connections in both. */
-    if (nc && (nc->st != c->st || nc->conf->has_tls || c->conf->has_tls)) nc = NULL;
+    px_cluster_t *nc = successor(cur->snap, c);
     for (size_t e = 0; e < c->neps; e++) {
       px_pool_t *pool = &c->per_worker[w->id].pools[e];
       int ne = nc && !px_queue_empty(&pool->idle) ? endpoint_named(nc, c->eps[e].name) : -1;
       while (!px_queue_empty(&pool->idle)) {
         px_upconn_t *up = PX_CONTAINER_OF(pool->idle.next, px_upconn_t, link);
-        px_pool_t *to = ne >= 0 ? pool_of(w, nc, (size_t)ne) : NULL;
-        if (!to || to->nidle >= nc->conf->pool_max_idle_per_endpoint || up->ws != old) {
+        px_queue_remove(&up->link);
+        pool->nidle--;
+        up->idle = 0;
+        if (up->ws != old || !move_to(w, up, cur, nc, ne)) {
           up_close(up);
           continue;
         }
-        px_queue_remove(&up->link);
-        pool->nidle--;
-        up->cluster = nc;
-        up->ep = (size_t)ne;
         old->users--; /* the caller frees old when this reaches 0 */
-        up->ws = cur;
-        cur->users++;
+        up->idle = 1;
+        px_pool_t *to = pool_of(w, nc, (size_t)ne);
         px_queue_insert_tail(&to->idle, &up->link);
         to->nidle++;
       }

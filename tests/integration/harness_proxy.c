@@ -16,6 +16,7 @@ void tp_prepare(tp_t *p) {
   p->port = th_free_port();
   p->admin = th_free_port();
   p->dir = th_tmpdir();
+  p->workers = 2;
   snprintf(p->cfg, sizeof(p->cfg), "%s/outrigger.yaml", p->dir);
   snprintf(p->log, sizeof(p->log), "%s/outrigger.log", p->dir);
 }
@@ -32,7 +33,9 @@ __attribute__((format(printf, 2, 3))) void tp_launch(tp_t *p, const char *fmt, .
   va_start(ap, fmt);
   tp_write(p, fmt, ap);
   va_end(ap);
-  const char *argv[] = {th_bin("outrigger"), "-c", p->cfg, "--workers", "2", NULL};
+  char workers[16];
+  snprintf(workers, sizeof(workers), "%d", p->workers);
+  const char *argv[] = {th_bin("outrigger"), "-c", p->cfg, "--workers", workers, NULL};
   p->pid = th_spawn(argv, p->log);
   cr_assert(p->pid > 0);
   if (th_wait_port_pid(p->pid, p->port, 5000) != 0) {

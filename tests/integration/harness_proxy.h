@@ -12,6 +12,7 @@
 typedef struct {
   pid_t pid;
   int port, admin;
+  int workers; /* --workers for tp_launch: 2 unless the test sets it after tp_prepare */
   char *dir;
   char cfg[512], log[512];
 } tp_t;
@@ -19,7 +20,8 @@ typedef struct {
 /* Picks ports and a directory; the caller then writes the configuration with
  * tp_launch, using p->admin and p->port. */
 void tp_prepare(tp_t *p);
-/* Writes the configuration (printf-style) and starts outrigger with 2 workers;
+/* Writes the configuration (printf-style) and starts outrigger with p->workers workers
+ * (the command line's, which overrides the file's `workers:`);
  * the test fails, with the log, when its ports do not open. */
 __attribute__((format(printf, 2, 3))) void tp_launch(tp_t *p, const char *fmt, ...);
 /* Rewrites the configuration in place (for reload tests). */
