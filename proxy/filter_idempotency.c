@@ -254,7 +254,9 @@ static px_filter_rc_t on_request(px_req_t *r, void *state) {
   idem_state_t *s = state;
   if (s->x && s->x->rec) return decide_body(r, s); /* again, after px_req_absorb_body */
   const px_idempotency_conf_t *ic = conf_of(r);
-  if (!ic->enabled) return PX_FILTER_GO;
+  /* A method the listener does not cover (GETs, by default) passes, key or not: the head
+   * is not searched. */
+  if (px_idem_admit(ic, r->method, 1) == PX_IDEM_ADMIT_PASS) return PX_FILTER_GO;
   const px_head_t *h = &px_conn_head(r->c)->h;
   int k = -1, a = -1, dup = 0; /* one pass for both names, their lengths compared first */
   for (size_t i = 0; i < h->nh; i++) {
