@@ -5,7 +5,6 @@
 #ifndef PX_OUT_H
 #define PX_OUT_H
 
-#include <stdio.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -38,14 +37,23 @@ static inline void px_out_side(px_out_t *o, const char *p, size_t len) {
   px_buf_append(&o->side, p, len);
   px_out_piece(o, NULL, off, len);
 }
+/* Writes a chunk's size line ("1a2f\r\n": lowercase hex, no leading zeros) at `dst`,
+ * which has room for 18 bytes; returns its length. Once a chunk, so not snprintf. */
+static inline size_t px_chunk_size_line(char *dst, size_t n) {
+  int digits = 1;
+  while (digits < 16 && n >> (4 * digits)) digits++;
+  for (int i = digits - 1; i >= 0; i--, n >>= 4) dst[i] = "0123456789abcdef"[n & 15];
+  dst[digits] = '\r';
+  dst[digits + 1] = '\n';
+  return (size_t)digits + 2;
+}
 /* A run of body bytes, framed as a chunk when the outgoing body is chunked. An empty
  * run queues nothing: as a chunk it would be the last one. */
 static inline void px_out_body(px_out_t *o, const char *at, size_t n, int chunked) {
   if (n == 0) return;
   if (chunked) {
     char tmp[24];
-    int k = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
-    px_out_side(o, tmp, (size_t)k);
+    px_out_side(o, tmp, px_chunk_size_line(tmp, n));
   }
   px_out_piece(o, at, 0, n);
   if (chunked) px_out_piece(o, "\r\n", 0, 2);

@@ -2,6 +2,8 @@
  * with chunk framing right, and side pieces resolved where the side buffer is when the
  * write is issued, not where it was when they were queued. */
 #include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "out.h"
@@ -27,6 +29,25 @@ Test(out, chunked_runs_are_framed) {
   px_out_last_chunk(&o);
   cr_expect_str_eq(flatten(&o), "5\r\nhello\r\n11\r\n0123456789abcdef!\r\n0\r\n\r\n");
   px_out_free(&o);
+}
+
+/* The size line of every length class, against printf's reading of "%zx". */
+Test(out, chunk_size_lines_are_lowercase_hex_without_leading_zeros) {
+  size_t sizes[] = {
+      1, 9, 10, 15, 16, 255, 256, 4095, 4096, 0xabcdef, 0x10000000, (size_t)UINT32_MAX + 1, SIZE_MAX};
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    char got[24], want[24];
+    size_t n = px_chunk_size_line(got, sizes[i]);
+    int k = snprintf(want, sizeof(want), "%zx\r\n", sizes[i]);
+    cr_assert_eq(n, (size_t)k, "size %zx", sizes[i]);
+    cr_expect_eq(memcmp(got, want, n), 0, "size %zx: %.*s", sizes[i], (int)n, got);
+  }
+  for (size_t v = 1; v < 70000; v++) { /* every size of a small chunk */
+    char got[24], want[24];
+    size_t n = px_chunk_size_line(got, v);
+    int k = snprintf(want, sizeof(want), "%zx\r\n", v);
+    cr_assert(n == (size_t)k && memcmp(got, want, n) == 0, "size %zx", v);
+  }
 }
 
 Test(out, empty_run_is_not_a_last_chunk) {
