@@ -72,8 +72,8 @@ case_def() {
     small2k)  C_PATH=/small.txt; C_CONNS=2000; C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 2,000 connections (connection sweep)";;
     small10k) C_PATH=/small.txt; C_CONNS=10000; C_TARGETS="direct outrigger $PEERS"; C_DESC="GET, 13-byte body, 10,000 connections (connection sweep)";;
     demo)     C_PATH=/${LINK_CODE:-nocode}; C_CONNS=50; C_EXPECT=302; C_UP=shortener; C_TARGETS="direct sidecar edge+sidecar"; C_DESC="GET /{code} redirect: shortener direct vs through sidecar vs edge -> sidecar -> shortener, 50 connections";;
-    features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger features off vs on";;
-    postkey)  C_PATH=/upload;    C_CONNS=50;  C_POST=256; C_KEYS=1; C_TARGETS="outrigger outrigger-features"; C_DESC="POST 256 bytes, each with an Idempotency-Key of its own, 50 connections: features off vs on (on: inbound idempotency keeps every answer, the retry policy keeps every body)";;
+    features) C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-routes outrigger-features"; C_DESC="GET 13 bytes, 50 connections: Outrigger plain, the features-on routes without retry and idempotency, and features on";;
+    postkey)  C_PATH=/upload;    C_CONNS=50;  C_POST=256; C_KEYS=1; C_TARGETS="outrigger outrigger-routes outrigger-features"; C_DESC="POST 256 bytes, each with an Idempotency-Key of its own, 50 connections: plain, the features-on routes without retry and idempotency, and features on (inbound idempotency keeps every answer, the retry policy keeps every body)";;
     tracing)  C_PATH=/small.txt; C_CONNS=50;  C_TARGETS="outrigger outrigger-tracing"; C_DESC="GET 13 bytes, 50 connections: Outrigger plain vs with tracing (sample_rate 1.0, every span exported to Zipkin) and the access log to a file";;
     discovery) C_PATH=/small.txt; C_CONNS=50; C_TARGETS="outrigger outrigger-discovered"; C_DESC="GET 13 bytes, 50 connections: a cluster listed in the file vs the same cluster discovered in etcd (its endpoint set swapped in, never looked up per request)";;
     sticky)   C_PATH=/small.txt; C_CONNS=50;  C_STICKY=1; C_TARGETS="outrigger outrigger-sticky"; C_DESC="GET 13 bytes, 50 connections, an x-user-id of 10,000 users: a plain cluster route vs a 90/10 canary split with sticky assignment by that header";;
@@ -91,6 +91,7 @@ target_def() {
     */direct)             T_PORT=$P_ORIGIN;     T_SVCS=origin;    T_UP="" ;;
     */outrigger)          T_PORT=$P_OUTRIGGER;  T_SVCS=outrigger ;;
     */outrigger-features) T_PORT=$P_ORFEAT;     T_SVCS=orfeat ;;
+    */outrigger-routes)   T_PORT=$P_ORROUTES;   T_SVCS=orroutes ;;
     */outrigger-sticky)   T_PORT=$P_ORSTICKY;   T_SVCS=orsticky ;;
     */outrigger-tracing)  T_PORT=$P_ORTRACE;    T_SVCS=ortrace ;;
     */outrigger-discovered) T_PORT=$P_ORDISC;   T_SVCS=ordisc ;;
@@ -176,6 +177,10 @@ if [ -n "${NEED[orfeat]:-}" ]; then
     SVC_SKIP[orfeat]=$SKIP_MSG
     log "NOTE: features-on case skipped (the loader may not accept every key in bench/out/outrigger-features.yaml yet)"
   fi
+fi
+if [ -n "${NEED[orroutes]:-}" ]; then
+  write_outrigger_routes "$OUT/outrigger-routes.yaml"
+  if start_outrigger outrigger-routes "$OUT/outrigger-routes.yaml" $P_ORROUTES; then SVC_PID[orroutes]=$LAST_PID; else SVC_SKIP[orroutes]=$SKIP_MSG; fi
 fi
 if [ -n "${NEED[ortrace]:-}" ]; then
   write_outrigger_tracing "$OUT/outrigger-tracing.yaml"
