@@ -612,6 +612,9 @@ EOF
 write_outrigger_routes() {
   P_ORFEAT=$P_ORROUTES A_ORFEAT=$A_ORROUTES write_outrigger_features "$1"
   sed -i -e '/^    idempotency: { enabled/d' -e '/^        retry:$/,/^          buffer_limit:/d' "$1"
+  # The edit goes by write_outrigger_features' lines: should they change, say so rather
+  # than measure the features against themselves.
+  if grep -qE '^ *(retry|idempotency):' "$1"; then die "write_outrigger_routes: $1 still has retry or idempotency"; fi
 }
 
 # ---------------------------------------------------------------- starters
